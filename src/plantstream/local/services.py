@@ -1,0 +1,90 @@
+"""The embedded PostgreSQL and Redis pair a laptop runs plantstream on, and URL resolution.
+
+With ``PLANTSTREAM_DATABASE_URL`` / ``PLANTSTREAM_REDIS_URL`` set, those servers are used
+instead and nothing is started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from plantstream.local.postgres import EmbeddedPostgres
+from plantstream.local.redis import EmbeddedRedis
+from plantstream.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    name: str
+    running: bool
+    url: str | None  # with the password masked
+
+
+class EmbeddedServices:
+    """Both embedded servers under one data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
+        self.redis = EmbeddedRedis(self.data_dir / "redis")
+
+    def start(self) -> tuple[str, str]:
+        """Start both (reusing running ones); return the PostgreSQL and Redis URLs."""
+        return self.postgres.start(), self.redis.start()
+
+    def stop(self) -> list[str]:
+        """Stop both; return the names of those that were running."""
+        stopped = []
+        if self.redis.stop():
+            stopped.append("redis")
+        if self.postgres.stop():
+            stopped.append("postgres")
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        return [
+            ServiceStatus(
+                "postgres",
+                self.postgres.is_running(),
+                _mask(self.postgres.url()) if self.postgres.is_running() else None,
+            ),
+            ServiceStatus(
+                "redis",
+                self.redis.is_running(),
+                _mask(self.redis.url()) if self.redis.is_running() else None,
+            ),
+        ]
+
+
+def _mask(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    database_url: str
+    redis_url: str
+    embedded: EmbeddedServices | None
+
+
+def resolve_endpoints(settings: Settings, *, start: bool = True) -> Endpoints:
+    """The URLs this process should use, starting embedded servers for what is not configured."""
+    database_url = settings.database_url.get_secret_value() if settings.database_url else None
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    embedded = None
+    if database_url is None or redis_url is None:
+        embedded = EmbeddedServices(settings.data_dir)
+        if database_url is None:
+            database_url = embedded.postgres.start() if start else embedded.postgres.url()
+        if redis_url is None:
+            redis_url = embedded.redis.start() if start else embedded.redis.url()
+    return Endpoints(database_url, redis_url, embedded)
+
+
+mask_url = _mask

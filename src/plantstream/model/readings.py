@@ -1,0 +1,267 @@
+"""Readings, their wire forms and their validation: one place for ingest and processor alike.
+
+Every rejection carries a machine-readable code from ``RejectCode`` and a human message.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+
+from plantstream.errors import InvalidInputError
+from plantstream.model.metrics import METRICS, QUALITIES
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+_ID = re.compile(ID_PATTERN)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+Identifier = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class RejectCode(StrEnum):
+    """Why a body or a reading was refused; stable strings that clients may match on."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_BODY = "invalid_body"
+    EMPTY_BATCH = "empty_batch"
+    BATCH_TOO_LARGE = "batch_too_large"
+    BODY_TOO_LARGE = "body_too_large"
+    INVALID_READING = "invalid_reading"
+    INVALID_ID = "invalid_id"
+    UNKNOWN_METRIC = "unknown_metric"
+    UNKNOWN_UNIT = "unknown_unit"
+    UNKNOWN_QUALITY = "unknown_quality"
+    VALUE_NOT_FINITE = "value_not_finite"
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
+    TIMESTAMP_WITHOUT_OFFSET = "timestamp_without_offset"
+    TIMESTAMP_TOO_OLD = "timestamp_too_old"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+    UNDECODABLE_RECORD = "undecodable_record"
+
+
+class ReadingIn(msgspec.Struct, forbid_unknown_fields=True):
+    """One reading as a client sends it."""
+
+    device: str
+    metric: str
+    ts: datetime
+    value: float
+    unit: str | None = None
+    quality: str = "good"
+
+
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/readings`` body with every reading well-typed (the fast path)."""
+
+    facility: str
+    readings: list[ReadingIn]
+
+
+class LooseBatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The same body with readings left raw, to report each bad reading on its own."""
+
+    facility: str
+    readings: list[msgspec.Raw]
+
+
+class Reading(msgspec.Struct, array_like=True, frozen=True):
+    """A validated reading in canonical units; ``ts_us`` is microseconds since the epoch."""
+
+    device: str
+    metric: str
+    ts_us: int
+    value: float
+    quality: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A reading that was refused, by its index in the batch."""
+
+    index: int
+    code: RejectCode
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """How far from the receiving clock a reading's timestamp may be."""
+
+    max_past_us: int = 7 * 24 * 3600 * 1_000_000
+    max_future_us: int = 600 * 1_000_000
+
+
+@dataclass(slots=True)
+class ParsedBatch:
+    facility: str
+    readings: list[Reading]
+    rejected: list[Reject]
+
+
+def to_epoch_us(ts: datetime) -> int:
+    """Exact microseconds since the epoch for an aware datetime."""
+    return (ts - _EPOCH) // _MICROSECOND
+
+
+def from_epoch_us(ts_us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ts_us)
+
+
+def now_us() -> int:
+    return to_epoch_us(datetime.now(UTC))
+
+
+def check_id(value: str, what: str) -> None:
+    """Raise ``InvalidInputError(invalid_id)`` unless ``value`` is an allowed identifier."""
+    if not _ID.match(value):
+        raise InvalidInputError(
+            RejectCode.INVALID_ID,
+            f"{what} must be 1-64 characters of A-Z a-z 0-9 _ . : -, "
+            "starting with a letter or digit",
+        )
+
+
+def validate_fields(
+    *,
+    device: str,
+    metric: str,
+    ts_us: int,
+    value: float,
+    unit: str | None,
+    quality: str | int,
+    received_us: int,
+    window: TimeWindow,
+) -> Reading:
+    """Validate one reading's fields and return it in canonical units.
+
+    Raises ``InvalidInputError`` with the first problem found. ``received_us`` is when the
+    reading reached plantstream: the time window is measured from it, so a record that waited
+    in the stream is judged as it was when it arrived.
+    """
+    check_id(device, "device")
+    spec = METRICS.get(metric)
+    if spec is None:
+        raise InvalidInputError(
+            RejectCode.UNKNOWN_METRIC,
+            f"unknown metric {metric[:64]!r}; known: {', '.join(METRICS)}",
+        )
+    if not math.isfinite(value):
+        raise InvalidInputError(RejectCode.VALUE_NOT_FINITE, "value must be a finite number")
+    canonical = spec.to_canonical(value, spec.unit if unit is None else unit)
+    if canonical is None:
+        raise InvalidInputError(
+            RejectCode.UNKNOWN_UNIT,
+            f"unit {str(unit)[:16]!r} is not one of {', '.join(spec.units)} for {metric}",
+        )
+    if not (spec.low <= canonical <= spec.high):
+        raise InvalidInputError(
+            RejectCode.VALUE_OUT_OF_RANGE,
+            f"{metric} must be within {spec.low:g}..{spec.high:g} {spec.unit}",
+        )
+    if isinstance(quality, str):
+        quality_code = QUALITIES.get(quality)
+        if quality_code is None:
+            raise InvalidInputError(
+                RejectCode.UNKNOWN_QUALITY, "quality must be one of good, uncertain, bad"
+            )
+    elif quality in (0, 1, 2):
+        quality_code = quality
+    else:
+        raise InvalidInputError(RejectCode.UNKNOWN_QUALITY, "quality code must be 0, 1 or 2")
+    if ts_us < received_us - window.max_past_us:
+        raise InvalidInputError(RejectCode.TIMESTAMP_TOO_OLD, "timestamp is too far in the past")
+    if ts_us > received_us + window.max_future_us:
+        raise InvalidInputError(
+            RejectCode.TIMESTAMP_IN_FUTURE, "timestamp is too far in the future"
+        )
+    return Reading(device, metric, ts_us, canonical + 0.0, quality_code)
+
+
+def _validate_in(reading: ReadingIn, received_us: int, window: TimeWindow) -> Reading:
+    if reading.ts.tzinfo is None:
+        raise InvalidInputError(
+            RejectCode.TIMESTAMP_WITHOUT_OFFSET,
+            "timestamp needs a UTC offset (RFC 3339), e.g. 2026-01-01T12:00:00Z",
+        )
+    return validate_fields(
+        device=reading.device,
+        metric=reading.metric,
+        ts_us=to_epoch_us(reading.ts),
+        value=reading.value,
+        unit=reading.unit,
+        quality=reading.quality,
+        received_us=received_us,
+        window=window,
+    )
+
+
+_batch_decoder = msgspec.json.Decoder(BatchIn)
+_loose_decoder = msgspec.json.Decoder(LooseBatchIn)
+_reading_decoder = msgspec.json.Decoder(ReadingIn)
+
+
+def _decode_body(body: bytes) -> tuple[str, list[ReadingIn | Reject]]:
+    try:
+        batch = _batch_decoder.decode(body)
+        return batch.facility, list(batch.readings)
+    except msgspec.DecodeError:
+        pass  # one bad reading spoils the typed decode: redo it reading by reading
+    except RecursionError:
+        raise InvalidInputError(RejectCode.INVALID_JSON, "body is nested too deeply") from None
+    try:
+        loose = _loose_decoder.decode(body)
+    except RecursionError:
+        raise InvalidInputError(RejectCode.INVALID_JSON, "body is nested too deeply") from None
+    except msgspec.ValidationError as exc:
+        raise InvalidInputError(RejectCode.INVALID_BODY, f"invalid body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInputError(RejectCode.INVALID_JSON, f"body is not valid JSON: {exc}") from None
+    items: list[ReadingIn | Reject] = []
+    for index, raw in enumerate(loose.readings):
+        try:
+            items.append(_reading_decoder.decode(raw))
+        except msgspec.DecodeError as exc:
+            items.append(Reject(index, RejectCode.INVALID_READING, str(exc)))
+        except RecursionError:
+            items.append(Reject(index, RejectCode.INVALID_READING, "nested too deeply"))
+    return loose.facility, items
+
+
+def parse_batch(
+    body: bytes,
+    *,
+    received_us: int,
+    window: TimeWindow,
+    max_readings: int,
+) -> ParsedBatch:
+    """Decode and validate a ``POST /v1/readings`` body.
+
+    A body that is not a batch at all raises ``InvalidInputError``; a batch with some bad
+    readings returns the good ones and a ``Reject`` for each bad one, by index.
+    """
+    facility, items = _decode_body(body)
+    check_id(facility, "facility")
+    if not items:
+        raise InvalidInputError(RejectCode.EMPTY_BATCH, "readings must not be empty")
+    if len(items) > max_readings:
+        raise InvalidInputError(
+            RejectCode.BATCH_TOO_LARGE, f"at most {max_readings} readings per request"
+        )
+    readings: list[Reading] = []
+    rejected: list[Reject] = []
+    for index, item in enumerate(items):
+        if isinstance(item, Reject):
+            rejected.append(item)
+            continue
+        try:
+            readings.append(_validate_in(item, received_us, window))
+        except InvalidInputError as exc:
+            rejected.append(Reject(index, RejectCode(exc.code), exc.message))
+    return ParsedBatch(facility, readings, rejected)

@@ -1,0 +1,78 @@
+"""Settings of a plantstream process: one typed, frozen object read from ``PLANTSTREAM_*``.
+
+With nothing set, everything runs on embedded PostgreSQL and Redis under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from plantstream.errors import ConfigError
+
+ENV_PREFIX = "PLANTSTREAM_"
+
+
+class Settings(BaseSettings):
+    """Everything a plantstream process can be configured with; an explicit argument wins."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    data_dir: Path = Field(default=Path(".plantstream"), description="embedded servers' home")
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    stream: Literal["redis", "kinesis"] = "redis"
+    stream_name: str = Field(default="readings", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    stream_shards: int = Field(default=4, ge=1, le=1024)
+    stream_retention_hours: int = Field(default=24, ge=1, le=8760)
+    kinesis_stream_name: str | None = None
+    kinesis_endpoint_url: str | None = None
+    db_secret_arn: str | None = None
+    redis_auth_secret_arn: str | None = None
+    aws_region: str | None = Field(default=None, validation_alias="AWS_REGION")
+
+    # validation window for reading timestamps, relative to the receiving clock
+    max_past_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    max_future_seconds: int = Field(default=600, ge=0)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_batch_readings: int = Field(default=5000, gt=0)
+    rate_limit_per_key: float = Field(default=500.0, gt=0, description="requests per second")
+
+    raw_retention_days: int = Field(default=30, ge=1)
+    processor_batch_records: int = Field(default=500, ge=1, le=10000)
+    lease_seconds: float = Field(default=10.0, gt=1)
+    server_secret: SecretStr | None = Field(
+        default=None, description="HMAC secret for API key hashes; generated locally if unset"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise ``ConfigError`` with a one-line message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ENV_PREFIX + "_".join(str(part) for part in first["loc"]).upper()
+        raise ConfigError(f"invalid setting {name}: {first['msg']}") from None

@@ -1,0 +1,15 @@
+"""The plant simulator: realistic machines, labeled faults, and a load generator."""
+
+from plantstream.simulate.faults import FAULT_METRICS, Fault, FaultKind
+from plantstream.simulate.plant import MACHINE_TYPES, Machine, Plant, SimReading, stable_seed
+
+__all__ = [
+    "FAULT_METRICS",
+    "MACHINE_TYPES",
+    "Fault",
+    "FaultKind",
+    "Machine",
+    "Plant",
+    "SimReading",
+    "stable_seed",
+]

@@ -1,0 +1,1 @@
+"""PostgreSQL storage: schema, partitions, sensor registry, and the data-access functions."""
