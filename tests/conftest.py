@@ -2,7 +2,7 @@
 
 import pytest
 
-pytest_plugins = ["fixtures.db", "fixtures.redis", "fixtures.factories"]
+pytest_plugins = ["fixtures.db", "fixtures.redis", "fixtures.factories", "fixtures.pipeline"]
 
 _STORAGE_FIXTURES = {"postgres_admin_url", "redis_server_url"}
 

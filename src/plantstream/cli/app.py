@@ -19,10 +19,11 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    from plantstream.cli import db, services
+    from plantstream.cli import db, serve, services
 
     app.add_typer(db.app, name="db")
     app.add_typer(services.app, name="services")
+    app.command("serve")(serve.serve)
 
 
 _register()

@@ -1,0 +1,82 @@
+"""``plantstream serve ingest|processor|api|all``: run a role (the ECS entry point)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from enum import StrEnum
+from typing import Annotated
+
+import redis
+import typer
+
+from plantstream.local import resolve_endpoints
+from plantstream.model import TimeWindow
+from plantstream.processor import Processor, ProcessorConfig
+from plantstream.settings import Settings, load_settings
+from plantstream.store.schema import migrate
+from plantstream.stream.factory import open_stream
+
+
+class Role(StrEnum):
+    INGEST = "ingest"
+    PROCESSOR = "processor"
+    API = "api"
+    ALL = "all"
+
+
+def window_of(settings: Settings) -> TimeWindow:
+    return TimeWindow(
+        max_past_us=settings.max_past_seconds * 1_000_000,
+        max_future_us=settings.max_future_seconds * 1_000_000,
+    )
+
+
+def build_processor(settings: Settings, database_url: str, redis_url: str) -> Processor:
+    stream = open_stream(settings, redis_url=redis_url)
+    return Processor(
+        database_url=database_url,
+        stream=stream,
+        redis_client=redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2),
+        config=ProcessorConfig(
+            stream_name=stream.name,
+            batch_records=settings.processor_batch_records,
+            lease_seconds=settings.lease_seconds,
+            window=window_of(settings),
+        ),
+    )
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: ECS stops tasks with SIGTERM, then drains."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        logging.getLogger("plantstream").info("signal %d: draining", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def serve(
+    role: Annotated[Role, typer.Argument(help="which role to run")],
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="skip migrations")] = False,
+) -> None:
+    """Run a role against the configured services until SIGTERM."""
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    endpoints = resolve_endpoints(settings)
+    if not no_migrate:
+        migrate(endpoints.database_url)
+    stop = stop_on_signals()
+    if role is Role.PROCESSOR:
+        build_processor(settings, endpoints.database_url, endpoints.redis_url).run(stop)
+        return
+    from plantstream.api.server import run_server  # the web roles
+
+    run_server(settings, endpoints, role=str(role), stop=stop)

@@ -1,0 +1,32 @@
+"""The sharded stream: Kinesis in AWS, Redis Streams locally, one contract for both."""
+
+from plantstream.stream.base import (
+    PutEntry,
+    ReadResult,
+    ShardInfo,
+    Stream,
+    StreamConsumer,
+    StreamProducer,
+    StreamRecord,
+)
+from plantstream.stream.hashing import hash_key, partition_key, shard_for
+from plantstream.stream.records import RecordBatch, decode_record, encode_batch, pack_readings
+from plantstream.stream.redis_streams import RedisStream
+
+__all__ = [
+    "PutEntry",
+    "ReadResult",
+    "RecordBatch",
+    "RedisStream",
+    "ShardInfo",
+    "Stream",
+    "StreamConsumer",
+    "StreamProducer",
+    "StreamRecord",
+    "decode_record",
+    "encode_batch",
+    "hash_key",
+    "pack_readings",
+    "partition_key",
+    "shard_for",
+]

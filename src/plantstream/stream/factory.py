@@ -1,0 +1,29 @@
+"""Opening the configured stream backend from settings."""
+
+from __future__ import annotations
+
+import redis
+
+from plantstream.errors import ConfigError
+from plantstream.settings import Settings
+from plantstream.stream.base import Stream
+from plantstream.stream.redis_streams import RedisStream
+
+
+def open_stream(settings: Settings, *, redis_url: str) -> Stream:
+    """The stream the settings name; the local Redis stream is created if it does not exist."""
+    if settings.stream == "kinesis":
+        from plantstream.stream.kinesis import KinesisStream, kinesis_client
+
+        name = settings.kinesis_stream_name
+        if not name:
+            raise ConfigError("PLANTSTREAM_KINESIS_STREAM_NAME is required with stream=kinesis")
+        client = kinesis_client(settings.aws_region, endpoint_url=settings.kinesis_endpoint_url)
+        return KinesisStream(client=client, stream_name=name)
+    stream = RedisStream(
+        redis.Redis.from_url(redis_url, health_check_interval=10),
+        settings.stream_name,
+        retention_hours=settings.stream_retention_hours,
+    )
+    stream.ensure(settings.stream_shards)
+    return stream

@@ -1,0 +1,228 @@
+"""The processor stores exactly what was accepted, once, with exact rollups and balanced books."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+import pytest
+import redis
+from fixtures.pipeline import (
+    Produced,
+    assert_books_balance,
+    assert_rollups_match_raw,
+    counters,
+    drain,
+    produce,
+    simulated_readings,
+    stored_readings,
+)
+
+from plantstream.errors import LeaseLostError
+from plantstream.model import Reading, now_us
+from plantstream.processor import Processor
+from plantstream.store.hot import HotState
+from plantstream.stream import RedisStream, pack_readings
+from plantstream.stream.base import PutEntry
+
+MakeProcessor = Callable[..., Processor]
+
+
+def test_everything_produced_is_stored_once_with_exact_rollups(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+) -> None:
+    produced = Produced({})
+    produce(stream, simulated_readings(seconds=120), produced)
+    processor = make_processor(database_url, stream, redis_client)
+    drain(processor)
+
+    assert stored_readings(db) == produced.readings
+    assert_rollups_match_raw(db)
+    assert_books_balance(db)
+    books = counters(db)
+    assert sum(v for (_, c), v in books.items() if c == "stored") == len(produced)
+    # Redis holds each sensor's newest reading
+    hot = HotState(redis_client)
+    newest: dict[tuple[str, str, str], tuple[int, float]] = {}
+    for (f, d, m, ts), v in produced.readings.items():
+        if (f, d, m) not in newest or ts > newest[(f, d, m)][0]:
+            newest[(f, d, m)] = (ts, v)
+    for facility in ("plant-01", "plant-02"):
+        latest = {(facility, x.device, x.metric): (x.ts_us, x.value) for x in hot.latest(facility)}
+        assert latest == {k: v for k, v in newest.items() if k[0] == facility}
+
+
+def test_a_batch_produced_twice_and_a_replay_change_nothing(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+) -> None:
+    produced = Produced({})
+    batches = list(simulated_readings(seconds=30))
+    produce(stream, iter(batches), produced)
+    produce(stream, iter(batches[:10]), produced)  # the producer retried some requests
+    processor = make_processor(database_url, stream, redis_client)
+    drain(processor)
+    first = stored_readings(db)
+    rollups = db.execute("SELECT * FROM rollup_1m ORDER BY 1, 2").fetchall()
+    assert first == produced.readings
+    duplicates = sum(len(r) for _, r in batches[:10])
+    assert sum(v for (_, c), v in counters(db).items() if c == "duplicate") == duplicates
+
+    # replay every shard from the start, as after restoring an old checkpoint
+    processor.shutdown()
+    db.execute("UPDATE shard_leases SET checkpoint = NULL")
+    replay = make_processor(database_url, stream, redis_client)
+    drain(replay)
+    assert stored_readings(db) == first
+    assert db.execute("SELECT * FROM rollup_1m ORDER BY 1, 2").fetchall() == rollups
+    assert_rollups_match_raw(db)
+    assert_books_balance(db)
+
+
+def test_duplicates_inside_one_batch_keep_the_first(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+) -> None:
+    ts = now_us() - 1_000_000
+    first = Reading("m1", "temperature", ts, 20.0, 0)
+    second = Reading("m1", "temperature", ts, 99.0, 0)
+    stream.put(pack_readings("plant-01", now_us(), [first, second]))
+    drain(make_processor(database_url, stream, redis_client))
+    assert list(stored_readings(db).values()) == [20.0]
+    assert db.execute("SELECT count, sum FROM rollup_1m").fetchall() == [(1, 20.0)]
+    assert HotState(redis_client).latest("plant-01")[0].value == 20.0
+
+
+def test_bad_records_become_dead_letters_and_the_books_still_balance(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+) -> None:
+    received = now_us()
+    good = Reading("m1", "pressure", received - 1_000_000, 5.0, 0)
+    # these slipped past an old or hostile edge: the processor checks again
+    bad = [
+        Reading("m1", "pressure", received - 2_000_000, float("nan"), 0),
+        Reading("m1", "pressure", received - 3_000_000, 5000.0, 0),
+        Reading("m 1", "pressure", received - 4_000_000, 5.0, 0),
+        Reading("m1", "warp_drive", received - 5_000_000, 5.0, 0),
+        Reading("m1", "pressure", received - 30 * 86_400_000_000, 5.0, 0),
+    ]
+    stream.put(pack_readings("plant-01", received, [good, *bad]))
+    stream.put([PutEntry("plant-01/m9", b"\x01not msgpack"), PutEntry("x/y", b"\x07future")])
+    drain(make_processor(database_url, stream, redis_client))
+
+    assert list(stored_readings(db).values()) == [5.0]
+    letters = db.execute("SELECT reason_code, facility FROM dead_letters ORDER BY id").fetchall()
+    assert sorted(code for code, _ in letters) == sorted(
+        [
+            "value_not_finite",
+            "value_out_of_range",
+            "invalid_id",
+            "unknown_metric",
+            "timestamp_too_old",
+            "undecodable_record",
+            "undecodable_record",
+        ]
+    )
+    payloads = db.execute("SELECT payload FROM dead_letters WHERE facility IS NULL").fetchall()
+    assert {bytes(p) for (p,) in payloads} == {b"\x01not msgpack", b"\x07future"}
+    books = counters(db)
+    assert books[("plant-01", "received")] == 6
+    assert books[("plant-01", "rejected")] == 5
+    assert books[("plant-01", "rejected:value_not_finite")] == 1
+    assert_books_balance(db)
+
+
+def test_late_data_is_stored_and_its_buckets_stay_exact(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+) -> None:
+    now = now_us()
+    minute = 60_000_000
+    recent = [Reading("m1", "temperature", now - i * 1_000_000, 30.0 + i, 0) for i in range(30)]
+    stream.put(pack_readings("plant-01", now, recent))
+    processor = make_processor(database_url, stream, redis_client)
+    drain(processor)
+    three_hours_ago = now - 3 * 60 * minute
+    late = [
+        Reading("m1", "temperature", three_hours_ago + i * 1_000_000, 10.0, 0) for i in range(5)
+    ]
+    stream.put(pack_readings("plant-01", now, late))
+    drain(processor)
+
+    assert len(stored_readings(db)) == 35
+    assert counters(db)[("plant-01", "late")] == 5
+    assert_rollups_match_raw(db)
+    # the latest value did not move back in time
+    assert HotState(redis_client).latest("plant-01")[0].ts_us == now
+
+
+def test_a_processor_that_lost_its_lease_cannot_commit(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+) -> None:
+    produce(stream, simulated_readings(seconds=5), Produced({}))
+    slow = make_processor(database_url, stream, redis_client, owner="slow")
+    slow.rebalance()
+    assert len(slow.leases.owned) == 4
+    lease = next(iter(slow.leases.owned.values()))
+    # the slow one stalls past its lease; another processor takes the shard
+    db.execute("UPDATE shard_leases SET expires_at = now() - interval '1 second'")
+    fast = make_processor(database_url, stream, redis_client, owner="fast")
+    fast.rebalance()
+    assert len(fast.leases.owned) == 4
+    records = stream.read(lease.shard_id, None, 100).records
+    with pytest.raises(LeaseLostError):
+        slow._commit(lease, records, records[-1].sequence, finished=False)
+    assert stored_readings(db) == {}
+    drain(fast)
+    assert_rollups_match_raw(db)
+    assert_books_balance(db)
+
+
+def test_two_processors_share_shards_and_one_takes_over_a_dead_one(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+) -> None:
+    produced = Produced({})
+    produce(stream, simulated_readings(seconds=20), produced)
+    a = make_processor(database_url, stream, redis_client, owner="a", batch_records=5)
+    b = make_processor(database_url, stream, redis_client, owner="b", batch_records=5)
+    for _ in range(3):  # a takes all at first; b then steals its fair share, one per round
+        a.rebalance()
+        b.rebalance()
+    a.rebalance()
+    assert len(a.leases.owned) == 2
+    assert len(b.leases.owned) == 2
+    a.step()
+    b.step()
+    # b dies without a word: its leases simply stop being renewed and run out
+    db.execute("UPDATE shard_leases SET expires_at = now() WHERE owner = 'b'")
+    a.rebalance()
+    assert len(a.leases.owned) == 4
+    drain(a)
+    assert stored_readings(db) == produced.readings
+    assert_rollups_match_raw(db)
+    assert_books_balance(db)
