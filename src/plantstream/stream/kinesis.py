@@ -85,8 +85,8 @@ class _Cursor:
 class KinesisStream:
     """A Kinesis data stream as a ``Stream``: batched, retried puts and checkpointed reads.
 
-    ``sleep`` is called for every backoff (inject a recorder in tests). Not thread-safe:
-    give each thread its own instance over a shared client.
+    ``sleep`` is called for every backoff (inject a recorder in tests). ``put`` may be called
+    from many threads; ``read`` caches per-shard iterators, so give each reader its own instance.
     """
 
     def __init__(
@@ -248,8 +248,8 @@ class KinesisStream:
         position = records[-1].sequence if records else after
         next_iterator = response.get("NextShardIterator")
         end = next_iterator is None or (not records and self._read_past_end(shard_id, position))
-        if not end:
-            self._cursors[shard_id] = _Cursor(position, next_iterator)
+        if next_iterator is not None and not end:
+            self._cursors[shard_id] = _Cursor(position, str(next_iterator))
         return ReadResult(records, end_of_shard=end, behind_ms=response.get("MillisBehindLatest"))
 
     def _iterator(self, shard_id: str, after: str | None) -> str:
