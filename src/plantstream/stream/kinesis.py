@@ -9,22 +9,14 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from plantstream.errors import (
-    ConfigError,
-    InvalidInputError,
-    StreamThrottledError,
-    StreamUnavailableError,
-)
+from plantstream.errors import InvalidInputError, StreamThrottledError, StreamUnavailableError
 from plantstream.stream.base import PutEntry, ReadResult, ShardInfo, StreamRecord
-
-if TYPE_CHECKING:
-    from plantstream.settings import Settings
 
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
@@ -112,16 +104,6 @@ class KinesisStream:
         self._cursors: dict[str, _Cursor] = {}
         self._read_throttles: dict[str, int] = {}
         self._closed_ends: dict[str, str] = {}
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **options: Any) -> KinesisStream:
-        """The stream named by ``PLANTSTREAM_KINESIS_STREAM_NAME`` in ``AWS_REGION``."""
-        if not settings.aws_region:
-            raise ConfigError(
-                "invalid setting AWS_REGION: required when PLANTSTREAM_STREAM=kinesis"
-            )
-        client = kinesis_client(settings.aws_region, settings.kinesis_endpoint_url)
-        return cls(client, settings.kinesis_stream_name or settings.stream_name, **options)
 
     def close(self) -> None:
         """Forget cached iterators; the injected client belongs to the caller."""
