@@ -1,0 +1,1 @@
+"""Lambda sources deployed by the stack (kept importable so tests can exercise them)."""

@@ -1,0 +1,208 @@
+"""Typed stack settings read from Pulumi config (namespace ``plantstream``).
+
+Every knob a preset can turn lives here, validated once, so components never read config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import pulumi
+
+NatMode = Literal["none", "single", "per-az"]
+KeyMode = Literal["per-service", "single"]
+StreamMode = Literal["PROVISIONED", "ON_DEMAND"]
+DatabaseKind = Literal["aurora-serverless", "postgres-instance"]
+CacheEngine = Literal["redis", "valkey"]
+
+_SUFFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
+
+
+class SettingsError(ValueError):
+    """A config value is missing or out of range; the message names the config key."""
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    nat: NatMode = "none"
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    mode: StreamMode = "PROVISIONED"
+    shard_count: int = 2
+    retention_hours: int = 168
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    kind: DatabaseKind = "aurora-serverless"
+    # Aurora PostgreSQL: every 16.x release supports Serverless v2 (16.1 and higher).
+    aurora_engine_version: str = "16.6"
+    # RDS PostgreSQL: a major-version prefix lets RDS pick the current minor release.
+    postgres_engine_version: str = "16"
+    min_acu: float = 0.5
+    max_acu: float = 2.0
+    aurora_instances: int = 2
+    instance_class: str = "db.t4g.micro"
+    multi_az: bool = True
+    allocated_storage_gb: int = 20
+    backup_retention_days: int = 30
+    deletion_protection: bool = False
+    database_name: str = "plantstream"
+    master_username: str = "dbadmin"
+    secret_rotation_days: int = 30
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    engine: CacheEngine = "redis"
+    engine_version: str = "7.1"
+    node_type: str = "cache.t4g.micro"
+    cluster_mode: bool = False
+    nodes: int = 2
+    shards: int = 1
+    replicas_per_shard: int = 1
+    snapshot_retention_days: int = 7
+    auth_rotation_days: int = 30
+
+    @property
+    def parameter_group(self) -> str:
+        major = self.engine_version.split(".")[0]
+        family = f"default.{self.engine}{major}"
+        return f"{family}.cluster.on" if self.cluster_mode else family
+
+    @property
+    def member_cluster_ids(self) -> tuple[str, ...]:
+        """Suffixes ElastiCache gives member clusters (``-001`` or ``-0001-001``)."""
+        if self.cluster_mode:
+            return tuple(
+                f"{s:04d}-{n:03d}"
+                for s in range(1, self.shards + 1)
+                for n in range(1, self.replicas_per_shard + 2)
+            )
+        return tuple(f"{n:03d}" for n in range(1, self.nodes + 1))
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    image: str | None = None
+    cpu: int = 256
+    memory: int = 512
+    ingest_count: int = 2
+    processor_count: int = 2
+    api_count: int = 2
+    container_port: int = 8080
+
+
+@dataclass(frozen=True)
+class FrontDoorSettings:
+    certificate_arn: str | None = None
+    api_gateway: bool = False
+    alb_ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Everything the program needs, already validated."""
+
+    project: str
+    preset: str
+    environment_suffix: str
+    region: str
+    key_mode: KeyMode = "per-service"
+    log_retention_days: int = 365
+    alarm_email: str | None = None
+    extra_tags: Mapping[str, str] = field(default_factory=dict)
+    deviations: Mapping[str, str] = field(default_factory=dict)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    services: ServiceSettings = field(default_factory=ServiceSettings)
+    front_door: FrontDoorSettings = field(default_factory=FrontDoorSettings)
+
+    def validate(self) -> StackSettings:
+        _check(_SUFFIX_RE.match(self.environment_suffix) is not None, "environmentSuffix",
+               "must be 1-16 lowercase letters, digits or '-' (it ends every resource name)")
+        _check(self.key_mode in ("per-service", "single"), "keyMode",
+               "must be 'per-service' or 'single'")
+        _check(self.network.nat in ("none", "single", "per-az"), "network.nat",
+               "must be 'none', 'single' or 'per-az'")
+        _check(self.stream.mode in ("PROVISIONED", "ON_DEMAND"), "stream.mode",
+               "must be PROVISIONED or ON_DEMAND")
+        _check(24 <= self.stream.retention_hours <= 8760, "stream.retentionHours",
+               "must be between 24 and 8760")
+        _check(self.stream.shard_count >= 1, "stream.shardCount", "must be >= 1")
+        db = self.database
+        _check(db.kind in ("aurora-serverless", "postgres-instance"), "database.kind",
+               "must be 'aurora-serverless' or 'postgres-instance'")
+        _check(0.0 <= db.min_acu <= db.max_acu <= 256, "database.minAcu/maxAcu",
+               "need 0 <= minAcu <= maxAcu <= 256")
+        _check(1 <= db.backup_retention_days <= 35, "database.backupRetentionDays",
+               "must be between 1 and 35 (RDS limit)")
+        _check(db.master_username.lower() not in ("admin", "postgres", "rdsadmin", "root"),
+               "database.masterUsername", "must not be a reserved or default name")
+        _check(db.aurora_instances >= 1, "database.auroraInstances", "must be >= 1")
+        cache = self.cache
+        _check(cache.engine in ("redis", "valkey"), "cache.engine", "must be redis or valkey")
+        _check(cache.nodes >= 2 or cache.cluster_mode, "cache.nodes",
+               "needs >= 2 nodes for Multi-AZ automatic failover")
+        _check(cache.replicas_per_shard >= 1 or not cache.cluster_mode,
+               "cache.replicasPerShard", "needs >= 1 replica for automatic failover")
+        _check(self.log_retention_days >= 1, "logRetentionDays", "must be >= 1")
+        return self
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise SettingsError(f"plantstream:{key} {message}")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _section(cls: type[Any], raw: Mapping[str, Any] | None, key: str) -> Any:
+    """Build a settings section from a camelCase config object, rejecting unknown keys."""
+    raw = dict(raw or {})
+    known = {_camel(f): f for f in cls.__dataclass_fields__}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise SettingsError(f"plantstream:{key} has unknown keys {unknown}; known: {sorted(known)}")
+    kwargs = {known[k]: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def load_settings() -> StackSettings:
+    """Read and validate ``plantstream:*`` and ``aws:region`` for the current stack."""
+    cfg = pulumi.Config("plantstream")
+    region = pulumi.Config("aws").get("region")
+    if not region:
+        raise SettingsError("aws:region is required (pulumi config set aws:region <region>)")
+    stack = pulumi.get_stack()
+    settings = StackSettings(
+        project=pulumi.get_project(),
+        preset=cfg.get("preset") or stack,
+        environment_suffix=cfg.get("environmentSuffix") or stack.lower()[:16],
+        region=region,
+        key_mode=cfg.get("keyMode") or "per-service",  # type: ignore[arg-type]
+        log_retention_days=cfg.get_int("logRetentionDays") or 365,
+        alarm_email=cfg.get("alarmEmail"),
+        extra_tags=cfg.get_object("tags") or {},
+        deviations=cfg.get_object("deviations") or {},
+        network=_section(NetworkSettings, cfg.get_object("network"), "network"),
+        stream=_section(StreamSettings, cfg.get_object("stream"), "stream"),
+        database=_section(DatabaseSettings, cfg.get_object("database"), "database"),
+        cache=_section(CacheSettings, cfg.get_object("cache"), "cache"),
+        services=replace(
+            _section(ServiceSettings, cfg.get_object("services"), "services"),
+            **({"image": cfg.get("image")} if cfg.get("image") else {}),
+        ),
+        front_door=_section(FrontDoorSettings, cfg.get_object("frontDoor"), "frontDoor"),
+    )
+    return settings.validate()
