@@ -30,8 +30,9 @@ class Cache(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
 
-    def __init__(self, name: str, args: CacheArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("plantstream:cache:Cache", name, None, opts)
         ctx = args.ctx
         cfg = ctx.settings.cache
@@ -40,18 +41,29 @@ class Cache(pulumi.ComponentResource):
         self.replication_group_id = ctx.name("redis")
 
         subnet_group = aws.elasticache.SubnetGroup(
-            f"{name}-subnets", name=ctx.name("redis-subnet-group"), subnet_ids=args.subnet_ids,
+            f"{name}-subnets",
+            name=ctx.name("redis-subnet-group"),
+            subnet_ids=args.subnet_ids,
             description="Private subnets for the cache",
             tags=ctx.tags(aws.elasticache.SubnetGroup, ctx.name("redis-subnet-group")),
-            opts=child)
+            opts=child,
+        )
         sg = aws.ec2.SecurityGroup(
-            f"{name}-sg", name=ctx.name("redis-sg"), vpc_id=args.vpc_id,
+            f"{name}-sg",
+            name=ctx.name("redis-sg"),
+            vpc_id=args.vpc_id,
             description="Redis; only the plantstream tasks may connect",
-            tags=ctx.tags(aws.ec2.SecurityGroup, ctx.name("redis-sg")), opts=child)
+            tags=ctx.tags(aws.ec2.SecurityGroup, ctx.name("redis-sg")),
+            opts=child,
+        )
         slow_log = aws.cloudwatch.LogGroup(
-            f"{name}-slow-log", name=f"/plantstream/redis-slow-log-{ctx.suffix}",
-            retention_in_days=ctx.settings.log_retention_days, kms_key_id=args.logs_key_arn,
-            tags=ctx.tags(aws.cloudwatch.LogGroup), opts=child)
+            f"{name}-slow-log",
+            name=f"/plantstream/redis-slow-log-{ctx.suffix}",
+            retention_in_days=ctx.settings.log_retention_days,
+            kms_key_id=args.logs_key_arn,
+            tags=ctx.tags(aws.cloudwatch.LogGroup),
+            opts=child,
+        )
 
         if cfg.cluster_mode:
             topology: dict[str, object] = {
@@ -86,19 +98,24 @@ class Cache(pulumi.ComponentResource):
             maintenance_window="sun:04:00-sun:05:00",
             auto_minor_version_upgrade=True,
             apply_immediately=True,
-            log_delivery_configurations=[{
-                "destination": slow_log.name,
-                "destination_type": "cloudwatch-logs",
-                "log_format": "json",
-                "log_type": "slow-log",
-            }],
+            log_delivery_configurations=[
+                {
+                    "destination": slow_log.name,
+                    "destination_type": "cloudwatch-logs",
+                    "log_format": "json",
+                    "log_type": "slow-log",
+                }
+            ],
             tags=ctx.tags(aws.elasticache.ReplicationGroup, self.replication_group_id),
             # The rotation Lambda changes the token in place; Pulumi must not put the old one back.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["authToken"]),
             **topology,  # type: ignore[arg-type]
         )
-        self.endpoint = (group.configuration_endpoint_address if cfg.cluster_mode
-                         else group.primary_endpoint_address)
+        self.endpoint = (
+            group.configuration_endpoint_address
+            if cfg.cluster_mode
+            else group.primary_endpoint_address
+        )
         self.arn = group.arn
         self.security_group_id = sg.id
         self.register_outputs({"endpoint": self.endpoint, "port": self.port})

@@ -27,7 +27,7 @@ _REDACT = {"authToken", "secretString", "password", "masterPassword"}
 
 def presets() -> list[str]:
     """Names of the stack config files shipped in ``infra/`` (``Pulumi.<name>.yaml``)."""
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in INFRA_DIR.glob("Pulumi.*.yaml"))
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in INFRA_DIR.glob("Pulumi.*.yaml"))
 
 
 def preset_config(preset: str) -> dict[str, Any]:
@@ -57,8 +57,12 @@ class CheckReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "preset": self.preset,
-            "summary": {"resources": len(self.resources), "policies": len(self.policies),
-                        "violations": len(self.violations), "advisories": len(self.advisories)},
+            "summary": {
+                "resources": len(self.resources),
+                "policies": len(self.policies),
+                "violations": len(self.violations),
+                "advisories": len(self.advisories),
+            },
             "resources": self.resources,
             "outputs": self.outputs,
             "policies": self.policies,
@@ -89,7 +93,8 @@ def run_preset(preset: str, overrides: Mapping[str, Any] | None = None) -> Check
     mocks = AwsMocks(region)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=preset, preview=False)
     pulumi.runtime.set_all_config(
-        {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+        {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    )
     captured: dict[str, Any] = {}
 
     def program() -> None:
@@ -104,8 +109,9 @@ def run_preset(preset: str, overrides: Mapping[str, Any] | None = None) -> Check
         type_part, name = urn.split("::")[-2:]
         urns[(type_part.split("$")[-1], name)] = urn
     graph = [
-        GraphEntry(r.type, r.name, urns.get((r.type, r.name), f"urn:{r.type}::{r.name}"),
-                   r.inputs, r.state)
+        GraphEntry(
+            r.type, r.name, urns.get((r.type, r.name), f"urn:{r.type}::{r.name}"), r.inputs, r.state
+        )
         for r in mocks.recorded
     ]
     results = evaluate(graph)
@@ -114,18 +120,28 @@ def run_preset(preset: str, overrides: Mapping[str, Any] | None = None) -> Check
     for policy in pack_policies():
         control = by_id.get(policy.name)
         mine = [r for r in results if r.policy == policy.name]
-        policies.append({
-            "name": policy.name,
-            "control": control.control if control else "plantstream",
-            "description": policy.description,
-            "enforcement": "advisory" if policy.name.startswith("plantstream-declared")
-            else "mandatory",
-            "status": ("fail" if any(r.enforcement == "mandatory" for r in mine)
-                       else "advisory" if mine else "pass"),
-            "findings": len(mine),
-        })
-    resources = [{"type": g.resource_type, "name": g.name, "urn": g.urn,
-                  "inputs": _redacted(g.inputs)} for g in graph]
+        policies.append(
+            {
+                "name": policy.name,
+                "control": control.control if control else "plantstream",
+                "description": policy.description,
+                "enforcement": "advisory"
+                if policy.name.startswith("plantstream-declared")
+                else "mandatory",
+                "status": (
+                    "fail"
+                    if any(r.enforcement == "mandatory" for r in mine)
+                    else "advisory"
+                    if mine
+                    else "pass"
+                ),
+                "findings": len(mine),
+            }
+        )
+    resources = [
+        {"type": g.resource_type, "name": g.name, "urn": g.urn, "inputs": _redacted(g.inputs)}
+        for g in graph
+    ]
     return CheckReport(preset, resources, _redacted(captured), policies, results)
 
 
@@ -144,13 +160,20 @@ def _print_text(report: CheckReport) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plantstream_infra.check",
-                                     description=__doc__.split("\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m plantstream_infra.check",
+        description=__doc__.split("\n")[0] if __doc__ else None,
+    )
     parser.add_argument("--preset", required=True, help=f"one of: {', '.join(presets())}")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key: plantstream:stream='{\"shardCount\":4}'"
-                             " (VALUE is JSON or a plain string)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key: plantstream:stream='{\"shardCount\":4}'"
+        " (VALUE is JSON or a plain string)",
+    )
     args = parser.parse_args(argv)
     from .settings import SettingsError
 

@@ -34,8 +34,9 @@ class Database(pulumi.ComponentResource):
     secret_arn: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
 
-    def __init__(self, name: str, args: DatabaseArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("plantstream:database:Database", name, None, opts)
         ctx = args.ctx
         cfg = ctx.settings.database
@@ -46,48 +47,77 @@ class Database(pulumi.ComponentResource):
         self.username = cfg.master_username
 
         subnet_group = aws.rds.SubnetGroup(
-            f"{name}-subnets", name=ctx.name("db-subnet-group"), subnet_ids=args.subnet_ids,
+            f"{name}-subnets",
+            name=ctx.name("db-subnet-group"),
+            subnet_ids=args.subnet_ids,
             description="Private subnets for PostgreSQL",
-            tags=ctx.tags(aws.rds.SubnetGroup, ctx.name("db-subnet-group")), opts=child)
+            tags=ctx.tags(aws.rds.SubnetGroup, ctx.name("db-subnet-group")),
+            opts=child,
+        )
         sg = aws.ec2.SecurityGroup(
-            f"{name}-sg", name=ctx.name("db-sg"), vpc_id=args.vpc_id,
+            f"{name}-sg",
+            name=ctx.name("db-sg"),
+            vpc_id=args.vpc_id,
             description="PostgreSQL; only the plantstream tasks may connect",
-            tags=ctx.tags(aws.ec2.SecurityGroup, ctx.name("db-sg")), opts=child)
+            tags=ctx.tags(aws.ec2.SecurityGroup, ctx.name("db-sg")),
+            opts=child,
+        )
         self.security_group_id = sg.id
 
         if cfg.kind == "aurora-serverless":
             self.identifier = ctx.name("aurora")
-            self._log_groups(name, ctx, args, f"/aws/rds/cluster/{self.identifier}",
-                             ("postgresql",))
+            self._log_groups(
+                name, ctx, args, f"/aws/rds/cluster/{self.identifier}", ("postgresql",)
+            )
             self._aurora(name, ctx, args, subnet_group=subnet_group, sg=sg, child=child)
         else:
             self.identifier = ctx.name("postgres")
-            self._log_groups(name, ctx, args, f"/aws/rds/instance/{self.identifier}",
-                             ("postgresql", "upgrade"))
+            self._log_groups(
+                name, ctx, args, f"/aws/rds/instance/{self.identifier}", ("postgresql", "upgrade")
+            )
             self._instance(name, ctx, args, subnet_group=subnet_group, sg=sg)
 
         aws.secretsmanager.SecretRotation(
-            f"{name}-master-secret-rotation", secret_id=self.secret_arn,
-            rotation_rules={"automatically_after_days": cfg.secret_rotation_days}, opts=child)
-        self.register_outputs({
-            "endpoint": self.endpoint, "arn": self.arn, "secret_arn": self.secret_arn,
-        })
+            f"{name}-master-secret-rotation",
+            secret_id=self.secret_arn,
+            rotation_rules={"automatically_after_days": cfg.secret_rotation_days},
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "endpoint": self.endpoint,
+                "arn": self.arn,
+                "secret_arn": self.secret_arn,
+            }
+        )
 
-    def _log_groups(self, name: str, ctx: StackContext, args: DatabaseArgs, prefix: str,
-                    kinds: tuple[str, ...]) -> None:
+    def _log_groups(
+        self, name: str, ctx: StackContext, args: DatabaseArgs, prefix: str, kinds: tuple[str, ...]
+    ) -> None:
         # Created before the database so RDS writes into KMS-encrypted groups with a retention,
         # instead of creating unencrypted never-expiring ones itself.
         self.log_groups = [
             aws.cloudwatch.LogGroup(
-                f"{name}-{kind}-logs", name=f"{prefix}/{kind}",
-                retention_in_days=ctx.settings.log_retention_days, kms_key_id=args.logs_key_arn,
-                tags=ctx.tags(aws.cloudwatch.LogGroup), opts=pulumi.ResourceOptions(parent=self))
+                f"{name}-{kind}-logs",
+                name=f"{prefix}/{kind}",
+                retention_in_days=ctx.settings.log_retention_days,
+                kms_key_id=args.logs_key_arn,
+                tags=ctx.tags(aws.cloudwatch.LogGroup),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
             for kind in kinds
         ]
 
-    def _aurora(self, name: str, ctx: StackContext, args: DatabaseArgs, *,
-                subnet_group: aws.rds.SubnetGroup, sg: aws.ec2.SecurityGroup,
-                child: pulumi.ResourceOptions) -> None:
+    def _aurora(
+        self,
+        name: str,
+        ctx: StackContext,
+        args: DatabaseArgs,
+        *,
+        subnet_group: aws.rds.SubnetGroup,
+        sg: aws.ec2.SecurityGroup,
+        child: pulumi.ResourceOptions,
+    ) -> None:
         cfg = ctx.settings.database
         cluster = aws.rds.Cluster(
             f"{name}-cluster",
@@ -112,7 +142,8 @@ class Database(pulumi.ComponentResource):
             db_subnet_group_name=subnet_group.name,
             vpc_security_group_ids=[sg.id],
             serverlessv2_scaling_configuration={
-                "min_capacity": cfg.min_acu, "max_capacity": cfg.max_acu,
+                "min_capacity": cfg.min_acu,
+                "max_capacity": cfg.max_acu,
             },
             tags=ctx.tags(aws.rds.Cluster, self.identifier),
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.log_groups),
@@ -139,8 +170,15 @@ class Database(pulumi.ComponentResource):
         self.arn = cluster.arn
         self.secret_arn = cluster.master_user_secrets.apply(lambda s: s[0].secret_arn)
 
-    def _instance(self, name: str, ctx: StackContext, args: DatabaseArgs, *,
-                  subnet_group: aws.rds.SubnetGroup, sg: aws.ec2.SecurityGroup) -> None:
+    def _instance(
+        self,
+        name: str,
+        ctx: StackContext,
+        args: DatabaseArgs,
+        *,
+        subnet_group: aws.rds.SubnetGroup,
+        sg: aws.ec2.SecurityGroup,
+    ) -> None:
         cfg = ctx.settings.database
         instance = aws.rds.Instance(
             f"{name}-instance",

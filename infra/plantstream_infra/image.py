@@ -17,8 +17,14 @@ from .context import StackContext
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # What goes into the image; the tag is their digest, so an unchanged tree never rebuilds and
 # the immutable repository never sees the same tag twice.
-IMAGE_INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "src",
-                "infra/plantstream_infra")
+IMAGE_INPUTS = (
+    "Dockerfile",
+    ".dockerignore",
+    "pyproject.toml",
+    "README.md",
+    "src",
+    "infra/plantstream_infra",
+)
 
 
 def source_digest(root: Path = REPO_ROOT) -> str:
@@ -46,8 +52,9 @@ class Image(pulumi.ComponentResource):
     ref: pulumi.Output[str]
     repository_arn: pulumi.Output[str] | None
 
-    def __init__(self, name: str, args: ImageArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: ImageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("plantstream:image:Image", name, None, opts)
         ctx = args.ctx
         configured = ctx.settings.services.image
@@ -62,21 +69,39 @@ class Image(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         repo_name = ctx.name("plantstream")
         repo = aws.ecr.Repository(
-            f"{name}-repo", name=repo_name, image_tag_mutability="IMMUTABLE",
+            f"{name}-repo",
+            name=repo_name,
+            image_tag_mutability="IMMUTABLE",
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "KMS", "kms_key": args.key_arn}],
-            force_delete=True, tags=ctx.tags(aws.ecr.Repository, repo_name), opts=child)
+            force_delete=True,
+            tags=ctx.tags(aws.ecr.Repository, repo_name),
+            opts=child,
+        )
         aws.ecr.LifecyclePolicy(
-            f"{name}-lifecycle", repository=repo.name,
-            policy=json.dumps({"rules": [{
-                "rulePriority": 1, "description": "keep the 20 newest images",
-                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
-                              "countNumber": 20},
-                "action": {"type": "expire"},
-            }]}),
-            opts=child)
+            f"{name}-lifecycle",
+            repository=repo.name,
+            policy=json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": "keep the 20 newest images",
+                            "selection": {
+                                "tagStatus": "any",
+                                "countType": "imageCountMoreThan",
+                                "countNumber": 20,
+                            },
+                            "action": {"type": "expire"},
+                        }
+                    ]
+                }
+            ),
+            opts=child,
+        )
         auth = aws.ecr.get_authorization_token_output(
-            registry_id=repo.registry_id, opts=pulumi.InvokeOutputOptions(parent=self))
+            registry_id=repo.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
         tag = source_digest()
         image = docker_build.Image(
             f"{name}-build",
@@ -85,8 +110,13 @@ class Image(pulumi.ComponentResource):
             platforms=[docker_build.Platform.LINUX_AMD64],
             push=True,
             tags=[repo.repository_url.apply(lambda url: f"{url}:{tag}")],
-            registries=[{"address": repo.repository_url, "username": auth.user_name,
-                         "password": auth.password}],
+            registries=[
+                {
+                    "address": repo.repository_url,
+                    "username": auth.user_name,
+                    "password": auth.password,
+                }
+            ],
             opts=child,
         )
         self.ref = image.ref

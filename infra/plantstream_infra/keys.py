@@ -24,50 +24,71 @@ SERVICE_KEYS: dict[str, tuple[str, ...]] = {
     "logs": (),
     "images": ("ecr",),
 }
-_USE_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                "kms:DescribeKey", "kms:CreateGrant", "kms:ListGrants"]
+_USE_ACTIONS = [
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncrypt*",
+    "kms:GenerateDataKey*",
+    "kms:DescribeKey",
+    "kms:CreateGrant",
+    "kms:ListGrants",
+]
 
 
 def key_policy(*, account: str, partition: str, region: str, purposes: tuple[str, ...]) -> str:
     """The explicit key policy for a key serving ``purposes`` (keys of SERVICE_KEYS)."""
     root = f"arn:{partition}:iam::{account}:root"
-    statements: list[dict[str, Any]] = [{
-        "Sid": "AccountAdministersKey",
-        "Effect": "Allow",
-        "Principal": {"AWS": root},
-        "Action": "kms:*",
-        "Resource": "*",
-    }]
-    via = sorted({f"{svc}.{region}.amazonaws.com" for p in purposes for svc in SERVICE_KEYS[p]})
-    if via:
-        statements.append({
-            "Sid": "AccountPrincipalsUseKeyThroughServices",
+    log_groups = f"arn:{partition}:logs:{region}:{account}:log-group:*"
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "AccountAdministersKey",
             "Effect": "Allow",
             "Principal": {"AWS": root},
-            "Action": _USE_ACTIONS,
+            "Action": "kms:*",
             "Resource": "*",
-            "Condition": {"StringEquals": {"kms:ViaService": via, "kms:CallerAccount": account}},
-        })
+        }
+    ]
+    via = sorted({f"{svc}.{region}.amazonaws.com" for p in purposes for svc in SERVICE_KEYS[p]})
+    if via:
+        statements.append(
+            {
+                "Sid": "AccountPrincipalsUseKeyThroughServices",
+                "Effect": "Allow",
+                "Principal": {"AWS": root},
+                "Action": _USE_ACTIONS,
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"kms:ViaService": via, "kms:CallerAccount": account}
+                },
+            }
+        )
     if "logs" in purposes:
-        statements.append({
-            "Sid": "CloudWatchLogsEncryptsLogGroups",
-            "Effect": "Allow",
-            "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-            "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
-                       "kms:Describe*"],
-            "Resource": "*",
-            "Condition": {"ArnLike": {
-                "kms:EncryptionContext:aws:logs:arn":
-                    f"arn:{partition}:logs:{region}:{account}:log-group:*"}},
-        })
-        statements.append({
-            "Sid": "CloudWatchAlarmsPublishToEncryptedTopic",
-            "Effect": "Allow",
-            "Principal": {"Service": "cloudwatch.amazonaws.com"},
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-            "Resource": "*",
-            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-        })
+        statements.append(
+            {
+                "Sid": "CloudWatchLogsEncryptsLogGroups",
+                "Effect": "Allow",
+                "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                "Action": [
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
+                "Resource": "*",
+                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
+            }
+        )
+        statements.append(
+            {
+                "Sid": "CloudWatchAlarmsPublishToEncryptedTopic",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            }
+        )
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
@@ -80,8 +101,9 @@ class KeysArgs:
 class Keys(pulumi.ComponentResource):
     """The stack's KMS keys, addressed by purpose (``keys.arn("stream")``)."""
 
-    def __init__(self, name: str, args: KeysArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: KeysArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("plantstream:keys:Keys", name, None, opts)
         ctx = args.ctx
         child = pulumi.ResourceOptions(parent=self)
@@ -93,24 +115,34 @@ class Keys(pulumi.ComponentResource):
         for key_name, purposes in groups.items():
             policy = pulumi.Output.all(ctx.account_id, ctx.partition).apply(
                 lambda ap, purposes=purposes: key_policy(
-                    account=ap[0], partition=ap[1], region=ctx.region, purposes=purposes))
+                    account=ap[0], partition=ap[1], region=ctx.region, purposes=purposes
+                )
+            )
             key = aws.kms.Key(
                 f"{name}-{key_name}",
-                description=f"plantstream {key_name} key ({', '.join(purposes)}) "
-                            f"for {ctx.suffix}",
-                deletion_window_in_days=7, enable_key_rotation=True, rotation_period_in_days=365,
-                policy=policy, tags=ctx.tags(aws.kms.Key, ctx.name(f"kms-{key_name}")),
-                opts=child)
-            aws.kms.Alias(f"{name}-{key_name}-alias",
-                          name=f"alias/plantstream-{key_name}-{ctx.suffix}",
-                          target_key_id=key.key_id, opts=child)
+                description=f"plantstream {key_name} key ({', '.join(purposes)}) for {ctx.suffix}",
+                deletion_window_in_days=7,
+                enable_key_rotation=True,
+                rotation_period_in_days=365,
+                policy=policy,
+                tags=ctx.tags(aws.kms.Key, ctx.name(f"kms-{key_name}")),
+                opts=child,
+            )
+            aws.kms.Alias(
+                f"{name}-{key_name}-alias",
+                name=f"alias/plantstream-{key_name}-{ctx.suffix}",
+                target_key_id=key.key_id,
+                opts=child,
+            )
             for purpose in purposes:
                 self._keys[purpose] = key
         first = self._keys[args.purposes[0]]
         self.primary_key_id = first.key_id
-        self.register_outputs({
-            "key_arns": {p: k.arn for p, k in self._keys.items()},
-        })
+        self.register_outputs(
+            {
+                "key_arns": {p: k.arn for p, k in self._keys.items()},
+            }
+        )
 
     def arn(self, purpose: str) -> pulumi.Output[str]:
         return self._keys[purpose].arn

@@ -56,29 +56,42 @@ class AwsMocks(pulumi.runtime.Mocks):
         r = self.region
         answers: dict[str, dict[str, Any]] = {
             "aws:index/getAvailabilityZones:getAvailabilityZones": {
-                "id": r, "names": [f"{r}a", f"{r}b", f"{r}c"],
+                "id": r,
+                "names": [f"{r}a", f"{r}b", f"{r}c"],
                 "zoneIds": [f"{r[:2]}{r[-1]}-az1", f"{r[:2]}{r[-1]}-az2", f"{r[:2]}{r[-1]}-az3"],
-                "groupNames": [r], "state": "available",
+                "groupNames": [r],
+                "state": "available",
             },
             "aws:index/getCallerIdentity:getCallerIdentity": {
-                "id": ACCOUNT_ID, "accountId": ACCOUNT_ID, "userId": "AIDAMOCK",
+                "id": ACCOUNT_ID,
+                "accountId": ACCOUNT_ID,
+                "userId": "AIDAMOCK",
                 "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer",
             },
             "aws:index/getRegion:getRegion": {
-                "id": r, "name": r, "region": r, "endpoint": f"ec2.{r}.amazonaws.com",
+                "id": r,
+                "name": r,
+                "region": r,
+                "endpoint": f"ec2.{r}.amazonaws.com",
                 "description": r,
             },
             "aws:index/getPartition:getPartition": {
-                "id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com",
+                "id": "aws",
+                "partition": "aws",
+                "dnsSuffix": "amazonaws.com",
                 "reverseDnsPrefix": "com.amazonaws",
             },
             "aws:ec2/getPrefixList:getPrefixList": {
-                "id": "pl-6da54004", "name": f"com.amazonaws.{r}.s3",
+                "id": "pl-6da54004",
+                "name": f"com.amazonaws.{r}.s3",
                 "cidrBlocks": ["52.95.128.0/21"],
             },
             "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
-                "id": r, "userName": "AWS", "password": "mock-ecr-password",
-                "authorizationToken": "QVdTOm1vY2s=", "expiresAt": "2030-01-01T00:00:00Z",
+                "id": r,
+                "userName": "AWS",
+                "password": "mock-ecr-password",
+                "authorizationToken": "QVdTOm1vY2s=",
+                "expiresAt": "2030-01-01T00:00:00Z",
                 "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{r}.amazonaws.com",
                 "registryId": ACCOUNT_ID,
             },
@@ -100,12 +113,19 @@ class AwsMocks(pulumi.runtime.Mocks):
     def _computed(self, typ: str, name: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         r, acct, h = self.region, ACCOUNT_ID, _hex(typ, name)
         service = typ.split(":")[1].split("/", maxsplit=1)[0]
-        physical = str(p.get("name") or p.get("identifier") or p.get("clusterIdentifier")
-                       or p.get("replicationGroupId") or p.get("family") or name)
+        physical = str(
+            p.get("name")
+            or p.get("identifier")
+            or p.get("clusterIdentifier")
+            or p.get("replicationGroupId")
+            or p.get("family")
+            or name
+        )
         arn = f"arn:aws:{service}:{r}:{acct}:{physical}"
         if typ in _ID_PREFIX:
             rid = _ID_PREFIX[typ] + h
-            return rid, {"arn": f"arn:aws:ec2:{r}:{acct}:{rid}"}
+            extra = {"prefixListId": "pl-6da54004"} if p.get("vpcEndpointType") == "Gateway" else {}
+            return rid, {"arn": f"arn:aws:ec2:{r}:{acct}:{rid}", **extra}
         if typ == "aws:kms/key:Key":
             key_id = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-8{h[:3]}-{h[3:15]}"
             return key_id, {"keyId": key_id, "arn": f"arn:aws:kms:{r}:{acct}:key/{key_id}"}
@@ -116,14 +136,23 @@ class AwsMocks(pulumi.runtime.Mocks):
             return arn, {"arn": arn}
         if typ in ("aws:rds/cluster:Cluster", "aws:rds/instance:Instance"):
             kind = "cluster" if typ.endswith("Cluster") else "db"
-            host = (f"{physical}.cluster-c{h[:11]}.{r}.rds.amazonaws.com" if kind == "cluster"
-                    else f"{physical}.c{h[:11]}.{r}.rds.amazonaws.com")
-            secret = {"secretArn": f"arn:aws:secretsmanager:{r}:{acct}:secret:rds!{kind}-{h}",
-                      "kmsKeyId": p.get("masterUserSecretKmsKeyId"), "secretStatus": "active"}
+            host = (
+                f"{physical}.cluster-c{h[:11]}.{r}.rds.amazonaws.com"
+                if kind == "cluster"
+                else f"{physical}.c{h[:11]}.{r}.rds.amazonaws.com"
+            )
+            secret = {
+                "secretArn": f"arn:aws:secretsmanager:{r}:{acct}:secret:rds!{kind}-{h}",
+                "kmsKeyId": p.get("masterUserSecretKmsKeyId"),
+                "secretStatus": "active",
+            }
             return physical, {
-                "arn": f"arn:aws:rds:{r}:{acct}:{kind}:{physical}", "endpoint": host,
-                "readerEndpoint": host.replace(".cluster-", ".cluster-ro-"), "address": host,
-                "port": 5432, "masterUserSecrets": [secret],
+                "arn": f"arn:aws:rds:{r}:{acct}:{kind}:{physical}",
+                "endpoint": host,
+                "readerEndpoint": host.replace(".cluster-", ".cluster-ro-"),
+                "address": host,
+                "port": 5432,
+                "masterUserSecrets": [secret],
                 "engineVersionActual": p.get("engineVersion"),
             }
         if typ == "aws:rds/clusterInstance:ClusterInstance":
@@ -142,8 +171,10 @@ class AwsMocks(pulumi.runtime.Mocks):
         if typ == "aws:cloudwatch/logGroup:LogGroup":
             return physical, {"arn": f"arn:aws:logs:{r}:{acct}:log-group:{physical}"}
         if typ == "aws:iam/role:Role":
-            return physical, {"arn": f"arn:aws:iam::{acct}:role/{physical}",
-                              "uniqueId": f"AROA{h.upper()}"}
+            return physical, {
+                "arn": f"arn:aws:iam::{acct}:role/{physical}",
+                "uniqueId": f"AROA{h.upper()}",
+            }
         if typ == "aws:ecs/taskDefinition:TaskDefinition":
             arn = f"arn:aws:ecs:{r}:{acct}:task-definition/{physical}:1"
             return arn, {"arn": arn, "revision": 1}
@@ -152,18 +183,26 @@ class AwsMocks(pulumi.runtime.Mocks):
             arn = f"arn:aws:ecs:{r}:{acct}:{kind}/{physical}"
             return arn, {"arn": arn}
         if typ == "aws:ecr/repository:Repository":
-            return physical, {"arn": f"arn:aws:ecr:{r}:{acct}:repository/{physical}",
-                              "registryId": acct,
-                              "repositoryUrl": f"{acct}.dkr.ecr.{r}.amazonaws.com/{physical}"}
+            return physical, {
+                "arn": f"arn:aws:ecr:{r}:{acct}:repository/{physical}",
+                "registryId": acct,
+                "repositoryUrl": f"{acct}.dkr.ecr.{r}.amazonaws.com/{physical}",
+            }
         if typ.startswith("aws:lb/"):
             kind = {"LoadBalancer": "loadbalancer/app", "TargetGroup": "targetgroup"}.get(
-                typ.rsplit(":", 1)[-1], "listener/app")
+                typ.rsplit(":", 1)[-1], "listener/app"
+            )
             arn = f"arn:aws:elasticloadbalancing:{r}:{acct}:{kind}/{physical}/{h[:16]}"
-            return arn, {"arn": arn, "arnSuffix": arn.split(":", 5)[-1].split("/", 1)[-1],
-                         "dnsName": f"{physical}-{h[:10]}.{r}.elb.amazonaws.com"}
+            return arn, {
+                "arn": arn,
+                "arnSuffix": arn.split(":", 5)[-1].split("/", 1)[-1],
+                "dnsName": f"{physical}-{h[:10]}.{r}.elb.amazonaws.com",
+            }
         if typ == "aws:apigateway/restApi:RestApi":
-            return h[:10], {"rootResourceId": h[10:16], "executionArn":
-                            f"arn:aws:execute-api:{r}:{acct}:{h[:10]}"}
+            return h[:10], {
+                "rootResourceId": h[10:16],
+                "executionArn": f"arn:aws:execute-api:{r}:{acct}:{h[:10]}",
+            }
         if typ == "aws:apigateway/stage:Stage":
             api = p.get("restApi")
             return f"ags-{api}-{p.get('stageName')}", {

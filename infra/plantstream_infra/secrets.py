@@ -33,85 +33,158 @@ class Secrets(pulumi.ComponentResource):
     redis_auth_secret_arn: pulumi.Output[str]
     redis_auth_token: pulumi.Output[str]
 
-    def __init__(self, name: str, args: SecretsArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("plantstream:secrets:Secrets", name, None, opts)
         ctx = args.ctx
         child = pulumi.ResourceOptions(parent=self)
 
         token = random.RandomPassword(
-            f"{name}-redis-auth-token", length=TOKEN_LENGTH, special=True,
-            override_special=ALLOWED_SPECIAL, min_lower=4, min_upper=4, min_numeric=4,
-            opts=child)
+            f"{name}-redis-auth-token",
+            length=TOKEN_LENGTH,
+            special=True,
+            override_special=ALLOWED_SPECIAL,
+            min_lower=4,
+            min_upper=4,
+            min_numeric=4,
+            opts=child,
+        )
         secret_name = f"plantstream/redis-auth-{ctx.suffix}"
         secret = aws.secretsmanager.Secret(
-            f"{name}-redis-auth", name=secret_name,
+            f"{name}-redis-auth",
+            name=secret_name,
             description="ElastiCache AUTH token for plantstream (rotated)",
-            kms_key_id=args.key_arn, recovery_window_in_days=7,
-            tags=ctx.tags(aws.secretsmanager.Secret, ctx.name("redis-auth-secret")), opts=child)
+            kms_key_id=args.key_arn,
+            recovery_window_in_days=7,
+            tags=ctx.tags(aws.secretsmanager.Secret, ctx.name("redis-auth-secret")),
+            opts=child,
+        )
         aws.secretsmanager.SecretVersion(
-            f"{name}-redis-auth-initial", secret_id=secret.id, secret_string=token.result,
+            f"{name}-redis-auth-initial",
+            secret_id=secret.id,
+            secret_string=token.result,
             # Rotation writes new versions; the initial one must not be re-applied over them.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretString"]))
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretString"]),
+        )
 
         function_name = ctx.name("redis-auth-rotation")
         log_group = aws.cloudwatch.LogGroup(
-            f"{name}-rotation-logs", name=f"/aws/lambda/{function_name}",
-            retention_in_days=ctx.settings.log_retention_days, kms_key_id=args.logs_key_arn,
-            tags=ctx.tags(aws.cloudwatch.LogGroup), opts=child)
+            f"{name}-rotation-logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=ctx.settings.log_retention_days,
+            kms_key_id=args.logs_key_arn,
+            tags=ctx.tags(aws.cloudwatch.LogGroup),
+            opts=child,
+        )
         role = aws.iam.Role(
-            f"{name}-rotation-role", name=ctx.name("redis-auth-rotation-role"),
-            assume_role_policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                               "Principal": {"Service": "lambda.amazonaws.com"}}],
-            }),
-            tags=ctx.tags(aws.iam.Role, ctx.name("redis-auth-rotation-role")), opts=child)
+            f"{name}-rotation-role",
+            name=ctx.name("redis-auth-rotation-role"),
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRole",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                        }
+                    ],
+                }
+            ),
+            tags=ctx.tags(aws.iam.Role, ctx.name("redis-auth-rotation-role")),
+            opts=child,
+        )
         group_arn = ctx.arn("elasticache", f"replicationgroup:{args.replication_group_id}")
         aws.iam.RolePolicy(
-            f"{name}-rotation-policy", name=ctx.name("redis-auth-rotation"), role=role.id,
-            policy=pulumi.Output.json_dumps({
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Sid": "RotateTheSecret", "Effect": "Allow",
-                     "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+            f"{name}-rotation-policy",
+            name=ctx.name("redis-auth-rotation"),
+            role=role.id,
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "RotateTheSecret",
+                            "Effect": "Allow",
+                            "Action": [
+                                "secretsmanager:DescribeSecret",
+                                "secretsmanager:GetSecretValue",
                                 "secretsmanager:PutSecretValue",
-                                "secretsmanager:UpdateSecretVersionStage"],
-                     "Resource": secret.arn},
-                    {"Sid": "GenerateTokens", "Effect": "Allow",
-                     "Action": ["secretsmanager:GetRandomPassword"], "Resource": "*"},
-                    {"Sid": "UseTheSecretsKey", "Effect": "Allow",
-                     "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": args.key_arn},
-                    {"Sid": "SetTheToken", "Effect": "Allow",
-                     "Action": ["elasticache:ModifyReplicationGroup"], "Resource": group_arn},
-                    {"Sid": "Tracing", "Effect": "Allow",
-                     "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
-                     "Resource": "*"},
-                    {"Sid": "WriteOwnLogs", "Effect": "Allow",
-                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                     "Resource": pulumi.Output.concat(log_group.arn, ":*")},
-                ],
-            }),
-            opts=child)
+                                "secretsmanager:UpdateSecretVersionStage",
+                            ],
+                            "Resource": secret.arn,
+                        },
+                        {
+                            "Sid": "GenerateTokens",
+                            "Effect": "Allow",
+                            "Action": ["secretsmanager:GetRandomPassword"],
+                            "Resource": "*",
+                        },
+                        {
+                            "Sid": "UseTheSecretsKey",
+                            "Effect": "Allow",
+                            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                            "Resource": args.key_arn,
+                        },
+                        {
+                            "Sid": "SetTheToken",
+                            "Effect": "Allow",
+                            "Action": ["elasticache:ModifyReplicationGroup"],
+                            "Resource": group_arn,
+                        },
+                        {
+                            "Sid": "Tracing",
+                            "Effect": "Allow",
+                            "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                            "Resource": "*",
+                        },
+                        {
+                            "Sid": "WriteOwnLogs",
+                            "Effect": "Allow",
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                            "Resource": pulumi.Output.concat(log_group.arn, ":*"),
+                        },
+                    ],
+                }
+            ),
+            opts=child,
+        )
         function = aws.lambda_.Function(
-            f"{name}-rotation", name=function_name, runtime="python3.12",
-            handler="redis_auth_rotation.handler", role=role.arn, timeout=60, memory_size=128,
-            code=pulumi.AssetArchive({
-                "redis_auth_rotation.py": pulumi.FileAsset(str(ROTATION_SOURCE)),
-            }),
+            f"{name}-rotation",
+            name=function_name,
+            runtime="python3.12",
+            handler="redis_auth_rotation.handler",
+            role=role.arn,
+            timeout=60,
+            memory_size=128,
+            code=pulumi.AssetArchive(
+                {
+                    "redis_auth_rotation.py": pulumi.FileAsset(str(ROTATION_SOURCE)),
+                }
+            ),
             environment={"variables": {"REPLICATION_GROUP_ID": args.replication_group_id}},
             logging_config={"log_format": "JSON", "log_group": log_group.name},
             tracing_config={"mode": "Active"},
             tags=ctx.tags(aws.lambda_.Function, function_name),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+        )
         permission = aws.lambda_.Permission(
-            f"{name}-rotation-invoke", action="lambda:InvokeFunction", function=function.name,
-            principal="secretsmanager.amazonaws.com", source_arn=secret.arn, opts=child)
+            f"{name}-rotation-invoke",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="secretsmanager.amazonaws.com",
+            source_arn=secret.arn,
+            opts=child,
+        )
         aws.secretsmanager.SecretRotation(
-            f"{name}-redis-auth-rotation", secret_id=secret.id,
-            rotation_lambda_arn=function.arn, rotate_immediately=False,
+            f"{name}-redis-auth-rotation",
+            secret_id=secret.id,
+            rotation_lambda_arn=function.arn,
+            rotate_immediately=False,
             rotation_rules={"automatically_after_days": ctx.settings.cache.auth_rotation_days},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
+        )
 
         self.redis_auth_secret_arn = secret.arn
         self.redis_auth_token = token.result

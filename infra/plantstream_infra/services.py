@@ -19,10 +19,19 @@ from .network import VPC_CIDR
 ROLES = ("ingest", "processor", "api")
 CONTAINER = "plantstream"
 CONTAINER_USER = "10001:10001"
-STREAM_READ = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:ListShards",
-               "kinesis:GetShardIterator", "kinesis:GetRecords"]
-STREAM_WRITE = ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStreamSummary",
-                "kinesis:ListShards"]
+STREAM_READ = [
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:ListShards",
+    "kinesis:GetShardIterator",
+    "kinesis:GetRecords",
+]
+STREAM_WRITE = [
+    "kinesis:PutRecord",
+    "kinesis:PutRecords",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:ListShards",
+]
 
 
 @dataclass(frozen=True)
@@ -64,22 +73,30 @@ class Services(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
     cluster_arn: pulumi.Output[str]
 
-    def __init__(self, name: str, args: ServicesArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: ServicesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("plantstream:services:Services", name, None, opts)
         ctx = args.ctx
         child = pulumi.ResourceOptions(parent=self)
         cluster_name = ctx.name("plantstream-cluster")
         cluster = aws.ecs.Cluster(
-            f"{name}-cluster", name=cluster_name,
+            f"{name}-cluster",
+            name=cluster_name,
             settings=[{"name": "containerInsights", "value": "enabled"}],
-            tags=ctx.tags(aws.ecs.Cluster, cluster_name), opts=child)
+            tags=ctx.tags(aws.ecs.Cluster, cluster_name),
+            opts=child,
+        )
         self.tasks_sg = self._security_groups(name, args)
         self.log_groups = {
             role: aws.cloudwatch.LogGroup(
-                f"{name}-{role}-logs", name=f"/plantstream/ecs/{role}-{ctx.suffix}",
-                retention_in_days=ctx.settings.log_retention_days, kms_key_id=args.logs_key_arn,
-                tags=ctx.tags(aws.cloudwatch.LogGroup), opts=child)
+                f"{name}-{role}-logs",
+                name=f"/plantstream/ecs/{role}-{ctx.suffix}",
+                retention_in_days=ctx.settings.log_retention_days,
+                kms_key_id=args.logs_key_arn,
+                tags=ctx.tags(aws.cloudwatch.LogGroup),
+                opts=child,
+            )
             for role in ROLES
         }
         execution_role = self._execution_role(name, args)
@@ -101,88 +118,193 @@ class Services(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         port = ctx.settings.services.container_port
         sg = aws.ec2.SecurityGroup(
-            f"{name}-tasks-sg", name=ctx.name("ecs-tasks-sg"), vpc_id=args.vpc_id,
+            f"{name}-tasks-sg",
+            name=ctx.name("ecs-tasks-sg"),
+            vpc_id=args.vpc_id,
             description="plantstream ECS tasks: HTTP from the load balancer only",
-            tags=ctx.tags(aws.ec2.SecurityGroup, ctx.name("ecs-tasks-sg")), opts=child)
+            tags=ctx.tags(aws.ec2.SecurityGroup, ctx.name("ecs-tasks-sg")),
+            opts=child,
+        )
 
-        def ingress(key: str, group: pulumi.Input[str], from_sg: pulumi.Input[str], p: int,
-                    description: str) -> None:
+        def ingress(
+            key: str, group: pulumi.Input[str], from_sg: pulumi.Input[str], p: int, description: str
+        ) -> None:
             aws.vpc.SecurityGroupIngressRule(
-                f"{name}-{key}", security_group_id=group, referenced_security_group_id=from_sg,
-                ip_protocol="tcp", from_port=p, to_port=p, description=description,
-                tags=ctx.tags(aws.vpc.SecurityGroupIngressRule, ctx.name(key)), opts=child)
+                f"{name}-{key}",
+                security_group_id=group,
+                referenced_security_group_id=from_sg,
+                ip_protocol="tcp",
+                from_port=p,
+                to_port=p,
+                description=description,
+                tags=ctx.tags(aws.vpc.SecurityGroupIngressRule, ctx.name(key)),
+                opts=child,
+            )
 
-        def egress(key: str, group: pulumi.Input[str], p: int, description: str,
-                   **target: pulumi.Input[str]) -> None:
+        def egress(
+            key: str,
+            group: pulumi.Input[str],
+            p: int,
+            description: str,
+            **target: pulumi.Input[str],
+        ) -> None:
             aws.vpc.SecurityGroupEgressRule(
-                f"{name}-{key}", security_group_id=group, ip_protocol="tcp", from_port=p,
-                to_port=p, description=description,
-                tags=ctx.tags(aws.vpc.SecurityGroupEgressRule, ctx.name(key)), opts=child,
-                **target)
+                f"{name}-{key}",
+                security_group_id=group,
+                ip_protocol="tcp",
+                from_port=p,
+                to_port=p,
+                description=description,
+                tags=ctx.tags(aws.vpc.SecurityGroupEgressRule, ctx.name(key)),
+                opts=child,
+                **target,
+            )
 
-        ingress("tasks-from-alb", sg.id, args.alb_security_group_id, port,
-                "HTTP from the load balancer")
-        egress("alb-to-tasks", args.alb_security_group_id, port, "HTTP to the plantstream tasks",
-               referenced_security_group_id=sg.id)
-        ingress("db-from-tasks", args.db_security_group_id, sg.id, args.db_port,
-                "PostgreSQL from the plantstream tasks")
-        egress("tasks-to-db", sg.id, args.db_port, "PostgreSQL",
-               referenced_security_group_id=args.db_security_group_id)
-        ingress("redis-from-tasks", args.redis_security_group_id, sg.id, args.redis_port,
-                "Redis from the plantstream tasks")
-        egress("tasks-to-redis", sg.id, args.redis_port, "Redis",
-               referenced_security_group_id=args.redis_security_group_id)
-        egress("tasks-to-endpoints", sg.id, 443, "AWS APIs through the VPC endpoints",
-               cidr_ipv4=VPC_CIDR)
-        egress("tasks-to-s3", sg.id, 443, "ECR image layers through the S3 gateway endpoint",
-               prefix_list_id=args.s3_prefix_list_id)
+        ingress(
+            "tasks-from-alb", sg.id, args.alb_security_group_id, port, "HTTP from the load balancer"
+        )
+        egress(
+            "alb-to-tasks",
+            args.alb_security_group_id,
+            port,
+            "HTTP to the plantstream tasks",
+            referenced_security_group_id=sg.id,
+        )
+        ingress(
+            "db-from-tasks",
+            args.db_security_group_id,
+            sg.id,
+            args.db_port,
+            "PostgreSQL from the plantstream tasks",
+        )
+        egress(
+            "tasks-to-db",
+            sg.id,
+            args.db_port,
+            "PostgreSQL",
+            referenced_security_group_id=args.db_security_group_id,
+        )
+        ingress(
+            "redis-from-tasks",
+            args.redis_security_group_id,
+            sg.id,
+            args.redis_port,
+            "Redis from the plantstream tasks",
+        )
+        egress(
+            "tasks-to-redis",
+            sg.id,
+            args.redis_port,
+            "Redis",
+            referenced_security_group_id=args.redis_security_group_id,
+        )
+        egress(
+            "tasks-to-endpoints",
+            sg.id,
+            443,
+            "AWS APIs through the VPC endpoints",
+            cidr_ipv4=VPC_CIDR,
+        )
+        egress(
+            "tasks-to-s3",
+            sg.id,
+            443,
+            "ECR image layers through the S3 gateway endpoint",
+            prefix_list_id=args.s3_prefix_list_id,
+        )
         if ctx.settings.network.nat != "none":
-            egress("tasks-to-internet", sg.id, 443, "HTTPS through the NAT gateway",
-                   cidr_ipv4="0.0.0.0/0")
+            egress(
+                "tasks-to-internet",
+                sg.id,
+                443,
+                "HTTPS through the NAT gateway",
+                cidr_ipv4="0.0.0.0/0",
+            )
         return sg
 
     # ---- IAM --------------------------------------------------------------------------------
 
     def _role(self, name: str, ctx: StackContext, key: str) -> aws.iam.Role:
         role_name = ctx.name(key)
-        assume = ctx.account_id.apply(lambda account: json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                           "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                           "Condition": {"StringEquals": {"aws:SourceAccount": account}}}],
-        }))
-        return aws.iam.Role(f"{name}-{key}", name=role_name, assume_role_policy=assume,
-                            tags=ctx.tags(aws.iam.Role, role_name),
-                            opts=pulumi.ResourceOptions(parent=self))
+        assume = ctx.account_id.apply(
+            lambda account: json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRole",
+                            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                        }
+                    ],
+                }
+            )
+        )
+        return aws.iam.Role(
+            f"{name}-{key}",
+            name=role_name,
+            assume_role_policy=assume,
+            tags=ctx.tags(aws.iam.Role, role_name),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _execution_role(self, name: str, args: ServicesArgs) -> aws.iam.Role:
         """What ECS itself needs to start a task: pull the image, write logs, inject secrets."""
         ctx = args.ctx
         role = self._role(name, ctx, "ecs-execution-role")
         statements: list[dict[str, Any]] = [
-            {"Sid": "WriteTaskLogs", "Effect": "Allow",
-             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-             "Resource": [pulumi.Output.concat(g.arn, ":*") for g in self.log_groups.values()]},
-            {"Sid": "InjectSecrets", "Effect": "Allow",
-             "Action": ["secretsmanager:GetSecretValue"],
-             "Resource": [args.db_secret_arn, args.redis_auth_secret_arn]},
-            {"Sid": "DecryptSecrets", "Effect": "Allow", "Action": ["kms:Decrypt"],
-             "Resource": args.secrets_key_arn},
+            {
+                "Sid": "WriteTaskLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [pulumi.Output.concat(g.arn, ":*") for g in self.log_groups.values()],
+            },
+            {
+                "Sid": "InjectSecrets",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": [args.db_secret_arn, args.redis_auth_secret_arn],
+            },
+            {
+                "Sid": "DecryptSecrets",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": args.secrets_key_arn,
+            },
         ]
         if args.image_repository_arn is not None:
             statements += [
-                {"Sid": "EcrLogin", "Effect": "Allow",
-                 "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
-                {"Sid": "PullImage", "Effect": "Allow",
-                 "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                            "ecr:BatchCheckLayerAvailability"],
-                 "Resource": args.image_repository_arn},
-                {"Sid": "DecryptImage", "Effect": "Allow", "Action": ["kms:Decrypt"],
-                 "Resource": args.images_key_arn},
+                {
+                    "Sid": "EcrLogin",
+                    "Effect": "Allow",
+                    "Action": ["ecr:GetAuthorizationToken"],
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "PullImage",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchCheckLayerAvailability",
+                    ],
+                    "Resource": args.image_repository_arn,
+                },
+                {
+                    "Sid": "DecryptImage",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt"],
+                    "Resource": args.images_key_arn,
+                },
             ]
-        aws.iam.RolePolicy(f"{name}-ecs-execution", name=ctx.name("ecs-execution"),
-                           role=role.id, policy=_doc(*statements),
-                           opts=pulumi.ResourceOptions(parent=self))
+        aws.iam.RolePolicy(
+            f"{name}-ecs-execution",
+            name=ctx.name("ecs-execution"),
+            role=role.id,
+            policy=_doc(*statements),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         return role
 
     def _task_role(self, name: str, args: ServicesArgs, role_name: str) -> aws.iam.Role:
@@ -190,33 +312,65 @@ class Services(pulumi.ComponentResource):
         ctx = args.ctx
         role = self._role(name, ctx, f"ecs-task-{role_name}-role")
         statements: list[dict[str, Any]] = [
-            {"Sid": "ReadOwnSecrets", "Effect": "Allow",
-             "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-             "Resource": [args.db_secret_arn, args.redis_auth_secret_arn]},
-            {"Sid": "DecryptOwnSecrets", "Effect": "Allow", "Action": ["kms:Decrypt"],
-             "Resource": args.secrets_key_arn},
+            {
+                "Sid": "ReadOwnSecrets",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                "Resource": [args.db_secret_arn, args.redis_auth_secret_arn],
+            },
+            {
+                "Sid": "DecryptOwnSecrets",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": args.secrets_key_arn,
+            },
         ]
         if role_name == "ingest":
             statements += [
-                {"Sid": "WriteTheStream", "Effect": "Allow", "Action": STREAM_WRITE,
-                 "Resource": args.stream_arn},
-                {"Sid": "EncryptRecords", "Effect": "Allow", "Action": ["kms:GenerateDataKey"],
-                 "Resource": args.stream_key_arn},
+                {
+                    "Sid": "WriteTheStream",
+                    "Effect": "Allow",
+                    "Action": STREAM_WRITE,
+                    "Resource": args.stream_arn,
+                },
+                {
+                    "Sid": "EncryptRecords",
+                    "Effect": "Allow",
+                    "Action": ["kms:GenerateDataKey"],
+                    "Resource": args.stream_key_arn,
+                },
             ]
         elif role_name == "processor":
             statements += [
-                {"Sid": "ReadTheStream", "Effect": "Allow", "Action": STREAM_READ,
-                 "Resource": args.stream_arn},
-                {"Sid": "DecryptRecords", "Effect": "Allow", "Action": ["kms:Decrypt"],
-                 "Resource": args.stream_key_arn},
+                {
+                    "Sid": "ReadTheStream",
+                    "Effect": "Allow",
+                    "Action": STREAM_READ,
+                    "Resource": args.stream_arn,
+                },
+                {
+                    "Sid": "DecryptRecords",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt"],
+                    "Resource": args.stream_key_arn,
+                },
             ]
         else:  # api: readiness only looks at the stream, it never reads or writes records
-            statements.append({"Sid": "StreamReadiness", "Effect": "Allow",
-                               "Action": ["kinesis:DescribeStreamSummary"],
-                               "Resource": args.stream_arn})
-        aws.iam.RolePolicy(f"{name}-ecs-task-{role_name}", name=ctx.name(f"ecs-task-{role_name}"),
-                           role=role.id, policy=_doc(*statements),
-                           opts=pulumi.ResourceOptions(parent=self))
+            statements.append(
+                {
+                    "Sid": "StreamReadiness",
+                    "Effect": "Allow",
+                    "Action": ["kinesis:DescribeStreamSummary"],
+                    "Resource": args.stream_arn,
+                }
+            )
+        aws.iam.RolePolicy(
+            f"{name}-ecs-task-{role_name}",
+            name=ctx.name(f"ecs-task-{role_name}"),
+            role=role.id,
+            policy=_doc(*statements),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         return role
 
     # ---- tasks and services -----------------------------------------------------------------
@@ -225,8 +379,14 @@ class Services(pulumi.ComponentResource):
         ctx = args.ctx
         cfg = ctx.settings.services
         db_url = pulumi.Output.concat(
-            "postgresql://", args.db_username, "@", args.db_endpoint, f":{args.db_port}/",
-            args.db_name, "?sslmode=require")
+            "postgresql://",
+            args.db_username,
+            "@",
+            args.db_endpoint,
+            f":{args.db_port}/",
+            args.db_name,
+            "?sslmode=require",
+        )
         redis_url = pulumi.Output.concat("rediss://", args.redis_endpoint, f":{args.redis_port}/0")
         env = {
             "PLANTSTREAM_ROLE": role,
@@ -248,64 +408,99 @@ class Services(pulumi.ComponentResource):
             "user": CONTAINER_USER,
             "readonlyRootFilesystem": True,
             "privileged": False,
-            "linuxParameters": {"initProcessEnabled": True,
-                                "capabilities": {"drop": ["ALL"]}},
-            "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp",  # noqa: S108
-                             "readOnly": False}],
+            "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
+            "mountPoints": [
+                {
+                    "sourceVolume": "tmp",
+                    "containerPath": "/tmp",  # noqa: S108
+                    "readOnly": False,
+                }
+            ],
             "environment": [{"name": k, "value": v} for k, v in env.items()],
             "secrets": [
-                {"name": "PLANTSTREAM_DATABASE_PASSWORD",
-                 "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":password::")},
+                {
+                    "name": "PLANTSTREAM_DATABASE_PASSWORD",
+                    "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":password::"),
+                },
                 {"name": "PLANTSTREAM_REDIS_PASSWORD", "valueFrom": args.redis_auth_secret_arn},
             ],
             "stopTimeout": 30,
             "logConfiguration": {
                 "logDriver": "awslogs",
-                "options": {"awslogs-group": self.log_groups[role].name,
-                            "awslogs-region": ctx.region, "awslogs-stream-prefix": role},
+                "options": {
+                    "awslogs-group": self.log_groups[role].name,
+                    "awslogs-region": ctx.region,
+                    "awslogs-stream-prefix": role,
+                },
             },
         }
         if role != "processor":
-            container["portMappings"] = [{"containerPort": cfg.container_port,
-                                          "protocol": "tcp"}]
+            container["portMappings"] = [{"containerPort": cfg.container_port, "protocol": "tcp"}]
         return container
 
-    def _service(self, name: str, args: ServicesArgs, role: str, cluster: aws.ecs.Cluster,
-                 execution_role: aws.iam.Role) -> None:
+    def _service(
+        self,
+        name: str,
+        args: ServicesArgs,
+        role: str,
+        cluster: aws.ecs.Cluster,
+        execution_role: aws.iam.Role,
+    ) -> None:
         ctx = args.ctx
         cfg = ctx.settings.services
         family = ctx.name(f"plantstream-{role}")
         task = aws.ecs.TaskDefinition(
-            f"{name}-{role}-task", family=family, cpu=str(cfg.cpu), memory=str(cfg.memory),
-            network_mode="awsvpc", requires_compatibilities=["FARGATE"],
+            f"{name}-{role}-task",
+            family=family,
+            cpu=str(cfg.cpu),
+            memory=str(cfg.memory),
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
             runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
-            execution_role_arn=execution_role.arn, task_role_arn=self.task_roles[role].arn,
+            execution_role_arn=execution_role.arn,
+            task_role_arn=self.task_roles[role].arn,
             volumes=[{"name": "tmp"}],
             container_definitions=pulumi.Output.json_dumps([self._container(args, role)]),
             tags=ctx.tags(aws.ecs.TaskDefinition, family),
-            opts=pulumi.ResourceOptions(parent=self))
-        count = {"ingest": cfg.ingest_count, "processor": cfg.processor_count,
-                 "api": cfg.api_count}[role]
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        count = {
+            "ingest": cfg.ingest_count,
+            "processor": cfg.processor_count,
+            "api": cfg.api_count,
+        }[role]
         lb: dict[str, Any] = {}
         if role in args.target_groups:
             lb = {
-                "load_balancers": [{"target_group_arn": args.target_groups[role].arn,
-                                    "container_name": CONTAINER,
-                                    "container_port": cfg.container_port}],
+                "load_balancers": [
+                    {
+                        "target_group_arn": args.target_groups[role].arn,
+                        "container_name": CONTAINER,
+                        "container_port": cfg.container_port,
+                    }
+                ],
                 "health_check_grace_period_seconds": 60,
             }
         service_name = ctx.name(f"plantstream-{role}")
         self.task_definitions[role] = task
         self.services[role] = aws.ecs.Service(
-            f"{name}-{role}", name=service_name, cluster=cluster.arn,
-            task_definition=task.arn, desired_count=count, launch_type="FARGATE",
+            f"{name}-{role}",
+            name=service_name,
+            cluster=cluster.arn,
+            task_definition=task.arn,
+            desired_count=count,
+            launch_type="FARGATE",
             platform_version="LATEST",
-            network_configuration={"subnets": args.private_subnet_ids,
-                                   "security_groups": [self.tasks_sg.id],
-                                   "assign_public_ip": False},
+            network_configuration={
+                "subnets": args.private_subnet_ids,
+                "security_groups": [self.tasks_sg.id],
+                "assign_public_ip": False,
+            },
             deployment_circuit_breaker={"enable": True, "rollback": True},
-            propagate_tags="SERVICE", enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            enable_ecs_managed_tags=True,
             wait_for_steady_state=False,
             tags=ctx.tags(aws.ecs.Service, service_name),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.listener]),
-            **lb)
+            **lb,
+        )

@@ -126,33 +126,66 @@ class StackSettings:
     front_door: FrontDoorSettings = field(default_factory=FrontDoorSettings)
 
     def validate(self) -> StackSettings:
-        _check(_SUFFIX_RE.match(self.environment_suffix) is not None, "environmentSuffix",
-               "must be 1-16 lowercase letters, digits or '-' (it ends every resource name)")
-        _check(self.key_mode in ("per-service", "single"), "keyMode",
-               "must be 'per-service' or 'single'")
-        _check(self.network.nat in ("none", "single", "per-az"), "network.nat",
-               "must be 'none', 'single' or 'per-az'")
-        _check(self.stream.mode in ("PROVISIONED", "ON_DEMAND"), "stream.mode",
-               "must be PROVISIONED or ON_DEMAND")
-        _check(24 <= self.stream.retention_hours <= 8760, "stream.retentionHours",
-               "must be between 24 and 8760")
+        _check(
+            _SUFFIX_RE.match(self.environment_suffix) is not None,
+            "environmentSuffix",
+            "must be 1-16 lowercase letters, digits or '-' (it ends every resource name)",
+        )
+        _check(
+            self.key_mode in ("per-service", "single"),
+            "keyMode",
+            "must be 'per-service' or 'single'",
+        )
+        _check(
+            self.network.nat in ("none", "single", "per-az"),
+            "network.nat",
+            "must be 'none', 'single' or 'per-az'",
+        )
+        _check(
+            self.stream.mode in ("PROVISIONED", "ON_DEMAND"),
+            "stream.mode",
+            "must be PROVISIONED or ON_DEMAND",
+        )
+        _check(
+            24 <= self.stream.retention_hours <= 8760,
+            "stream.retentionHours",
+            "must be between 24 and 8760",
+        )
         _check(self.stream.shard_count >= 1, "stream.shardCount", "must be >= 1")
         db = self.database
-        _check(db.kind in ("aurora-serverless", "postgres-instance"), "database.kind",
-               "must be 'aurora-serverless' or 'postgres-instance'")
-        _check(0.0 <= db.min_acu <= db.max_acu <= 256, "database.minAcu/maxAcu",
-               "need 0 <= minAcu <= maxAcu <= 256")
-        _check(1 <= db.backup_retention_days <= 35, "database.backupRetentionDays",
-               "must be between 1 and 35 (RDS limit)")
-        _check(db.master_username.lower() not in ("admin", "postgres", "rdsadmin", "root"),
-               "database.masterUsername", "must not be a reserved or default name")
+        _check(
+            db.kind in ("aurora-serverless", "postgres-instance"),
+            "database.kind",
+            "must be 'aurora-serverless' or 'postgres-instance'",
+        )
+        _check(
+            0.0 <= db.min_acu <= db.max_acu <= 256,
+            "database.minAcu/maxAcu",
+            "need 0 <= minAcu <= maxAcu <= 256",
+        )
+        _check(
+            1 <= db.backup_retention_days <= 35,
+            "database.backupRetentionDays",
+            "must be between 1 and 35 (RDS limit)",
+        )
+        _check(
+            db.master_username.lower() not in ("admin", "postgres", "rdsadmin", "root"),
+            "database.masterUsername",
+            "must not be a reserved or default name",
+        )
         _check(db.aurora_instances >= 1, "database.auroraInstances", "must be >= 1")
         cache = self.cache
         _check(cache.engine in ("redis", "valkey"), "cache.engine", "must be redis or valkey")
-        _check(cache.nodes >= 2 or cache.cluster_mode, "cache.nodes",
-               "needs >= 2 nodes for Multi-AZ automatic failover")
-        _check(cache.replicas_per_shard >= 1 or not cache.cluster_mode,
-               "cache.replicasPerShard", "needs >= 1 replica for automatic failover")
+        _check(
+            cache.nodes >= 2 or cache.cluster_mode,
+            "cache.nodes",
+            "needs >= 2 nodes for Multi-AZ automatic failover",
+        )
+        _check(
+            cache.replicas_per_shard >= 1 or not cache.cluster_mode,
+            "cache.replicasPerShard",
+            "needs >= 1 replica for automatic failover",
+        )
         _check(self.log_retention_days >= 1, "logRetentionDays", "must be >= 1")
         return self
 

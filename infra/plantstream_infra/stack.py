@@ -34,41 +34,93 @@ def define_stack(settings: StackSettings) -> dict[str, Any]:
     network = Network(f"network-{s}", NetworkArgs(ctx, keys.arn("logs")))
     stream = Stream(f"stream-{s}", StreamArgs(ctx, keys.arn("stream")))
     redis_group_id = ctx.name("redis")
-    secrets = Secrets(f"secrets-{s}", SecretsArgs(ctx, keys.arn("secrets"), keys.arn("logs"),
-                                                  redis_group_id))
-    cache = Cache(f"cache-{s}", CacheArgs(
-        ctx, network.vpc_id, network.private_subnet_ids, keys.arn("cache"), keys.arn("logs"),
-        secrets.redis_auth_token))
-    database = Database(f"database-{s}", DatabaseArgs(
-        ctx, network.vpc_id, network.private_subnet_ids, keys.arn("database"),
-        keys.arn("secrets"), keys.arn("logs")))
-    image = Image(f"image-{s}", ImageArgs(ctx, keys.arn("images") if "images" in purposes
-                                          else None))
-    front = FrontDoor(f"frontdoor-{s}", FrontDoorArgs(
-        ctx, network.vpc_id, network.public_subnet_ids, network.private_subnet_ids,
-        settings.services.container_port, stream.name, stream.arn, keys.arn("stream"),
-        keys.arn("logs")))
-    services = Services(f"services-{s}", ServicesArgs(
-        ctx=ctx, vpc_id=network.vpc_id, private_subnet_ids=network.private_subnet_ids,
-        s3_prefix_list_id=network.s3_prefix_list_id, image=image.ref,
-        image_repository_arn=image.repository_arn,
-        images_key_arn=keys.arn("images") if "images" in purposes else None,
-        stream_name=stream.name, stream_arn=stream.arn, stream_key_arn=keys.arn("stream"),
-        secrets_key_arn=keys.arn("secrets"), logs_key_arn=keys.arn("logs"),
-        db_endpoint=database.endpoint, db_port=database.port, db_name=database.database_name,
-        db_username=database.username, db_secret_arn=database.secret_arn,
-        db_security_group_id=database.security_group_id, redis_endpoint=cache.endpoint,
-        redis_port=cache.port, redis_auth_secret_arn=secrets.redis_auth_secret_arn,
-        redis_security_group_id=cache.security_group_id,
-        alb_security_group_id=front.alb_security_group_id, target_groups=front.target_groups,
-        listener=front.listener))
-    observability = Observability(f"observability-{s}", ObservabilityArgs(
-        ctx=ctx, logs_key_arn=keys.arn("logs"), stream_name=stream.name,
-        processor_log_group=services.log_groups["processor"].name,
-        database_kind=database.kind, database_identifier=database.identifier,
-        redis_group_id=cache.replication_group_id, cluster_name=services.cluster_name,
-        processor_service_name=services.services["processor"].name,
-        api_gateway_name=ctx.name("ingest-api") if settings.front_door.api_gateway else None))
+    secrets = Secrets(
+        f"secrets-{s}", SecretsArgs(ctx, keys.arn("secrets"), keys.arn("logs"), redis_group_id)
+    )
+    cache = Cache(
+        f"cache-{s}",
+        CacheArgs(
+            ctx,
+            network.vpc_id,
+            network.private_subnet_ids,
+            keys.arn("cache"),
+            keys.arn("logs"),
+            secrets.redis_auth_token,
+        ),
+    )
+    database = Database(
+        f"database-{s}",
+        DatabaseArgs(
+            ctx,
+            network.vpc_id,
+            network.private_subnet_ids,
+            keys.arn("database"),
+            keys.arn("secrets"),
+            keys.arn("logs"),
+        ),
+    )
+    image = Image(
+        f"image-{s}", ImageArgs(ctx, keys.arn("images") if "images" in purposes else None)
+    )
+    front = FrontDoor(
+        f"frontdoor-{s}",
+        FrontDoorArgs(
+            ctx,
+            network.vpc_id,
+            network.public_subnet_ids,
+            network.private_subnet_ids,
+            settings.services.container_port,
+            stream.name,
+            stream.arn,
+            keys.arn("stream"),
+            keys.arn("logs"),
+        ),
+    )
+    services = Services(
+        f"services-{s}",
+        ServicesArgs(
+            ctx=ctx,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            s3_prefix_list_id=network.s3_prefix_list_id,
+            image=image.ref,
+            image_repository_arn=image.repository_arn,
+            images_key_arn=keys.arn("images") if "images" in purposes else None,
+            stream_name=stream.name,
+            stream_arn=stream.arn,
+            stream_key_arn=keys.arn("stream"),
+            secrets_key_arn=keys.arn("secrets"),
+            logs_key_arn=keys.arn("logs"),
+            db_endpoint=database.endpoint,
+            db_port=database.port,
+            db_name=database.database_name,
+            db_username=database.username,
+            db_secret_arn=database.secret_arn,
+            db_security_group_id=database.security_group_id,
+            redis_endpoint=cache.endpoint,
+            redis_port=cache.port,
+            redis_auth_secret_arn=secrets.redis_auth_secret_arn,
+            redis_security_group_id=cache.security_group_id,
+            alb_security_group_id=front.alb_security_group_id,
+            target_groups=front.target_groups,
+            listener=front.listener,
+        ),
+    )
+    observability = Observability(
+        f"observability-{s}",
+        ObservabilityArgs(
+            ctx=ctx,
+            logs_key_arn=keys.arn("logs"),
+            stream_name=stream.name,
+            processor_log_group=services.log_groups["processor"].name,
+            database_kind=database.kind,
+            database_identifier=database.identifier,
+            redis_group_id=cache.replication_group_id,
+            cluster_name=services.cluster_name,
+            processor_service_name=services.services["processor"].name,
+            api_gateway_name=ctx.name("ingest-api") if settings.front_door.api_gateway else None,
+        ),
+    )
 
     outputs: dict[str, Any] = {
         "preset": settings.preset,

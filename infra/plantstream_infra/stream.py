@@ -9,9 +9,14 @@ import pulumi_aws as aws
 
 from .context import StackContext
 
-SHARD_METRICS = ["IncomingBytes", "IncomingRecords", "OutgoingRecords",
-                 "IteratorAgeMilliseconds", "ReadProvisionedThroughputExceeded",
-                 "WriteProvisionedThroughputExceeded"]
+SHARD_METRICS = [
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingRecords",
+    "IteratorAgeMilliseconds",
+    "ReadProvisionedThroughputExceeded",
+    "WriteProvisionedThroughputExceeded",
+]
 
 
 @dataclass(frozen=True)
@@ -26,8 +31,9 @@ class Stream(pulumi.ComponentResource):
     name: pulumi.Output[str]
     arn: pulumi.Output[str]
 
-    def __init__(self, name: str, args: StreamArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: StreamArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("plantstream:stream:Stream", name, None, opts)
         ctx = args.ctx
         cfg = ctx.settings.stream

@@ -16,7 +16,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
-PRESETS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in INFRA.glob("Pulumi.*.yaml"))
+PRESETS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in INFRA.glob("Pulumi.*.yaml"))
 
 sys.path.insert(0, str(INFRA))
 
@@ -28,14 +28,17 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_check(preset: str, overrides: Mapping[str, Any] | None = None,
-              ) -> tuple[int, dict[str, Any] | None, str]:
+def run_check(
+    preset: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[int, dict[str, Any] | None, str]:
     """(exit code, parsed JSON report or None, stderr) of one offline check run."""
     cmd = [sys.executable, "-m", "plantstream_infra.check", "--preset", preset, "--json"]
     for key, value in (overrides or {}).items():
         cmd += ["--set", f"{key}={json.dumps(value)}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300, check=False
+    )
     report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
     return proc.returncode, report, proc.stderr
 

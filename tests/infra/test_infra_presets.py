@@ -9,8 +9,12 @@ from infra_helpers import PRESETS, Report
 
 pytestmark = pytest.mark.infra
 
-EXPECTED_PRESETS = {"iiot-sa-east-1", "manufacturing-eu-west-2", "secure-pipeline-us-east-1",
-                    "fedramp-moderate"}
+EXPECTED_PRESETS = {
+    "iiot-sa-east-1",
+    "manufacturing-eu-west-2",
+    "secure-pipeline-us-east-1",
+    "fedramp-moderate",
+}
 NAME_PROPS = ("name", "identifier", "clusterIdentifier", "replicationGroupId", "family")
 
 
@@ -45,9 +49,20 @@ def test_every_physical_name_ends_with_the_suffix(reports: dict[str, Report], pr
 @pytest.mark.parametrize("preset", sorted(EXPECTED_PRESETS))
 def test_outputs_include_what_the_seeds_export(reports: dict[str, Report], preset: str) -> None:
     out = reports[preset].outputs
-    for key in ("vpc_id", "kinesis_stream_name", "kinesis_stream_arn", "database_endpoint",
-                "database_arn", "redis_endpoint", "redis_port", "kms_key_id", "db_secret_arn",
-                "ecs_cluster_name", "ecs_cluster_arn", "api_url"):
+    for key in (
+        "vpc_id",
+        "kinesis_stream_name",
+        "kinesis_stream_arn",
+        "database_endpoint",
+        "database_arn",
+        "redis_endpoint",
+        "redis_port",
+        "kms_key_id",
+        "db_secret_arn",
+        "ecs_cluster_name",
+        "ecs_cluster_arn",
+        "api_url",
+    ):
         assert out.get(key) not in (None, "", []), key
     assert out["redis_port"] == 6379
     assert out["kinesis_stream_arn"].endswith(f":stream/{out['kinesis_stream_name']}")
@@ -61,8 +76,11 @@ def test_outputs_include_what_the_seeds_export(reports: dict[str, Report], prese
 def test_fedramp_exports_the_api_url_and_tags_compliance(reports: dict[str, Report]) -> None:
     report = reports["fedramp-moderate"]
     assert report.outputs["ingest_api_url"].endswith("/v1/ingest")
-    tagged = [r for r in report.resources
-              if r["type"].startswith("aws:") and isinstance(r["inputs"].get("tags"), dict)]
+    tagged = [
+        r
+        for r in report.resources
+        if r["type"].startswith("aws:") and isinstance(r["inputs"].get("tags"), dict)
+    ]
     assert tagged
     assert all(r["inputs"]["tags"].get("Compliance") == "FedRAMP-Moderate" for r in tagged)
 

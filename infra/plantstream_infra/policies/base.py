@@ -78,8 +78,17 @@ class Registry:
         remediation: str = "",
     ) -> Callable[[ResourceCheck], ResourceCheck]:
         def register(fn: ResourceCheck) -> ResourceCheck:
-            self.add(Control(id, control, description, tuple(types), check=fn,
-                             waivable=waivable, remediation=remediation))
+            self.add(
+                Control(
+                    id,
+                    control,
+                    description,
+                    tuple(types),
+                    check=fn,
+                    waivable=waivable,
+                    remediation=remediation,
+                )
+            )
             return fn
 
         return register
@@ -95,8 +104,17 @@ class Registry:
         remediation: str = "",
     ) -> Callable[[StackCheck], StackCheck]:
         def register(fn: StackCheck) -> StackCheck:
-            self.add(Control(id, control, description, tuple(types), stack_check=fn,
-                             waivable=waivable, remediation=remediation))
+            self.add(
+                Control(
+                    id,
+                    control,
+                    description,
+                    tuple(types),
+                    stack_check=fn,
+                    waivable=waivable,
+                    remediation=remediation,
+                )
+            )
             return fn
 
         return register

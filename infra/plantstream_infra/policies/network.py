@@ -26,25 +26,52 @@ PUBLIC_LISTENER_PORTS = frozenset({443})
 REQUIRED_TAGS = ("Project", "Environment", "Preset", "ManagedBy")
 NAME_PROPS = ("name", "identifier", "clusterIdentifier", "replicationGroupId", "family")
 # Types whose "name" is not a free-form physical name we choose.
-UNNAMED_TYPES = frozenset({
-    "aws:apigateway/resource:Resource",
-    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
-})
-TAGGABLE_TYPES = frozenset({
-    VPC, SUBNET, DEFAULT_SG, FLOW_LOG, SG, SG_INGRESS, SG_EGRESS, LB,
-    "aws:ec2/internetGateway:InternetGateway", "aws:ec2/routeTable:RouteTable",
-    "aws:ec2/vpcEndpoint:VpcEndpoint", "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip",
-    "aws:kms/key:Key", "aws:kinesis/stream:Stream", "aws:rds/cluster:Cluster",
-    "aws:rds/clusterInstance:ClusterInstance", "aws:rds/instance:Instance",
-    "aws:rds/subnetGroup:SubnetGroup", "aws:elasticache/replicationGroup:ReplicationGroup",
-    "aws:elasticache/subnetGroup:SubnetGroup", "aws:secretsmanager/secret:Secret",
-    "aws:ecs/cluster:Cluster", "aws:ecs/service:Service",
-    "aws:ecs/taskDefinition:TaskDefinition", "aws:ecr/repository:Repository",
-    "aws:iam/role:Role", "aws:lb/targetGroup:TargetGroup", "aws:lb/listener:Listener",
-    "aws:apigateway/restApi:RestApi", "aws:apigateway/stage:Stage",
-    "aws:cloudwatch/logGroup:LogGroup", "aws:cloudwatch/metricAlarm:MetricAlarm",
-    "aws:sns/topic:Topic", "aws:lambda/function:Function",
-})
+UNNAMED_TYPES = frozenset(
+    {
+        "aws:apigateway/resource:Resource",
+        "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+    }
+)
+TAGGABLE_TYPES = frozenset(
+    {
+        VPC,
+        SUBNET,
+        DEFAULT_SG,
+        FLOW_LOG,
+        SG,
+        SG_INGRESS,
+        SG_EGRESS,
+        LB,
+        "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/routeTable:RouteTable",
+        "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "aws:ec2/natGateway:NatGateway",
+        "aws:ec2/eip:Eip",
+        "aws:kms/key:Key",
+        "aws:kinesis/stream:Stream",
+        "aws:rds/cluster:Cluster",
+        "aws:rds/clusterInstance:ClusterInstance",
+        "aws:rds/instance:Instance",
+        "aws:rds/subnetGroup:SubnetGroup",
+        "aws:elasticache/replicationGroup:ReplicationGroup",
+        "aws:elasticache/subnetGroup:SubnetGroup",
+        "aws:secretsmanager/secret:Secret",
+        "aws:ecs/cluster:Cluster",
+        "aws:ecs/service:Service",
+        "aws:ecs/taskDefinition:TaskDefinition",
+        "aws:ecr/repository:Repository",
+        "aws:iam/role:Role",
+        "aws:lb/targetGroup:TargetGroup",
+        "aws:lb/listener:Listener",
+        "aws:lb/listenerRule:ListenerRule",
+        "aws:apigateway/restApi:RestApi",
+        "aws:apigateway/stage:Stage",
+        "aws:cloudwatch/logGroup:LogGroup",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "aws:sns/topic:Topic",
+        "aws:lambda/function:Function",
+    }
+)
 
 registry = Registry()
 R = registry
@@ -53,28 +80,48 @@ R = registry
 # ---- VPC ------------------------------------------------------------------------------------
 
 
-@R.stack("ec2-2-default-sg-closed", "Security Hub EC2.2",
-         "Each VPC's default security group allows no traffic.", types=[VPC])
+@R.stack(
+    "ec2-2-default-sg-closed",
+    "Security Hub EC2.2",
+    "Each VPC's default security group allows no traffic.",
+    types=[VPC],
+)
 def _default_sg(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResource, str]]:
-    closed = {str(r.props.get("vpcId")) for r in resources if r.resource_type == DEFAULT_SG
-              and not r.props.get("ingress") and not r.props.get("egress")}
+    closed = {
+        str(r.props.get("vpcId"))
+        for r in resources
+        if r.resource_type == DEFAULT_SG
+        and not r.props.get("ingress")
+        and not r.props.get("egress")
+    }
     for vpc in (r for r in resources if r.resource_type == VPC):
         if str(vpc.props.get("id")) not in closed:
             yield vpc, "the default security group is not managed closed"
 
 
-@R.stack("ec2-6-vpc-flow-logs", "Security Hub EC2.6",
-         "Each VPC has flow logging of all traffic.", types=[VPC])
+@R.stack(
+    "ec2-6-vpc-flow-logs",
+    "Security Hub EC2.6",
+    "Each VPC has flow logging of all traffic.",
+    types=[VPC],
+)
 def _flow_logs(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResource, str]]:
-    logged = {str(r.props.get("vpcId")) for r in resources
-              if r.resource_type == FLOW_LOG and r.props.get("trafficType") == "ALL"}
+    logged = {
+        str(r.props.get("vpcId"))
+        for r in resources
+        if r.resource_type == FLOW_LOG and r.props.get("trafficType") == "ALL"
+    }
     for vpc in (r for r in resources if r.resource_type == VPC):
         if str(vpc.props.get("id")) not in logged:
             yield vpc, "no flow log with trafficType ALL"
 
 
-@R.resource("ec2-15-no-auto-public-ip", "Security Hub EC2.15",
-            "Subnets must not assign public IPs on launch.", [SUBNET])
+@R.resource(
+    "ec2-15-no-auto-public-ip",
+    "Security Hub EC2.15",
+    "Subnets must not assign public IPs on launch.",
+    [SUBNET],
+)
 def _subnet_public_ip(p: Props) -> Iterator[str]:
     if truthy(p.get("mapPublicIpOnLaunch")):
         yield "mapPublicIpOnLaunch is true"
@@ -84,9 +131,12 @@ def _open_rule(cidrs: Iterable[str]) -> bool:
     return any(c in OPEN_CIDRS for c in cidrs)
 
 
-@R.resource("ec2-18-19-no-open-ingress", "Security Hub EC2.18 / EC2.19 / CKV_AWS_260",
-            "No ingress from 0.0.0.0/0 or ::/0 except HTTPS on the public listener.",
-            [SG, SG_INGRESS, SG_RULE])
+@R.resource(
+    "ec2-18-19-no-open-ingress",
+    "Security Hub EC2.18 / EC2.19 / CKV_AWS_260",
+    "No ingress from 0.0.0.0/0 or ::/0 except HTTPS on the public listener.",
+    [SG, SG_INGRESS, SG_RULE],
+)
 def _open_ingress(p: Props) -> Iterator[str]:
     for rule in as_list(p.get("ingress")):
         if _open_rule(as_list(rule.get("cidrBlocks")) + as_list(rule.get("ipv6CidrBlocks"))):
@@ -97,14 +147,21 @@ def _open_ingress(p: Props) -> Iterator[str]:
         yield "ingress rule is open to the internet"
     if _open_rule([p.get("cidrIpv4") or "", p.get("cidrIpv6") or ""]):
         public = tags_of(p).get(PUBLIC_LISTENER_TAG) == "public-listener"
-        port_ok = (p.get("ipProtocol") == "tcp" and p.get("fromPort") == p.get("toPort")
-                   and int(p.get("fromPort") or -1) in PUBLIC_LISTENER_PORTS)
+        port_ok = (
+            p.get("ipProtocol") == "tcp"
+            and p.get("fromPort") == p.get("toPort")
+            and int(p.get("fromPort") or -1) in PUBLIC_LISTENER_PORTS
+        )
         if not (public and port_ok):
             yield f"ingress open to the internet on {p.get('ipProtocol')}/{p.get('fromPort')}"
 
 
-@R.resource("ec2-sg-descriptions", "Checkov CKV_AWS_23",
-            "Security groups and their rules carry a description.", [SG, SG_INGRESS, SG_EGRESS])
+@R.resource(
+    "ec2-sg-descriptions",
+    "Checkov CKV_AWS_23",
+    "Security groups and their rules carry a description.",
+    [SG, SG_INGRESS, SG_EGRESS],
+)
 def _sg_descriptions(p: Props) -> Iterator[str]:
     if not p.get("description"):
         yield "description is empty"
@@ -113,15 +170,23 @@ def _sg_descriptions(p: Props) -> Iterator[str]:
 # ---- Load balancer --------------------------------------------------------------------------
 
 
-@R.resource("elb-4-drop-invalid-headers", "Security Hub ELB.4",
-            "Application load balancers drop invalid HTTP headers.", [LB])
+@R.resource(
+    "elb-4-drop-invalid-headers",
+    "Security Hub ELB.4",
+    "Application load balancers drop invalid HTTP headers.",
+    [LB],
+)
 def _lb_headers(p: Props) -> Iterator[str]:
     if not truthy(p.get("dropInvalidHeaderFields")):
         yield "dropInvalidHeaderFields is not true"
 
 
-@R.resource("elb-tls-1-2", "Checkov CKV_AWS_103",
-            "HTTPS listeners use a TLS 1.2+ security policy.", [LISTENER])
+@R.resource(
+    "elb-tls-1-2",
+    "Checkov CKV_AWS_103",
+    "HTTPS listeners use a TLS 1.2+ security policy.",
+    [LISTENER],
+)
 def _lb_tls(p: Props) -> Iterator[str]:
     if p.get("protocol") == "HTTPS":
         policy = str(p.get("sslPolicy") or "")
@@ -129,11 +194,18 @@ def _lb_tls(p: Props) -> Iterator[str]:
             yield f"sslPolicy {policy or '(default)'} allows TLS < 1.2"
 
 
-@R.stack("elb-public-https-only", "Security Hub ELB.1 / CKV_AWS_2",
-         "Internet-facing load balancers serve HTTPS only.", types=[LB])
+@R.stack(
+    "elb-public-https-only",
+    "Security Hub ELB.1 / CKV_AWS_2",
+    "Internet-facing load balancers serve HTTPS only.",
+    types=[LB],
+)
 def _lb_https(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResource, str]]:
-    public = {str(r.props.get("arn")): r for r in resources
-              if r.resource_type == LB and r.props.get("internal") is not True}
+    public = {
+        str(r.props.get("arn")): r
+        for r in resources
+        if r.resource_type == LB and r.props.get("internal") is not True
+    }
     for listener in (r for r in resources if r.resource_type == LISTENER):
         lb = public.get(str(listener.props.get("loadBalancerArn")))
         if lb is not None and listener.props.get("protocol") != "HTTPS":
@@ -145,8 +217,12 @@ def _lb_https(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResourc
 # ---- API Gateway ----------------------------------------------------------------------------
 
 
-@R.resource("apigateway-1-execution-logging", "Security Hub APIGateway.1",
-            "REST API stages log execution at ERROR or INFO.", [API_METHOD_SETTINGS])
+@R.resource(
+    "apigateway-1-execution-logging",
+    "Security Hub APIGateway.1",
+    "REST API stages log execution at ERROR or INFO.",
+    [API_METHOD_SETTINGS],
+)
 def _api_logging(p: Props) -> Iterator[str]:
     settings = p.get("settings") or {}
     if settings.get("loggingLevel") not in ("ERROR", "INFO"):
@@ -155,22 +231,34 @@ def _api_logging(p: Props) -> Iterator[str]:
         yield "cache data is not encrypted (APIGateway.5)"
 
 
-@R.resource("apigateway-3-xray", "Security Hub APIGateway.3",
-            "REST API stages have X-Ray tracing enabled.", [API_STAGE])
+@R.resource(
+    "apigateway-3-xray",
+    "Security Hub APIGateway.3",
+    "REST API stages have X-Ray tracing enabled.",
+    [API_STAGE],
+)
 def _api_xray(p: Props) -> Iterator[str]:
     if not truthy(p.get("xrayTracingEnabled")):
         yield "xrayTracingEnabled is not true"
 
 
-@R.resource("apigateway-9-access-logging", "Security Hub APIGateway.9",
-            "REST API stages write access logs.", [API_STAGE])
+@R.resource(
+    "apigateway-9-access-logging",
+    "Security Hub APIGateway.9",
+    "REST API stages write access logs.",
+    [API_STAGE],
+)
 def _api_access_logs(p: Props) -> Iterator[str]:
     if not (p.get("accessLogSettings") or {}).get("destinationArn"):
         yield "accessLogSettings.destinationArn is not set"
 
 
-@R.resource("apigateway-iam-auth", "Checkov CKV_AWS_59",
-            "API methods require authorization (IAM for the ingest proxy).", [API_METHOD])
+@R.resource(
+    "apigateway-iam-auth",
+    "Checkov CKV_AWS_59",
+    "API methods require authorization (IAM for the ingest proxy).",
+    [API_METHOD],
+)
 def _api_auth(p: Props) -> Iterator[str]:
     if p.get("authorization") in (None, "NONE") and p.get("httpMethod") != "OPTIONS":
         yield "authorization is NONE"
@@ -187,8 +275,11 @@ def _suffix(resources: Sequence[GraphResource]) -> str | None:
     return None
 
 
-@R.stack("plantstream-names-carry-suffix", "plantstream PS.5 (seed naming rule)",
-         "Every physical name is resource-type-<environment suffix>.")
+@R.stack(
+    "plantstream-names-carry-suffix",
+    "plantstream PS.5 (seed naming rule)",
+    "Every physical name is resource-type-<environment suffix>.",
+)
 def _names(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResource, str]]:
     suffix = _suffix(resources)
     for r in resources:
@@ -206,9 +297,12 @@ def _names(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResource, 
             yield r, f"Name tag {name_tag!r} does not end with -{suffix}"
 
 
-@R.resource("plantstream-required-tags", "plantstream PS.6 (AWS tagging best practice)",
-            f"Every taggable resource carries {', '.join(REQUIRED_TAGS)}.",
-            sorted(TAGGABLE_TYPES))
+@R.resource(
+    "plantstream-required-tags",
+    "plantstream PS.6 (AWS tagging best practice)",
+    f"Every taggable resource carries {', '.join(REQUIRED_TAGS)}.",
+    sorted(TAGGABLE_TYPES),
+)
 def _tags(p: Props) -> Iterator[str]:
     missing = [t for t in REQUIRED_TAGS if not tags_of(p).get(t)]
     if missing:

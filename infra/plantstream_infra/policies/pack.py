@@ -161,8 +161,14 @@ def evaluate(graph: Sequence[GraphEntry]) -> list[PolicyResult]:
         level = "advisory" if policy.enforcement_level == EnforcementLevel.ADVISORY else "mandatory"
         if isinstance(policy, ResourceValidationPolicy):
             for g in graph:
-                def report(msg: str, urn: str | None, _g: GraphEntry = g,
-                           _p: Policy = policy, _level: str = level) -> None:
+
+                def report(
+                    msg: str,
+                    urn: str | None,
+                    _g: GraphEntry = g,
+                    _p: Policy = policy,
+                    _level: str = level,
+                ) -> None:
                     results.append(PolicyResult(_p.name, _level, urn or _g.urn, msg))
 
                 policy.validate(
@@ -170,8 +176,10 @@ def evaluate(graph: Sequence[GraphEntry]) -> list[PolicyResult]:
                     report,
                 )
         elif isinstance(policy, StackValidationPolicy):
-            def report_stack(msg: str, urn: str | None, _p: Policy = policy,
-                             _level: str = level) -> None:
+
+            def report_stack(
+                msg: str, urn: str | None, _p: Policy = policy, _level: str = level
+            ) -> None:
                 results.append(PolicyResult(_p.name, _level, urn, msg))
 
             policy.validate(StackValidationArgs(stack_resources), report_stack)

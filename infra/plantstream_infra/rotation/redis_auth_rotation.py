@@ -32,8 +32,13 @@ def valid_token(token: str) -> bool:
     return 16 <= len(token) <= 128 and set(token) <= allowed
 
 
-def rotate(event: dict[str, str], *, secrets: SecretsClient, elasticache: ElastiCacheClient,
-           replication_group_id: str) -> None:
+def rotate(
+    event: dict[str, str],
+    *,
+    secrets: SecretsClient,
+    elasticache: ElastiCacheClient,
+    replication_group_id: str,
+) -> None:
     """One step (createSecret, setSecret, testSecret, finishSecret) of a rotation."""
     arn, token, step = event["SecretId"], event["ClientRequestToken"], event["Step"]
     versions = secrets.describe_secret(SecretId=arn).get("VersionIdsToStages", {})
@@ -47,26 +52,39 @@ def rotate(event: dict[str, str], *, secrets: SecretsClient, elasticache: Elasti
         except Exception:
             exclude = "".join(c for c in string.punctuation if c not in ALLOWED_SPECIAL)
             new = secrets.get_random_password(
-                PasswordLength=TOKEN_LENGTH, ExcludeCharacters=exclude + " ",
+                PasswordLength=TOKEN_LENGTH,
+                ExcludeCharacters=exclude + " ",
             )["RandomPassword"]
-            secrets.put_secret_value(SecretId=arn, ClientRequestToken=token, SecretString=new,
-                                     VersionStages=["AWSPENDING"])
+            secrets.put_secret_value(
+                SecretId=arn,
+                ClientRequestToken=token,
+                SecretString=new,
+                VersionStages=["AWSPENDING"],
+            )
     elif step == "setSecret":
-        pending = secrets.get_secret_value(SecretId=arn, VersionId=token,
-                                           VersionStage="AWSPENDING")["SecretString"]
+        pending = secrets.get_secret_value(
+            SecretId=arn, VersionId=token, VersionStage="AWSPENDING"
+        )["SecretString"]
         elasticache.modify_replication_group(
-            ReplicationGroupId=replication_group_id, AuthToken=pending,
-            AuthTokenUpdateStrategy="ROTATE", ApplyImmediately=True,
+            ReplicationGroupId=replication_group_id,
+            AuthToken=pending,
+            AuthTokenUpdateStrategy="ROTATE",
+            ApplyImmediately=True,
         )
     elif step == "testSecret":
-        pending = secrets.get_secret_value(SecretId=arn, VersionId=token,
-                                           VersionStage="AWSPENDING")["SecretString"]
+        pending = secrets.get_secret_value(
+            SecretId=arn, VersionId=token, VersionStage="AWSPENDING"
+        )["SecretString"]
         if not valid_token(pending):
             raise ValueError("pending AUTH token does not meet ElastiCache's rules")
     elif step == "finishSecret":
         current = next(v for v, stages in versions.items() if "AWSCURRENT" in stages)
-        secrets.update_secret_version_stage(SecretId=arn, VersionStage="AWSCURRENT",
-                                            MoveToVersionId=token, RemoveFromVersionId=current)
+        secrets.update_secret_version_stage(
+            SecretId=arn,
+            VersionStage="AWSCURRENT",
+            MoveToVersionId=token,
+            RemoveFromVersionId=current,
+        )
     else:
         raise ValueError(f"unknown rotation step {step}")
 
@@ -74,6 +92,9 @@ def rotate(event: dict[str, str], *, secrets: SecretsClient, elasticache: Elasti
 def handler(event: dict[str, str], _context: object) -> None:
     import boto3  # the Lambda runtime provides it
 
-    rotate(event, secrets=boto3.client("secretsmanager"),
-           elasticache=boto3.client("elasticache"),
-           replication_group_id=os.environ["REPLICATION_GROUP_ID"])
+    rotate(
+        event,
+        secrets=boto3.client("secretsmanager"),
+        elasticache=boto3.client("elasticache"),
+        replication_group_id=os.environ["REPLICATION_GROUP_ID"],
+    )
