@@ -2,7 +2,13 @@
 
 import pytest
 
-pytest_plugins = ["fixtures.db", "fixtures.redis", "fixtures.factories", "fixtures.pipeline"]
+pytest_plugins = [
+    "fixtures.db",
+    "fixtures.redis",
+    "fixtures.factories",
+    "fixtures.pipeline",
+    "fixtures.kinesis",
+]
 
 _STORAGE_FIXTURES = {"postgres_admin_url", "redis_server_url"}
 

@@ -190,9 +190,10 @@ def test_a_processor_that_lost_its_lease_cannot_commit(
     fast = make_processor(database_url, stream, redis_client, owner="fast")
     fast.rebalance()
     assert len(fast.leases.owned) == 4
-    records = stream.read(lease.shard_id, None, 100).records
+    prepared = slow.prepare(lease.shard_id, lease.checkpoint)
+    assert prepared.record_count > 0
     with pytest.raises(LeaseLostError):
-        slow._commit(lease, records, records[-1].sequence, finished=False)
+        slow.commit(lease, prepared)
     assert stored_readings(db) == {}
     drain(fast)
     assert_rollups_match_raw(db)

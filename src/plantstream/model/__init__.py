@@ -12,6 +12,7 @@ from plantstream.model.readings import (
     now_us,
     parse_batch,
     to_epoch_us,
+    validate_columns,
     validate_fields,
 )
 
@@ -30,5 +31,6 @@ __all__ = [
     "now_us",
     "parse_batch",
     "to_epoch_us",
+    "validate_columns",
     "validate_fields",
 ]

@@ -1,45 +1,42 @@
-"""Stream records -> validated rows, dead letters and accounting (the edge is never trusted)."""
+"""Stream records -> validated readings, dead letters and accounting (the edge is never trusted)."""
 
 from __future__ import annotations
 
-import msgspec
+from collections import Counter
+from dataclasses import dataclass, field
 
-from plantstream.errors import InvalidInputError
-from plantstream.model import (
-    QUALITY_NAMES,
-    Reading,
-    RejectCode,
-    TimeWindow,
-    check_id,
-    validate_fields,
-)
-from plantstream.processor.rows import DeadLetter, RowBatch
+import msgspec
+import numpy as np
+
+from plantstream.model import QUALITY_NAMES, Reading, RejectCode, TimeWindow, validate_columns
+from plantstream.processor.rows import DeadLetter
 from plantstream.stream.base import StreamRecord
-from plantstream.stream.records import RecordBatch, UndecodableRecordError, decode_record
+from plantstream.stream.records import DeviceColumns, UndecodableRecordError, decode_record
 
 LATE_AFTER_US = 5 * 60 * 1_000_000  # a reading older than this when it arrived counts as late
 
 _json = msgspec.json.Encoder()
 
 
-def decode_records(
-    records: list[StreamRecord], *, shard_id: str, window: TimeWindow
-) -> tuple[list[tuple[str, Reading, bool]], RowBatch]:
-    """Validate every reading of ``records``.
+@dataclass(slots=True)
+class Decoded:
+    """The valid part of each record, in stream order, plus what was refused."""
 
-    Returns the valid readings as (facility, reading, late) in stream order, and a
-    ``RowBatch`` holding the dead letters and the received/accepted/rejected/late counters
-    (sensor ids are filled in later by the caller).
-    """
-    batch = RowBatch()
-    valid: list[tuple[str, Reading, bool]] = []
-    counters = batch.counters
+    records: list[DeviceColumns] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    counters: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+def decode_records(records: list[StreamRecord], *, shard_id: str, window: TimeWindow) -> Decoded:
+    """Decode and re-validate every reading of ``records``."""
+    out = Decoded()
+    counters = out.counters
     for record in records:
         try:
-            body: RecordBatch = decode_record(record.data)
+            columns = decode_record(record.data)
         except UndecodableRecordError as exc:
             counters[("_unknown", "undecodable_records")] += 1
-            batch.dead_letters.append(
+            out.dead_letters.append(
                 DeadLetter(
                     shard_id,
                     record.sequence,
@@ -50,42 +47,55 @@ def decode_records(
                 )
             )
             continue
-        facility = body.facility
-        received = body.received_us
-        counters[(facility, "received")] += len(body.readings)
-        for reading in body.readings:
-            try:
-                checked = validate_fields(
-                    device=reading.device,
-                    metric=reading.metric,
-                    ts_us=reading.ts_us,
-                    value=reading.value,
-                    unit=None,
-                    quality=reading.quality,
-                    received_us=received,
-                    window=window,
+        facility = columns.facility[:64]
+        ok, rejects = validate_columns(
+            facility=columns.facility,
+            device=columns.device,
+            metrics=columns.metrics,
+            metric_idx=columns.metric_idx,
+            ts_us=columns.ts_us,
+            values=columns.values,
+            quality=columns.quality,
+            received_us=columns.received_us,
+            window=window,
+        )
+        n = len(columns)
+        counters[(facility, "received")] += n
+        counters[(facility, "accepted")] += n - len(rejects)
+        for index, error in rejects:
+            counters[(facility, f"rejected:{error.code}")] += 1
+            counters[(facility, "rejected")] += 1
+            out.dead_letters.append(
+                DeadLetter(
+                    shard_id,
+                    record.sequence,
+                    facility,
+                    str(error.code),
+                    error.message,
+                    _json.encode(_as_dict(facility, columns.reading(index))),
                 )
-                check_id(facility, "facility")  # it travels outside the reading
-            except InvalidInputError as exc:
-                counters[(facility, f"rejected:{exc.code}")] += 1
-                counters[(facility, "rejected")] += 1
-                batch.dead_letters.append(
-                    DeadLetter(
-                        shard_id,
-                        record.sequence,
-                        facility[:64],
-                        str(exc.code),
-                        exc.message,
-                        _json.encode(_as_dict(facility, reading)),
-                    )
-                )
-                continue
-            late = received - checked.ts_us > LATE_AFTER_US
-            counters[(facility, "accepted")] += 1
-            if late:
-                counters[(facility, "late")] += 1
-            valid.append((facility, checked, late))
-    return valid, batch
+            )
+        if rejects:
+            columns = _subset(columns, ok)
+        late = int(np.count_nonzero(columns.ts_us < columns.received_us - LATE_AFTER_US))
+        if late:
+            counters[(facility, "late")] += late
+        if len(columns):
+            out.records.append(columns)
+    return out
+
+
+def _subset(c: DeviceColumns, mask: np.ndarray) -> DeviceColumns:
+    return DeviceColumns(
+        c.facility,
+        c.device,
+        c.received_us,
+        c.metrics,
+        c.metric_idx[mask],
+        c.ts_us[mask],
+        c.values[mask],
+        c.quality[mask],
+    )
 
 
 def _as_dict(facility: str, reading: Reading) -> dict[str, object]:

@@ -12,24 +12,27 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Protocol
 
+import numpy as np
 import psycopg
 import redis
 
 from plantstream.errors import LeaseLostError, StreamError
 from plantstream.model import TimeWindow
 from plantstream.processor import metrics
-from plantstream.processor.decode import decode_records
+from plantstream.processor.decode import Decoded, decode_records
 from plantstream.processor.leases import Lease, LeaseManager
-from plantstream.processor.writer import StoredRows, commit_batch, prepare_connection
+from plantstream.processor.rows import Columns, RowBatch
+from plantstream.processor.writer import commit_batch, prepare_connection
 from plantstream.store.hot import HotState, LatestRow
 from plantstream.store.partitions import ensure_partitions
 from plantstream.store.sensors import SensorKey, SensorRegistry
-from plantstream.stream.base import Stream, StreamRecord
+from plantstream.stream.base import Stream
 
 log = logging.getLogger(__name__)
 _DAY_US = 86_400_000_000
@@ -37,9 +40,13 @@ _EPOCH_DAY = date(1970, 1, 1)
 
 
 class BatchHook(Protocol):
-    """Runs after a batch committed (detection); must be idempotent and must not raise."""
+    """Runs after a batch committed (detection); must be idempotent and must not raise.
 
-    def __call__(self, rows: Sequence[LatestRow]) -> None: ...
+    ``rows`` are the newly stored readings sorted by (sensor, time); ``keys`` maps a sensor
+    id to its (facility, device, metric).
+    """
+
+    def __call__(self, rows: Columns, keys: Mapping[int, SensorKey]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -51,6 +58,18 @@ class ProcessorConfig:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     idle_wait: float = 0.05
     rebalance_every: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A shard batch read and decoded, ready to commit from checkpoint ``after``."""
+
+    shard_id: str
+    after: str | None
+    checkpoint: str | None
+    end_of_shard: bool
+    record_count: int
+    batch: RowBatch
 
 
 class Processor:
@@ -73,6 +92,9 @@ class Processor:
         self.hooks = list(hooks)
         self._connect = connect or (lambda url: psycopg.connect(url, autocommit=True))
         self._conn: psycopg.Connection | None = None
+        self._prep_conn: psycopg.Connection | None = None  # the prefetch thread's own
+        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self._carry: Future[Prepared] | None = None
         self._leases: LeaseManager | None = None
         self.registry = SensorRegistry()
         self._keys_by_id: dict[int, SensorKey] = {}
@@ -105,11 +127,18 @@ class Processor:
             raise RuntimeError("lease manager missing after connect")
         return self._leases
 
+    @property
+    def prep_conn(self) -> psycopg.Connection:
+        if self._prep_conn is None or self._prep_conn.closed:
+            self._prep_conn = self._connect(self.database_url)
+        return self._prep_conn
+
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-        self._conn = None
+        for conn in (self._conn, self._prep_conn):
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    conn.close()
+        self._conn = self._prep_conn = None
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -141,6 +170,9 @@ class Processor:
                 self.leases.release_all()
         except psycopg.Error as exc:
             log.warning("could not release leases: %s", exc)
+        self._discard(self._carry)
+        self._carry = None
+        self._prefetcher.shutdown(wait=True)
         self._drop_connection()
 
     def rebalance(self) -> None:
@@ -155,97 +187,175 @@ class Processor:
         self._last_rebalance = time.monotonic()
 
     def step(self) -> int:
-        """One pass over the owned shards; returns the number of records handled."""
+        """One batch from each owned shard; returns the number of records handled.
+
+        While one shard's batch commits (PostgreSQL works, the GIL is free), the next
+        shard's batch is read and decoded on the prefetch thread.
+        """
         if time.monotonic() - self._last_rebalance >= self.config.rebalance_every:
             self.rebalance()
         self._catch_up_redis()
+        leases = list(self.leases.owned.values())
         handled = 0
-        for lease in list(self.leases.owned.values()):
-            handled += self.process_shard(lease)
+        upcoming = self._carried_over(leases[0]) if leases else None
+        for i, lease in enumerate(leases):
+            prepared = (
+                upcoming.result()
+                if upcoming is not None
+                else self.prepare(lease.shard_id, lease.checkpoint)
+            )
+            # the next shard in turn (wrapping round: the first one's checkpoint has moved)
+            upcoming = self._prefetch(leases[(i + 1) % len(leases)])
+            try:
+                handled += self._apply(lease, prepared)
+            except BaseException:
+                self._discard(upcoming)
+                raise
+        self._carry = upcoming
         return handled
 
-    def process_shard(self, lease: Lease) -> int:
-        result = self.stream.read(lease.shard_id, lease.checkpoint, self.config.batch_records)
+    def _carried_over(self, lease: Lease) -> Future[Prepared] | None:
+        """The batch prefetched at the end of the last step, if it still fits this lease."""
+        carry, self._carry = self._carry, None
+        if carry is None:
+            return None
+        try:
+            prepared = carry.result()
+        except Exception:  # read again below; a real fault will recur there
+            return None
+        if prepared.shard_id != lease.shard_id or prepared.after != lease.checkpoint:
+            return None
+        return carry
+
+    @staticmethod
+    def _discard(future: Future[Prepared] | None) -> None:
+        if future is not None and not future.cancel():
+            with contextlib.suppress(Exception):
+                future.result()
+
+    def _prefetch(self, lease: Lease) -> Future[Prepared]:
+        return self._prefetcher.submit(self.prepare, lease.shard_id, lease.checkpoint)
+
+    def prepare(self, shard_id: str, after: str | None) -> Prepared:
+        """Read and decode the next batch of a shard; resolve its sensors and partitions."""
+        result = self.stream.read(shard_id, after, self.config.batch_records)
         if result.behind_ms is not None:
-            metrics.SHARD_LAG_MS.labels(lease.shard_id).set(result.behind_ms)
-        if not result.records and not result.end_of_shard:
+            metrics.SHARD_LAG_MS.labels(shard_id).set(result.behind_ms)
+        checkpoint = result.records[-1].sequence if result.records else after
+        decoded = decode_records(result.records, shard_id=shard_id, window=self.config.window)
+        rows, facilities = self._columns(decoded)
+        if len(rows):
+            self._ensure_days(set(np.unique(rows.ts_us // _DAY_US).tolist()))
+        batch = RowBatch(rows, facilities, decoded.dead_letters, decoded.counters)
+        return Prepared(
+            shard_id, after, checkpoint, result.end_of_shard, len(result.records), batch
+        )
+
+    def _apply(self, lease: Lease, prepared: Prepared) -> int:
+        if not prepared.record_count and not prepared.end_of_shard:
             return 0
         started = time.perf_counter()
-        checkpoint = result.records[-1].sequence if result.records else lease.checkpoint
         try:
-            stored = self._commit(lease, result.records, checkpoint, result.end_of_shard)
+            stored = self.commit(lease, prepared)
         except LeaseLostError:
             log.info("lease on %s lost before commit; batch left for the new owner", lease.shard_id)
             self.leases.forget(lease.shard_id)
             return 0
-        lease.checkpoint = checkpoint
-        if result.end_of_shard:
+        lease.checkpoint = prepared.checkpoint
+        if prepared.end_of_shard:
             log.info("shard %s finished", lease.shard_id)
             self.leases.forget(lease.shard_id)
             self._last_rebalance = 0.0  # its children may start now
         self._after_commit(stored)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        self.processed += len(stored.sensor_ids)
-        return max(1, len(result.records))
+        self.processed += len(stored)
+        return max(1, prepared.record_count)
 
-    def _commit(
-        self, lease: Lease, records: list[StreamRecord], checkpoint: str | None, finished: bool
-    ) -> StoredRows:
-        valid, batch = decode_records(records, shard_id=lease.shard_id, window=self.config.window)
-        ids = self.registry.resolve(self.conn, {(f, r.device, r.metric) for f, r, _ in valid})
-        self._ensure_days({r.ts_us // _DAY_US for _, r, _ in valid})
-        for facility, reading, late in valid:
-            key = (facility, reading.device, reading.metric)
-            sensor_id = ids[key]
-            self._keys_by_id[sensor_id] = key
-            batch.sensor_ids.append(sensor_id)
-            batch.ts_us.append(reading.ts_us)
-            batch.values.append(reading.value)
-            batch.qualities.append(reading.quality)
-            batch.facilities.append(facility)
-            batch.late.append(late)
-        stored = commit_batch(
+    def commit(self, lease: Lease, prepared: Prepared) -> Columns:
+        """Commit a prepared batch under ``lease``; raises ``LeaseLostError`` if fenced out."""
+        if prepared.after != lease.checkpoint or prepared.shard_id != lease.shard_id:
+            raise LeaseLostError("the batch was not read from this lease's checkpoint")
+        stored, counters = commit_batch(
             self.conn,
-            batch,
+            prepared.batch,
             stream=self.config.stream_name,
             shard_id=lease.shard_id,
             owner=self.config.owner,
             token=lease.token,
             previous=lease.checkpoint,
-            checkpoint=checkpoint or "",
-            finished=finished,
+            checkpoint=prepared.checkpoint or "",
+            finished=prepared.end_of_shard,
             lease_seconds=self.config.lease_seconds,
         )
-        for (facility, counter), value in stored.counters.items():
+        for (facility, counter), value in counters.items():
             metrics.READINGS.labels(facility, counter).inc(value)
         return stored
+
+    def _columns(self, decoded: Decoded) -> tuple[Columns, list[str]]:
+        """The decoded records as one set of columns, with sensor ids resolved."""
+        if not decoded.records:
+            return Columns.empty(), []
+        used = [
+            [rec.metrics[i] for i in np.unique(rec.metric_idx).tolist()] for rec in decoded.records
+        ]
+        keys = {
+            (rec.facility, rec.device, metric)
+            for rec, metric_names in zip(decoded.records, used, strict=True)
+            for metric in metric_names
+        }
+        ids = self.registry.resolve(self.prep_conn, keys)
+        for key, sensor_id in ids.items():
+            self._keys_by_id[sensor_id] = key
+        facilities: dict[str, int] = {}
+        sensor_parts, facility_parts = [], []
+        for rec in decoded.records:
+            table = np.array(
+                [ids.get((rec.facility, rec.device, m), -1) for m in rec.metrics], dtype=np.int32
+            )
+            sensor_parts.append(table[rec.metric_idx])
+            code = facilities.setdefault(rec.facility, len(facilities))
+            facility_parts.append(np.full(len(rec), code, dtype=np.int32))
+        rows = Columns(
+            np.concatenate(sensor_parts),
+            np.concatenate([rec.ts_us for rec in decoded.records]),
+            np.concatenate([rec.values for rec in decoded.records]),
+            np.concatenate([rec.quality for rec in decoded.records]).astype(np.int16),
+            np.concatenate(facility_parts),
+        )
+        return rows, list(facilities)
 
     def _ensure_days(self, days: set[int]) -> None:
         missing = days - self._known_days
         if missing:
-            ensure_partitions(self.conn, [_EPOCH_DAY + timedelta(days=d) for d in missing])
+            ensure_partitions(self.prep_conn, [_EPOCH_DAY + timedelta(days=d) for d in missing])
             self._known_days |= missing
 
-    def _after_commit(self, stored: StoredRows) -> None:
-        if not stored.sensor_ids:
+    def _after_commit(self, stored: Columns) -> None:
+        if not len(stored):
             return
-        keys = self._keys_by_id
-        rows: list[LatestRow] = [
-            (*keys[s], t, v, q)
-            for s, t, v, q in zip(
-                stored.sensor_ids, stored.ts_us, stored.values, stored.qualities, strict=True
-            )
-        ]
         if self.hot is not None and not self._redis_behind:
+            # rows are sorted by (sensor, time): each sensor's newest is its last row
+            last = np.flatnonzero(np.append(stored.sensor_id[1:] != stored.sensor_id[:-1], True))
+            keys = self._keys_by_id
+            newest: list[LatestRow] = [
+                (*keys[s], t, v, q)
+                for s, t, v, q in zip(
+                    stored.sensor_id[last].tolist(),
+                    stored.ts_us[last].tolist(),
+                    stored.value[last].tolist(),
+                    stored.quality[last].tolist(),
+                    strict=True,
+                )
+            ]
             try:
-                self.hot.update_latest(rows)
+                self.hot.update_latest(newest)
             except redis.RedisError as exc:
                 metrics.ERRORS.labels("redis").inc()
                 log.warning("Redis update failed (%s); will catch up from PostgreSQL", exc)
                 self._redis_behind = True
         for hook in self.hooks:
             try:
-                hook(rows)
+                hook(stored, self._keys_by_id)
             except Exception:  # a detector bug must never stop the data
                 metrics.ERRORS.labels("hook").inc()
                 log.exception("batch hook failed")

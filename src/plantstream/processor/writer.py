@@ -1,30 +1,55 @@
 """One PostgreSQL transaction per batch: raw rows, rollups, dead letters, counters, checkpoint.
 
-The fast path binary-COPYs the rows straight into ``readings``; only when that meets a
-duplicate (a producer retry, a replay) does it fall back to staging + ``ON CONFLICT DO
-NOTHING``, so the rollups always count exactly the rows that were newly stored.
+Rows are sorted by (sensor, time) and de-duplicated in memory (the first in stream order
+wins), then binary-COPYed straight into ``readings``. Only a duplicate of an earlier batch
+(a producer retry, a replay) makes that COPY fail; the fallback stages the rows and inserts
+with ``ON CONFLICT DO NOTHING``. Rollups are computed from exactly the rows newly stored.
 """
 
 from __future__ import annotations
 
 import struct
 from collections import Counter
-from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
 from psycopg import sql
 
 from plantstream.errors import LeaseLostError
 from plantstream.model import to_epoch_us
-from plantstream.processor.rows import RowBatch
+from plantstream.processor.rows import Columns, RowBatch
 
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's zero for timestamps
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
-_READING_ROW = struct.Struct(">hiiiqidih")  # 4 fields: int4 sensor, int8 ts, float8, int2
-# the 11 rollup columns: sensor, bucket, count, sum, min, max, sum_sq, first(_ts), last(_ts)
-_ROLLUP_ROW = struct.Struct(">h" + "ii" + "iq" * 2 + "id" * 4 + "iq" + "id" + "iq" + "id")
 _MINUTE_US = 60_000_000
+
+
+def _copy_dtype(*columns: tuple[str, str]) -> np.dtype:
+    """A packed big-endian record: field count, then (length, value) per column."""
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    for name, kind in columns:
+        fields += [(f"{name}_len", ">i4"), (name, kind)]
+    return np.dtype(fields)
+
+
+_READING_ROW = _copy_dtype(
+    ("sensor_id", ">i4"), ("ts", ">i8"), ("value", ">f8"), ("quality", ">i2")
+)
+_ROLLUP_ROW = _copy_dtype(
+    ("sensor_id", ">i4"),
+    ("bucket", ">i8"),
+    ("count", ">i8"),
+    ("sum", ">f8"),
+    ("min", ">f8"),
+    ("max", ">f8"),
+    ("sum_sq", ">f8"),
+    ("first_ts", ">i8"),
+    ("first", ">f8"),
+    ("last_ts", ">i8"),
+    ("last", ">f8"),
+)
 
 _TEMP_TABLES = """
 CREATE TEMP TABLE IF NOT EXISTS _stage (LIKE readings) ON COMMIT DELETE ROWS;
@@ -59,91 +84,71 @@ _MERGE_1H = sql.SQL(_MERGE).format(
 )
 
 
-@dataclass(slots=True)
-class StoredRows:
-    """The rows this batch newly stored (duplicates excluded), column-wise."""
-
-    sensor_ids: list[int]
-    ts_us: list[int]
-    values: list[float]
-    qualities: list[int]
-    facilities: list[str]
-    counters: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-
 def prepare_connection(conn: psycopg.Connection) -> None:
     """Create this session's staging tables (once per connection)."""
     conn.execute(_TEMP_TABLES)
 
 
-def _readings_copy_buffer(
-    sensor_ids: list[int], ts_us: list[int], values: list[float], qualities: list[int]
-) -> bytes:
-    pack = _READING_ROW.pack
-    body = b"".join(
-        [
-            pack(4, 4, s, 8, t - _PG_EPOCH_US, 8, v, 2, q)
-            for s, t, v, q in zip(sensor_ids, ts_us, values, qualities, strict=True)
-        ]
-    )
-    return _COPY_HEADER + body + _COPY_TRAILER
+def copy_buffer(dtype: np.dtype, **columns: npt.ArrayLike) -> bytes:
+    """A complete binary COPY stream for the given columns (built without a Python loop)."""
+    n = len(next(iter(columns.values())))  # type: ignore[arg-type]
+    rows = np.empty(n, dtype=dtype)
+    rows["n"] = len(columns)
+    for name, values in columns.items():
+        rows[f"{name}_len"] = dtype[name].itemsize
+        rows[name] = values
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
-def _rollup_rows(rows: StoredRows) -> bytes:
-    """Per (sensor, minute): count, sum, min, max, sum of squares, first and last."""
-    buckets: dict[tuple[int, int], list[float]] = {}
-    get = buckets.get
-    for s, t, v in zip(rows.sensor_ids, rows.ts_us, rows.values, strict=True):
-        key = (s, t - t % _MINUTE_US)
-        acc = get(key)
-        if acc is None:
-            buckets[key] = [1, v, v, v, v * v, t, v, t, v]
-            continue
-        acc[0] += 1
-        acc[1] += v
-        if v < acc[2]:
-            acc[2] = v
-        if v > acc[3]:
-            acc[3] = v
-        acc[4] += v * v
-        if t < acc[5]:
-            acc[5] = t
-            acc[6] = v
-        if t >= acc[7]:
-            acc[7] = t
-            acc[8] = v
-    pack = _ROLLUP_ROW.pack
-    body = b"".join(
-        [
-            pack(
-                11,
-                4,
-                s,
-                8,
-                b - _PG_EPOCH_US,
-                8,
-                int(a[0]),
-                8,
-                a[1],
-                8,
-                a[2],
-                8,
-                a[3],
-                8,
-                a[4],
-                8,
-                int(a[5]) - _PG_EPOCH_US,
-                8,
-                a[6],
-                8,
-                int(a[7]) - _PG_EPOCH_US,
-                8,
-                a[8],
-            )
-            for (s, b), a in buckets.items()
-        ]
+def sort_and_dedupe(rows: Columns) -> tuple[Columns, int]:
+    """Rows sorted by (sensor, time), keeping the first of equal (sensor, time) in stream order.
+
+    Returns the rows kept and how many duplicates were dropped.
+    """
+    order = np.lexsort((np.arange(len(rows)), rows.ts_us, rows.sensor_id))
+    rows = rows.take(order)
+    if len(rows) < 2:
+        return rows, 0
+    repeat = (rows.sensor_id[1:] == rows.sensor_id[:-1]) & (rows.ts_us[1:] == rows.ts_us[:-1])
+    if not repeat.any():
+        return rows, 0
+    keep = np.concatenate(([True], ~repeat))
+    return rows.take(keep), int(np.count_nonzero(repeat))
+
+
+def rollup_buffer(rows: Columns) -> bytes:
+    """Per (sensor, minute) of sorted rows: count, sum, min, max, sum of squares, first, last."""
+    bucket = rows.ts_us - rows.ts_us % _MINUTE_US
+    change = np.empty(len(rows), dtype=bool)
+    change[0] = True
+    change[1:] = (rows.sensor_id[1:] != rows.sensor_id[:-1]) | (bucket[1:] != bucket[:-1])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], len(rows)) - 1
+    values = rows.value
+    return copy_buffer(
+        _ROLLUP_ROW,
+        sensor_id=rows.sensor_id[starts],
+        bucket=bucket[starts] - _PG_EPOCH_US,
+        count=ends - starts + 1,
+        sum=np.add.reduceat(values, starts),
+        min=np.minimum.reduceat(values, starts),
+        max=np.maximum.reduceat(values, starts),
+        sum_sq=np.add.reduceat(values * values, starts),
+        first_ts=rows.ts_us[starts] - _PG_EPOCH_US,
+        first=values[starts],
+        last_ts=rows.ts_us[ends] - _PG_EPOCH_US,
+        last=values[ends],
     )
-    return _COPY_HEADER + body + _COPY_TRAILER
+
+
+def readings_copy_buffer(rows: Columns) -> bytes:
+    return copy_buffer(
+        _READING_ROW,
+        sensor_id=rows.sensor_id,
+        ts=rows.ts_us - _PG_EPOCH_US,
+        value=rows.value,
+        quality=rows.quality,
+    )
 
 
 def _claim_checkpoint(
@@ -171,47 +176,39 @@ def _claim_checkpoint(
         raise LeaseLostError(f"lease on {shard_id} was lost; batch not committed")
 
 
-def _store_readings(cur: psycopg.Cursor, batch: RowBatch) -> StoredRows:
-    buffer = _readings_copy_buffer(batch.sensor_ids, batch.ts_us, batch.values, batch.qualities)
+def _store_readings(cur: psycopg.Cursor, rows: Columns) -> Columns:
+    """Insert sorted, in-batch-unique rows; return those that were new."""
+    buffer = readings_copy_buffer(rows)
     try:
-        # a savepoint: a duplicate undoes only the COPY
+        # a savepoint: a duplicate of an earlier batch undoes only this COPY
         with (
             cur.connection.transaction(),
             cur.copy("COPY readings (sensor_id, ts, value, quality) FROM STDIN BINARY") as cp,
         ):
             cp.write(buffer)
-        return StoredRows(
-            batch.sensor_ids, batch.ts_us, batch.values, batch.qualities, batch.facilities
-        )
+        return rows
     except psycopg.errors.UniqueViolation:
         pass
     with cur.copy("COPY _stage (sensor_id, ts, value, quality) FROM STDIN BINARY") as cp:
         cp.write(buffer)
-    # ctid keeps the stream's order, so the first of two equal readings wins
     cur.execute(
-        "INSERT INTO readings SELECT sensor_id, ts, value, quality FROM _stage ORDER BY ctid "
+        "INSERT INTO readings SELECT sensor_id, ts, value, quality FROM _stage "
         "ON CONFLICT DO NOTHING RETURNING sensor_id, ts"
     )
     new = {(sensor_id, to_epoch_us(ts)) for sensor_id, ts in cur.fetchall()}
-    keep = []
-    for i, key in enumerate(zip(batch.sensor_ids, batch.ts_us, strict=True)):
-        if key in new:
-            new.discard(key)  # a second copy inside the batch is a duplicate too
-            keep.append(i)
-    return StoredRows(
-        [batch.sensor_ids[i] for i in keep],
-        [batch.ts_us[i] for i in keep],
-        [batch.values[i] for i in keep],
-        [batch.qualities[i] for i in keep],
-        [batch.facilities[i] for i in keep],
+    keep = np.fromiter(
+        ((s, t) in new for s, t in zip(rows.sensor_id.tolist(), rows.ts_us.tolist(), strict=True)),
+        dtype=bool,
+        count=len(rows),
     )
+    return rows.take(keep)
 
 
-def _store_rollups(cur: psycopg.Cursor, rows: StoredRows) -> None:
-    if not rows.sensor_ids:
+def _store_rollups(cur: psycopg.Cursor, rows: Columns) -> None:
+    if not len(rows):
         return
     with cur.copy("COPY _rollup_delta FROM STDIN BINARY") as cp:
-        cp.write(_rollup_rows(rows))
+        cp.write(rollup_buffer(rows))
     cur.execute(_MERGE_1M)
     cur.execute(_MERGE_1H)
 
@@ -253,13 +250,15 @@ def commit_batch(
     checkpoint: str,
     finished: bool = False,
     lease_seconds: float = 10.0,
-) -> StoredRows:
+) -> tuple[Columns, Counter[tuple[str, str]]]:
     """Write ``batch`` and move the shard's checkpoint to ``checkpoint``, atomically.
 
     Raises ``LeaseLostError`` (and writes nothing) when the lease is no longer ours. Returns
-    the rows newly stored, with the counters committed (the batch's own plus ``stored`` and
-    ``duplicate``).
+    the rows newly stored, sorted by (sensor, time), and the counters committed (the batch's
+    own plus ``stored`` and ``duplicate``).
     """
+    counters = Counter(batch.counters)
+    unique, _ = sort_and_dedupe(batch.rows)
     with conn.transaction(), conn.cursor() as cur:
         _claim_checkpoint(
             conn,
@@ -272,17 +271,15 @@ def commit_batch(
             finished=finished,
             lease_seconds=lease_seconds,
         )
-        stored = _store_readings(cur, batch) if len(batch) else StoredRows([], [], [], [], [])
+        stored = _store_readings(cur, unique) if len(unique) else unique
         _store_rollups(cur, stored)
         _store_dead_letters(cur, stream, batch)
-        counters = Counter(batch.counters)
-        for facility in stored.facilities:
-            counters[(facility, "stored")] += 1
-        if len(stored.facilities) != len(batch):
-            for facility in batch.facilities:
-                counters[(facility, "duplicate")] += 1
-            for facility in stored.facilities:
-                counters[(facility, "duplicate")] -= 1
-        stored.counters = +counters
-        _store_counters(cur, stored.counters)
-    return stored
+        accepted = batch.count_by_facility(batch.rows.facility)
+        kept = batch.count_by_facility(stored.facility)
+        for facility, n in accepted.items():
+            if kept.get(facility):
+                counters[(facility, "stored")] += kept[facility]
+            if n - kept.get(facility, 0):
+                counters[(facility, "duplicate")] += n - kept.get(facility, 0)
+        _store_counters(cur, counters)
+    return stored, counters

@@ -10,13 +10,13 @@ from plantstream.stream.base import (
     StreamRecord,
 )
 from plantstream.stream.hashing import hash_key, partition_key, shard_for
-from plantstream.stream.records import RecordBatch, decode_record, encode_batch, pack_readings
+from plantstream.stream.records import DeviceColumns, decode_record, encode_record, pack_readings
 from plantstream.stream.redis_streams import RedisStream
 
 __all__ = [
+    "DeviceColumns",
     "PutEntry",
     "ReadResult",
-    "RecordBatch",
     "RedisStream",
     "ShardInfo",
     "Stream",
@@ -24,7 +24,7 @@ __all__ = [
     "StreamProducer",
     "StreamRecord",
     "decode_record",
-    "encode_batch",
+    "encode_record",
     "hash_key",
     "pack_readings",
     "partition_key",
