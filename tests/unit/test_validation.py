@@ -55,6 +55,7 @@ def test_timestamps_keep_microseconds_and_offsets(make_reading: Callable[..., di
         ({"device": ""}, RejectCode.INVALID_ID),
         ({"device": "pump;DROP TABLE readings"}, RejectCode.INVALID_ID),
         ({"device": "pump\u0000"}, RejectCode.INVALID_ID),
+        ({"device": "pump\n"}, RejectCode.INVALID_ID),
         ({"device": "pumр-1"}, RejectCode.INVALID_ID),  # Cyrillic look-alike
         ({"device": "x" * 65}, RejectCode.INVALID_ID),
         ({"metric": "temprature"}, RejectCode.UNKNOWN_METRIC),
