@@ -65,15 +65,7 @@ class Cache(pulumi.ComponentResource):
             opts=child,
         )
 
-        if cfg.cluster_mode:
-            topology: dict[str, object] = {
-                "cluster_mode": "enabled",
-                "num_node_groups": cfg.shards,
-                "replicas_per_node_group": cfg.replicas_per_shard,
-            }
-        else:
-            topology = {"cluster_mode": "disabled", "num_cache_clusters": cfg.nodes}
-
+        clustered = cfg.cluster_mode
         group = aws.elasticache.ReplicationGroup(
             f"{name}-redis",
             replication_group_id=self.replication_group_id,
@@ -109,7 +101,10 @@ class Cache(pulumi.ComponentResource):
             tags=ctx.tags(aws.elasticache.ReplicationGroup, self.replication_group_id),
             # The rotation Lambda changes the token in place; Pulumi must not put the old one back.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["authToken"]),
-            **topology,  # type: ignore[arg-type]
+            cluster_mode="enabled" if clustered else "disabled",
+            num_node_groups=cfg.shards if clustered else None,
+            replicas_per_node_group=cfg.replicas_per_shard if clustered else None,
+            num_cache_clusters=None if clustered else cfg.nodes,
         )
         self.endpoint = (
             group.configuration_endpoint_address

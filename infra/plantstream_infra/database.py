@@ -155,7 +155,7 @@ class Database(pulumi.ComponentResource):
                 identifier=ident,
                 cluster_identifier=cluster.id,
                 instance_class="db.serverless",
-                engine=cluster.engine,
+                engine=aws.rds.EngineType.AURORA_POSTGRESQL,
                 engine_version=cluster.engine_version,
                 publicly_accessible=False,
                 auto_minor_version_upgrade=True,
@@ -168,7 +168,7 @@ class Database(pulumi.ComponentResource):
         self.endpoint = cluster.endpoint
         self.reader_endpoint = cluster.reader_endpoint
         self.arn = cluster.arn
-        self.secret_arn = cluster.master_user_secrets.apply(lambda s: s[0].secret_arn)
+        self.secret_arn = cluster.master_user_secrets.apply(lambda s: str(s[0].secret_arn))
 
     def _instance(
         self,
@@ -215,4 +215,4 @@ class Database(pulumi.ComponentResource):
         self.endpoint = instance.address
         self.reader_endpoint = instance.address
         self.arn = instance.arn
-        self.secret_arn = instance.master_user_secrets.apply(lambda s: s[0].secret_arn)
+        self.secret_arn = instance.master_user_secrets.apply(lambda s: str(s[0].secret_arn))

@@ -151,7 +151,9 @@ class FrontDoor(pulumi.ComponentResource):
                 tags=ctx.tags(aws.lb.TargetGroup, tg_name),
                 opts=child,
             )
-        forward_api = [{"type": "forward", "target_group_arn": self.target_groups["api"].arn}]
+        forward_api: list[aws.lb.ListenerDefaultActionArgsDict] = [
+            {"type": "forward", "target_group_arn": self.target_groups["api"].arn}
+        ]
         if public:
             self.listener = aws.lb.Listener(
                 f"{name}-https",

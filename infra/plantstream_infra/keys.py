@@ -7,6 +7,7 @@ lets the account administer it and lets only the owning AWS service(s) use it on
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,14 @@ def key_policy(*, account: str, partition: str, region: str, purposes: tuple[str
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
+def _policy_for(region: str, purposes: tuple[str, ...]) -> Callable[[list[str]], str]:
+    def build(account_partition: list[str]) -> str:
+        account, partition = account_partition
+        return key_policy(account=account, partition=partition, region=region, purposes=purposes)
+
+    return build
+
+
 @dataclass(frozen=True)
 class KeysArgs:
     ctx: StackContext
@@ -114,9 +123,7 @@ class Keys(pulumi.ComponentResource):
         self._keys: dict[str, aws.kms.Key] = {}
         for key_name, purposes in groups.items():
             policy = pulumi.Output.all(ctx.account_id, ctx.partition).apply(
-                lambda ap, purposes=purposes: key_policy(
-                    account=ap[0], partition=ap[1], region=ctx.region, purposes=purposes
-                )
+                _policy_for(ctx.region, purposes)
             )
             key = aws.kms.Key(
                 f"{name}-{key_name}",

@@ -6,6 +6,7 @@ Subnet CIDRs are pinned by index so adding an AZ never replaces an existing subn
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -25,6 +26,10 @@ INTERFACE_ENDPOINTS = (
     "ecr.dkr",
     "sts",
 )
+
+
+def _nth(i: int) -> Callable[[list[str]], str]:
+    return lambda names: names[i]
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class Network(pulumi.ComponentResource):
         private: list[aws.ec2.Subnet] = []
         private_rts: list[aws.ec2.RouteTable] = []
         for i, (pub_cidr, priv_cidr) in enumerate(zip(PUBLIC_CIDRS, PRIVATE_CIDRS, strict=True)):
-            az = azs.names.apply(lambda names, i=i: names[i])
+            az = azs.names.apply(_nth(i))
             n = i + 1
             pub = aws.ec2.Subnet(
                 f"{name}-public-{n}",

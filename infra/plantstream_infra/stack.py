@@ -27,7 +27,7 @@ def define_stack(settings: StackSettings) -> dict[str, Any]:
     """Declare every resource; return the stack outputs (names match what the seeds export)."""
     ctx = make_context(settings)
     s = ctx.suffix
-    purposes = ("stream", "database", "cache", "secrets", "logs")
+    purposes: tuple[str, ...] = ("stream", "database", "cache", "secrets", "logs")
     if not settings.services.image:
         purposes += ("images",)
     keys = Keys(f"keys-{s}", KeysArgs(ctx, purposes))

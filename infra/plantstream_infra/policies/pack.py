@@ -24,7 +24,7 @@ from pulumi_policy import (
 )
 
 from . import compute, data, network
-from .base import Control, GraphResource, waiver
+from .base import Control, waiver
 
 PACK_NAME = "plantstream-aws"
 DEVIATIONS_POLICY = "plantstream-declared-deviations"
@@ -153,7 +153,7 @@ _OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0)
 def evaluate(graph: Sequence[GraphEntry]) -> list[PolicyResult]:
     """Run the pack on a resource graph, exactly as the policy analyzer would."""
     results: list[PolicyResult] = []
-    stack_resources: list[GraphResource] = [
+    stack_resources: list[PolicyResource] = [
         PolicyResource(g.resource_type, g.state, g.urn, g.name, _OPTS, None, None, [], {})
         for g in graph
     ]
