@@ -43,8 +43,15 @@ class StackContext:
         """The physical name for a resource of this kind: ``kind-<suffix>``."""
         return f"{kind}-{self.suffix}"
 
-    def tags(self, resource: type, name: str | None = None) -> dict[str, str]:
-        """Base tags, a Name, and the declared deviations relevant to ``resource``'s type."""
+    def tags(
+        self,
+        resource: type,
+        name: str | None = None,
+        *,
+        deviations: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Base tags, a Name, and the deviations relevant to ``resource``'s type: those the
+        preset declares, plus ``deviations`` the program declares for this one resource."""
         token = get_type_token(resource) or ""
         tags = {
             "Project": self.settings.project,
@@ -55,7 +62,7 @@ class StackContext:
         }
         if name:
             tags["Name"] = name
-        for control_id, reason in self.settings.deviations.items():
+        for control_id, reason in {**self.settings.deviations, **(deviations or {})}.items():
             if CONTROLS_BY_ID[control_id].applies_to(token):
                 tags[DEVIATION_TAG_PREFIX + control_id] = tag_safe(str(reason))
         return tags

@@ -16,6 +16,12 @@ import pulumi_random as random
 from .context import StackContext
 from .rotation.redis_auth_rotation import ALLOWED_SPECIAL, TOKEN_LENGTH
 
+SECRETS_MANAGER_1 = "secretsmanager-1-rotation-enabled"
+# Why the API-key HMAC secret is the one secret without rotation (shown as an advisory).
+NO_ROTATION_REASON = (
+    "rotating the API-key HMAC secret would invalidate every issued key until the data plane "
+    "verifies against the previous version too"
+)
 ROTATION_SOURCE = Path(__file__).parent / "rotation" / "redis_auth_rotation.py"
 
 
@@ -188,4 +194,38 @@ class Secrets(pulumi.ComponentResource):
 
         self.redis_auth_secret_arn = secret.arn
         self.redis_auth_token = token.result
-        self.register_outputs({"redis_auth_secret_arn": self.redis_auth_secret_arn})
+        self.server_secret_arn = self._server_secret(name, args)
+        self.register_outputs(
+            {
+                "redis_auth_secret_arn": self.redis_auth_secret_arn,
+                "server_secret_arn": self.server_secret_arn,
+            }
+        )
+
+    def _server_secret(self, name: str, args: SecretsArgs) -> pulumi.Output[str]:
+        """The HMAC key every task hashes API keys with; it must be the same in all tasks."""
+        ctx = args.ctx
+        child = pulumi.ResourceOptions(parent=self)
+        value = random.RandomPassword(
+            f"{name}-server-secret-value", length=64, special=False, opts=child
+        )
+        secret = aws.secretsmanager.Secret(
+            f"{name}-server-secret",
+            name=f"plantstream/server-secret-{ctx.suffix}",
+            description="HMAC key for plantstream API key hashes (PLANTSTREAM_SERVER_SECRET)",
+            kms_key_id=args.key_arn,
+            recovery_window_in_days=7,
+            tags=ctx.tags(
+                aws.secretsmanager.Secret,
+                ctx.name("server-secret"),
+                deviations={SECRETS_MANAGER_1: NO_ROTATION_REASON},
+            ),
+            opts=child,
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{name}-server-secret-initial",
+            secret_id=secret.id,
+            secret_string=value.result,
+            opts=child,
+        )
+        return secret.arn

@@ -57,6 +57,7 @@ class ServicesArgs:
     redis_endpoint: pulumi.Output[str]
     redis_port: int
     redis_auth_secret_arn: pulumi.Output[str]
+    server_secret_arn: pulumi.Output[str]
     redis_security_group_id: pulumi.Output[str]
     alb_security_group_id: pulumi.Output[str]
     target_groups: dict[str, aws.lb.TargetGroup]
@@ -264,7 +265,11 @@ class Services(pulumi.ComponentResource):
                 "Sid": "InjectSecrets",
                 "Effect": "Allow",
                 "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": [args.db_secret_arn, args.redis_auth_secret_arn],
+                "Resource": [
+                    args.db_secret_arn,
+                    args.redis_auth_secret_arn,
+                    args.server_secret_arn,
+                ],
             },
             {
                 "Sid": "DecryptSecrets",
@@ -423,6 +428,7 @@ class Services(pulumi.ComponentResource):
                     "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":password::"),
                 },
                 {"name": "PLANTSTREAM_REDIS_PASSWORD", "valueFrom": args.redis_auth_secret_arn},
+                {"name": "PLANTSTREAM_SERVER_SECRET", "valueFrom": args.server_secret_arn},
             ],
             "stopTimeout": 30,
             "logConfiguration": {

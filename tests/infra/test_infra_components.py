@@ -253,11 +253,26 @@ def test_auth_token_secret_is_kms_encrypted_and_rotated_by_lambda(
     reports: dict[str, Report],
 ) -> None:
     report = reports["iiot-sa-east-1"]
-    secret = report.one("aws:secretsmanager/secret:Secret")
+    secret = report.one("aws:secretsmanager/secret:Secret", "redis-auth")
     assert secret["kmsKeyId"].startswith("arn:aws:kms:")
     rotation = report.one("aws:secretsmanager/secretRotation:SecretRotation", "redis-auth")
     assert rotation["rotationLambdaArn"].endswith(":function:redis-auth-rotation-iiot")
     assert report.one("aws:lambda/function:Function")["runtime"] == "python3.12"
+
+
+def test_shared_server_secret_is_injected_and_its_missing_rotation_declared(
+    reports: dict[str, Report],
+) -> None:
+    report = reports["fedramp-moderate"]
+    secret = report.one("aws:secretsmanager/secret:Secret", "server-secret")
+    assert secret["kmsKeyId"].startswith("arn:aws:kms:")
+    injected = {s["name"]: s["valueFrom"] for s in _containers(report, "api")["secrets"]}
+    assert injected["PLANTSTREAM_SERVER_SECRET"] == report.outputs["server_secret_arn"]
+    advisory = [
+        a for a in report.results("advisory") if "secretsmanager-1-rotation-enabled" in a["message"]
+    ]
+    assert len(advisory) == 1
+    assert "invalidate every issued key" in advisory[0]["message"]
 
 
 # ---- services -------------------------------------------------------------------------------

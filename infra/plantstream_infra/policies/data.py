@@ -386,6 +386,7 @@ def _secret_rotation_period(p: Props) -> Iterator[str]:
     "Security Hub SecretsManager.1",
     "Every secret must have automatic rotation configured.",
     types=[SECRET],
+    waivable=True,
 )
 def _secret_rotation(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResource, str]]:
     rotated = {
