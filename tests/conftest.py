@@ -8,6 +8,7 @@ pytest_plugins = [
     "fixtures.factories",
     "fixtures.pipeline",
     "fixtures.kinesis",
+    "fixtures.api",
 ]
 
 _STORAGE_FIXTURES = {"postgres_admin_url", "redis_server_url"}

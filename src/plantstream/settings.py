@@ -48,6 +48,14 @@ class Settings(BaseSettings):
         default=None, description="HMAC secret for API key hashes; generated locally if unset"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="proxies whose X-Forwarded-* headers are trusted"
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0, ge=0, description="how long a verified key is trusted without a lookup"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,80 @@
+"""Every error answers ``{"error": {"code": ..., "message": ...}}`` with the right status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from plantstream.errors import (
+    AuthError,
+    InvalidInputError,
+    StreamThrottledError,
+    StreamUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS_BY_CODE = {
+    "body_too_large": 413,
+    "batch_too_large": 413,
+    "unsupported_encoding": 415,
+    "not_found": 404,
+    "conflict": 409,
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}},
+        status_code=status,
+        headers=dict(headers) if headers else None,
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(AuthError)
+    async def _auth(_: Request, exc: AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, headers)
+
+    @app.exception_handler(InvalidInputError)
+    async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
+        return error_response(_STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message)
+
+    @app.exception_handler(StreamThrottledError)
+    async def _throttled(_: Request, exc: StreamThrottledError) -> JSONResponse:
+        retry = max(1, round(exc.retry_after))
+        return error_response(429, "stream_throttled", str(exc), {"Retry-After": str(retry)})
+
+    @app.exception_handler(StreamUnavailableError)
+    async def _unavailable(_: Request, exc: StreamUnavailableError) -> JSONResponse:
+        log.warning("stream unavailable: %s", exc)
+        return error_response(
+            503,
+            "stream_unavailable",
+            "the stream is unavailable; nothing was accepted",
+            {"Retry-After": "5"},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(400, "invalid_request", f"{where}: {first.get('msg')}")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, "internal_error", "an unexpected error occurred")

@@ -1,0 +1,51 @@
+"""Liveness, readiness (stream, PostgreSQL, Redis) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from plantstream.api.auth import State
+from plantstream.api.state import AppState, ping_postgres
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+def _checks(state: AppState) -> dict[str, str]:
+    results: dict[str, str] = {}
+    for name, check in (
+        ("postgres", lambda: ping_postgres(state.pool)),
+        ("redis", state.redis.ping),
+        ("stream", state.stream.list_shards),
+    ):
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:  # readiness reports any failure, it never raises
+            results[name] = f"unavailable: {type(exc).__name__}"
+    return results
+
+
+@router.get("/readyz")
+async def readyz(state: State) -> JSONResponse:
+    """Ready when the stream, PostgreSQL and Redis all answer; 503 otherwise."""
+    results = await run_in_threadpool(_checks, state)
+    ready = all(v == "ok" for v in results.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": results},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+def prometheus() -> Response:
+    """Prometheus metrics of this process."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,214 @@
+"""Read endpoints: facilities, latest values, series, alerts (with acknowledge)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel
+
+from plantstream.api.auth import Reader, State, check_facility
+from plantstream.errors import InvalidInputError
+from plantstream.model import METRICS, check_id, from_epoch_us
+from plantstream.store import queries
+
+router = APIRouter(tags=["query"])
+
+FacilityParam = Annotated[str, Query(min_length=1, max_length=64, description="facility id")]
+
+
+class Facility(BaseModel):
+    facility: str
+    devices: int
+    sensors: int
+    open_alerts: int
+
+
+class Facilities(BaseModel):
+    facilities: list[Facility]
+
+
+class LatestValue(BaseModel):
+    device: str
+    metric: str
+    ts: datetime
+    value: float
+    unit: str
+    quality: str
+
+
+class Latest(BaseModel):
+    facility: str
+    readings: list[LatestValue]
+
+
+class Point(BaseModel):
+    ts: datetime
+    value: float
+    min: float | None = None
+    max: float | None = None
+    count: int | None = None
+
+
+class Series(BaseModel):
+    facility: str
+    device: str
+    metric: str
+    unit: str
+    step: Literal["raw", "1m", "1h"]
+    points: list[Point]
+
+
+class Alert(BaseModel):
+    id: int
+    facility: str
+    device: str
+    metric: str
+    detector: str
+    severity: str
+    state: str
+    message: str
+    opened_at: datetime
+    last_seen_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    details: dict[str, object]
+
+
+class Alerts(BaseModel):
+    alerts: list[Alert]
+
+
+@router.get("/v1/facilities", response_model=Facilities)
+def facilities(who: Reader, state: State) -> Facilities:
+    """Facilities this key may see, with their device counts and open alerts."""
+    with state.pool.connection() as conn:
+        rows = queries.facilities(conn, only=who.facility)
+    return Facilities(facilities=[Facility(**row) for row in rows])
+
+
+@router.get("/v1/latest", response_model=Latest)
+def latest(
+    who: Reader,
+    state: State,
+    facility: FacilityParam,
+    device: Annotated[str | None, Query(max_length=64)] = None,
+) -> Latest:
+    """The newest value of every sensor of a facility (or one device), from Redis."""
+    check_id(facility, "facility")
+    check_facility(who, facility)
+    values = state.hot.latest(facility, device)
+    return Latest(
+        facility=facility,
+        readings=[
+            LatestValue(
+                device=v.device,
+                metric=v.metric,
+                ts=from_epoch_us(v.ts_us),
+                value=v.value,
+                unit=METRICS[v.metric].unit if v.metric in METRICS else "",
+                quality=v.quality,
+            )
+            for v in values
+        ],
+    )
+
+
+def _parse_time(value: str | None, default: datetime) -> datetime:
+    if value is None:
+        return default
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError("invalid_time", f"{value[:40]!r} is not an RFC 3339 time") from None
+    if parsed.tzinfo is None:
+        raise InvalidInputError("invalid_time", "times need a UTC offset, e.g. ...Z")
+    return parsed
+
+
+def choose_step(span: timedelta) -> Literal["raw", "1m", "1h"]:
+    """Raw points up to 2 hours, 1-minute buckets up to 3 days, hourly beyond."""
+    if span <= timedelta(hours=2):
+        return "raw"
+    if span <= timedelta(days=3):
+        return "1m"
+    return "1h"
+
+
+@router.get("/v1/series", response_model=Series)
+def series(
+    who: Reader,
+    state: State,
+    facility: FacilityParam,
+    device: Annotated[str, Query(min_length=1, max_length=64)],
+    metric: Annotated[str, Query(min_length=1, max_length=64)],
+    from_: Annotated[str | None, Query(alias="from", description="RFC 3339; default to-1h")] = None,
+    to: Annotated[str | None, Query(description="RFC 3339; default now")] = None,
+    step: Literal["raw", "1m", "1h", "auto"] = "auto",
+) -> Series:
+    """Points of one sensor between ``from`` and ``to``; ``auto`` picks raw, 1m or 1h by range.
+
+    Rollup points carry the bucket's average as ``value`` with its min, max and count.
+    """
+    check_id(facility, "facility")
+    check_id(device, "device")
+    check_facility(who, facility)
+    if metric not in METRICS:
+        raise InvalidInputError("unknown_metric", f"unknown metric {metric[:64]!r}")
+    end = _parse_time(to, datetime.now(UTC))
+    start = _parse_time(from_, end - timedelta(hours=1))
+    if start >= end:
+        raise InvalidInputError("invalid_time", "from must be before to")
+    chosen = choose_step(end - start) if step == "auto" else step
+    with state.pool.connection() as conn:
+        points = queries.series(
+            conn,
+            facility=facility,
+            device=device,
+            metric=metric,
+            start=start,
+            end=end,
+            step=chosen,
+        )
+    return Series(
+        facility=facility,
+        device=device,
+        metric=metric,
+        unit=METRICS[metric].unit,
+        step=chosen,
+        points=[Point(**p) for p in points],
+    )
+
+
+@router.get("/v1/alerts", response_model=Alerts)
+def alerts(
+    who: Reader,
+    state: State,
+    facility: FacilityParam,
+    state_: Annotated[
+        Literal["open", "acknowledged", "resolved"] | None, Query(alias="state")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> Alerts:
+    """Alerts of a facility, newest first, optionally of one state."""
+    check_id(facility, "facility")
+    check_facility(who, facility)
+    with state.pool.connection() as conn:
+        rows = queries.alerts(conn, facility=facility, state=state_, limit=limit)
+    return Alerts(alerts=[Alert(**row) for row in rows])
+
+
+@router.post("/v1/alerts/{alert_id}/ack", response_model=Alert)
+def acknowledge(who: Reader, state: State, alert_id: Annotated[int, Path(ge=1, le=2**62)]) -> Alert:
+    """Acknowledge an open alert (someone is on it). Acknowledging again changes nothing."""
+    with state.pool.connection() as conn:
+        row = queries.alert(conn, alert_id)
+        if row is None or not who.may_access(str(row["facility"])):
+            # the same answer for "absent" and "not yours": ids of other facilities stay secret
+            raise InvalidInputError("not_found", f"no alert {alert_id}")
+        if row["state"] == "resolved":
+            raise InvalidInputError("conflict", "the alert is already resolved")
+        row = queries.acknowledge_alert(conn, alert_id, by=who.key_id) or row
+    return Alert(**row)

@@ -1,0 +1,76 @@
+"""Running the web roles under uvicorn (with the processor in-process for ``all``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+import uvicorn
+
+from plantstream.api.app import create_app
+from plantstream.api.state import AppState, KeyCache, RateLimiter, open_pool
+from plantstream.local import Endpoints
+from plantstream.local.ports import remembered_secret
+from plantstream.model import TimeWindow
+from plantstream.settings import Settings
+from plantstream.stream.factory import open_stream
+
+log = logging.getLogger(__name__)
+
+
+def server_secret(settings: Settings) -> bytes:
+    """The HMAC secret for API keys: configured, or generated once under the data dir."""
+    if settings.server_secret is not None:
+        return settings.server_secret.get_secret_value().encode()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return remembered_secret(settings.data_dir / "server-secret").encode()
+
+
+def build_state(settings: Settings, endpoints: Endpoints) -> AppState:
+    return AppState(
+        settings=settings,
+        pool=open_pool(endpoints.database_url),
+        redis=redis.Redis.from_url(endpoints.redis_url, socket_timeout=5),
+        stream=open_stream(settings, redis_url=endpoints.redis_url),
+        server_secret=server_secret(settings),
+        window=TimeWindow(
+            max_past_us=settings.max_past_seconds * 1_000_000,
+            max_future_us=settings.max_future_seconds * 1_000_000,
+        ),
+        keys=KeyCache(settings.auth_cache_seconds),
+        limiter=RateLimiter(settings.rate_limit_per_key),
+    )
+
+
+def run_server(
+    settings: Settings, endpoints: Endpoints, *, role: str, stop: threading.Event
+) -> None:
+    """Serve ``role`` on settings.host:settings.port until SIGTERM/SIGINT."""
+    state = build_state(settings, endpoints)
+    processor_thread = None
+    if role == "all":
+        from plantstream.cli.serve import build_processor
+
+        processor = build_processor(settings, endpoints.database_url, endpoints.redis_url)
+        processor_thread = threading.Thread(
+            target=processor.run, args=(stop,), name="processor", daemon=True
+        )
+        processor_thread.start()
+    app = create_app(state, role=role)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        stop.set()
+        if processor_thread is not None:
+            processor_thread.join(timeout=30)
+        state.close()
