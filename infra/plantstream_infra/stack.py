@@ -156,6 +156,7 @@ def define_stack(settings: StackSettings) -> dict[str, Any]:
         "image": image.ref,
         "alb_dns_name": front.alb_dns_name,
         "api_url": front.url,
+        "alb_internal": not settings.front_door.certificate_arn,
         "alarm_topic_arn": observability.topic_arn,
         "alarm_names": observability.alarm_names,
         "log_group_names": {r: g.name for r, g in services.log_groups.items()},
