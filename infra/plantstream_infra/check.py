@@ -159,12 +159,27 @@ def _print_text(report: CheckReport) -> None:
     print(f"\n{len(report.violations)} violations, {len(report.advisories)} advisories")
 
 
+def policy_table() -> str:
+    """The README's policy table, straight from the controls (so the two cannot drift)."""
+    rows = [
+        "| policy | control | what it enforces | seed deviation allowed |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in CONTROLS:
+        kind = "yes, declared with a reason" if c.waivable else "no"
+        rows.append(f"| `{c.id}` | {c.control} | {c.description} | {kind} |")
+    return "\n".join(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m plantstream_infra.check",
         description=__doc__.split("\n")[0] if __doc__ else None,
     )
-    parser.add_argument("--preset", required=True, help=f"one of: {', '.join(presets())}")
+    parser.add_argument("--preset", help=f"one of: {', '.join(presets())}")
+    parser.add_argument(
+        "--list-policies", action="store_true", help="print the policy table (Markdown) and exit"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument(
         "--set",
@@ -175,6 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         " (VALUE is JSON or a plain string)",
     )
     args = parser.parse_args(argv)
+    if args.list_policies:
+        print(policy_table())
+        return 0
+    if not args.preset:
+        parser.error("--preset is required")
     from .settings import SettingsError
 
     overrides: dict[str, Any] = {}

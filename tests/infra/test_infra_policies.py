@@ -255,3 +255,14 @@ def test_the_policy_pack_entry_point_serves_these_policies() -> None:
     source = (pack_dir / "__main__.py").read_text()
     assert "pack_policies()" in source
     assert "PolicyPack(" in source
+
+
+def test_readme_policy_table_lists_every_policy() -> None:
+    from pathlib import Path
+
+    from plantstream_infra.check import policy_table
+
+    readme = (Path(__file__).resolve().parents[2] / "infra" / "README.md").read_text()
+    assert policy_table() in readme
+    for policy in pack_policies():
+        assert f"`{policy.name}`" in readme
