@@ -21,6 +21,7 @@ class DatabaseArgs:
     ctx: StackContext
     vpc_id: pulumi.Input[str]
     subnet_ids: list[pulumi.Output[str]]
+    availability_zones: list[pulumi.Output[str]]
     key_arn: pulumi.Input[str]
     secrets_key_arn: pulumi.Input[str]
     logs_key_arn: pulumi.Input[str]
@@ -162,6 +163,8 @@ class Database(pulumi.ComponentResource):
                 copy_tags_to_snapshot=True,
                 db_subnet_group_name=subnet_group.name,
                 promotion_tier=i,
+                # One instance per AZ: the reader is the failover target (RDS.15).
+                availability_zone=args.availability_zones[i % len(args.availability_zones)],
                 tags=ctx.tags(aws.rds.ClusterInstance, ident),
                 opts=child,
             )

@@ -182,6 +182,7 @@ class Network(pulumi.ComponentResource):
         self._flow_logs(name, ctx, vpc, args.logs_key_arn, child)
 
         self.vpc_id = vpc.id
+        self.availability_zones = [azs.names.apply(_nth(i)) for i in range(len(PRIVATE_CIDRS))]
         self.public_subnet_ids = [s.id for s in public]
         self.private_subnet_ids = [s.id for s in private]
         self.s3_prefix_list_id = s3.prefix_list_id

@@ -54,6 +54,7 @@ def define_stack(settings: StackSettings) -> dict[str, Any]:
             ctx,
             network.vpc_id,
             network.private_subnet_ids,
+            network.availability_zones,
             keys.arn("database"),
             keys.arn("secrets"),
             keys.arn("logs"),

@@ -176,6 +176,7 @@ def test_aurora_serverless_v2_is_private_encrypted_and_keeps_30_days(
     assert len(instances) == 2
     assert all(i["instanceClass"] == "db.serverless" for i in instances)
     assert all(i["publiclyAccessible"] is False for i in instances)
+    assert {i["availabilityZone"] for i in instances} == {"sa-east-1a", "sa-east-1b"}
 
 
 @pytest.mark.parametrize(

@@ -266,3 +266,15 @@ def test_readme_policy_table_lists_every_policy() -> None:
     assert policy_table() in readme
     for policy in pack_policies():
         assert f"`{policy.name}`" in readme
+
+
+def test_values_unknown_during_preview_are_skipped_not_failed() -> None:
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
+
+    results = _run(
+        ("aws:iam/rolePolicy:RolePolicy", "p", {"name": "p-dev", "policy": UNKNOWN_STRING_VALUE})
+    )
+    assert _fails(results, "iam-1-no-wildcard-permissions") == []
+    assert [r.enforcement for r in results if r.policy == "iam-1-no-wildcard-permissions"] == [
+        "unknown"
+    ]

@@ -148,9 +148,10 @@ def as_json(value: Any) -> Any:
 
 
 def as_list(value: Any) -> list[Any]:
+    """A property as a list: the engine hands lists over as read-only Sequence proxies."""
     if value is None:
         return []
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         return list(value)
     return [value]
 

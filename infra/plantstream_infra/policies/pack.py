@@ -22,6 +22,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from . import compute, data, network
 from .base import Control, waiver
@@ -142,7 +143,7 @@ class GraphEntry:
 @dataclass(frozen=True)
 class PolicyResult:
     policy: str
-    enforcement: str  # "mandatory" or "advisory"
+    enforcement: str  # "mandatory", "advisory", or "unknown" (value not known yet, as in preview)
     urn: str | None
     message: str
 
@@ -153,8 +154,20 @@ _OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0)
 def evaluate(graph: Sequence[GraphEntry]) -> list[PolicyResult]:
     """Run the pack on a resource graph, exactly as the policy analyzer would."""
     results: list[PolicyResult] = []
+    # The analyzer hands policies read-only proxies (Mapping/Sequence, not dict/list) that
+    # raise on values unknown during preview; so do we, so the offline run is the real one.
     stack_resources: list[PolicyResource] = [
-        PolicyResource(g.resource_type, g.state, g.urn, g.name, _OPTS, None, None, [], {})
+        PolicyResource(
+            g.resource_type,
+            unknown_checking_proxy(dict(g.state)),
+            g.urn,
+            g.name,
+            _OPTS,
+            None,
+            None,
+            [],
+            {},
+        )
         for g in graph
     ]
     for policy in pack_policies():
@@ -171,10 +184,14 @@ def evaluate(graph: Sequence[GraphEntry]) -> list[PolicyResult]:
                 ) -> None:
                     results.append(PolicyResult(_p.name, _level, urn or _g.urn, msg))
 
-                policy.validate(
-                    ResourceValidationArgs(g.resource_type, g.inputs, g.urn, g.name, _OPTS, None),
-                    report,
-                )
+                props = unknown_checking_proxy(dict(g.inputs))
+                try:
+                    policy.validate(
+                        ResourceValidationArgs(g.resource_type, props, g.urn, g.name, _OPTS, None),
+                        report,
+                    )
+                except UnknownValueError as exc:  # as in preview: checked again during `up`
+                    results.append(PolicyResult(policy.name, "unknown", g.urn, exc.message))
         elif isinstance(policy, StackValidationPolicy):
 
             def report_stack(
@@ -182,5 +199,8 @@ def evaluate(graph: Sequence[GraphEntry]) -> list[PolicyResult]:
             ) -> None:
                 results.append(PolicyResult(_p.name, _level, urn, msg))
 
-            policy.validate(StackValidationArgs(stack_resources), report_stack)
+            try:
+                policy.validate(StackValidationArgs(stack_resources), report_stack)
+            except UnknownValueError as exc:
+                results.append(PolicyResult(policy.name, "unknown", None, exc.message))
     return results
