@@ -19,11 +19,14 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    from plantstream.cli import db, serve, services
+    from plantstream.cli import db, demo, keys, serve, services, simulate
 
     app.add_typer(db.app, name="db")
     app.add_typer(services.app, name="services")
+    app.add_typer(keys.app, name="keys")
     app.command("serve")(serve.serve)
+    app.command("simulate")(simulate.simulate)
+    app.command("demo")(demo.demo)
 
 
 _register()

@@ -1,6 +1,7 @@
 """The plant simulator: realistic machines, labeled faults, and a load generator."""
 
 from plantstream.simulate.faults import FAULT_METRICS, Fault, FaultKind
+from plantstream.simulate.load import Gateway, LoadStats
 from plantstream.simulate.plant import MACHINE_TYPES, Machine, Plant, SimReading, stable_seed
 
 __all__ = [
@@ -8,6 +9,8 @@ __all__ = [
     "MACHINE_TYPES",
     "Fault",
     "FaultKind",
+    "Gateway",
+    "LoadStats",
     "Machine",
     "Plant",
     "SimReading",

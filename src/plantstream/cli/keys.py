@@ -1,0 +1,89 @@
+"""``plantstream keys create|list|revoke``: API keys, shown once, stored as hashes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from plantstream.api.server import server_secret
+from plantstream.local import resolve_endpoints
+from plantstream.settings import load_settings
+from plantstream.store.keys import Role, create_key, list_keys, revoke_key
+from plantstream.store.schema import migrate
+
+app = typer.Typer(help="API keys: one facility and one role each (admin: all facilities).")
+console = Console()
+
+
+def _database_url() -> str:
+    endpoints = resolve_endpoints(load_settings())
+    migrate(endpoints.database_url)
+    return endpoints.database_url
+
+
+@app.command()
+def create(
+    role: Annotated[Role, typer.Option("--role", help="ingest, read or admin")],
+    facility: Annotated[
+        str | None, typer.Option("--facility", help="the facility (not for admin)")
+    ] = None,
+    label: Annotated[str, typer.Option("--label", help="a note: who or what uses it")] = "",
+    expires_days: Annotated[
+        int | None, typer.Option("--expires-days", min=1, help="expire after N days")
+    ] = None,
+) -> None:
+    """Create a key and print it once: it cannot be shown again."""
+    settings = load_settings()
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    with psycopg.connect(_database_url(), autocommit=True) as conn:
+        key, who = create_key(
+            conn,
+            server_secret=server_secret(settings),
+            role=role,
+            facility=facility,
+            label=label,
+            expires_at=expires,
+        )
+    console.print(f"[bold]{key}[/bold]", soft_wrap=True, highlight=False)
+    scope = who.facility or "all facilities"
+    console.print(
+        f"[dim]key id {who.key_id}: {role} for {scope}; store it now, it is not shown again[/dim]",
+        highlight=False,
+    )
+
+
+@app.command("list")
+def list_() -> None:
+    """List keys (ids, roles, facilities, dates); secrets and hashes are never shown."""
+    with psycopg.connect(_database_url(), autocommit=True) as conn:
+        rows = list_keys(conn)
+    table = Table("key id", "role", "facility", "label", "created", "expires", "revoked")
+    table.columns[0].no_wrap = True
+    columns = ("key_id", "role", "facility", "label", "created_at", "expires_at", "revoked_at")
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    console.print(table)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+@app.command()
+def revoke(key_id: Annotated[str, typer.Argument(help="the key id (16 hex characters)")]) -> None:
+    """Revoke a key; requests with it fail from then on."""
+    with psycopg.connect(_database_url(), autocommit=True) as conn:
+        done = revoke_key(conn, key_id)
+    if not done:
+        console.print(f"no active key {key_id}")
+        raise typer.Exit(1)
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,5 @@
+"""``plantstream demo``: the whole platform on embedded servers with a simulated plant."""
+
+from plantstream.demo.runner import DemoOptions, run_demo
+
+__all__ = ["DemoOptions", "run_demo"]

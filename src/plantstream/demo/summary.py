@@ -1,0 +1,65 @@
+"""The demo's closing summary: what was sent, accepted, stored, and which faults were caught."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from plantstream.demo import books
+from plantstream.simulate import LoadStats
+
+if TYPE_CHECKING:
+    from plantstream.demo.runner import DemoOptions
+
+DETECTION_GRACE_S = 120.0  # an alert this long after a fault ended still counts as catching it
+
+
+def collect_summary(
+    database_url: str,
+    stats: LoadStats,
+    started: float,
+    options: DemoOptions,
+    baseline: Counter[str],
+) -> dict[str, object]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        counters = books.since(conn, baseline)
+        alerts = conn.execute(
+            "SELECT facility, device, metric, detector, extract(epoch FROM opened_at) "
+            "FROM alerts WHERE opened_at >= to_timestamp(%s)",
+            (started,),
+        ).fetchall()
+    by_fault: dict[str, dict[str, object]] = {}
+    for fault in stats.faults:
+        caught = [
+            (detector, float(opened))
+            for facility, device, _metric, detector, opened in alerts
+            if facility == fault.facility
+            and device == fault.device
+            and fault.start <= float(opened) <= fault.end + DETECTION_GRACE_S
+        ]
+        entry = by_fault.setdefault(str(fault.kind), {"injected": 0, "detected": 0, "alerts": 0})
+        entry["injected"] = int(entry["injected"]) + 1  # type: ignore[call-overload]
+        entry["alerts"] = int(entry["alerts"]) + len(caught)  # type: ignore[call-overload]
+        if caught:
+            entry["detected"] = int(entry["detected"]) + 1  # type: ignore[call-overload]
+    stored, dead = counters["stored"], counters["rejected"]
+    return {
+        "duration_s": round(time.time() - started, 1),
+        "facilities": options.facilities,
+        "machines_per_facility": options.machines,
+        "readings_sent": stats.sent,
+        "accepted": stats.accepted,
+        "rejected": stats.rejected,
+        "rejected_by_code": dict(stats.rejected_by_code),
+        "stored": stored,
+        "dead_lettered": dead,
+        "duplicates": counters["duplicate"],
+        "balanced": stats.accepted == stored + dead + counters["duplicate"],
+        "alerts": len(alerts),
+        "alerts_by_fault_type": by_fault,
+        "faults_injected": [f.as_dict() for f in stats.faults],
+        "errors": dict(stats.errors),
+    }
