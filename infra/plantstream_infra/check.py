@@ -139,7 +139,13 @@ def run_preset(preset: str, overrides: Mapping[str, Any] | None = None) -> Check
             }
         )
     resources = [
-        {"type": g.resource_type, "name": g.name, "urn": g.urn, "inputs": _redacted(g.inputs)}
+        {
+            "type": g.resource_type,
+            "name": g.name,
+            "urn": g.urn,
+            "inputs": _redacted(g.inputs),
+            "state": _redacted(g.state),
+        }
         for g in graph
     ]
     return CheckReport(preset, resources, _redacted(captured), policies, results)

@@ -19,6 +19,33 @@ DatabaseKind = Literal["aurora-serverless", "postgres-instance"]
 CacheEngine = Literal["redis", "valkey"]
 
 _SUFFIX_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
+# The only retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = frozenset(
+    {
+        1,
+        3,
+        5,
+        7,
+        14,
+        30,
+        60,
+        90,
+        120,
+        150,
+        180,
+        365,
+        400,
+        545,
+        731,
+        1096,
+        1827,
+        2192,
+        2557,
+        2922,
+        3288,
+        3653,
+    }
+)
 
 
 class SettingsError(ValueError):
@@ -186,7 +213,19 @@ class StackSettings:
             "cache.replicasPerShard",
             "needs >= 1 replica for automatic failover",
         )
-        _check(self.log_retention_days >= 1, "logRetentionDays", "must be >= 1")
+        _check(
+            self.log_retention_days in LOG_RETENTION_DAYS,
+            "logRetentionDays",
+            f"must be one of CloudWatch's periods {sorted(LOG_RETENTION_DAYS)}",
+        )
+        _check(
+            1 <= db.secret_rotation_days <= 365 and 1 <= cache.auth_rotation_days <= 365,
+            "database.secretRotationDays/cache.authRotationDays",
+            "must be 1..365",
+        )
+        _check(
+            0 <= cache.snapshot_retention_days <= 35, "cache.snapshotRetentionDays", "must be 0..35"
+        )
         return self
 
 

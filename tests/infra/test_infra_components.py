@@ -428,6 +428,7 @@ def test_every_log_group_is_kms_encrypted(reports: dict[str, Report], preset: st
         ({"plantstream:deviations": {"kinesis-1-encryption-at-rest": "cheaper"}}, "never waived"),
         ({"plantstream:database": {"masterUsername": "admin"}}, "reserved"),
         ({"plantstream:cache": {"nodez": 2}}, "unknown keys"),
+        ({"plantstream:logRetentionDays": 10}, "CloudWatch's periods"),
     ],
 )
 def test_bad_config_is_refused_with_a_clear_message(
