@@ -9,6 +9,7 @@ pytest_plugins = [
     "fixtures.pipeline",
     "fixtures.kinesis",
     "fixtures.api",
+    "fixtures.browser",
 ]
 
 _STORAGE_FIXTURES = {"postgres_admin_url", "redis_server_url"}

@@ -249,17 +249,34 @@ def validate_columns(
     return ok, rejects
 
 
-def _validate_in(reading: ReadingIn, received_us: int, window: TimeWindow) -> Reading:
-    if reading.ts.tzinfo is None:
+def _validate_in(
+    reading: ReadingIn, received_us: int, window: TimeWindow, ts_low: int, ts_high: int
+) -> Reading:
+    ts = reading.ts
+    if ts.tzinfo is None:
         raise InvalidInputError(
             RejectCode.TIMESTAMP_WITHOUT_OFFSET,
             "timestamp needs a UTC offset (RFC 3339), e.g. 2026-01-01T12:00:00Z",
         )
+    # whole seconds from the float are exact at these magnitudes; microseconds from the field
+    ts_us = math.floor(ts.timestamp()) * 1_000_000 + ts.microsecond
+    spec = METRICS.get(reading.metric)
+    value = reading.value
+    quality = QUALITIES.get(reading.quality)
+    if (  # the ordinary reading, checked inline; anything else gets the exact reason below
+        spec is not None
+        and (reading.unit is None or reading.unit == spec.unit)
+        and spec.low <= value <= spec.high
+        and ts_low <= ts_us <= ts_high
+        and quality is not None
+        and _is_valid_id(reading.device)
+    ):
+        return Reading(reading.device, reading.metric, ts_us, value + 0.0, quality)
     return validate_fields(
         device=reading.device,
         metric=reading.metric,
-        ts_us=to_epoch_us(reading.ts),
-        value=reading.value,
+        ts_us=ts_us,
+        value=value,
         unit=reading.unit,
         quality=reading.quality,
         received_us=received_us,
@@ -321,12 +338,14 @@ def parse_batch(
         )
     readings: list[Reading] = []
     rejected: list[Reject] = []
+    ts_low = received_us - window.max_past_us
+    ts_high = received_us + window.max_future_us
     for index, item in enumerate(items):
         if isinstance(item, Reject):
             rejected.append(item)
             continue
         try:
-            readings.append(_validate_in(item, received_us, window))
+            readings.append(_validate_in(item, received_us, window, ts_low, ts_high))
         except InvalidInputError as exc:
             rejected.append(Reject(index, RejectCode(exc.code), exc.message))
     return ParsedBatch(facility, readings, rejected)
