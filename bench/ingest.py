@@ -30,7 +30,7 @@ from plantstream.local.ports import free_port
 from plantstream.store.keys import Role, create_key
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_services, write_result  # noqa: E402
+from common import bench_services, write_result
 
 SECRET = "bench-server-secret"
 
