@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,21 @@ IMAGE_INPUTS = (
     "src",
     "infra/plantstream_infra",
 )
+
+
+_ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repo>[^:@]+)"
+)
+
+
+def ecr_repository_arn(image: str) -> str | None:
+    """The repository ARN of an ECR image reference, or None for any other registry."""
+    m = _ECR_IMAGE.match(image)
+    if m is None:
+        return None
+    partition = "aws-cn" if ".amazonaws.com.cn/" in image else "aws"
+    return f"arn:{partition}:ecr:{m['region']}:{m['account']}:repository/{m['repo']}"
 
 
 def source_digest(root: Path = REPO_ROOT) -> str:
@@ -47,7 +63,7 @@ class ImageArgs:
 
 
 class Image(pulumi.ComponentResource):
-    """``ref`` is what the task definitions run; ``repository_arn`` is None for external images."""
+    """``ref`` is what the tasks run; ``repository_arn`` is None for images outside ECR."""
 
     ref: pulumi.Output[str]
     repository_arn: pulumi.Output[str] | None
@@ -60,7 +76,14 @@ class Image(pulumi.ComponentResource):
         configured = ctx.settings.services.image
         if configured:
             self.ref = pulumi.Output.from_input(configured)
-            self.repository_arn = None
+            arn = ecr_repository_arn(configured)
+            self.repository_arn = pulumi.Output.from_input(arn) if arn else None
+            if arn is None and ctx.settings.network.nat == "none":
+                pulumi.log.warn(
+                    f"image {configured} is not in ECR and network.nat is 'none': tasks can "
+                    "only pull it through an ECR pull-through cache or a NAT gateway",
+                    resource=self,
+                )
             self.register_outputs({"ref": self.ref})
             return
 

@@ -296,13 +296,16 @@ class Services(pulumi.ComponentResource):
                     ],
                     "Resource": args.image_repository_arn,
                 },
+            ]
+        if args.image_repository_arn is not None and args.images_key_arn is not None:
+            statements.append(
                 {
                     "Sid": "DecryptImage",
                     "Effect": "Allow",
                     "Action": ["kms:Decrypt"],
                     "Resource": args.images_key_arn,
-                },
-            ]
+                }
+            )
         aws.iam.RolePolicy(
             f"{name}-ecs-execution",
             name=ctx.name("ecs-execution"),

@@ -335,6 +335,15 @@ def test_configured_image_skips_the_build_and_the_repository(
     assert report.of_type("docker-build:index:Image") == []
     assert len(report.of_type("aws:kms/key:Key")) == 5
     assert _containers(report, "api")["image"] == image
+    pull = _actions(report, "ecs-execution")["PullImage"]
+    assert pull == {
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchCheckLayerAvailability",
+    }
+    doc = json.loads(report.one(ROLE_POLICY, "ecs-execution")["policy"])
+    (statement,) = [s for s in doc["Statement"] if s["Sid"] == "PullImage"]
+    assert statement["Resource"] == "arn:aws:ecr:sa-east-1:123456789012:repository/plantstream"
     assert report.code == 0
 
 

@@ -56,3 +56,25 @@ def test_image_tag_follows_the_sources(tmp_path: Path) -> None:
     assert source_digest(tmp_path) == first
     (tmp_path / "src" / "a.py").write_text("x = 2\n")
     assert source_digest(tmp_path) != first
+
+
+@pytest.mark.parametrize(
+    ("image", "arn"),
+    [
+        (
+            "123456789012.dkr.ecr.eu-west-2.amazonaws.com/team/plantstream:1.0",
+            "arn:aws:ecr:eu-west-2:123456789012:repository/team/plantstream",
+        ),
+        (
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/plantstream@sha256:abc",
+            "arn:aws:ecr:us-east-1:123456789012:repository/plantstream",
+        ),
+        ("ghcr.io/example/plantstream:1.0", None),
+    ],
+)
+def test_configured_ecr_images_get_pull_rights_on_their_repository(
+    image: str, arn: str | None
+) -> None:
+    from plantstream_infra.image import ecr_repository_arn
+
+    assert ecr_repository_arn(image) == arn
