@@ -192,7 +192,9 @@ class Processor:
         While one shard's batch commits (PostgreSQL works, the GIL is free), the next
         shard's batch is read and decoded on the prefetch thread.
         """
-        if time.monotonic() - self._last_rebalance >= self.config.rebalance_every:
+        # renew well inside the lease, or a live processor could briefly look dead
+        every = min(self.config.rebalance_every, self.config.lease_seconds / 3)
+        if time.monotonic() - self._last_rebalance >= every:
             self.rebalance()
         self._catch_up_redis()
         leases = list(self.leases.owned.values())
