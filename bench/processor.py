@@ -151,6 +151,7 @@ def main() -> None:
                         np.array(value, np.float64),
                         np.array(quality, np.int16),
                         np.zeros(len(rows), np.int32),
+                        np.zeros(len(rows), np.int64),
                     )
                 )
                 copy_rates.append(copy_limit(conn, buffer, produced))

@@ -30,6 +30,7 @@ class Columns:
     value: npt.NDArray[np.float64]
     quality: npt.NDArray[np.int16]
     facility: npt.NDArray[np.int32]
+    received_us: npt.NDArray[np.int64]  # when ingest received the reading (detects clock skew)
 
     @classmethod
     def empty(cls) -> Columns:
@@ -39,6 +40,7 @@ class Columns:
             np.empty(0, np.float64),
             np.empty(0, np.int16),
             np.empty(0, np.int32),
+            np.empty(0, np.int64),
         )
 
     def __len__(self) -> int:
@@ -51,6 +53,7 @@ class Columns:
             self.value[index],
             self.quality[index],
             self.facility[index],
+            self.received_us[index],
         )
 
 

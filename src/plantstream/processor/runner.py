@@ -323,6 +323,9 @@ class Processor:
             np.concatenate([rec.values for rec in decoded.records]),
             np.concatenate([rec.quality for rec in decoded.records]).astype(np.int16),
             np.concatenate(facility_parts),
+            np.concatenate(
+                [np.full(len(rec), rec.received_us, dtype=np.int64) for rec in decoded.records]
+            ),
         )
         return rows, list(facilities)
 

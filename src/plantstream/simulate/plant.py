@@ -143,7 +143,9 @@ class Plant:
                     m
                     for m in candidates
                     if any(s.metric in FAULT_METRICS[kind] for s in m.signals)
-                    and not any(f.device == m.device for f in self.faults)
+                    and not any(
+                        (f.facility, f.device) == (m.facility, m.device) for f in self.faults
+                    )
                 ),
                 None,
             )
@@ -181,7 +183,11 @@ class Plant:
                 ts = t
                 emit = True
                 for fault in active:
-                    if fault.device != machine.device or fault.metric != signal.metric:
+                    if (fault.facility, fault.device, fault.metric) != (
+                        machine.facility,
+                        machine.device,
+                        signal.metric,
+                    ):
                         continue
                     value, ts, emit = self._apply(fault, signal, value, t, rng)
                 if emit:
@@ -197,10 +203,12 @@ class Plant:
         scale = abs(signal.base) or 1.0
         match fault.kind:
             case FaultKind.OVERHEATING:
-                # +0.5 % of base per second, about +13 degC a minute on a 45 degC spindle
-                return value + scale * 0.005 * elapsed * fault.magnitude, t, True
+                # +0.5 % of base a second (+13 degC a minute on a 45 degC spindle), up to +60 %
+                rise = min(0.005 * elapsed, 0.6)
+                return value + scale * rise * fault.magnitude, t, True
             case FaultKind.BEARING_WEAR:
-                growth = math.exp(elapsed / 90.0) - 1.0
+                # vibration grows ever faster as the bearing wears, up to four times its level
+                growth = min(math.exp(elapsed / 180.0) - 1.0, 12.0)
                 return value + scale * 0.25 * growth * fault.magnitude, t, True
             case FaultKind.STUCK_SENSOR:
                 frozen = self._stuck.setdefault(fault, round(value, 3))

@@ -1,0 +1,115 @@
+"""Stored readings (sorted by sensor and time) -> per-sensor time buckets, without a loop
+per reading. Detection works on buckets so its verdicts do not depend on how the stream
+happened to batch the readings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+KEEP_VALUES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Readings of one sensor within one bucket of time."""
+
+    sensor_id: int
+    start_us: int
+    count: int
+    median: float
+    mean: float
+    var: float  # within the bucket
+    min: float
+    max: float
+    first_ts_us: int
+    last_ts_us: int
+    first: float
+    last: float
+    max_ahead_us: int  # how far the readings' clock ran ahead of their arrival, at most
+    # the values themselves while few, so a bucket split across batches keeps an exact median
+    values: tuple[float, ...] = ()
+
+    def merge(self, other: Bucket) -> Bucket:
+        """This bucket with more readings of the same sensor and time (``other`` is later)."""
+        count = self.count + other.count
+        values: tuple[float, ...] = ()
+        if self.values and other.values and count <= KEEP_VALUES:
+            values = self.values + other.values
+            median = float(np.median(values))
+        else:  # many readings: the count-weighted median of the parts is close enough
+            median = (self.median * self.count + other.median * other.count) / count
+        mean = (self.mean * self.count + other.mean * other.count) / count
+        second = (
+            (self.var + self.mean**2) * self.count + (other.var + other.mean**2) * other.count
+        ) / count
+        return Bucket(
+            self.sensor_id,
+            self.start_us,
+            count,
+            median,
+            mean,
+            max(0.0, second - mean**2),
+            min(self.min, other.min),
+            max(self.max, other.max),
+            self.first_ts_us,
+            other.last_ts_us,
+            self.first,
+            other.last,
+            max(self.max_ahead_us, other.max_ahead_us),
+            values,
+        )
+
+
+def make_buckets(
+    sensor_id: npt.NDArray[np.int32],
+    ts_us: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+    received_us: npt.NDArray[np.int64],
+    *,
+    bucket_us: int,
+) -> list[Bucket]:
+    """Buckets of rows already sorted by (sensor, time)."""
+    n = len(sensor_id)
+    if n == 0:
+        return []
+    start = ts_us - ts_us % bucket_us
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    change[1:] = (sensor_id[1:] != sensor_id[:-1]) | (start[1:] != start[:-1])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], n)
+    counts = ends - starts
+    sums = np.add.reduceat(value, starts)
+    means = sums / counts
+    second = np.add.reduceat(value * value, starts) / counts
+    variances = np.maximum(second - means * means, 0.0)
+    mins = np.minimum.reduceat(value, starts)
+    maxs = np.maximum.reduceat(value, starts)
+    ahead = np.maximum.reduceat(ts_us - received_us, starts)
+    buckets = []
+    for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        part = value[a:b]
+        median = float(np.median(part)) if b - a > 2 else float(means[i])
+        buckets.append(
+            Bucket(
+                int(sensor_id[a]),
+                int(start[a]),
+                int(counts[i]),
+                median,
+                float(means[i]),
+                float(variances[i]),
+                float(mins[i]),
+                float(maxs[i]),
+                int(ts_us[a]),
+                int(ts_us[b - 1]),
+                float(value[a]),
+                float(value[b - 1]),
+                int(ahead[i]),
+                tuple(part.tolist()) if b - a <= KEEP_VALUES else (),
+            )
+        )
+    return buckets

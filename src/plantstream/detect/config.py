@@ -1,0 +1,186 @@
+"""Detector settings: defaults, per-metric built-ins, and rules that override them per
+facility, machine type (a device pattern such as ``*-oven-*``) or machine.
+
+Settings are validated (pydantic) and versioned in PostgreSQL: every change is a new row with
+who made it and when; the newest row is in force.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from plantstream.model import METRICS
+
+DetectorName = Literal["limit", "zscore", "spike", "rate", "trend", "stuck", "missing", "clock"]
+
+
+class Tuning(BaseModel):
+    """How sensitive each detector is; the defaults suit 1-10 Hz plant signals."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket_seconds: float = Field(10.0, gt=0, le=300, description="detection works on buckets")
+    warmup_buckets: int = Field(30, ge=2, description="buckets before statistics are trusted")
+    zscore: float = Field(5.0, gt=0, description="bucket mean this many sigmas off: level shift")
+    spike_sigma: float = Field(10.0, gt=0, description="one reading this many sigmas off: spike")
+    trend_sigma: float = Field(4.0, gt=0, description="fast vs slow average apart by this much")
+    trend_buckets: int = Field(3, ge=1, description="consecutive rising buckets to call a trend")
+    stuck_buckets: int = Field(4, ge=2, description="flat buckets in a row: stuck sensor")
+    missing_intervals: float = Field(6.0, ge=2, description="silence of N usual intervals")
+    missing_min_seconds: float = Field(30.0, ge=1)
+    device_silence_seconds: float = Field(
+        300.0, ge=10, description="a whole device quiet this long (facility clock): dropout"
+    )
+    clock_skew_seconds: float = Field(60.0, gt=0, description="timestamps ahead of arrival")
+    clear_buckets: int = Field(6, ge=1, description="normal buckets in a row to resolve")
+    fast_half_life_s: float = Field(30.0, gt=0)
+    slow_half_life_s: float = Field(1800.0, gt=0)
+
+
+class Rule(BaseModel):
+    """Limits and switches for the sensors it matches; the most specific match wins per field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    facility: str | None = Field(None, max_length=64)
+    device: str = Field("*", max_length=64, description="a glob: machine, or *-type-* for a type")
+    metric: str | None = None
+    low: float | None = None
+    high: float | None = None
+    low_critical: float | None = None
+    high_critical: float | None = None
+    max_rate_per_s: float | None = Field(None, gt=0)
+    disabled: list[DetectorName] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rule:
+        if self.metric is not None and self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}")
+        if self.low is not None and self.high is not None and self.low >= self.high:
+            raise ValueError("low must be below high")
+        if (
+            self.high is not None
+            and self.high_critical is not None
+            and (self.high_critical < self.high)
+        ):
+            raise ValueError("high_critical must not be below high")
+        if (
+            self.low is not None
+            and self.low_critical is not None
+            and (self.low_critical > self.low)
+        ):
+            raise ValueError("low_critical must not be above low")
+        return self
+
+    def specificity(self) -> int:
+        return (
+            (4 if self.facility else 0)
+            + (
+                2
+                if "*" not in self.device and "?" not in self.device
+                else 1
+                if self.device != "*"
+                else 0
+            )
+            + (1 if self.metric else 0)
+        )
+
+    def matches(self, facility: str, device: str, metric: str) -> bool:
+        return (
+            (self.facility is None or self.facility == facility)
+            and (self.metric is None or self.metric == metric)
+            and fnmatch.fnmatchcase(device, self.device)
+        )
+
+
+# signals that may legitimately stay flat (a counter while the line is stopped)
+_FLAT_OK = {"production_count"}
+
+
+class DetectionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tuning: Tuning = Field(default_factory=Tuning)
+    rules: list[Rule] = Field(default_factory=list, max_length=10_000)
+
+
+class SensorLimits(BaseModel):
+    """The settings in force for one sensor, after rules are applied."""
+
+    model_config = ConfigDict(frozen=True)
+
+    low: float | None = None
+    high: float | None = None
+    low_critical: float | None = None
+    high_critical: float | None = None
+    max_rate_per_s: float | None = None
+    disabled: frozenset[str] = frozenset()
+
+
+def limits_for(config: DetectionConfig, facility: str, device: str, metric: str) -> SensorLimits:
+    """Merge matching rules, least specific first, so a machine's rule beats its type's."""
+    merged: dict[str, Any] = {"disabled": set()}
+    if metric in _FLAT_OK:
+        merged["disabled"].add("stuck")
+    for rule in sorted(config.rules, key=Rule.specificity):
+        if not rule.matches(facility, device, metric):
+            continue
+        for name in ("low", "high", "low_critical", "high_critical", "max_rate_per_s"):
+            value = getattr(rule, name)
+            if value is not None:
+                merged[name] = value
+        merged["disabled"] |= set(rule.disabled)
+    merged["disabled"] = frozenset(merged["disabled"])
+    return SensorLimits(**merged)
+
+
+def current_config(conn: psycopg.Connection) -> tuple[int, DetectionConfig]:
+    """The version in force and its settings (version 0: the built-in defaults)."""
+    row = conn.execute("SELECT id, config FROM detector_config ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return 0, DetectionConfig()
+    return int(row[0]), DetectionConfig.model_validate(row[1])
+
+
+def save_config(
+    conn: psycopg.Connection, config: DetectionConfig, *, author: str, comment: str = ""
+) -> int:
+    """Record a new version; return its number."""
+    row = conn.execute(
+        "INSERT INTO detector_config (config, created_by, comment) VALUES (%s, %s, %s) "
+        "RETURNING id",
+        (Jsonb(config.model_dump(mode="json")), author, comment[:500]),
+    ).fetchone()
+    if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
+        raise RuntimeError("config insert returned nothing")
+    return int(row[0])
+
+
+def config_history(conn: psycopg.Connection, *, limit: int = 50) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT id AS version, created_at, created_by, comment, config "
+            "FROM detector_config ORDER BY id DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+
+
+__all__ = [
+    "DetectionConfig",
+    "DetectorName",
+    "Rule",
+    "SensorLimits",
+    "Tuning",
+    "config_history",
+    "current_config",
+    "datetime",
+    "limits_for",
+    "save_config",
+]
