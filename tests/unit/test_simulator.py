@@ -99,7 +99,10 @@ def test_each_fault_kind_changes_what_the_machine_emits() -> None:
         if kind is FaultKind.CLOCK_SKEW:
             assert all(rb.ts - ra.ts == 300.0 for ra, rb in zip(a, b, strict=True))
         if kind in (FaultKind.OVERHEATING, FaultKind.BEARING_WEAR):
-            assert b[-1].value > a[-1].value * 1.3
+            # by the end of the fault the level is well above the healthy one
+            tail_a = statistics.fmean(r.value for r in a[-5:])
+            tail_b = statistics.fmean(r.value for r in b[-5:])
+            assert tail_b > tail_a * 1.1
 
 
 def test_faults_are_labeled_with_their_place_and_time() -> None:
