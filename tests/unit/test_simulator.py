@@ -109,7 +109,7 @@ def test_faults_are_labeled_with_their_place_and_time() -> None:
     plant = Plant(seed=11, facilities=2, machines=6)
     faults = plant.schedule_faults(start=START, duration=3600, count=6)
     assert {f.kind for f in faults} == set(FaultKind)
-    assert len({f.device for f in faults}) == 6
+    assert len({(f.facility, f.device) for f in faults}) == 6
     for f in faults:
         assert START <= f.start < f.end <= START + 3600
         assert isinstance(f, Fault)
