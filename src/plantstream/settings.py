@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     server_secret: SecretStr | None = Field(
         default=None, description="HMAC secret for API key hashes; generated locally if unset"
     )
+    alert_webhook_url: str | None = Field(
+        default=None, pattern=r"^https?://", description="POST alert events here (optional)"
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC key for X-Plantstream-Signature on webhook bodies"
+    )
+    detection: bool = Field(default=True, description="run anomaly detection in the processor")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)

@@ -11,9 +11,12 @@ from typing import Annotated
 import redis
 import typer
 
+from plantstream.detect import DetectionEngine
+from plantstream.detect.webhook import WebhookNotifier
+from plantstream.errors import ConfigError
 from plantstream.local import resolve_endpoints
 from plantstream.model import TimeWindow
-from plantstream.processor import Processor, ProcessorConfig
+from plantstream.processor import BatchHook, Processor, ProcessorConfig
 from plantstream.settings import Settings, load_settings
 from plantstream.store.schema import migrate
 from plantstream.stream.factory import open_stream
@@ -33,12 +36,28 @@ def window_of(settings: Settings) -> TimeWindow:
     )
 
 
+def build_detection(settings: Settings, database_url: str, client: redis.Redis) -> list[BatchHook]:
+    """The detection hook, with webhook notifications when a URL is configured."""
+    if not settings.detection:
+        return []
+    notify = None
+    if settings.alert_webhook_url:
+        if settings.alert_webhook_secret is None:
+            raise ConfigError("PLANTSTREAM_ALERT_WEBHOOK_SECRET is required with a webhook URL")
+        notify = WebhookNotifier(
+            settings.alert_webhook_url, settings.alert_webhook_secret.get_secret_value().encode()
+        ).notify
+    return [DetectionEngine(database_url=database_url, redis_client=client, notify=notify)]
+
+
 def build_processor(settings: Settings, database_url: str, redis_url: str) -> Processor:
     stream = open_stream(settings, redis_url=redis_url)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     return Processor(
         database_url=database_url,
         stream=stream,
-        redis_client=redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2),
+        hooks=build_detection(settings, database_url, client),
+        redis_client=client,
         config=ProcessorConfig(
             stream_name=stream.name,
             batch_records=settings.processor_batch_records,

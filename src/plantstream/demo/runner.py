@@ -42,6 +42,7 @@ class DemoOptions:
     seed: int = 7
     faults: int | None = None  # default: one per machine type and fault kind, as fits
     live: bool = True
+    history: float = 360.0  # seconds of simulated history sent first: detectors learn normal
 
 
 @contextlib.contextmanager
@@ -128,6 +129,10 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
                 stats=stats,
                 client=httpx.Client(timeout=30.0),
             )
+            console.print(
+                f"sending {options.history:.0f} s of history so the detectors know normal ..."
+            )
+            gateway.backfill(seconds=options.history)
             sim_stop = threading.Event()
             sim = threading.Thread(
                 target=gateway.run,

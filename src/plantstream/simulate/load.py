@@ -137,6 +137,19 @@ class Gateway:
             time.sleep(float(retry_after) if retry_after else delay)
             delay = min(delay * 2, 5.0)
 
+    def backfill(self, *, seconds: float, interval: float = 0.5) -> None:
+        """Send the last ``seconds`` of history at once, as a gateway catching up would."""
+        now = time.time()
+        pending: dict[str, list[SimReading]] = {}
+        t = now - seconds
+        while t < now:
+            for reading in self.plant.sample(t):
+                pending.setdefault(reading.facility, []).append(reading)
+            t += interval
+        for facility, readings in pending.items():
+            for i in range(0, len(readings), BATCH_LIMIT):
+                self.post(facility, readings[i : i + BATCH_LIMIT])
+
     def run(
         self,
         *,
