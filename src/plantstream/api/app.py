@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from plantstream import __version__
-from plantstream.api import errors, health, ingest, query
+from plantstream.api import detection, errors, health, ingest, query
 from plantstream.api.state import AppState
 
 STATIC = Path(__file__).parent / "static"
@@ -32,6 +32,7 @@ def create_app(state: AppState, *, role: str = "all") -> FastAPI:
         app.include_router(ingest.router)
     if role in ("api", "all"):
         app.include_router(query.router)
+        app.include_router(detection.router)
         if (STATIC / "index.html").exists():
             app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

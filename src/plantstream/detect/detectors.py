@@ -263,11 +263,15 @@ def _learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool)
     state.last_bucket_us = bucket.start_us
 
 
+def allowed_gap_us(state: SensorState, tuning: Tuning) -> int:
+    """The longest silence that is still normal for this sensor."""
+    return int(max(state.interval_us * tuning.missing_intervals, tuning.missing_min_seconds * 1e6))
+
+
 def overdue_at(state: SensorState, *, now_us: int, tuning: Tuning) -> int | None:
     """When the sensor became overdue (its silence passed the usual gaps many times over),
     if it is overdue at ``now_us``; else None."""
     if state.seen_us < 0 or state.n < tuning.warmup_buckets:
         return None
-    allowed = max(state.interval_us * tuning.missing_intervals, tuning.missing_min_seconds * 1e6)
-    due = state.seen_us + int(allowed)
+    due = state.seen_us + allowed_gap_us(state, tuning)
     return due if now_us > due else None

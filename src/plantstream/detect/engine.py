@@ -23,7 +23,14 @@ from plantstream.detect import alerts
 from plantstream.detect.alerts import AlertEvent
 from plantstream.detect.buckets import Bucket, make_buckets
 from plantstream.detect.config import DetectionConfig, SensorLimits, current_config, limits_for
-from plantstream.detect.detectors import Finding, SensorState, evaluate, overdue_at
+from plantstream.detect.detectors import (
+    Finding,
+    SensorState,
+    allowed_gap_us,
+    evaluate,
+    overdue_at,
+)
+from plantstream.model import to_epoch_us
 from plantstream.processor.rows import Columns
 from plantstream.store.sensors import SensorKey
 
@@ -124,7 +131,10 @@ class DetectionEngine:
         by_sensor: dict[int, list[Bucket]] = defaultdict(list)
         for bucket in buckets:
             by_sensor[bucket.sensor_id].append(bucket)
-        states = self._load_states({sid: keys[sid] for sid in by_sensor})
+        states = self._load_states(
+            {sid: keys[sid] for sid in by_sensor},
+            before={sid: b[0].start_us for sid, b in by_sensor.items()},
+        )
         events: list[AlertEvent] = []
         clocks: dict[str, int] = {}
         device_clocks: dict[tuple[str, str], int] = {}
@@ -138,17 +148,22 @@ class DetectionEngine:
                     events += self._resolve(
                         facility, device, metric, state, "dropout", sensor_buckets[0].first_ts_us
                     )
-                for bucket in self._complete(state, sensor_buckets):
-                    findings = evaluate(
-                        state,
-                        bucket,
-                        metric=metric,
-                        limits=self.limits(facility, device, metric),
-                        tuning=tuning,
-                    )
-                    events += self._transitions(
-                        facility, device, metric, sensor_id, state, findings, bucket
-                    )
+                for incoming in sensor_buckets:
+                    # bucket by bucket: a silence inside a large (backlog) batch is judged with
+                    # what the detectors knew at that moment
+                    if (facility, device, metric) not in missing:
+                        events += self._gap(facility, device, metric, state, incoming)
+                    for bucket in self._complete(state, [incoming]):
+                        findings = evaluate(
+                            state,
+                            bucket,
+                            metric=metric,
+                            limits=self.limits(facility, device, metric),
+                            tuning=tuning,
+                        )
+                        events += self._transitions(
+                            facility, device, metric, sensor_id, state, findings, bucket
+                        )
                 last = sensor_buckets[-1]
                 # true time: a gateway clock running ahead must not drag the facility's along
                 true_last = last.last_ts_us - max(0, last.max_ahead_us)
@@ -169,6 +184,59 @@ class DetectionEngine:
             now = int(self._advance(keys=[clock_key(facility)], args=[ts]))
             events += self.sweep_missing(facility, now_us=now)
         self._emit(events)
+
+    def _gap(
+        self, facility: str, device: str, metric: str, state: SensorState, bucket: Bucket
+    ) -> list[AlertEvent]:
+        """A silence before ``bucket`` (seen when a backlog arrives in one batch) is a dropout,
+        opened when it became overdue and resolved when the readings came back."""
+        tuning = self.config.tuning
+        # in true time: a device clock jumping ahead is not a silence
+        seen = state.seen_us - state.ahead_us
+        first = bucket.first_ts_us - max(0, bucket.max_ahead_us)
+        if (
+            state.n < tuning.warmup_buckets
+            or state.seen_us < 0
+            or first - seen <= allowed_gap_us(state, tuning)
+            or "missing" in self.limits(facility, device, metric).disabled
+            or "clock_skew" in state.active
+        ):
+            return []
+        due = seen + allowed_gap_us(state, tuning)
+        silent = (first - seen) / 1e6
+        message = f"no {metric} from {device} for {silent:.0f} s"
+        details: dict[str, Any] = {"detector": "missing", "silent_s": silent}
+        alert_id, new = alerts.open_alert(
+            self.conn,
+            facility=facility,
+            device=device,
+            metric=metric,
+            sensor_id=bucket.sensor_id,
+            kind="dropout",
+            severity="warning",
+            message=message,
+            at_us=due,
+            details=details,
+        )
+        events = []
+        if new:
+            events.append(
+                AlertEvent(
+                    "opened",
+                    alert_id,
+                    facility,
+                    device,
+                    metric,
+                    "dropout",
+                    "warning",
+                    message,
+                    due,
+                    details,
+                )
+            )
+        return events + self._resolve(
+            facility, device, metric, state, "dropout", bucket.first_ts_us
+        )
 
     def _complete(self, state: SensorState, buckets: list[Bucket]) -> list[Bucket]:
         """Buckets now complete, in order; the newest stays open for more readings."""
@@ -324,7 +392,8 @@ class DetectionEngine:
         with self.conn.transaction():
             for name, state, clock in candidates:
                 due = overdue_at(state, now_us=clock, tuning=tuning)
-                if due is None:
+                # a skewed clock explains the gap: its readings repeat times already stored
+                if due is None or "clock_skew" in state.active:
                     continue
                 device, _, metric = name.partition(_SEP)
                 if "missing" in self.limits(facility, device, metric).disabled:
@@ -416,7 +485,9 @@ class DetectionEngine:
 
     # -- state ------------------------------------------------------------------------
 
-    def _load_states(self, sensors: Mapping[int, SensorKey]) -> dict[int, SensorState]:
+    def _load_states(
+        self, sensors: Mapping[int, SensorKey], *, before: Mapping[int, int]
+    ) -> dict[int, SensorState]:
         ids = list(sensors)
         with self.redis.pipeline(transaction=False) as pipe:
             for sensor_id in ids:
@@ -431,19 +502,36 @@ class DetectionEngine:
             else:
                 states[sensor_id] = _decoder.decode(value)
         if lost:
-            states.update(self._rebuild(lost, sensors))
+            states.update(self._rebuild(lost, sensors, before))
         return states
 
-    def _rebuild(self, ids: list[int], sensors: Mapping[int, SensorKey]) -> dict[int, SensorState]:
-        """States for sensors Redis does not know: learned again from the last hour's
-        1-minute rollups, with the alerts still open in PostgreSQL."""
+    def _rebuild(
+        self, ids: list[int], sensors: Mapping[int, SensorKey], before: Mapping[int, int]
+    ) -> dict[int, SensorState]:
+        """States for sensors Redis does not know: learned again from the hour of 1-minute
+        rollups before this batch (the batch itself is already in them: it must not teach its
+        own faults), with the alerts still open in PostgreSQL."""
         tuning = self.config.tuning
+        open_alerts = {
+            sensor_id: alerts.unresolved_kinds(self.conn, *sensors[sensor_id]) for sensor_id in ids
+        }
+        cutoff = {  # nor may the time of a fault still open teach the baseline
+            sensor_id: min(
+                [before[sensor_id]]
+                + [to_epoch_us(opened) for _, _, opened in open_alerts[sensor_id]]
+            )
+            for sensor_id in ids
+        }
         rows = self.conn.execute(
             """
-            WITH recent AS (
-                SELECT sensor_id, bucket, count, sum, sum_sq, last_ts,
-                       max(bucket) OVER (PARTITION BY sensor_id) AS newest
-                FROM rollup_1m WHERE sensor_id = ANY(%s)
+            WITH cut AS (
+                SELECT * FROM unnest(%s::int[], %s::bigint[]) AS c (sensor_id, before_us)
+            ), recent AS (
+                SELECT r.sensor_id, r.bucket, r.count, r.sum, r.sum_sq, r.last_ts,
+                       max(r.bucket) OVER (PARTITION BY r.sensor_id) AS newest
+                FROM rollup_1m r JOIN cut USING (sensor_id)
+                WHERE r.bucket + interval '1 minute'
+                      <= to_timestamp(cut.before_us / 1e6::double precision)
             )
             SELECT sensor_id, count(*), sum(sum) / sum(count),
                    coalesce(var_pop(sum / count), 0),
@@ -453,7 +541,7 @@ class DetectionEngine:
             FROM recent WHERE bucket > newest - interval '1 hour'
             GROUP BY sensor_id
             """,
-            (ids,),
+            (ids, [cutoff[i] for i in ids]),
         ).fetchall()
         states = {sensor_id: SensorState() for sensor_id in ids}
         for sensor_id, minutes, mean, var_means, var_raw, last_ts, count in rows:
@@ -462,12 +550,11 @@ class DetectionEngine:
             state.base = state.fast = float(mean)
             state.base_var = float(var_means)
             state.raw_var = float(var_raw or 0.0)
-            state.last_ts_us = state.seen_us = int(last_ts)
+            state.last_ts_us = int(last_ts)  # seen_us stays unknown: no gap across a rebuild
             if int(count) > 1 and int(minutes) > 0:
                 state.interval_us = 60e6 * int(minutes) / int(count)
-        for sensor_id in ids:
-            facility, device, metric = sensors[sensor_id]
-            for kind, severity, _ in alerts.unresolved_kinds(self.conn, facility, device, metric):
+        for sensor_id, unresolved in open_alerts.items():
+            for kind, severity, _ in unresolved:
                 states[sensor_id].active[kind] = [kind, severity, 0, 0]
         return states
 

@@ -108,3 +108,4 @@ class WebhookNotifier:
             time.sleep(0.01)
         self.queue.put(None)
         self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        self.client.close()

@@ -1,0 +1,75 @@
+"""Detector settings over HTTP: read them, change them (admin), see who changed what when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from plantstream.api.auth import Reader, State, principal
+from plantstream.detect.config import DetectionConfig, config_history, current_config, save_config
+from plantstream.errors import AuthError
+from plantstream.store.keys import Principal, Role
+
+router = APIRouter(tags=["detection"])
+
+
+def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    if who.role is not Role.ADMIN:
+        raise AuthError("forbidden_role", "only an admin key can change detection", status=403)
+    return who
+
+
+class ConfigVersion(BaseModel):
+    version: int
+    config: DetectionConfig
+
+
+class ConfigChange(BaseModel):
+    version: int
+    created_at: datetime
+    created_by: str
+    comment: str
+    config: dict[str, Any]
+
+
+class ConfigHistory(BaseModel):
+    versions: list[ConfigChange]
+
+
+@router.get("/v1/detection/config", response_model=ConfigVersion)
+def get_config(_: Reader, state: State) -> ConfigVersion:
+    """The detector settings in force (version 0: the built-in defaults)."""
+    with state.pool.connection() as conn:
+        version, config = current_config(conn)
+    return ConfigVersion(version=version, config=config)
+
+
+@router.put("/v1/detection/config", response_model=ConfigVersion)
+def put_config(
+    config: DetectionConfig,
+    who: Annotated[Principal, Depends(admin)],
+    state: State,
+    comment: Annotated[str, Query(max_length=500)] = "",
+) -> ConfigVersion:
+    """Replace the detector settings (validated); recorded as a new version with who and when.
+
+    Processors pick the new version up within seconds.
+    """
+    with state.pool.connection() as conn:
+        version = save_config(conn, config, author=who.key_id, comment=comment)
+    return ConfigVersion(version=version, config=config)
+
+
+@router.get("/v1/detection/config/history", response_model=ConfigHistory)
+def history(
+    _: Annotated[Principal, Depends(admin)],
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ConfigHistory:
+    """Earlier versions of the settings, newest first."""
+    with state.pool.connection() as conn:
+        rows = config_history(conn, limit=limit)
+    return ConfigHistory(versions=[ConfigChange(**row) for row in rows])
