@@ -37,6 +37,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/processor.py
+	$(PY) bench/ingest.py
+	$(PY) bench/detection.py
 
 services-stop: $(STAMP)
 	$(VENV)/bin/plantstream services stop
