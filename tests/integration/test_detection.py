@@ -10,6 +10,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import psycopg
 import pytest
@@ -167,10 +168,10 @@ def test_a_silent_metric_is_a_dropout_until_it_returns(
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
     fail_first = 0
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if _Receiver.fail_first > 0:
             _Receiver.fail_first -= 1
