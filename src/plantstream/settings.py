@@ -23,7 +23,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".plantstream"), description="embedded servers' home")
     database_url: SecretStr | None = None
+    database_password: SecretStr | None = Field(
+        default=None, description="put into database_url (ECS injects it from Secrets Manager)"
+    )
     redis_url: SecretStr | None = None
+    redis_password: SecretStr | None = Field(default=None, description="the Redis AUTH token")
     stream: Literal["redis", "kinesis"] = "redis"
     stream_name: str = Field(default="readings", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     stream_shards: int = Field(default=4, ge=1, le=1024)

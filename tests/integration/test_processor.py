@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -226,4 +228,32 @@ def test_two_processors_share_shards_and_one_takes_over_a_dead_one(
     drain(a)
     assert stored_readings(db) == produced.readings
     assert_rollups_match_raw(db)
+    assert_books_balance(db)
+
+
+def test_raw_json_bodies_from_api_gateway_are_validated_like_ingest(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+) -> None:
+    ts = (datetime.now(UTC) - timedelta(seconds=3)).isoformat()
+    body = {
+        "facility": "plant-09",
+        "readings": [
+            {"device": "kiln-1", "metric": "temperature", "ts": ts, "value": 300.0},
+            {"device": "kiln-1", "metric": "temperature", "ts": ts, "value": "hot"},
+        ],
+    }
+    stream.put(
+        [
+            PutEntry("plant-09", json.dumps(body).encode()),
+            PutEntry("plant-09", b'{"facility": "plant-09", "readings": ['),
+        ]
+    )
+    drain(make_processor(database_url, stream, redis_client))
+    assert list(stored_readings(db).values()) == [300.0]
+    codes = sorted(code for (code,) in db.execute("SELECT reason_code FROM dead_letters"))
+    assert codes == ["invalid_json", "invalid_reading"]
     assert_books_balance(db)

@@ -30,7 +30,7 @@ def server_secret(settings: Settings) -> bytes:
 def build_state(settings: Settings, endpoints: Endpoints) -> AppState:
     return AppState(
         settings=settings,
-        pool=open_pool(endpoints.database_url),
+        pool=open_pool(endpoints.conninfo),
         redis=redis.Redis.from_url(endpoints.redis_url, socket_timeout=5),
         stream=open_stream(settings, redis_url=endpoints.redis_url),
         server_secret=server_secret(settings),
@@ -52,7 +52,9 @@ def run_server(
     if role == "all":
         from plantstream.cli.serve import build_processor
 
-        processor = build_processor(settings, endpoints.database_url, endpoints.redis_url)
+        processor = build_processor(
+            settings, endpoints.database_url, endpoints.redis_url, connect=endpoints.connect
+        )
         processor_thread = threading.Thread(
             target=processor.run, args=(stop,), name="processor", daemon=True
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -100,7 +101,8 @@ class AppState:
         self.redis.close()
 
 
-def open_pool(database_url: str, *, max_size: int = 8) -> ConnectionPool:
+def open_pool(database_url: str | Callable[[], str], *, max_size: int = 8) -> ConnectionPool:
+    """A pool; a callable URL is asked again for every new connection (rotated secrets)."""
     pool = ConnectionPool(
         database_url,
         min_size=1,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated
 
+import psycopg
 import redis
 import typer
 
@@ -36,7 +38,12 @@ def window_of(settings: Settings) -> TimeWindow:
     )
 
 
-def build_detection(settings: Settings, database_url: str, client: redis.Redis) -> list[BatchHook]:
+def build_detection(
+    settings: Settings,
+    database_url: str,
+    client: redis.Redis,
+    connect: Callable[[str], psycopg.Connection] | None = None,
+) -> list[BatchHook]:
     """The detection hook, with webhook notifications when a URL is configured."""
     if not settings.detection:
         return []
@@ -47,17 +54,28 @@ def build_detection(settings: Settings, database_url: str, client: redis.Redis) 
         notify = WebhookNotifier(
             settings.alert_webhook_url, settings.alert_webhook_secret.get_secret_value().encode()
         ).notify
-    return [DetectionEngine(database_url=database_url, redis_client=client, notify=notify)]
+    return [
+        DetectionEngine(
+            database_url=database_url, redis_client=client, notify=notify, connect=connect
+        )
+    ]
 
 
-def build_processor(settings: Settings, database_url: str, redis_url: str) -> Processor:
+def build_processor(
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    *,
+    connect: Callable[[str], psycopg.Connection] | None = None,
+) -> Processor:
     stream = open_stream(settings, redis_url=redis_url)
     client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     return Processor(
         database_url=database_url,
         stream=stream,
-        hooks=build_detection(settings, database_url, client),
+        hooks=build_detection(settings, database_url, client, connect),
         redis_client=client,
+        connect=connect,
         config=ProcessorConfig(
             stream_name=stream.name,
             batch_records=settings.processor_batch_records,
@@ -94,7 +112,9 @@ def serve(
         migrate(endpoints.database_url)
     stop = stop_on_signals()
     if role is Role.PROCESSOR:
-        build_processor(settings, endpoints.database_url, endpoints.redis_url).run(stop)
+        build_processor(
+            settings, endpoints.database_url, endpoints.redis_url, connect=endpoints.connect
+        ).run(stop)
         return
     from plantstream.api.server import run_server  # the web roles
 

@@ -203,37 +203,9 @@ class DetectionEngine:
         ):
             return []
         due = seen + allowed_gap_us(state, tuning)
-        silent = (first - seen) / 1e6
-        message = f"no {metric} from {device} for {silent:.0f} s"
-        details: dict[str, Any] = {"detector": "missing", "silent_s": silent}
-        alert_id, new = alerts.open_alert(
-            self.conn,
-            facility=facility,
-            device=device,
-            metric=metric,
-            sensor_id=bucket.sensor_id,
-            kind="dropout",
-            severity="warning",
-            message=message,
-            at_us=due,
-            details=details,
+        events = self._open_dropout(
+            facility, device, metric, at_us=due, silent_s=(first - seen) / 1e6
         )
-        events = []
-        if new:
-            events.append(
-                AlertEvent(
-                    "opened",
-                    alert_id,
-                    facility,
-                    device,
-                    metric,
-                    "dropout",
-                    "warning",
-                    message,
-                    due,
-                    details,
-                )
-            )
         return events + self._resolve(
             facility, device, metric, state, "dropout", bucket.first_ts_us
         )
@@ -398,40 +370,47 @@ class DetectionEngine:
                 device, _, metric = name.partition(_SEP)
                 if "missing" in self.limits(facility, device, metric).disabled:
                     continue
-                silent = (clock - state.seen_us) / 1e6
-                message = f"no {metric} from {device} for {silent:.0f} s"
-                details: dict[str, Any] = {"detector": "missing", "silent_s": silent}
-                alert_id, new = alerts.open_alert(
-                    self.conn,
-                    facility=facility,
-                    device=device,
-                    metric=metric,
-                    sensor_id=None,
-                    kind="dropout",
-                    severity="warning",
-                    message=message,
-                    at_us=due,
-                    details=details,
+                events += self._open_dropout(
+                    facility, device, metric, at_us=due, silent_s=(clock - state.seen_us) / 1e6
                 )
                 newly[name] = "1"
-                if new:
-                    events.append(
-                        AlertEvent(
-                            "opened",
-                            alert_id,
-                            facility,
-                            device,
-                            metric,
-                            "dropout",
-                            "warning",
-                            message,
-                            due,
-                            details,
-                        )
-                    )
         if newly:
             self.redis.hset(missing_key(facility), mapping=newly)  # type: ignore[arg-type]
         return events
+
+    def _open_dropout(
+        self, facility: str, device: str, metric: str, *, at_us: int, silent_s: float
+    ) -> list[AlertEvent]:
+        message = f"no {metric} from {device} for {silent_s:.0f} s"
+        details: dict[str, Any] = {"detector": "missing", "silent_s": silent_s}
+        alert_id, new = alerts.open_alert(
+            self.conn,
+            facility=facility,
+            device=device,
+            metric=metric,
+            sensor_id=None,
+            kind="dropout",
+            severity="warning",
+            message=message,
+            at_us=at_us,
+            details=details,
+        )
+        if not new:
+            return []
+        return [
+            AlertEvent(
+                "opened",
+                alert_id,
+                facility,
+                device,
+                metric,
+                "dropout",
+                "warning",
+                message,
+                at_us,
+                details,
+            )
+        ]
 
     def sweep_missing(self, facility: str, *, now_us: int) -> list[AlertEvent]:
         """Open ``dropout`` alerts for whole devices of the facility that went quiet.

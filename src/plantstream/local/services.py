@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
+from plantstream.aws.secrets import CredentialSource
 from plantstream.local.postgres import EmbeddedPostgres
 from plantstream.local.redis import EmbeddedRedis
 from plantstream.settings import Settings
@@ -68,9 +71,21 @@ def _mask(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
+    """Where the servers are. ``database`` gives the URL to connect with *now* (credentials
+    from Secrets Manager are re-read as they rotate); ``database_url`` is its value at start."""
+
     database_url: str
     redis_url: str
     embedded: EmbeddedServices | None
+    database: CredentialSource | None = None
+
+    def connect(self, _url: object = None) -> psycopg.Connection:
+        if self.database is not None:
+            return self.database.connect()
+        return psycopg.connect(self.database_url, autocommit=True)
+
+    def conninfo(self) -> str:
+        return self.database() if self.database is not None else self.database_url
 
 
 def resolve_endpoints(settings: Settings, *, start: bool = True) -> Endpoints:
@@ -78,13 +93,32 @@ def resolve_endpoints(settings: Settings, *, start: bool = True) -> Endpoints:
     database_url = settings.database_url.get_secret_value() if settings.database_url else None
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     embedded = None
+    source = None
+    if database_url is not None and (settings.db_secret_arn or settings.database_password):
+        source = CredentialSource(
+            database_url,
+            secret_arn=settings.db_secret_arn,
+            password=settings.database_password.get_secret_value()
+            if settings.database_password
+            else None,
+        )
+        database_url = source()
+    if redis_url is not None and (settings.redis_auth_secret_arn or settings.redis_password):
+        redis_url = CredentialSource(
+            redis_url,
+            secret_arn=settings.redis_auth_secret_arn,
+            json_secret=False,
+            password=settings.redis_password.get_secret_value()
+            if settings.redis_password
+            else None,
+        )()
     if database_url is None or redis_url is None:
         embedded = EmbeddedServices(settings.data_dir)
         if database_url is None:
             database_url = embedded.postgres.start() if start else embedded.postgres.url()
         if redis_url is None:
             redis_url = embedded.redis.start() if start else embedded.redis.url()
-    return Endpoints(database_url, redis_url, embedded)
+    return Endpoints(database_url, redis_url, embedded, source)
 
 
 mask_url = _mask
