@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import psycopg
 import redis
 from psycopg_pool import ConnectionPool
 
@@ -120,4 +119,4 @@ def ping_postgres(pool: ConnectionPool) -> None:
         conn.execute("SELECT 1")
 
 
-__all__ = ["AppState", "KeyCache", "RateLimiter", "open_pool", "ping_postgres", "psycopg"]
+__all__ = ["AppState", "KeyCache", "RateLimiter", "open_pool", "ping_postgres"]

@@ -8,7 +8,6 @@ who made it and when; the newest row is in force.
 from __future__ import annotations
 
 import fnmatch
-from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
@@ -180,7 +179,6 @@ __all__ = [
     "Tuning",
     "config_history",
     "current_config",
-    "datetime",
     "limits_for",
     "save_config",
 ]

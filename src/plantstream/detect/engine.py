@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
-import numpy as np
 import psycopg
 import redis
 
@@ -561,4 +560,4 @@ def _rank(severity: object) -> int:
     return {"info": 0, "warning": 1, "critical": 2}.get(str(severity), 0)
 
 
-__all__ = ["DetectionEngine", "np"]
+__all__ = ["DetectionEngine"]

@@ -10,7 +10,7 @@ from plantstream.stream.base import (
     StreamRecord,
 )
 from plantstream.stream.hashing import hash_key, partition_key, shard_for
-from plantstream.stream.records import DeviceColumns, decode_record, encode_record, pack_readings
+from plantstream.stream.records import DeviceColumns, decode_record, pack_readings
 from plantstream.stream.redis_streams import RedisStream
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "StreamProducer",
     "StreamRecord",
     "decode_record",
-    "encode_record",
     "hash_key",
     "pack_readings",
     "partition_key",

@@ -69,24 +69,6 @@ class UndecodableRecordError(ValueError):
     """The bytes are not a record of a format this version knows."""
 
 
-def encode_record(facility: str, device: str, received_us: int, readings: list[Reading]) -> bytes:
-    metrics: dict[str, int] = {}
-    index = [metrics.setdefault(r.metric, len(metrics)) for r in readings]
-    if len(metrics) > 255:
-        raise ValueError("at most 255 metrics per record")
-    record = DeviceRecord(
-        facility,
-        device,
-        received_us,
-        list(metrics),
-        np.array(index, dtype=np.uint8).tobytes(),
-        np.array([r.ts_us for r in readings], dtype="<i8").tobytes(),
-        np.array([r.value for r in readings], dtype="<f8").tobytes(),
-        np.array([r.quality for r in readings], dtype=np.uint8).tobytes(),
-    )
-    return FORMAT_V1 + _encoder.encode(record)
-
-
 def decode_record(data: bytes) -> DeviceColumns:
     """The record's columns; raises ``UndecodableRecordError`` for anything malformed."""
     if data[:1] != FORMAT_V1:
