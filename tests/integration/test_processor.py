@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -257,3 +258,24 @@ def test_raw_json_bodies_from_api_gateway_are_validated_like_ingest(
     codes = sorted(code for (code,) in db.execute("SELECT reason_code FROM dead_letters"))
     assert codes == ["invalid_json", "invalid_reading"]
     assert_books_balance(db)
+
+
+def test_the_processor_drains_kinesis_exactly_once(
+    database_url: str,
+    db: psycopg.Connection,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+    make_kinesis_stream: Callable[..., Any],
+) -> None:
+    """The same processor on the Kinesis backend (moto over HTTP), with a producer retry."""
+    stream = make_kinesis_stream(shards=2)
+    produced = Produced({})
+    batches = list(simulated_readings(seconds=20, facilities=1, machines=3))
+    produce(stream, iter(batches), produced)
+    produce(stream, iter(batches[:3]), produced)  # a retried request
+    drain(make_processor(database_url, stream, redis_client))
+    assert stored_readings(db) == produced.readings
+    assert_rollups_match_raw(db)
+    assert_books_balance(db)
+    checkpoints = db.execute("SELECT count(*) FROM shard_leases WHERE checkpoint <> ''").fetchone()
+    assert checkpoints == (2,)
