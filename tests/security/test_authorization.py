@@ -1,0 +1,87 @@
+"""The authorization matrix: every endpoint x role x own/other facility, and every kind of
+bad key, with the status a user would see."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from fixtures.api import Api
+
+from plantstream.store.keys import parse_key, revoke_key
+
+OWN, OTHER = "plant-01", "plant-02"
+
+
+def request(api: Api, endpoint: str, facility: str, key: str | None) -> int:
+    headers = api.headers(key) if key else {}
+    if endpoint == "ingest":
+        body = {
+            "facility": facility,
+            "readings": [
+                {
+                    "device": "m1",
+                    "metric": "pressure",
+                    "value": 5.0,
+                    "ts": (datetime.now(UTC) - timedelta(seconds=2)).isoformat(),
+                }
+            ],
+        }
+        return api.client.post("/v1/readings", json=body, headers=headers).status_code
+    if endpoint == "facilities":
+        return api.client.get("/v1/facilities", headers=headers).status_code
+    if endpoint == "series":
+        return api.client.get(
+            "/v1/series",
+            params={"facility": facility, "device": "m1", "metric": "pressure"},
+            headers=headers,
+        ).status_code
+    if endpoint == "config_put":
+        return api.client.put("/v1/detection/config", json={}, headers=headers).status_code
+    path = {"latest": "/v1/latest", "alerts": "/v1/alerts"}[endpoint]
+    return api.client.get(path, params={"facility": facility}, headers=headers).status_code
+
+
+# endpoint -> role -> (status for own facility, status for the other facility)
+MATRIX = {
+    "ingest": {"ingest": (202, 403), "read": (403, 403), "admin": (202, 202)},
+    "latest": {"ingest": (403, 403), "read": (200, 403), "admin": (200, 200)},
+    "series": {"ingest": (403, 403), "read": (200, 403), "admin": (200, 200)},
+    "alerts": {"ingest": (403, 403), "read": (200, 403), "admin": (200, 200)},
+    "facilities": {"ingest": (403, 403), "read": (200, 200), "admin": (200, 200)},
+    "config_put": {"ingest": (403, 403), "read": (403, 403), "admin": (200, 200)},
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(MATRIX))
+def test_roles_and_facilities(api: Api, endpoint: str) -> None:
+    for role, (own, other) in MATRIX[endpoint].items():
+        key = api.make_key(role, None if role == "admin" else OWN)
+        assert request(api, endpoint, OWN, key) == own, (endpoint, role, "own")
+        assert request(api, endpoint, OTHER, key) == other, (endpoint, role, "other")
+
+
+def test_a_read_key_sees_only_its_facility_in_listings(api: Api, db: psycopg.Connection) -> None:
+    admin = api.make_key("admin", None)
+    for facility in (OWN, OTHER):
+        db.execute(
+            "INSERT INTO sensors (facility, device, metric, unit) "
+            "VALUES (%s, 'm1', 'pressure', 'bar')",
+            (facility,),
+        )
+    listed = api.client.get("/v1/facilities", headers=api.headers(api.make_key("read", OWN)))
+    assert [f["facility"] for f in listed.json()["facilities"]] == [OWN]
+    everything = api.client.get("/v1/facilities", headers=api.headers(admin))
+    assert [f["facility"] for f in everything.json()["facilities"]] == [OWN, OTHER]
+
+
+@pytest.mark.parametrize("endpoint", sorted(MATRIX))
+def test_bad_keys_are_401_everywhere(api: Api, db: psycopg.Connection, endpoint: str) -> None:
+    revoked = api.make_key("admin", None)
+    assert revoke_key(db, parse_key(revoked)[0])
+    expired = api.make_key("admin", None, expires_at=datetime.now(UTC) - timedelta(minutes=1))
+    unknown = "ps_0123456789abcdef_" + "x" * 43
+    wrong_secret = api.make_key("admin", None)[:-4] + "AAAA"
+    for key in (None, "malformed", unknown, revoked, expired, wrong_secret):
+        assert request(api, endpoint, OWN, key) == 401, (endpoint, key and key[:20])
