@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -82,7 +83,7 @@ class AppState:
     keys: KeyCache = field(default_factory=lambda: KeyCache(10.0))
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(500.0))
 
-    @property
+    @functools.cached_property
     def hot(self) -> HotState:
         return HotState(self.redis)
 
