@@ -311,3 +311,39 @@ def test_health_metrics_and_openapi(api: Api) -> None:
     unknown = api.client.get("/v2/nothing")
     assert unknown.status_code == 404
     assert error_code(unknown) == "not_found"
+
+
+def test_a_day_of_late_data_from_a_gateway_that_was_offline(
+    api: Api,
+    make_processor: Callable[..., Processor],
+    database_url: str,
+    db: psycopg.Connection,
+) -> None:
+    from fixtures.pipeline import assert_books_balance, assert_rollups_match_raw, counters
+
+    key = api.make_key("ingest")
+    day_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    for batch in range(20):  # 2,000 readings, one a minute from 36 to 3 hours ago, in order
+        readings = [
+            {
+                "device": "press-1",
+                "metric": "pressure",
+                "value": 100.0 + i % 13,
+                "ts": (
+                    day_ago - timedelta(hours=12) + timedelta(minutes=batch * 100 + i)
+                ).isoformat(),
+            }
+            for i in range(100)
+        ]
+        answer = api.client.post("/v1/readings", json=body(readings), headers=api.headers(key))
+        assert answer.json() == {"accepted": 100, "rejected": []}
+    drain(make_processor(database_url, api.stream, api.state.redis))
+    assert db.execute("SELECT count(*) FROM readings").fetchone() == (2000,)
+    assert counters(db)[("plant-01", "late")] == 2000
+    assert_rollups_match_raw(db)
+    assert_books_balance(db)
+    partitions = db.execute(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass"
+    ).fetchone()
+    assert partitions is not None
+    assert partitions[0] >= 2  # the late days got their partitions on the fly
