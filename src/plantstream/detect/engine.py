@@ -246,39 +246,22 @@ class DetectionEngine:
         for kind, finding in found.items():
             entry = state.active.get(kind)
             if entry is None:
-                details = {
-                    "detector": finding.detector,
-                    "value": finding.value,
-                    "bucket_start": bucket.start_us,
-                }
-                alert_id, new = alerts.open_alert(
-                    self.conn,
-                    facility=facility,
-                    device=device,
-                    metric=metric,
+                events += self._open(
+                    facility,
+                    device,
+                    metric,
                     sensor_id=sensor_id,
                     kind=kind,
                     severity=finding.severity,
                     message=finding.message,
                     at_us=at,
-                    details=details,
+                    details={
+                        "detector": finding.detector,
+                        "value": finding.value,
+                        "bucket_start": bucket.start_us,
+                    },
                 )
                 state.active[kind] = [finding.detector, finding.severity, 0, at]
-                if new:
-                    events.append(
-                        AlertEvent(
-                            "opened",
-                            alert_id,
-                            facility,
-                            device,
-                            metric,
-                            kind,
-                            finding.severity,
-                            finding.message,
-                            at,
-                            details,
-                        )
-                    )
             else:
                 entry[2] = 0
                 if finding.severity == "critical" != entry[1] or at - _as_int(entry[3]) > 30e6:
@@ -380,16 +363,40 @@ class DetectionEngine:
     def _open_dropout(
         self, facility: str, device: str, metric: str, *, at_us: int, silent_s: float
     ) -> list[AlertEvent]:
-        message = f"no {metric} from {device} for {silent_s:.0f} s"
-        details: dict[str, Any] = {"detector": "missing", "silent_s": silent_s}
+        return self._open(
+            facility,
+            device,
+            metric,
+            sensor_id=None,
+            kind="dropout",
+            severity="warning",
+            message=f"no {metric} from {device} for {silent_s:.0f} s",
+            at_us=at_us,
+            details={"detector": "missing", "silent_s": silent_s},
+        )
+
+    def _open(
+        self,
+        facility: str,
+        device: str,
+        metric: str,
+        *,
+        sensor_id: int | None,
+        kind: str,
+        severity: str,
+        message: str,
+        at_us: int,
+        details: dict[str, Any],
+    ) -> list[AlertEvent]:
+        """Open the alert of this sensor and kind; its event if it is new (not a replay)."""
         alert_id, new = alerts.open_alert(
             self.conn,
             facility=facility,
             device=device,
             metric=metric,
-            sensor_id=None,
-            kind="dropout",
-            severity="warning",
+            sensor_id=sensor_id,
+            kind=kind,
+            severity=severity,
             message=message,
             at_us=at_us,
             details=details,
@@ -403,8 +410,8 @@ class DetectionEngine:
                 facility,
                 device,
                 metric,
-                "dropout",
-                "warning",
+                kind,
+                severity,
                 message,
                 at_us,
                 details,
