@@ -44,11 +44,18 @@ class StreamUnavailableError(StreamError):
 
 
 class StreamThrottledError(StreamError):
-    """The stream is throttling writes; retry after ``retry_after`` seconds."""
+    """Writes are pushed back; retry after ``retry_after`` seconds.
 
-    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+    ``code`` says who pushed: the stream itself, a full stream, this key's rate limit, or a
+    server already busy with as many requests as it will hold.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float = 1.0, code: str = "stream_throttled"
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.code = code
 
 
 class InvalidInputError(PlantstreamError):

@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_batch_readings: int = Field(default=5000, gt=0)
     rate_limit_per_key: float = Field(default=500.0, gt=0, description="requests per second")
+    max_inflight_ingest: int = Field(
+        default=32,
+        gt=0,
+        description="ingest requests one process works on at once; more are answered 429",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a client slower than this to send its body gets 408"
+    )
+    max_connections: int = Field(
+        default=1000, gt=0, description="open connections per process; more are answered 503"
+    )
 
     raw_retention_days: int = Field(default=30, ge=1)
     processor_batch_records: int = Field(default=500, ge=1, le=10000)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -99,3 +101,42 @@ def test_records_round_trip_keeping_each_devices_order(
 def test_garbage_records_are_refused_not_crashed_on(data: bytes) -> None:
     with contextlib.suppress(UndecodableRecordError):
         decode_record(data)
+
+
+def _reading_text(fields: list[tuple[str, object]]) -> str:
+    return "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in fields) + "}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    count=st.integers(min_value=1, max_value=8),
+    data=st.data(),
+    optional=st.lists(st.sampled_from(["unit", "quality"]), unique=True),
+)
+def test_a_repeated_key_refuses_exactly_its_reading(
+    count: int, data: st.DataObject, optional: list[str]
+) -> None:
+    """JSON decoders keep the last of repeated keys; we refuse the reading rather than guess."""
+    ts = datetime.now(UTC).isoformat()
+    readings: list[list[tuple[str, object]]] = []
+    for i in range(count):
+        fields: list[tuple[str, object]] = [
+            ("device", f"m{i}"),
+            ("metric", "temperature"),
+            ("ts", ts),
+            ("value", float(i)),
+        ]
+        fields += [("unit", "degC") if name == "unit" else ("quality", "good") for name in optional]
+        readings.append(data.draw(st.permutations(fields)))
+    victim = data.draw(st.integers(min_value=0, max_value=count - 1))
+    key, value = data.draw(st.sampled_from(readings[victim]))
+    position = data.draw(st.integers(min_value=0, max_value=len(readings[victim])))
+    readings[victim].insert(position, (key, value))  # the same key, even the same value
+    body = '{"facility": "plant-01", "readings": [' + ", ".join(map(_reading_text, readings)) + "]}"
+
+    batch = parse_batch(body.encode(), received_us=now_us(), window=TimeWindow(), max_readings=10)
+
+    assert [(r.index, r.code) for r in batch.rejected] == [(victim, RejectCode.DUPLICATE_KEY)]
+    assert sorted(r.device for r in batch.readings) == sorted(
+        f"m{i}" for i in range(count) if i != victim
+    )

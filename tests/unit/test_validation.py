@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -155,3 +155,44 @@ def test_deeply_nested_bodies_do_not_crash() -> None:
         parse(body)
     assert caught.value.code == RejectCode.INVALID_JSON
     assert "nested" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("5e-324", 5e-324),
+        ("1e-300", 1e-300),
+        ("-0.0", 0.0),
+        ("1199.9999999999998", 1199.9999999999998),
+    ],
+)
+def test_tiny_and_boundary_numbers_are_kept_exactly(
+    make_reading: Callable[..., dict], value: str, expected: float
+) -> None:
+    reading = json.dumps(make_reading(value=0.0)).replace('"value": 0.0', f'"value": {value}')
+    body = ('{"facility": "plant-01", "readings": [' + reading + "]}").encode()
+    batch = parse_batch(body, received_us=now_us(), window=TimeWindow(), max_readings=10)
+    assert [r.value for r in batch.readings] == [expected]
+
+
+def test_odd_but_valid_offsets_land_on_the_right_instant() -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    local = now.astimezone(timezone(timedelta(hours=5, minutes=45)))  # Nepal
+    far = now.astimezone(timezone(timedelta(hours=-23, minutes=-59)))
+    readings = [
+        {"device": "m1", "metric": "temperature", "ts": t.isoformat(), "value": 1.0}
+        for t in (local, far)
+    ]
+    body = json.dumps({"facility": "plant-01", "readings": readings}).encode()
+    batch = parse_batch(body, received_us=now_us(), window=TimeWindow(), max_readings=10)
+    assert [r.ts_us for r in batch.readings] == [to_epoch_us(now)] * 2
+
+
+def test_a_key_name_inside_a_string_is_not_a_repeat(make_reading: Callable[..., dict]) -> None:
+    """The cheap repeat check may suspect a body; the exact one must then clear it."""
+    body = json.dumps(
+        {"facility": "plant-01", "readings": [make_reading(device="value"), make_reading()]}
+    ).encode()
+    batch = parse_batch(body, received_us=now_us(), window=TimeWindow(), max_readings=10)
+    assert batch.rejected == []
+    assert len(batch.readings) == 2

@@ -23,6 +23,7 @@ _STATUS_BY_CODE = {
     "body_too_large": 413,
     "batch_too_large": 413,
     "unsupported_encoding": 415,
+    "body_timeout": 408,
     "not_found": 404,
     "conflict": 409,
 }
@@ -51,7 +52,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StreamThrottledError)
     async def _throttled(_: Request, exc: StreamThrottledError) -> JSONResponse:
         retry = max(1, round(exc.retry_after))
-        return error_response(429, "stream_throttled", str(exc), {"Retry-After": str(retry)})
+        return error_response(429, exc.code, str(exc), {"Retry-After": str(retry)})
 
     @app.exception_handler(StreamUnavailableError)
     async def _unavailable(_: Request, exc: StreamUnavailableError) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from typing import Any
 
@@ -13,9 +14,11 @@ from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 
 from plantstream.api.auth import State, Writer, check_facility
+from plantstream.api.state import AppState
 from plantstream.errors import InvalidInputError, StreamThrottledError
 from plantstream.model import RejectCode, now_us, parse_batch
 from plantstream.model.readings import BatchIn
+from plantstream.store.keys import Principal
 from plantstream.stream.records import pack_readings
 
 router = APIRouter(tags=["ingest"])
@@ -46,17 +49,29 @@ _ACCEPTED_SCHEMA = {
 }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, decompressed if gzip/deflate, refused past ``limit`` bytes either way."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, decompressed if gzip/deflate, refused past ``limit`` bytes either way.
+
+    A client that has not sent the whole body within ``timeout`` seconds is answered 408: a
+    trickle of bytes must not hold one of the few ingest slots for ever.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise InvalidInputError(RejectCode.BODY_TOO_LARGE, f"body exceeds {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise InvalidInputError(RejectCode.BODY_TOO_LARGE, f"body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise InvalidInputError(
+                        RejectCode.BODY_TOO_LARGE, f"body exceeds {limit} bytes"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise InvalidInputError(
+            RejectCode.BODY_TIMEOUT, f"the body did not arrive within {timeout:g} s"
+        ) from None
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
@@ -104,9 +119,25 @@ async def post_readings(request: Request, who: Writer, state: State) -> Response
     """
     wait = state.limiter.admit(who.key_id)
     if wait:
-        raise StreamThrottledError("too many requests for this key", retry_after=wait)
+        raise StreamThrottledError(
+            "too many requests for this key", retry_after=wait, code="rate_limited"
+        )
+    if not state.ingest_gate.try_enter():
+        INGESTED.labels("-", "overloaded").inc()
+        raise StreamThrottledError(
+            "the server is busy with as many batches as it holds; retry shortly",
+            retry_after=1.0,
+            code="overloaded",
+        )
+    try:
+        return await _ingest(request, who, state)
+    finally:
+        state.ingest_gate.leave()
+
+
+async def _ingest(request: Request, who: Principal, state: AppState) -> Response:
     settings = state.settings
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
     received = now_us()
     batch = parse_batch(
         body,

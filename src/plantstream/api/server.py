@@ -9,7 +9,7 @@ import redis
 import uvicorn
 
 from plantstream.api.app import create_app
-from plantstream.api.state import AppState, KeyCache, RateLimiter, open_pool
+from plantstream.api.state import AppState, InflightGate, KeyCache, RateLimiter, open_pool
 from plantstream.local import Endpoints
 from plantstream.local.ports import remembered_secret
 from plantstream.model import TimeWindow
@@ -40,6 +40,7 @@ def build_state(settings: Settings, endpoints: Endpoints) -> AppState:
         ),
         keys=KeyCache(settings.auth_cache_seconds),
         limiter=RateLimiter(settings.rate_limit_per_key),
+        ingest_gate=InflightGate(settings.max_inflight_ingest),
     )
 
 
@@ -66,6 +67,7 @@ def run_server(
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        limit_concurrency=settings.max_connections,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )

@@ -72,6 +72,28 @@ class RateLimiter:
             return (1.0 - tokens) / self.rate
 
 
+class InflightGate:
+    """At most ``limit`` requests inside at once; the rest are turned away, not queued.
+
+    Turning away is the point: a queue in front of a saturated server only grows memory and
+    latency, while a 429 with Retry-After lets the gateway keep the batch and try again.
+    Used from the event loop only, so a plain counter is enough.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.inside = 0
+
+    def try_enter(self) -> bool:
+        if self.inside >= self.limit:
+            return False
+        self.inside += 1
+        return True
+
+    def leave(self) -> None:
+        self.inside -= 1
+
+
 @dataclass
 class AppState:
     settings: Settings
@@ -82,6 +104,7 @@ class AppState:
     window: TimeWindow
     keys: KeyCache = field(default_factory=lambda: KeyCache(10.0))
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(500.0))
+    ingest_gate: InflightGate = field(default_factory=lambda: InflightGate(32))
 
     @functools.cached_property
     def hot(self) -> HotState:
@@ -120,4 +143,4 @@ def ping_postgres(pool: ConnectionPool) -> None:
         conn.execute("SELECT 1")
 
 
-__all__ = ["AppState", "KeyCache", "RateLimiter", "open_pool", "ping_postgres"]
+__all__ = ["AppState", "InflightGate", "KeyCache", "RateLimiter", "open_pool", "ping_postgres"]

@@ -6,6 +6,7 @@ Every rejection carries a machine-readable code from ``RejectCode`` and a human 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ class RejectCode(StrEnum):
     EMPTY_BATCH = "empty_batch"
     BATCH_TOO_LARGE = "batch_too_large"
     BODY_TOO_LARGE = "body_too_large"
+    BODY_TIMEOUT = "body_timeout"
+    DUPLICATE_KEY = "duplicate_key"
     INVALID_READING = "invalid_reading"
     INVALID_ID = "invalid_id"
     UNKNOWN_METRIC = "unknown_metric"
@@ -56,8 +59,9 @@ class ReadingIn(msgspec.Struct, forbid_unknown_fields=True):
     metric: str
     ts: datetime
     value: float
-    unit: str | None = None
-    quality: str = "good"
+    # UNSET (not None) for a field the client left out: the duplicate-key check counts them
+    unit: str | msgspec.UnsetType | None = msgspec.UNSET
+    quality: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -262,10 +266,12 @@ def _validate_in(
     ts_us = math.floor(ts.timestamp()) * 1_000_000 + ts.microsecond
     spec = METRICS.get(reading.metric)
     value = reading.value
-    quality = QUALITIES.get(reading.quality)
+    unit = None if reading.unit is msgspec.UNSET else reading.unit
+    quality_name = "good" if reading.quality is msgspec.UNSET else reading.quality
+    quality = QUALITIES.get(quality_name)
     if (  # the ordinary reading, checked inline; anything else gets the exact reason below
         spec is not None
-        and (reading.unit is None or reading.unit == spec.unit)
+        and (unit is None or unit == spec.unit)
         and spec.low <= value <= spec.high
         and ts_low <= ts_us <= ts_high
         and quality is not None
@@ -277,8 +283,8 @@ def _validate_in(
         metric=reading.metric,
         ts_us=ts_us,
         value=value,
-        unit=reading.unit,
-        quality=reading.quality,
+        unit=unit,
+        quality=quality_name,
         received_us=received_us,
         window=window,
     )
@@ -289,14 +295,71 @@ _loose_decoder = msgspec.json.Decoder(LooseBatchIn)
 _reading_decoder = msgspec.json.Decoder(ReadingIn)
 
 
+_READING_KEYS = (b'"device"', b'"metric"', b'"ts"', b'"value"')
+_BATCH_KEYS = (b'"facility"', b'"readings"')
+
+
+def _may_repeat_a_key(body: bytes, batch: BatchIn) -> bool:
+    """False only if no object of a well-typed ``body`` can hold the same key twice.
+
+    JSON decoders (msgspec included) keep the last of repeated keys, so ``{"value": 1,
+    "value": 999}`` would pass as 999 while another reader of the same bytes sees 1. Every
+    key a reading holds is a ``"name"`` run of bytes unless it is spelled with escapes, so
+    when no name occurs more often than the readings that hold it, none repeats. The count
+    costs a few microseconds; only a body that fails it is parsed again, exactly.
+    """
+    if b"\\u" in body:
+        return True
+    if any(body.count(key) > 1 for key in _BATCH_KEYS):
+        return True
+    n = len(batch.readings)
+    if any(body.count(key) > n for key in _READING_KEYS):
+        return True
+    units = body.count(b'"unit"')
+    if units and units > sum(1 for r in batch.readings if r.unit is not msgspec.UNSET):
+        return True
+    qualities = body.count(b'"quality"')
+    return bool(qualities) and qualities > sum(
+        1 for r in batch.readings if r.quality is not msgspec.UNSET
+    )
+
+
+def repeated_keys(raw: bytes) -> list[str]:
+    """The keys that the outermost JSON object of ``raw`` names more than once (exact)."""
+    outermost: list[str] = []
+
+    def note_repeats(pairs: list[tuple[str, object]]) -> None:
+        # called innermost first, so the last call is the outermost object
+        nonlocal outermost
+        seen: set[str] = set()
+        outermost = [k for k, _ in pairs if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+
+    try:
+        json.loads(raw, object_pairs_hook=note_repeats)
+    except (ValueError, RecursionError):
+        return []  # msgspec has already judged the syntax; only repeats matter here
+    return outermost
+
+
+def _refuse_repeats(raw: bytes, where: str) -> None:
+    repeats = repeated_keys(raw)
+    if repeats:
+        raise InvalidInputError(
+            RejectCode.DUPLICATE_KEY, f"{where} names {repeats[0]!r} more than once"
+        )
+
+
 def _decode_body(body: bytes) -> tuple[str, list[ReadingIn | Reject]]:
     try:
         batch = _batch_decoder.decode(body)
-        return batch.facility, list(batch.readings)
+        if not _may_repeat_a_key(body, batch):
+            return batch.facility, list(batch.readings)
     except msgspec.DecodeError:
         pass  # one bad reading spoils the typed decode: redo it reading by reading
     except RecursionError:
         raise InvalidInputError(RejectCode.INVALID_JSON, "body is nested too deeply") from None
+    except UnicodeDecodeError:  # msgspec reports bad UTF-8 in strings this way
+        raise InvalidInputError(RejectCode.INVALID_JSON, "body is not valid UTF-8") from None
     try:
         loose = _loose_decoder.decode(body)
     except RecursionError:
@@ -305,10 +368,14 @@ def _decode_body(body: bytes) -> tuple[str, list[ReadingIn | Reject]]:
         raise InvalidInputError(RejectCode.INVALID_BODY, f"invalid body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidInputError(RejectCode.INVALID_JSON, f"body is not valid JSON: {exc}") from None
+    _refuse_repeats(body, "the body")
     items: list[ReadingIn | Reject] = []
     for index, raw in enumerate(loose.readings):
         try:
+            _refuse_repeats(bytes(raw), "the reading")
             items.append(_reading_decoder.decode(raw))
+        except InvalidInputError as exc:
+            items.append(Reject(index, RejectCode(exc.code), exc.message))
         except msgspec.DecodeError as exc:
             items.append(Reject(index, RejectCode.INVALID_READING, str(exc)))
         except RecursionError:
