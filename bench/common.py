@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import psycopg
 import redis
 
@@ -17,6 +21,7 @@ from plantstream.local import EmbeddedServices
 from plantstream.store.schema import migrate
 
 RESULTS = Path(__file__).parent / "results"
+SECRET = "bench-server-secret"
 
 
 @contextmanager
@@ -45,13 +50,51 @@ def bench_services(name: str) -> Iterator[tuple[str, str]]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def write_result(name: str, result: dict[str, object]) -> Path:
-    RESULTS.mkdir(exist_ok=True)
+def write_result(name: str, result: dict[str, object], directory: Path = RESULTS) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         **result,
     }
-    path = RESULTS / f"{name}.json"
+    path = directory / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+@contextmanager
+def serve(
+    role: str, database_url: str, redis_url: str, port: int, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``plantstream serve <role>`` in its own process, once it answers /healthz.
+
+    ``settings`` are extra PLANTSTREAM_* variables by their lower-case names.
+    """
+    env = {
+        **os.environ,
+        "PLANTSTREAM_DATABASE_URL": database_url,
+        "PLANTSTREAM_REDIS_URL": redis_url,
+        "PLANTSTREAM_PORT": str(port),
+        "PLANTSTREAM_SERVER_SECRET": SECRET,
+        "PLANTSTREAM_LOG_LEVEL": "WARNING",
+        "PLANTSTREAM_RATE_LIMIT_PER_KEY": "100000",
+        "PLANTSTREAM_AUTH_CACHE_SECONDS": "30",
+        **{f"PLANTSTREAM_{name.upper()}": value for name, value in settings.items()},
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "plantstream", "serve", role], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"serve {role} did not start")
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(30)

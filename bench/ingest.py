@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,9 +26,7 @@ from plantstream.local.ports import free_port
 from plantstream.store.keys import Role, create_key
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_services, write_result
-
-SECRET = "bench-server-secret"
+from common import SECRET, bench_services, serve, write_result
 
 
 def batch_body(facility: str, device_count: int, size: int, start: datetime) -> bytes:
@@ -49,37 +43,6 @@ def batch_body(facility: str, device_count: int, size: int, start: datetime) -> 
             }
         )
     return orjson.dumps({"facility": facility, "readings": readings})
-
-
-@contextmanager
-def server(role: str, database_url: str, redis_url: str, port: int) -> Iterator[str]:
-    env = {
-        **os.environ,
-        "PLANTSTREAM_DATABASE_URL": database_url,
-        "PLANTSTREAM_REDIS_URL": redis_url,
-        "PLANTSTREAM_PORT": str(port),
-        "PLANTSTREAM_SERVER_SECRET": SECRET,
-        "PLANTSTREAM_LOG_LEVEL": "WARNING",
-        "PLANTSTREAM_RATE_LIMIT_PER_KEY": "100000",
-        "PLANTSTREAM_AUTH_CACHE_SECONDS": "30",
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "plantstream", "serve", role], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"serve {role} did not start")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def _load_worker(
@@ -201,7 +164,7 @@ def main() -> None:
             read_key, _ = create_key(
                 conn, server_secret=SECRET.encode(), role=Role.READ, facility="plant-01"
             )
-        with server("ingest", database_url, redis_url, free_port()) as url:
+        with serve("ingest", database_url, redis_url, free_port()) as (url, _):
             through = throughput(
                 url, ingest_key, workers=args.workers, seconds=args.seconds, batch=500
             )
@@ -209,7 +172,7 @@ def main() -> None:
             f"ingest: {through['readings_per_s']:,.0f} readings/s with batches of 500 "
             f"(one server process, {args.workers} client processes)"
         )
-        with server("all", database_url, redis_url, free_port()) as url:
+        with serve("all", database_url, redis_url, free_port()) as (url, _):
             lat = latency(
                 url,
                 ingest_key,

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         default=30.0, gt=0, description="a client slower than this to send its body gets 408"
     )
+    keep_alive_seconds: int = Field(
+        default=75,
+        gt=0,
+        description="idle keep-alive; longer than a load balancer's (ALB: 60 s) so the server "
+        "never closes a connection the balancer is about to reuse",
+    )
     max_connections: int = Field(
         default=1000, gt=0, description="open connections per process; more are answered 503"
     )

@@ -68,6 +68,7 @@ def run_server(
         log_level=settings.log_level.lower(),
         access_log=False,
         limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_seconds,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )

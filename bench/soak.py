@@ -1,0 +1,342 @@
+"""Soak: the laptop stack offered twice the rate it sustains, for minutes, on loopback.
+
+The stack is ``plantstream serve all`` (ingest, processor and query API in one process, the
+way ``plantstream demo`` runs) on the embedded PostgreSQL and Redis, with default settings.
+
+1. Calibrate: closed-loop clients post batches of 500 unique readings as fast as answers
+   come back -> the rate the stack sustains here, the *target*.
+2. Soak: open-loop clients schedule requests at twice the target for ``--seconds``; each
+   answer is tallied by status and code. The server's resident memory and Redis'
+   ``used_memory`` are sampled once a second.
+3. Drain: once the load stops, wait until the processor has stored every reading, then
+   balance the books: readings answered 202 == rows in ``readings`` == the server's own
+   ``plantstream_ingest_readings`` accepted counter.
+
+Writes bench/results/soak.json. ``--check`` exits 1 when an invariant fails (no 5xx or
+dropped connection, 429s while overloaded, memory flat, books balanced); the test suite
+runs it that way for a shorter time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+import redis
+
+from plantstream.local.ports import free_port
+from plantstream.store.keys import Role, create_key
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, SECRET, bench_services, serve, write_result
+
+BATCH = 500
+DEVICES = 50  # per client; each request covers BATCH // DEVICES timestamps of every device
+FACILITY = "plant-01"
+# the generous bounds a flat server stays within: allocator slack, caches warming up
+RSS_GROWTH_LIMIT = 1.25
+RSS_GROWTH_SLACK_MB = 32
+
+
+def unique_body(client: int, seq: int, origin: datetime) -> bytes:
+    """Batch ``seq`` of ``client``: readings no other request of the run repeats."""
+    slots = BATCH // DEVICES
+    stamps = [
+        (origin + timedelta(milliseconds=seq * slots + k)).isoformat().replace("+00:00", "Z")
+        for k in range(slots)
+    ]
+    return orjson.dumps(
+        {
+            "facility": FACILITY,
+            "readings": [
+                {
+                    "device": f"soak-{client}-{i % DEVICES:02d}",
+                    "metric": "temperature",
+                    "ts": stamps[i // DEVICES],
+                    "value": 40.0 + (seq + i) % 50 / 10,
+                }
+                for i in range(BATCH)
+            ],
+        }
+    )
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.answers: Counter[str] = Counter()
+        self.accepted = 0
+        self.rejected = 0
+        self.skipped = 0  # requests not sent: every connection of the client was waiting
+        self.ms: dict[str, list[float]] = {"202": [], "429": []}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "answers": dict(self.answers),
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "skipped": self.skipped,
+            "ms": self.ms,
+        }
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes, tally: Tally
+) -> None:
+    started = time.perf_counter()
+    try:
+        answer = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        tally.answers[f"transport:{type(exc).__name__}"] += 1
+        return
+    elapsed = (time.perf_counter() - started) * 1000
+    if answer.status_code == 202:
+        result = answer.json()
+        tally.accepted += result["accepted"]
+        tally.rejected += len(result["rejected"])
+        tally.answers["202"] += 1
+        tally.ms["202"].append(elapsed)
+    else:
+        code = answer.json().get("error", {}).get("code", "?")
+        tally.answers[f"{answer.status_code}:{code}"] += 1
+        if answer.status_code == 429:
+            tally.ms["429"].append(elapsed)
+
+
+async def _run_client(
+    url: str, key: str, client_id: int, origin: datetime, seconds: float, rate: float | None
+) -> Tally:
+    """Closed loop when ``rate`` is None, else open loop at ``rate`` requests/s."""
+    tally = Tally()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    connections = 1 if rate is None else 64
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        target = url + "/v1/readings"
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        seq = 0
+        if rate is None:
+            while loop.time() - start < seconds:
+                await _post(client, target, headers, unique_body(client_id, seq, origin), tally)
+                seq += 1
+            return tally
+        outstanding: set[asyncio.Task[None]] = set()
+        while (now := loop.time()) - start < seconds:
+            due = start + seq / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            body = unique_body(client_id, seq, origin)
+            seq += 1
+            if len(outstanding) >= connections:
+                tally.skipped += 1
+                continue
+            task = asyncio.create_task(_post(client, target, headers, body, tally))
+            outstanding.add(task)
+            task.add_done_callback(outstanding.discard)
+        await asyncio.gather(*outstanding)
+    return tally
+
+
+def _client_process(args: tuple[Any, ...], out: mp.Queue) -> None:  # type: ignore[type-arg]
+    out.put(asyncio.run(_run_client(*args)).as_dict())
+
+
+def run_clients(
+    url: str, key: str, *, first_id: int, count: int, seconds: float, rate: float | None
+) -> dict[str, Any]:
+    """``count`` client processes; ``rate`` (requests/s) is shared among them."""
+    origin = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
+    queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    each = None if rate is None else rate / count
+    procs = [
+        mp.Process(
+            target=_client_process,
+            args=((url, key, first_id + n, origin, seconds, each), queue),
+        )
+        for n in range(count)
+    ]
+    for proc in procs:
+        proc.start()
+    tallies = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    answers: Counter[str] = Counter()
+    for t in tallies:
+        answers.update(t["answers"])
+    ms = {k: sorted(v for t in tallies for v in t["ms"][k]) for k in ("202", "429")}
+    return {
+        "seconds": seconds,
+        "answers": dict(answers),
+        "accepted": sum(t["accepted"] for t in tallies),
+        "rejected": sum(t["rejected"] for t in tallies),
+        "skipped": sum(t["skipped"] for t in tallies),
+        "latency_ms": {
+            k: {"p50": _pct(v, 0.5), "p99": _pct(v, 0.99), "max": v[-1] if v else None}
+            for k, v in ms.items()
+        },
+    }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return values[min(len(values) - 1, int(len(values) * q))] if values else None
+
+
+class Sampler(threading.Thread):
+    """Once a second: the server's resident memory (MiB) and Redis' used_memory (MiB)."""
+
+    def __init__(self, pid: int, redis_url: str) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.redis = redis.Redis.from_url(redis_url)
+        self.rss_mb: list[float] = []
+        self.redis_mb: list[float] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            status = Path(f"/proc/{self.pid}/status").read_text()
+            rss_kb = next(int(line.split()[1]) for line in status.splitlines() if "VmRSS" in line)
+            self.rss_mb.append(rss_kb / 1024)
+            self.redis_mb.append(int(self.redis.info("memory")["used_memory"]) / 2**20)
+
+
+def server_accepted(url: str) -> int:
+    """The server's own count of readings it answered 202 for."""
+    total = 0.0
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("plantstream_ingest_readings_total{") and 'outcome="accepted"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def wait_for_rows(database_url: str, expected: int, timeout: float) -> tuple[int, float]:
+    """Rows in ``readings`` once they reach ``expected`` (or at the deadline), and the wait."""
+    started = time.monotonic()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM readings").fetchone()
+            stored = int(row[0]) if row else 0
+            waited = time.monotonic() - started
+            if stored >= expected or waited > timeout:
+                return stored, waited
+            time.sleep(0.5)
+
+
+def soak(*, seconds: float, calibrate_seconds: float, clients: int) -> dict[str, Any]:
+    with bench_services("plantstream_bench_soak") as (database_url, redis_url):
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            key, _ = create_key(
+                conn, server_secret=SECRET.encode(), role=Role.INGEST, facility=FACILITY
+            )
+        with serve("all", database_url, redis_url, free_port()) as (url, proc):
+            calibration = run_clients(
+                url, key, first_id=0, count=clients, seconds=calibrate_seconds, rate=None
+            )
+            target = calibration["accepted"] / calibrate_seconds
+            sampler = Sampler(proc.pid, redis_url)
+            sampler.start()
+            load = run_clients(
+                url, key, first_id=100, count=clients, seconds=seconds, rate=2 * target / BATCH
+            )
+            sampler.done.set()
+            sampler.join()
+            accepted = calibration["accepted"] + load["accepted"]
+            stored, drained_s = wait_for_rows(database_url, accepted, timeout=300)
+            counted = server_accepted(url)
+    third = max(1, len(sampler.rss_mb) // 3)
+    early, late = sampler.rss_mb[:third], sampler.rss_mb[-third:]
+    return {
+        "batch_size": BATCH,
+        "clients": clients,
+        "target_readings_per_s": round(target),
+        "offered_readings_per_s": round(2 * target),
+        "calibration": calibration,
+        "soak": load,
+        "accepted_readings_per_s": round(load["accepted"] / seconds),
+        "books": {
+            "answered_202": accepted,
+            "stored_rows": stored,
+            "server_counted": counted,
+            "drain_seconds": round(drained_s, 1),
+        },
+        "memory_mb": {
+            "server_rss_first_third_median": round(statistics.median(early), 1),
+            "server_rss_last_third_max": round(max(late), 1),
+            "server_rss_max": round(max(sampler.rss_mb), 1),
+            "redis_used_start": round(sampler.redis_mb[0], 1),
+            "redis_used_end": round(sampler.redis_mb[-1], 1),
+            "server_rss_samples": [round(v, 1) for v in sampler.rss_mb],
+        },
+    }
+
+
+def failures(result: dict[str, Any]) -> list[str]:
+    """The invariants a user relies on under overload, as readable failures."""
+    problems = []
+    answers = {**result["calibration"]["answers"], **result["soak"]["answers"]}
+    bad = {k: v for k, v in answers.items() if not k.startswith(("202", "429"))}
+    if bad:
+        problems.append(f"answers other than 202/429: {bad}")
+    if result["soak"]["answers"].get("429:overloaded", 0) == 0:
+        problems.append("no 429 overloaded at twice the sustained rate: requests were queued")
+    books = result["books"]
+    if not books["answered_202"] == books["stored_rows"] == books["server_counted"]:
+        problems.append(f"books do not balance: {books}")
+    if result["calibration"]["rejected"] or result["soak"]["rejected"]:
+        problems.append("valid readings were rejected")
+    memory = result["memory_mb"]
+    limit = memory["server_rss_first_third_median"] * RSS_GROWTH_LIMIT + RSS_GROWTH_SLACK_MB
+    if memory["server_rss_last_third_max"] > limit:
+        problems.append(f"server memory grew: {memory['server_rss_samples']}")
+    return problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=300)
+    parser.add_argument("--calibrate-seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--check", action="store_true", help="exit 1 if an invariant fails")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where soak.json goes")
+    args = parser.parse_args()
+
+    result = soak(
+        seconds=args.seconds, calibrate_seconds=args.calibrate_seconds, clients=args.clients
+    )
+    problems = failures(result)
+    result["problems"] = problems
+    path = write_result("soak", result, args.results)
+    soaked, books, memory = result["soak"], result["books"], result["memory_mb"]
+    print(
+        f"target {result['target_readings_per_s']:,} readings/s (sustained, closed loop); "
+        f"offered {result['offered_readings_per_s']:,}/s for {args.seconds:.0f} s\n"
+        f"answers {soaked['answers']}, not sent (client full) {soaked['skipped']}\n"
+        f"accepted {result['accepted_readings_per_s']:,} readings/s; "
+        f"202 p99 {soaked['latency_ms']['202']['p99']:.0f} ms, "
+        f"429 p99 {soaked['latency_ms']['429']['p99'] or 0:.0f} ms\n"
+        f"books: {books}\n"
+        f"server RSS {memory['server_rss_first_third_median']} MiB early -> "
+        f"{memory['server_rss_last_third_max']} MiB late (max {memory['server_rss_max']}); "
+        f"Redis {memory['redis_used_start']} -> {memory['redis_used_end']} MiB\n"
+        f"-> {path}"
+    )
+    for problem in problems:
+        print("FAIL:", problem)
+    if args.check and problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
