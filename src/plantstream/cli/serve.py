@@ -17,6 +17,7 @@ from plantstream.detect import DetectionEngine
 from plantstream.detect.webhook import WebhookNotifier
 from plantstream.errors import ConfigError
 from plantstream.local import resolve_endpoints
+from plantstream.local.watchdog import watch_embedded
 from plantstream.model import TimeWindow
 from plantstream.processor import BatchHook, Processor, ProcessorConfig
 from plantstream.settings import Settings, load_settings
@@ -111,6 +112,7 @@ def serve(
     if not no_migrate:
         migrate(endpoints.database_url)
     stop = stop_on_signals()
+    watch_embedded(endpoints, stop)  # a full disk stops them; bring them back when it is not
     if role is Role.PROCESSOR:
         build_processor(
             settings, endpoints.database_url, endpoints.redis_url, connect=endpoints.connect

@@ -18,6 +18,7 @@ import psycopg
 
 from plantstream.errors import ServiceError
 from plantstream.local.ports import remembered_port, remembered_secret
+from plantstream.local.process import mark_stopped, pid_alive
 
 DATABASE = "plantstream"
 _SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
@@ -63,6 +64,7 @@ class EmbeddedPostgres:
         self.home = home
         self.pgdata = home / "pgdata"
         self.logfile = home / "postgres.log"
+        self.stopped_marker = home / "stopped"  # stop() was asked for: not a crash
 
     @property
     def _run_as(self) -> str | None:
@@ -77,6 +79,14 @@ class EmbeddedPostgres:
         password = remembered_secret(self.home / "password")
         port = int((self.home / "port").read_text())
         return f"postgresql://postgres:{password}@127.0.0.1:{port}/{database}"
+
+    def alive(self) -> bool:
+        """The postmaster process exists (a cheap look, no ``pg_ctl``)."""
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return False
+        return pid_alive(pid)
 
     def is_running(self) -> bool:
         if not (self.pgdata / "PG_VERSION").exists():
@@ -120,6 +130,7 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start the server if needed (initialising it on first use); return its URL."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.stopped_marker.unlink(missing_ok=True)
         if self.is_running():
             return self.url()
         if not (self.pgdata / "PG_VERSION").exists():
@@ -165,6 +176,7 @@ class EmbeddedPostgres:
 
     def stop(self) -> bool:
         """Stop the server (fast shutdown); True when it was running."""
+        mark_stopped(self.stopped_marker)
         if not self.is_running():
             return False
         result = self._run(

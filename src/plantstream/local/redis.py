@@ -16,6 +16,7 @@ import redis
 
 from plantstream.errors import ServiceError
 from plantstream.local.ports import remembered_port, remembered_secret
+from plantstream.local.process import mark_stopped, pid_alive
 
 
 def _executable() -> str:
@@ -31,6 +32,8 @@ class EmbeddedRedis:
         self.home = home
         self.fsync = fsync
         self.pidfile = home / "redis.pid"
+        self.logfile = home / "redis.log"
+        self.stopped_marker = home / "stopped"  # stop() was asked for: not a crash
 
     def url(self) -> str:
         password = remembered_secret(self.home / "password")
@@ -42,11 +45,11 @@ class EmbeddedRedis:
             pid = int(self.pidfile.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return pid if pid_alive(pid) else None
+
+    def alive(self) -> bool:
+        """The server process exists (a cheap look, no connection)."""
+        return self._pid() is not None
 
     def is_running(self) -> bool:
         if self._pid() is None:
@@ -69,7 +72,7 @@ class EmbeddedRedis:
                     "daemonize yes",
                     f"pidfile {self.pidfile}",
                     f"dir {self.home}",
-                    f"logfile {self.home / 'redis.log'}",
+                    f"logfile {self.logfile}",
                     "appendonly yes",
                     f"appendfsync {self.fsync}",
                     'save ""',
@@ -83,6 +86,7 @@ class EmbeddedRedis:
     def start(self) -> str:
         """Start the server if needed and return its URL."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.stopped_marker.unlink(missing_ok=True)
         if self.is_running():
             return self.url()
         port = remembered_port(self.home / "port")
@@ -101,6 +105,7 @@ class EmbeddedRedis:
 
     def stop(self) -> bool:
         """Stop the server, letting it flush its append-only file; True when it was running."""
+        mark_stopped(self.stopped_marker)
         pid = self._pid()
         if pid is None:
             return False

@@ -78,6 +78,7 @@ class Endpoints:
     redis_url: str
     embedded: EmbeddedServices | None
     database: CredentialSource | None = None
+    embedded_servers: tuple[str, ...] = ()  # which of "postgres", "redis" are ``embedded``'s
 
     def connect(self, _url: object = None) -> psycopg.Connection:
         if self.database is not None:
@@ -112,13 +113,16 @@ def resolve_endpoints(settings: Settings, *, start: bool = True) -> Endpoints:
             if settings.redis_password
             else None,
         )()
+    names: list[str] = []
     if database_url is None or redis_url is None:
         embedded = EmbeddedServices(settings.data_dir)
         if database_url is None:
             database_url = embedded.postgres.start() if start else embedded.postgres.url()
+            names.append("postgres")
         if redis_url is None:
             redis_url = embedded.redis.start() if start else embedded.redis.url()
-    return Endpoints(database_url, redis_url, embedded, source)
+            names.append("redis")
+    return Endpoints(database_url, redis_url, embedded, source, tuple(names))
 
 
 mask_url = _mask

@@ -19,7 +19,11 @@ SHARD_LAG_MS = Gauge(
     ["shard"],
 )
 OWNED_SHARDS = Gauge("plantstream_processor_owned_shards", "Shards this process holds.")
-ERRORS = Counter("plantstream_processor_errors", "Errors the processor recovered from.", ["kind"])
+ERRORS = Counter(
+    "plantstream_processor_errors",
+    "Errors the processor recovered from, by kind (postgres, disk_full, stream, redis, hook).",
+    ["kind"],
+)
 REDIS_BEHIND = Gauge(
     "plantstream_processor_redis_behind", "1 while Redis missed updates and awaits catch-up."
 )

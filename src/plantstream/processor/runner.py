@@ -140,6 +140,15 @@ class Processor:
                     conn.close()
         self._conn = self._prep_conn = None
 
+    def _drop_broken_connections(self) -> None:
+        """Close the connections a failure left inside a transaction; keep the idle ones."""
+        if not _idle(self._conn):
+            self._drop_connection()
+        elif self._prep_conn is not None and not _idle(self._prep_conn):
+            with contextlib.suppress(psycopg.Error):
+                self._prep_conn.close()
+            self._prep_conn = None
+
     # -- the loop -----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
@@ -151,6 +160,19 @@ class Processor:
                 backoff = 0.1
                 if not worked:
                     stop.wait(self.config.idle_wait)
+            except psycopg.errors.DiskFull as exc:
+                # PostgreSQL itself is fine and the transaction rolled back: keep the
+                # connections (a new one would write its temp tables to the full disk)
+                metrics.ERRORS.labels("disk_full").inc()
+                log.error(
+                    "PostgreSQL is out of disk space: %s; nothing of the batch was stored, it "
+                    "waits in the stream; retrying in %.1fs",
+                    _first_line(exc),
+                    backoff,
+                )
+                self._drop_broken_connections()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 metrics.ERRORS.labels("postgres").inc()
                 log.warning("PostgreSQL unavailable (%s); retrying in %.1fs", exc, backoff)
@@ -377,3 +399,15 @@ class Processor:
         log.info("Redis caught up from PostgreSQL")
         self._redis_behind = False
         metrics.REDIS_BEHIND.set(0)
+
+
+def _idle(conn: psycopg.Connection | None) -> bool:
+    """No connection, or one outside any transaction (safe to keep using)."""
+    if conn is None or conn.closed:
+        return True
+    return conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def _first_line(exc: BaseException) -> str:
+    """PostgreSQL's message without its HINT/CONTEXT lines: one log line per retry."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
