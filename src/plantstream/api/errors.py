@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
 
 from plantstream.errors import (
@@ -61,6 +63,17 @@ def install(app: FastAPI) -> None:
             503,
             "stream_unavailable",
             "the stream is unavailable; nothing was accepted",
+            {"Retry-After": "5"},
+        )
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("PostgreSQL unavailable: %s", type(exc).__name__)
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database is unavailable; retry shortly",
             {"Retry-After": "5"},
         )
 

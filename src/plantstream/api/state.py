@@ -114,7 +114,8 @@ class AppState:
         cached = self.keys.get(key)
         if cached is not None:
             return cached
-        with self.pool.connection() as conn:
+        # a short wait: with PostgreSQL away the caller gets a prompt 503, not a 30 s hang
+        with self.pool.connection(timeout=2) as conn:
             principal = verify_key(conn, server_secret=self.server_secret, key=key)
         self.keys.put(key, principal)
         return principal
@@ -139,7 +140,7 @@ def open_pool(database_url: str | Callable[[], str], *, max_size: int = 8) -> Co
 
 
 def ping_postgres(pool: ConnectionPool) -> None:
-    with pool.connection(timeout=5) as conn:
+    with pool.connection(timeout=2) as conn:
         conn.execute("SELECT 1")
 
 

@@ -198,6 +198,15 @@ class RedisStream:
             except redis.exceptions.BusyLoadingError as exc:
                 raise StreamThrottledError("Redis is loading its data", retry_after=1.0) from exc
             except redis.RedisError as exc:
+                # maxmemory reached (Redis 7 refuses the script, 6.2 fails it at XADD): the
+                # stream holds what it may until retention makes room; the gateway keeps the
+                # batch and retries. Any shard written before the refusal is de-duplicated.
+                if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+                    "used memory > 'maxmemory'" in str(exc)
+                ):
+                    raise StreamThrottledError(
+                        "the stream is full; retry later", retry_after=5.0, code="stream_full"
+                    ) from exc
                 raise StreamUnavailableError(f"Redis stream unavailable: {exc}") from exc
             if result and result[0] in (b"closed", b"missing"):
                 self._shards = []  # resharded under us: route again on a fresh map
