@@ -24,6 +24,7 @@ from plantstream.demo import books
 from plantstream.demo.summary import collect_summary
 from plantstream.demo.view import LiveView
 from plantstream.local import EmbeddedServices, Endpoints
+from plantstream.local.watchdog import watch_embedded
 from plantstream.settings import Settings, load_settings
 from plantstream.simulate import Gateway, LoadStats, Plant
 from plantstream.store.keys import Role, create_key
@@ -96,7 +97,10 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
         migrate(database_url)
         with psycopg.connect(database_url, autocommit=True) as conn:
             ensure_window(conn, past_days=8)
-        state = build_state(settings, Endpoints(database_url, redis_url, services))
+        endpoints = Endpoints(
+            database_url, redis_url, services, embedded_servers=("postgres", "redis")
+        )
+        state = build_state(settings, endpoints)
         plant = Plant(seed=options.seed, facilities=options.facilities, machines=options.machines)
         with psycopg.connect(database_url, autocommit=True) as conn:
             ingest_keys, read_keys = _keys(conn, state.server_secret, plant.facilities)
@@ -108,6 +112,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
             count=options.faults if options.faults is not None else len(plant.machines) // 2,
         )
         stop = threading.Event()
+        watch_embedded(endpoints, stop)  # a full disk stops a server; restart it once freed
         processor = build_processor(settings, database_url, redis_url)
         processor_thread = threading.Thread(
             target=processor.run, args=(stop,), daemon=True, name="processor"
