@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.routing import Match, Route
 
 from plantstream import __version__
 from plantstream.api import detection, errors, health, ingest, query
 from plantstream.api.state import AppState
 
 STATIC = Path(__file__).parent / "static"
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(min_length=1, description="machine-readable; clients may match on it")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """What every refusal answers, whatever its status."""
+
+    error: ErrorDetail
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "Refused; `error.code` says why"}
+}
 
 
 def create_app(state: AppState, *, role: str = "all") -> FastAPI:
@@ -24,25 +44,37 @@ def create_app(state: AppState, *, role: str = "all") -> FastAPI:
         'manage alerts. Every error is `{"error": {"code", "message"}}`.',
         docs_url="/docs",
         redoc_url=None,
+        responses=_ERRORS,
     )
     app.state.plantstream = state
     errors.install(app)
-    app.include_router(health.router)
+    routers = [health.router]
     if role in ("ingest", "all"):
-        app.include_router(ingest.router)
+        routers.append(ingest.router)
     if role in ("api", "all"):
-        app.include_router(query.router)
-        app.include_router(detection.router)
-        if (STATIC / "index.html").exists():
-            app.mount("/static", StaticFiles(directory=STATIC), name="static")
+        routers += [query.router, detection.router]
+    for router in routers:
+        app.include_router(router)
+    routes = [route for router in routers for route in router.routes if isinstance(route, Route)]
+    if role in ("api", "all") and (STATIC / "index.html").exists():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-            @app.get("/", include_in_schema=False)
-            def dashboard() -> FileResponse:
-                return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+        @app.get("/", include_in_schema=False)
+        def dashboard() -> FileResponse:
+            return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _complete_schema(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def security_headers(request, call_next):  # type: ignore[no-untyped-def]
         response = await call_next(request)
+        if response.status_code == 405:
+            _allow_every_method(routes, request, response)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -54,3 +86,62 @@ def create_app(state: AppState, *, role: str = "all") -> FastAPI:
         return response
 
     return app
+
+
+def _allow_every_method(routes: list[Route], request: Request, response: Response) -> None:
+    """``Allow`` lists the methods of every route on the path, not just the first one's.
+
+    Starlette answers 405 from the first route whose path matches, so a path served by two
+    routes (GET and PUT of the detection config) would advertise only one of them.
+    """
+    methods = {
+        method
+        for route in routes
+        if route.methods and route.matches(request.scope)[0] is not Match.NONE
+        for method in route.methods
+    }
+    if methods:
+        response.headers["Allow"] = ", ".join(sorted(methods))
+
+
+def _complete_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The generated schema, made whole where FastAPI leaves it short.
+
+    Schemas written by hand or by msgspec (the readings body) carry their own ``$defs`` and
+    refer to them as ``#/$defs/...``, which in an OpenAPI document points at nothing: they
+    move to ``components/schemas``. Error responses declared without a body get the error
+    shape every error answers with.
+    """
+    schema = copy.deepcopy(schema)  # the route definitions share these dicts
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for media in _media_types(operation):
+                if "schema" in media:
+                    media["schema"] = _hoist_defs(media["schema"], components)
+            for status, response in operation.get("responses", {}).items():
+                if str(status)[:1] in "45" and "content" not in response:
+                    response["content"] = copy.deepcopy(error)
+    return schema
+
+
+def _media_types(operation: dict[str, Any]) -> list[dict[str, Any]]:
+    bodies = [operation.get("requestBody", {}), *operation.get("responses", {}).values()]
+    return [media for body in bodies for media in body.get("content", {}).values()]
+
+
+def _hoist_defs(node: Any, components: dict[str, Any]) -> Any:
+    """``node`` with its ``$defs`` moved into ``components`` and its refs pointed there."""
+    if isinstance(node, list):
+        return [_hoist_defs(item, components) for item in node]
+    if not isinstance(node, dict):
+        return node
+    for name, definition in node.pop("$defs", {}).items():
+        hoisted = _hoist_defs(definition, components)
+        if components.setdefault(name, hoisted) != hoisted:
+            raise ValueError(f"two different schemas are both called {name!r}")
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        node["$ref"] = "#/components/schemas/" + ref.removeprefix("#/$defs/")
+    return {key: _hoist_defs(value, components) for key, value in node.items()}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from plantstream.api.state import AppState
 from plantstream.errors import AuthError
@@ -16,13 +17,23 @@ def app_state(request: Request) -> AppState:
     return state
 
 
-def principal(request: Request) -> Principal:
+# Declared as security schemes so the OpenAPI document says how to authenticate; either works.
+_BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer ps_<id>_<secret>`")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, bare")
+
+
+def principal(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+    api_key: Annotated[str | None, Security(_API_KEY)],
+) -> Principal:
     """The principal of the request's key; 401 when there is none or it is not valid."""
-    header = request.headers.get("authorization", "")
-    key = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    key = key or request.headers.get("x-api-key", "").strip()
+    key = (bearer.credentials if bearer else "").strip() or (api_key or "").strip()
     if not key:
         raise AuthError("missing_key", "an API key is required (Authorization: Bearer <key>)")
+    if not (key.isascii() and key.isprintable()):
+        # keys are printable ASCII; anything else (NUL above all) must not reach the database
+        raise AuthError("malformed_key", "the API key is malformed")
     return app_state(request).verify(key)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from plantstream.api.auth import Reader, State, principal
 from plantstream.detect.config import DetectionConfig, config_history, current_config, save_config
@@ -20,6 +21,29 @@ def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
     if who.role is not Role.ADMIN:
         raise AuthError("forbidden_role", "only an admin key can change detection", status=403)
     return who
+
+
+def _storable(value: object, where: str) -> None:
+    """Refuse what PostgreSQL's jsonb cannot hold: NUL in text, NaN and infinities."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{where}: text must not contain NUL (U+0000)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: numbers must be finite")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _storable(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _storable(item, f"{where}.{index}")
+
+
+def _strict(value: object) -> DetectionConfig:
+    """JSON types as declared: ``false`` is not a limit of 0, nor ``"5"`` a number."""
+    _storable(value, "config")
+    return DetectionConfig.model_validate(value, strict=True)
+
+
+StrictConfig = Annotated[DetectionConfig, BeforeValidator(_strict)]
 
 
 class ConfigVersion(BaseModel):
@@ -39,7 +63,32 @@ class ConfigHistory(BaseModel):
     versions: list[ConfigChange]
 
 
-@router.get("/v1/detection/config", response_model=ConfigVersion)
+# What a client may do next with an answer (OpenAPI links; the fuzzer follows them too).
+_AFTER_GET = {
+    "Edit": {
+        "operationRef": "#/paths/~1v1~1detection~1config/put",
+        "requestBody": "$response.body#/config",
+        "description": "change the settings in force and send them back",
+    }
+}
+_AFTER_PUT = {
+    "InForce": {
+        "operationRef": "#/paths/~1v1~1detection~1config/get",
+        "description": "the settings now in force carry the version just answered",
+    },
+    "History": {
+        "operationRef": "#/paths/~1v1~1detection~1config~1history/get",
+        "parameters": {"limit": 1},
+        "description": "the newest entry of the history is the change just made",
+    },
+}
+
+
+@router.get(
+    "/v1/detection/config",
+    response_model=ConfigVersion,
+    responses={200: {"description": "The settings in force", "links": _AFTER_GET}},
+)
 def get_config(_: Reader, state: State) -> ConfigVersion:
     """The detector settings in force (version 0: the built-in defaults)."""
     with state.pool.connection() as conn:
@@ -47,12 +96,16 @@ def get_config(_: Reader, state: State) -> ConfigVersion:
     return ConfigVersion(version=version, config=config)
 
 
-@router.put("/v1/detection/config", response_model=ConfigVersion)
+@router.put(
+    "/v1/detection/config",
+    response_model=ConfigVersion,
+    responses={200: {"description": "The new version", "links": _AFTER_PUT}},
+)
 def put_config(
-    config: DetectionConfig,
+    config: StrictConfig,
     who: Annotated[Principal, Depends(admin)],
     state: State,
-    comment: Annotated[str, Query(max_length=500)] = "",
+    comment: Annotated[str, Query(max_length=500, pattern=r"^[^\x00]*$")] = "",
 ) -> ConfigVersion:
     """Replace the detector settings (validated); recorded as a new version with who and when.
 

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from plantstream.api.auth import State
 from plantstream.api.state import AppState, ping_postgres
 
 router = APIRouter(tags=["health"])
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
 
 
 @router.get("/healthz")
@@ -34,7 +42,11 @@ def _checks(state: AppState) -> dict[str, str]:
     return results
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency does not answer"}},
+)
 async def readyz(state: State) -> JSONResponse:
     """Ready when the stream, PostgreSQL and Redis all answer; 503 otherwise."""
     results = await run_in_threadpool(_checks, state)

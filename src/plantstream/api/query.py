@@ -116,16 +116,22 @@ def latest(
     )
 
 
-def _parse_time(value: str | None, default: datetime) -> datetime:
-    if value is None:
-        return default
+_HOUR = timedelta(hours=1)
+_DAWN = datetime.min.replace(tzinfo=UTC)
+
+
+def _parse_time(value: str) -> datetime:
+    """An RFC 3339 time with its offset, in UTC."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInputError("invalid_time", f"{value[:40]!r} is not an RFC 3339 time") from None
     if parsed.tzinfo is None:
         raise InvalidInputError("invalid_time", "times need a UTC offset, e.g. ...Z")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:30+01:00 is in year 0 in UTC
+        raise InvalidInputError("invalid_time", f"{value[:40]!r} is out of range") from None
 
 
 def choose_step(span: timedelta) -> Literal["raw", "1m", "1h"]:
@@ -157,8 +163,9 @@ def series(
     check_facility(who, facility)
     if metric not in METRICS:
         raise InvalidInputError("unknown_metric", f"unknown metric {metric[:64]!r}")
-    end = _parse_time(to, datetime.now(UTC))
-    start = _parse_time(from_, end - timedelta(hours=1))
+    end = _parse_time(to) if to is not None else datetime.now(UTC)
+    # the default an hour back stops at the first hour of year 1, where datetime ends
+    start = _parse_time(from_) if from_ is not None else max(end, _DAWN + _HOUR) - _HOUR
     if start >= end:
         raise InvalidInputError("invalid_time", "from must be before to")
     chosen = choose_step(end - start) if step == "auto" else step
