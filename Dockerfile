@@ -15,11 +15,11 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src
 # The wheel also packages the infra helpers (pyproject lists both packages).
 COPY infra/plantstream_infra ./infra/plantstream_infra
-RUN pip install ".[aws]"
+RUN pip install -c requirements.lock ".[aws]"
 
 # ---- runtime: the venv and nothing else ----------------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -2,18 +2,18 @@
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-storage test-fast lint bench setup clean services-stop
+.PHONY: demo test test-storage test-fast lint audit secrets lock bench setup clean services-stop
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "plantstream needs Python 3.11 or newer")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,aws,infra]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,aws,infra]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -35,10 +35,27 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
+# supply chain: known vulnerabilities in the locked dependencies, and no secrets in the tree
+audit: $(STAMP)
+	.ci/audit
+
+secrets: $(STAMP)
+	.ci/secrets
+
+# after changing a pin in pyproject.toml: re-resolve and pin everything again
+lock:
+	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install --quiet -e '.[dev,aws,infra]'
+	{ echo "# Every package of the dev/aws/infra environment, pinned: make setup installs with -c this file,"; \
+	  echo "# pip-audit reads it. Regenerate with: make lock"; \
+	  $(VENV)-lock/bin/pip freeze --exclude-editable; } > requirements.lock
+	rm -rf $(VENV)-lock
+
 bench: $(STAMP)
 	$(PY) bench/processor.py
 	$(PY) bench/ingest.py
 	$(PY) bench/detection.py
+	$(PY) bench/soak.py
 
 services-stop: $(STAMP)
 	$(VENV)/bin/plantstream services stop
