@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,12 +73,16 @@ def create_key(
     return f"{PREFIX}_{key_id}_{secret}", Principal(key_id, role, facility, expires_at)
 
 
+# what create_key makes: 16 hex digits of id, a urlsafe base64 secret; nothing else reaches SQL
+_KEY_SHAPE = re.compile(PREFIX + r"_(?P<id>[0-9a-f]{16})_(?P<secret>[A-Za-z0-9_-]{1,128})")
+
+
 def parse_key(key: str) -> tuple[str, str]:
     """Split a key into (id, secret); raise ``AuthError`` if it is not shaped like one."""
-    parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != PREFIX or len(parts[1]) != 16 or not parts[2]:
+    match = _KEY_SHAPE.fullmatch(key)
+    if match is None:
         raise AuthError("malformed_key", "the API key is malformed")
-    return parts[1], parts[2]
+    return match["id"], match["secret"]
 
 
 def verify_key(conn: psycopg.Connection, *, server_secret: bytes, key: str) -> Principal:
