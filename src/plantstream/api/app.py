@@ -9,25 +9,14 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 from starlette.routing import Match, Route
 
 from plantstream import __version__
 from plantstream.api import detection, errors, health, ingest, query
+from plantstream.api.errors import ErrorBody
 from plantstream.api.state import AppState
 
 STATIC = Path(__file__).parent / "static"
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(min_length=1, description="machine-readable; clients may match on it")
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """What every refusal answers, whatever its status."""
-
-    error: ErrorDetail
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

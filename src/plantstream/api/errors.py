@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from plantstream.errors import (
@@ -29,6 +30,17 @@ _STATUS_BY_CODE = {
     "not_found": 404,
     "conflict": 409,
 }
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(min_length=1, description="machine-readable; clients may match on it")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """What every refusal answers, whatever its status (documented in the OpenAPI schema)."""
+
+    error: ErrorDetail
 
 
 def error_response(
