@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -48,6 +50,21 @@ def bench_services(name: str) -> Iterator[tuple[str, str]]:
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def in_processes(target: Callable[..., None], arguments: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Run ``target(*args, queue)`` once per ``args`` in its own process; what each put back.
+
+    Load generators run in processes of their own so the client's GIL is not the limit.
+    """
+    queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    procs = [mp.Process(target=target, args=(*args, queue)) for args in arguments]
+    for proc in procs:
+        proc.start()
+    results = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return results
 
 
 def write_result(name: str, result: dict[str, object], directory: Path = RESULTS) -> Path:

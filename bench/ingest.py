@@ -1,7 +1,8 @@
 """Ingest throughput and end-to-end latency, over real HTTP on loopback.
 
-1. Throughput: ``plantstream serve ingest`` (one server process) takes POSTs of 500
-   readings from load-generator processes; readings/s accepted.
+1. Throughput: ``plantstream serve ingest`` (one server process) takes POSTs of 500 unique
+   readings from asyncio load-generator processes (bench/load.py), each keeping a few
+   requests in flight; readings/s accepted.
 2. Latency: ``plantstream serve all`` (ingest + processor + API) under a steady 10,000
    readings/s; for sampled requests, the time from the 202 to the value being visible in
    ``/v1/latest``; p50 and p99.
@@ -11,12 +12,13 @@ Writes bench/results/ingest.json.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import sys
+import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -27,76 +29,23 @@ from plantstream.store.keys import Role, create_key
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import SECRET, bench_services, serve, write_result
+from load import BATCH, run_clients
 
 
-def batch_body(facility: str, device_count: int, size: int, start: datetime) -> bytes:
-    readings = []
-    for i in range(size):
-        ts = start + timedelta(milliseconds=i)
-        readings.append(
-            {
-                "device": f"machine-{i % device_count:03d}",
-                "metric": "temperature",
-                "ts": ts.isoformat().replace("+00:00", "Z"),
-                "value": 40.0 + (i % 50) / 10,
-                "unit": "degC",
-            }
-        )
-    return orjson.dumps({"facility": facility, "readings": readings})
-
-
-def _load_worker(
-    url: str, key: str, bodies: list[bytes], seconds: float, rate: float | None, out: mp.Queue
-) -> None:  # type: ignore[type-arg]
-    client = httpx.Client(timeout=30)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    sent = accepted = failed = 0
-    started = time.perf_counter()
-    interval = 1 / rate if rate else 0.0
-    next_at = started
-    i = 0
-    while time.perf_counter() - started < seconds:
-        if interval:
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            next_at += interval
-        response = client.post(
-            url + "/v1/readings", content=bodies[i % len(bodies)], headers=headers
-        )
-        i += 1
-        sent += 1
-        if response.status_code == 202:
-            accepted += response.json()["accepted"]
-        else:
-            failed += 1
-    out.put((accepted, failed, time.perf_counter() - started))
-
-
-def throughput(url: str, key: str, *, workers: int, seconds: float, batch: int) -> dict[str, float]:
-    now = datetime.now(UTC) - timedelta(minutes=5)
-    bodies = [batch_body("plant-01", 50, batch, now + timedelta(seconds=i)) for i in range(20)]
-    queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    procs = [
-        mp.Process(target=_load_worker, args=(url, key, bodies, seconds, None, queue))
-        for _ in range(workers)
-    ]
-    for p in procs:
-        p.start()
-    results = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
-    accepted = sum(r[0] for r in results)
-    failed = sum(r[1] for r in results)
-    elapsed = max(r[2] for r in results)
-    return {"readings_per_s": accepted / elapsed, "failed_requests": failed}
+def throughput(
+    url: str, key: str, *, clients: int, connections: int, seconds: float
+) -> dict[str, float]:
+    run = run_clients(
+        url, key, first_id=0, count=clients, seconds=seconds, rate=None, connections=connections
+    )
+    failed = sum(n for answer, n in run["answers"].items() if answer != "202")
+    return {"readings_per_s": run["accepted"] / seconds, "failed_requests": failed}
 
 
 def latency(
     url: str, ingest_key: str, read_key: str, *, rate: float, seconds: float, samples: int
 ) -> dict[str, float]:
     """p50/p99 of 202 -> visible in /v1/latest, under ``rate`` readings/s of background load."""
-    batch = 500
     client = httpx.Client(timeout=30)
     post_headers = {"Authorization": f"Bearer {ingest_key}", "Content-Type": "application/json"}
     read_headers = {"Authorization": f"Bearer {read_key}"}
@@ -122,12 +71,22 @@ def latency(
         return time.perf_counter() - acknowledged
 
     probe(-1.0, 30)  # warm-up: the processor has taken its leases and caught up
-    now = datetime.now(UTC) - timedelta(minutes=2)
-    bodies = [batch_body("plant-01", 50, batch, now + timedelta(seconds=i)) for i in range(60)]
-    queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    background = mp.Process(
-        target=_load_worker, args=(url, ingest_key, bodies, seconds, rate / batch, queue)
-    )
+    background_result: dict[str, Any] = {}
+
+    def background_load() -> None:
+        background_result.update(
+            run_clients(
+                url,
+                ingest_key,
+                first_id=50,
+                count=1,
+                seconds=seconds,
+                rate=rate / BATCH,
+                connections=16,
+            )
+        )
+
+    background = threading.Thread(target=background_load)
     background.start()
     delays = []
     gap = seconds / (samples + 2)
@@ -136,10 +95,10 @@ def latency(
         time.sleep(gap)
         delays.append(probe(float(n), 10.0))
     background.join()
-    accepted, failed, elapsed = queue.get()
     delays.sort()
+    failed = sum(n for answer, n in background_result["answers"].items() if answer != "202")
     return {
-        "background_readings_per_s": accepted / elapsed,
+        "background_readings_per_s": background_result["accepted"] / seconds,
         "background_failed_requests": failed,
         "samples": len(delays),
         "p50_ms": statistics.median(delays) * 1000,
@@ -151,7 +110,8 @@ def latency(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--connections", type=int, default=4, help="requests in flight each")
     parser.add_argument("--latency-rate", type=float, default=10_000)
     parser.add_argument("--latency-samples", type=int, default=100)
     args = parser.parse_args()
@@ -166,11 +126,16 @@ def main() -> None:
             )
         with serve("ingest", database_url, redis_url, free_port()) as (url, _):
             through = throughput(
-                url, ingest_key, workers=args.workers, seconds=args.seconds, batch=500
+                url,
+                ingest_key,
+                clients=args.clients,
+                connections=args.connections,
+                seconds=args.seconds,
             )
         print(
             f"ingest: {through['readings_per_s']:,.0f} readings/s with batches of 500 "
-            f"(one server process, {args.workers} client processes)"
+            f"(one server process; {args.clients} client processes "
+            f"x {args.connections} connections)"
         )
         with serve("all", database_url, redis_url, free_port()) as (url, _):
             lat = latency(
@@ -188,9 +153,10 @@ def main() -> None:
         path = write_result(
             "ingest",
             {
-                "batch_size": 500,
+                "batch_size": BATCH,
                 "server_processes": 1,
-                "client_processes": args.workers,
+                "client_processes": args.clients,
+                "connections_per_client": args.connections,
                 "throughput": {k: round(v, 1) for k, v in through.items()},
                 "latency": {k: round(v, 1) for k, v in lat.items()},
                 "goal": {"readings_per_s": 100_000, "p99_ms": 250},

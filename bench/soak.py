@@ -20,19 +20,14 @@ runs it that way for a shorter time.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import multiprocessing as mp
 import statistics
 import sys
 import threading
 import time
-from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import psycopg
 import redis
 
@@ -41,156 +36,11 @@ from plantstream.store.keys import Role, create_key
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, SECRET, bench_services, serve, write_result
+from load import BATCH, FACILITY, run_clients
 
-BATCH = 500
-DEVICES = 50  # per client; each request covers BATCH // DEVICES timestamps of every device
-FACILITY = "plant-01"
 # the generous bounds a flat server stays within: allocator slack, caches warming up
 RSS_GROWTH_LIMIT = 1.25
 RSS_GROWTH_SLACK_MB = 32
-
-
-def unique_body(client: int, seq: int, origin: datetime) -> bytes:
-    """Batch ``seq`` of ``client``: readings no other request of the run repeats."""
-    slots = BATCH // DEVICES
-    stamps = [
-        (origin + timedelta(milliseconds=seq * slots + k)).isoformat().replace("+00:00", "Z")
-        for k in range(slots)
-    ]
-    return orjson.dumps(
-        {
-            "facility": FACILITY,
-            "readings": [
-                {
-                    "device": f"soak-{client}-{i % DEVICES:02d}",
-                    "metric": "temperature",
-                    "ts": stamps[i // DEVICES],
-                    "value": 40.0 + (seq + i) % 50 / 10,
-                }
-                for i in range(BATCH)
-            ],
-        }
-    )
-
-
-class Tally:
-    def __init__(self) -> None:
-        self.answers: Counter[str] = Counter()
-        self.accepted = 0
-        self.rejected = 0
-        self.skipped = 0  # requests not sent: every connection of the client was waiting
-        self.ms: dict[str, list[float]] = {"202": [], "429": []}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "answers": dict(self.answers),
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "skipped": self.skipped,
-            "ms": self.ms,
-        }
-
-
-async def _post(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes, tally: Tally
-) -> None:
-    started = time.perf_counter()
-    try:
-        answer = await client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        tally.answers[f"transport:{type(exc).__name__}"] += 1
-        return
-    elapsed = (time.perf_counter() - started) * 1000
-    if answer.status_code == 202:
-        result = answer.json()
-        tally.accepted += result["accepted"]
-        tally.rejected += len(result["rejected"])
-        tally.answers["202"] += 1
-        tally.ms["202"].append(elapsed)
-    else:
-        code = answer.json().get("error", {}).get("code", "?")
-        tally.answers[f"{answer.status_code}:{code}"] += 1
-        if answer.status_code == 429:
-            tally.ms["429"].append(elapsed)
-
-
-async def _run_client(
-    url: str, key: str, client_id: int, origin: datetime, seconds: float, rate: float | None
-) -> Tally:
-    """Closed loop when ``rate`` is None, else open loop at ``rate`` requests/s."""
-    tally = Tally()
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    connections = 1 if rate is None else 64
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        target = url + "/v1/readings"
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        seq = 0
-        if rate is None:
-            while loop.time() - start < seconds:
-                await _post(client, target, headers, unique_body(client_id, seq, origin), tally)
-                seq += 1
-            return tally
-        outstanding: set[asyncio.Task[None]] = set()
-        while (now := loop.time()) - start < seconds:
-            due = start + seq / rate
-            if due > now:
-                await asyncio.sleep(due - now)
-            body = unique_body(client_id, seq, origin)
-            seq += 1
-            if len(outstanding) >= connections:
-                tally.skipped += 1
-                continue
-            task = asyncio.create_task(_post(client, target, headers, body, tally))
-            outstanding.add(task)
-            task.add_done_callback(outstanding.discard)
-        await asyncio.gather(*outstanding)
-    return tally
-
-
-def _client_process(args: tuple[Any, ...], out: mp.Queue) -> None:  # type: ignore[type-arg]
-    out.put(asyncio.run(_run_client(*args)).as_dict())
-
-
-def run_clients(
-    url: str, key: str, *, first_id: int, count: int, seconds: float, rate: float | None
-) -> dict[str, Any]:
-    """``count`` client processes; ``rate`` (requests/s) is shared among them."""
-    origin = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
-    queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    each = None if rate is None else rate / count
-    procs = [
-        mp.Process(
-            target=_client_process,
-            args=((url, key, first_id + n, origin, seconds, each), queue),
-        )
-        for n in range(count)
-    ]
-    for proc in procs:
-        proc.start()
-    tallies = [queue.get() for _ in procs]
-    for proc in procs:
-        proc.join()
-    answers: Counter[str] = Counter()
-    for t in tallies:
-        answers.update(t["answers"])
-    ms = {k: sorted(v for t in tallies for v in t["ms"][k]) for k in ("202", "429")}
-    return {
-        "seconds": seconds,
-        "answers": dict(answers),
-        "accepted": sum(t["accepted"] for t in tallies),
-        "rejected": sum(t["rejected"] for t in tallies),
-        "skipped": sum(t["skipped"] for t in tallies),
-        "latency_ms": {
-            k: {"p50": _pct(v, 0.5), "p99": _pct(v, 0.99), "max": v[-1] if v else None}
-            for k, v in ms.items()
-        },
-    }
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return values[min(len(values) - 1, int(len(values) * q))] if values else None
 
 
 class Sampler(threading.Thread):
@@ -242,13 +92,25 @@ def soak(*, seconds: float, calibrate_seconds: float, clients: int) -> dict[str,
             )
         with serve("all", database_url, redis_url, free_port()) as (url, proc):
             calibration = run_clients(
-                url, key, first_id=0, count=clients, seconds=calibrate_seconds, rate=None
+                url,
+                key,
+                first_id=0,
+                count=clients,
+                seconds=calibrate_seconds,
+                rate=None,
+                connections=1,
             )
             target = calibration["accepted"] / calibrate_seconds
             sampler = Sampler(proc.pid, redis_url)
             sampler.start()
             load = run_clients(
-                url, key, first_id=100, count=clients, seconds=seconds, rate=2 * target / BATCH
+                url,
+                key,
+                first_id=100,
+                count=clients,
+                seconds=seconds,
+                rate=2 * target / BATCH,
+                connections=64,
             )
             sampler.done.set()
             sampler.join()

@@ -1,0 +1,183 @@
+"""Load clients for the benchmarks: batches of unique readings over real HTTP.
+
+Every reading a run sends is unique (client, sequence, device and time), so what the server
+stores can be counted against what it answered 202 for. Clients are asyncio + httpx in
+processes of their own: closed loop (as fast as answers come back) or open loop (on a
+schedule, whatever the answers, as gateways do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing as mp
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from common import in_processes
+
+BATCH = 500
+DEVICES = 50  # per client; each request covers BATCH // DEVICES timestamps of every device
+FACILITY = "plant-01"
+
+
+def unique_body(client: int, seq: int, origin: datetime) -> bytes:
+    """Batch ``seq`` of ``client``: readings no other request of the run repeats."""
+    slots = BATCH // DEVICES
+    stamps = [
+        (origin + timedelta(milliseconds=seq * slots + k)).isoformat().replace("+00:00", "Z")
+        for k in range(slots)
+    ]
+    return orjson.dumps(
+        {
+            "facility": FACILITY,
+            "readings": [
+                {
+                    "device": f"soak-{client}-{i % DEVICES:02d}",
+                    "metric": "temperature",
+                    "ts": stamps[i // DEVICES],
+                    "value": 40.0 + (seq + i) % 50 / 10,
+                }
+                for i in range(BATCH)
+            ],
+        }
+    )
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.answers: Counter[str] = Counter()
+        self.accepted = 0
+        self.rejected = 0
+        self.skipped = 0  # requests not sent: every connection of the client was waiting
+        self.ms: dict[str, list[float]] = {"202": [], "429": []}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "answers": dict(self.answers),
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "skipped": self.skipped,
+            "ms": self.ms,
+        }
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes, tally: Tally
+) -> None:
+    started = time.perf_counter()
+    try:
+        answer = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        tally.answers[f"transport:{type(exc).__name__}"] += 1
+        return
+    elapsed = (time.perf_counter() - started) * 1000
+    if answer.status_code == 202:
+        result = answer.json()
+        tally.accepted += result["accepted"]
+        tally.rejected += len(result["rejected"])
+        tally.answers["202"] += 1
+        tally.ms["202"].append(elapsed)
+    else:
+        code = answer.json().get("error", {}).get("code", "?")
+        tally.answers[f"{answer.status_code}:{code}"] += 1
+        if answer.status_code == 429:
+            tally.ms["429"].append(elapsed)
+
+
+async def _run_client(
+    url: str,
+    key: str,
+    client_id: int,
+    origin: datetime,
+    seconds: float,
+    rate: float | None,
+    connections: int,
+) -> Tally:
+    """Closed loop when ``rate`` is None, else open loop at ``rate`` requests/s.
+
+    Closed loop keeps ``connections`` requests in flight; open loop sends on schedule and
+    counts as skipped a request due while all ``connections`` still wait for answers.
+    """
+    tally = Tally()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        target = url + "/v1/readings"
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        seq = 0
+        if rate is None:
+            numbers = itertools.count()
+
+            async def one_connection() -> None:
+                while loop.time() - start < seconds:
+                    body = unique_body(client_id, next(numbers), origin)
+                    await _post(client, target, headers, body, tally)
+
+            await asyncio.gather(*(one_connection() for _ in range(connections)))
+            return tally
+        outstanding: set[asyncio.Task[None]] = set()
+        while (now := loop.time()) - start < seconds:
+            due = start + seq / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            body = unique_body(client_id, seq, origin)
+            seq += 1
+            if len(outstanding) >= connections:
+                tally.skipped += 1
+                continue
+            task = asyncio.create_task(_post(client, target, headers, body, tally))
+            outstanding.add(task)
+            task.add_done_callback(outstanding.discard)
+        await asyncio.gather(*outstanding)
+    return tally
+
+
+def _client_process(args: tuple[Any, ...], out: mp.Queue) -> None:  # type: ignore[type-arg]
+    out.put(asyncio.run(_run_client(*args)).as_dict())
+
+
+def run_clients(
+    url: str,
+    key: str,
+    *,
+    first_id: int,
+    count: int,
+    seconds: float,
+    rate: float | None,
+    connections: int,
+) -> dict[str, Any]:
+    """``count`` client processes of ``connections`` each; ``rate`` (requests/s) is shared.
+
+    ``first_id`` numbers the clients: runs against one database need ids of their own.
+    """
+    origin = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
+    each = None if rate is None else rate / count
+    tallies = in_processes(
+        _client_process,
+        [((url, key, first_id + n, origin, seconds, each, connections),) for n in range(count)],
+    )
+    answers: Counter[str] = Counter()
+    for t in tallies:
+        answers.update(t["answers"])
+    ms = {k: sorted(v for t in tallies for v in t["ms"][k]) for k in ("202", "429")}
+    return {
+        "seconds": seconds,
+        "answers": dict(answers),
+        "accepted": sum(t["accepted"] for t in tallies),
+        "rejected": sum(t["rejected"] for t in tallies),
+        "skipped": sum(t["skipped"] for t in tallies),
+        "latency_ms": {
+            k: {"p50": _pct(v, 0.5), "p99": _pct(v, 0.99), "max": v[-1] if v else None}
+            for k, v in ms.items()
+        },
+    }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return values[min(len(values) - 1, int(len(values) * q))] if values else None
