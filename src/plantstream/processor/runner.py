@@ -28,7 +28,7 @@ from plantstream.processor import metrics
 from plantstream.processor.decode import Decoded, decode_records
 from plantstream.processor.leases import Lease, LeaseManager
 from plantstream.processor.rows import Columns, RowBatch
-from plantstream.processor.writer import commit_batch, prepare_connection
+from plantstream.processor.writer import CopyReady, commit_batch, copy_ready, prepare_connection
 from plantstream.store.hot import HotState, LatestRow
 from plantstream.store.partitions import ensure_partitions
 from plantstream.store.sensors import SensorKey, SensorRegistry
@@ -70,6 +70,7 @@ class Prepared:
     end_of_shard: bool
     record_count: int
     batch: RowBatch
+    ready: CopyReady
 
 
 class Processor:
@@ -272,7 +273,13 @@ class Processor:
             self._ensure_days(set(np.unique(rows.ts_us // _DAY_US).tolist()))
         batch = RowBatch(rows, facilities, decoded.dead_letters, decoded.counters)
         return Prepared(
-            shard_id, after, checkpoint, result.end_of_shard, len(result.records), batch
+            shard_id,
+            after,
+            checkpoint,
+            result.end_of_shard,
+            len(result.records),
+            batch,
+            copy_ready(rows),
         )
 
     def _apply(self, lease: Lease, prepared: Prepared) -> int:
@@ -310,6 +317,7 @@ class Processor:
             checkpoint=prepared.checkpoint or "",
             finished=prepared.end_of_shard,
             lease_seconds=self.config.lease_seconds,
+            ready=prepared.ready,
         )
         for (facility, counter), value in counters.items():
             metrics.READINGS.labels(facility, counter).inc(value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -141,6 +142,24 @@ def rollup_buffer(rows: Columns) -> bytes:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CopyReady:
+    """A batch's rows sorted by (sensor, time), de-duplicated within the batch and encoded
+    for COPY: the CPU half of a commit, which the processor does on its prefetch thread while
+    the previous batch commits."""
+
+    unique: Columns
+    readings: bytes
+    rollups: bytes
+
+
+def copy_ready(rows: Columns) -> CopyReady:
+    unique, _ = sort_and_dedupe(rows)
+    if not len(unique):
+        return CopyReady(unique, b"", b"")
+    return CopyReady(unique, readings_copy_buffer(unique), rollup_buffer(unique))
+
+
 def readings_copy_buffer(rows: Columns) -> bytes:
     return copy_buffer(
         _READING_ROW,
@@ -176,9 +195,9 @@ def _claim_checkpoint(
         raise LeaseLostError(f"lease on {shard_id} was lost; batch not committed")
 
 
-def _store_readings(cur: psycopg.Cursor, rows: Columns) -> Columns:
+def _store_readings(cur: psycopg.Cursor, ready: CopyReady) -> Columns:
     """Insert sorted, in-batch-unique rows; return those that were new."""
-    buffer = readings_copy_buffer(rows)
+    rows, buffer = ready.unique, ready.readings
     try:
         # a savepoint: a duplicate of an earlier batch undoes only this COPY
         with (
@@ -204,11 +223,11 @@ def _store_readings(cur: psycopg.Cursor, rows: Columns) -> Columns:
     return rows.take(keep)
 
 
-def _store_rollups(cur: psycopg.Cursor, rows: Columns) -> None:
+def _store_rollups(cur: psycopg.Cursor, rows: Columns, buffer: bytes | None) -> None:
     if not len(rows):
         return
     with cur.copy("COPY _rollup_delta FROM STDIN BINARY") as cp:
-        cp.write(rollup_buffer(rows))
+        cp.write(buffer if buffer is not None else rollup_buffer(rows))
     cur.execute(_MERGE_1M)
     cur.execute(_MERGE_1H)
 
@@ -250,15 +269,17 @@ def commit_batch(
     checkpoint: str,
     finished: bool = False,
     lease_seconds: float = 10.0,
+    ready: CopyReady | None = None,
 ) -> tuple[Columns, Counter[tuple[str, str]]]:
     """Write ``batch`` and move the shard's checkpoint to ``checkpoint``, atomically.
 
     Raises ``LeaseLostError`` (and writes nothing) when the lease is no longer ours. Returns
     the rows newly stored, sorted by (sensor, time), and the counters committed (the batch's
-    own plus ``stored`` and ``duplicate``).
+    own plus ``stored`` and ``duplicate``). ``ready`` is ``copy_ready(batch.rows)`` if the
+    caller made it already.
     """
     counters = Counter(batch.counters)
-    unique, _ = sort_and_dedupe(batch.rows)
+    ready = ready if ready is not None else copy_ready(batch.rows)
     with conn.transaction(), conn.cursor() as cur:
         _claim_checkpoint(
             conn,
@@ -271,8 +292,9 @@ def commit_batch(
             finished=finished,
             lease_seconds=lease_seconds,
         )
-        stored = _store_readings(cur, unique) if len(unique) else unique
-        _store_rollups(cur, stored)
+        stored = _store_readings(cur, ready) if len(ready.unique) else ready.unique
+        # the prepared rollups hold when every row was new, the usual case
+        _store_rollups(cur, stored, ready.rollups if stored is ready.unique else None)
         _store_dead_letters(cur, stream, batch)
         accepted = batch.count_by_facility(batch.rows.facility)
         kept = batch.count_by_facility(stored.facility)
