@@ -78,4 +78,14 @@ def test_cli_sets_and_shows_settings(database_url: str, redis_url: str, tmp_path
     bad = cli("set", str(settings))
     assert bad.returncode == 2
     assert "low must be below high" in bad.stderr
+    settings.write_text('{"rules": [{"high": NaN}]}')  # Python's json reads it; jsonb cannot
+    not_finite = cli("set", str(settings))
+    assert not_finite.returncode == 2
+    assert "finite" in not_finite.stderr
+    settings.write_text('{"rules": [{"high": false}]}')
+    assert cli("set", str(settings)).returncode == 2
+    settings.write_text('{"rules": [')
+    truncated = cli("set", str(settings))
+    assert truncated.returncode == 2
+    assert "not valid JSON" in truncated.stderr
     assert "press limit" in cli("history").stdout

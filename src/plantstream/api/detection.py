@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel
 
 from plantstream.api.auth import Reader, State, principal
 from plantstream.detect.config import DetectionConfig, config_history, current_config, save_config
@@ -21,29 +20,6 @@ def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
     if who.role is not Role.ADMIN:
         raise AuthError("forbidden_role", "only an admin key can change detection", status=403)
     return who
-
-
-def _storable(value: object, where: str) -> None:
-    """Refuse what PostgreSQL's jsonb cannot hold: NUL in text, NaN and infinities."""
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError(f"{where}: text must not contain NUL (U+0000)")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where}: numbers must be finite")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _storable(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _storable(item, f"{where}.{index}")
-
-
-def _strict(value: object) -> DetectionConfig:
-    """JSON types as declared: ``false`` is not a limit of 0, nor ``"5"`` a number."""
-    _storable(value, "config")
-    return DetectionConfig.model_validate(value, strict=True)
-
-
-StrictConfig = Annotated[DetectionConfig, BeforeValidator(_strict)]
 
 
 class ConfigVersion(BaseModel):
@@ -102,7 +78,7 @@ def get_config(_: Reader, state: State) -> ConfigVersion:
     responses={200: {"description": "The new version", "links": _AFTER_PUT}},
 )
 def put_config(
-    config: StrictConfig,
+    config: DetectionConfig,
     who: Annotated[Principal, Depends(admin)],
     state: State,
     comment: Annotated[str, Query(max_length=500, pattern=r"^[^\x00]*$")] = "",

@@ -42,8 +42,12 @@ def set_(
     comment: Annotated[str, typer.Option("--comment", help="why it changed")] = "",
 ) -> None:
     """Validate a settings file and make it the new version."""
-    raw = json.loads(path.read_text())
-    raw.pop("version", None)
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as exc:
+        raise InvalidInputError("invalid_config", f"{path} is not valid JSON: {exc}") from None
+    if isinstance(raw, dict):
+        raw.pop("version", None)  # a `detect show` dump may be fed back as it is
     try:
         config = DetectionConfig.model_validate(raw)
     except ValidationError as exc:

@@ -17,13 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from plantstream.model import METRICS
 
+# JSON types as declared (``false`` is no limit of 0, ``"5"`` no number), finite numbers only:
+# what PostgreSQL's jsonb and the detectors can hold, whether from the API, a file or the database
+_STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+_NO_NUL = r"^[^\x00]*$"
+
 DetectorName = Literal["limit", "zscore", "spike", "rate", "trend", "stuck", "missing", "clock"]
 
 
 class Tuning(BaseModel):
     """How sensitive each detector is; the defaults suit 1-10 Hz plant signals."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     bucket_seconds: float = Field(10.0, gt=0, le=300, description="detection works on buckets")
     warmup_buckets: int = Field(30, ge=2, description="buckets before statistics are trusted")
@@ -46,10 +51,12 @@ class Tuning(BaseModel):
 class Rule(BaseModel):
     """Limits and switches for the sensors it matches; the most specific match wins per field."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
-    facility: str | None = Field(None, max_length=64)
-    device: str = Field("*", max_length=64, description="a glob: machine, or *-type-* for a type")
+    facility: str | None = Field(None, max_length=64, pattern=_NO_NUL)
+    device: str = Field(
+        "*", max_length=64, pattern=_NO_NUL, description="a glob: machine, or *-type-* for a type"
+    )
     metric: str | None = None
     low: float | None = None
     high: float | None = None
@@ -104,7 +111,7 @@ _FLAT_OK = {"production_count"}
 
 
 class DetectionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     tuning: Tuning = Field(default_factory=Tuning)
     rules: list[Rule] = Field(default_factory=list, max_length=10_000)
