@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     kinesis_stream_name: str | None = None
     kinesis_endpoint_url: str | None = None
     db_secret_arn: str | None = None
+    api_key_kms_key_id: str | None = Field(
+        default=None, description="KMS key for API keys stored by `keys create --secret`"
+    )
     redis_auth_secret_arn: str | None = None
     aws_region: str | None = Field(default=None, validation_alias="AWS_REGION")
 

@@ -13,16 +13,20 @@ import psycopg
 import pytest
 import uvicorn
 from fixtures.api import Api
+from fixtures.kinesis import MOTO_REGION, dummy_session
 
 from plantstream.local.ports import free_port
 
 
-def cli(*args: str, database_url: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, database_url: str, redis_url: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PLANTSTREAM_DATABASE_URL": database_url,
         "PLANTSTREAM_REDIS_URL": redis_url,
         "PLANTSTREAM_SERVER_SECRET": "test-server-secret",
+        **(env or {}),
     }
     return subprocess.run(
         [sys.executable, "-m", "plantstream", *args],
@@ -134,3 +138,63 @@ def test_simulate_posts_to_any_endpoint(
     assert json.loads(wrong.stdout)["errors"] == {
         "http_403": json.loads(wrong.stdout)["errors"]["http_403"]
     }
+
+
+def test_keys_create_into_secrets_manager_never_prints_the_key(
+    database_url: str, redis_url: str, db: psycopg.Connection, moto_endpoint: str
+) -> None:
+    """On ECS a one-off task's output is logged: ``--secret`` keeps the key out of it."""
+    aws = {
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": MOTO_REGION,
+    }
+    name = "plantstream/api-keys/plant-07-ingest"
+
+    def create(secret: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return cli(
+            "keys",
+            "create",
+            "--facility",
+            "plant-07",
+            "--role",
+            "ingest",
+            "--secret",
+            secret,
+            database_url=database_url,
+            redis_url=redis_url,
+            env={**aws, **env},
+        )
+
+    first, second = create(name), create(name)  # the second is a new version of the secret
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    secrets = dummy_session().client(
+        "secretsmanager", region_name=MOTO_REGION, endpoint_url=moto_endpoint
+    )
+    key = secrets.get_secret_value(SecretId=name)["SecretString"]
+    assert key.startswith("ps_")
+    assert key not in first.stdout + first.stderr + second.stdout + second.stderr
+    assert key.split("_", 2)[2] not in first.stdout + second.stdout
+    described = secrets.describe_secret(SecretId=name)
+    assert described["ARN"] in second.stdout
+    assert {"Key": "plantstream:purpose", "Value": "api-key"} in described["Tags"]
+    key_id = key.split("_")[1]
+    assert key_id in second.stdout
+    live = db.execute("SELECT key_id FROM api_keys WHERE revoked_at IS NULL").fetchall()
+    assert {row[0] for row in live} == {key_id, first.stdout.split()[2].rstrip(":")}
+
+    outside = create("team/keys/x")
+    assert outside.returncode == 2
+    assert "plantstream/api-keys/" in outside.stderr
+
+    unreachable = create(
+        "plantstream/api-keys/nowhere",
+        AWS_ENDPOINT_URL_SECRETS_MANAGER=f"http://127.0.0.1:{free_port()}",
+        AWS_MAX_ATTEMPTS="1",
+    )
+    assert unreachable.returncode == 2
+    assert "was revoked" in unreachable.stderr
+    still_live = db.execute("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()
+    assert still_live == (2,)  # the key nobody received cannot be used

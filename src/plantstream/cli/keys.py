@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from plantstream.api.server import server_secret
+from plantstream.aws.keystore import KEY_SECRET_PREFIX, check_secret_name, store_key
+from plantstream.errors import ConfigError
 from plantstream.local import resolve_endpoints
 from plantstream.settings import load_settings
 from plantstream.store.keys import Role, create_key, list_keys, revoke_key
@@ -36,9 +38,19 @@ def create(
     expires_days: Annotated[
         int | None, typer.Option("--expires-days", min=1, help="expire after N days")
     ] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            "--secret",
+            help=f"store the key in this Secrets Manager secret ({KEY_SECRET_PREFIX}...) "
+            "and print only where it is: for one-off tasks whose output is logged",
+        ),
+    ] = None,
 ) -> None:
-    """Create a key and print it once: it cannot be shown again."""
+    """Create a key and print it once (or store it in Secrets Manager): it is not shown again."""
     settings = load_settings()
+    if secret is not None:
+        check_secret_name(secret)
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
     with psycopg.connect(_database_url(), autocommit=True) as conn:
         key, who = create_key(
@@ -49,12 +61,50 @@ def create(
             label=label,
             expires_at=expires,
         )
+        scope = who.facility or "all facilities"
+        if secret is not None:
+            arn = _store_or_revoke(conn, secret, key, who.key_id, settings.api_key_kms_key_id)
+            console.print(
+                f"key id {who.key_id}: {role} for {scope}, stored in {arn}\n"
+                f"read it with: aws secretsmanager get-secret-value --secret-id {secret}",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+                emoji=False,  # an ARN's ":secret:" is not an emoji
+            )
+            return
     console.print(f"[bold]{key}[/bold]", soft_wrap=True, highlight=False)
-    scope = who.facility or "all facilities"
     console.print(
         f"[dim]key id {who.key_id}: {role} for {scope}; store it now, it is not shown again[/dim]",
         highlight=False,
     )
+
+
+def _store_or_revoke(
+    conn: psycopg.Connection, name: str, key: str, key_id: str, kms_key_id: str | None
+) -> str:
+    """The ARN of the secret now holding ``key``; if it cannot be stored, the key is revoked
+    (nobody could ever use it, and a live key nobody holds is only a risk)."""
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        revoke_key(conn, key_id)
+        raise ConfigError("--secret needs boto3: pip install 'plantstream[aws]'") from None
+    try:
+        return store_key(
+            boto3.client("secretsmanager"),
+            name,
+            key,
+            kms_key_id=kms_key_id,
+            description=f"plantstream API key {key_id}",
+        )
+    except (BotoCoreError, ClientError) as exc:
+        revoke_key(conn, key_id)
+        raise ConfigError(
+            f"could not store the key in Secrets Manager ({type(exc).__name__}: {exc}); "
+            f"key {key_id} was revoked, nothing usable was created"
+        ) from None
 
 
 @app.command("list")
