@@ -61,6 +61,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) 
         idle.wait(0.005)
 
 
+def pushed_back(url: str, code: str) -> float:
+    """The server's own count of ingest requests pushed back with ``code``."""
+    prefix = f'plantstream_ingest_pushed_back_total{{code="{code}"}} '
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    return sum(float(line.removeprefix(prefix)) for line in lines if line.startswith(prefix))
+
+
 def test_a_trickling_body_gets_408_and_a_full_server_answers_429(
     live_server: LiveServer, make_reading: Callable[..., dict[str, Any]]
 ) -> None:
@@ -70,6 +77,7 @@ def test_a_trickling_body_gets_408_and_a_full_server_answers_429(
     key = api.make_key("ingest")
     body = json.dumps({"facility": "plant-01", "readings": [make_reading()]}).encode()
     headers = {**api.headers(key), "Content-Type": "application/json"}
+    overloaded_before = pushed_back(live_server.url, "overloaded")
 
     with trickling_client(live_server.url, key, body) as slow:
         wait_until(lambda: api.state.ingest_gate.inside == 1, "the trickler holds the slot")
@@ -77,6 +85,7 @@ def test_a_trickling_body_gets_408_and_a_full_server_answers_429(
         assert crowded.status_code == 429
         assert crowded.json()["error"]["code"] == "overloaded"
         assert int(crowded.headers["Retry-After"]) >= 1
+        assert pushed_back(live_server.url, "overloaded") == overloaded_before + 1
 
         status, answer = read_response(slow)
         assert status == 408

@@ -28,6 +28,11 @@ INGESTED = Counter(
     "Readings answered by ingest, by facility and outcome.",
     ["facility", "outcome"],
 )
+PUSHED_BACK = Counter(
+    "plantstream_ingest_pushed_back",
+    "Ingest requests answered 429 before their body was read, by code.",
+    ["code"],
+)
 
 _BODY_SCHEMA: dict[str, Any] = msgspec.json.schema(BatchIn)
 _ACCEPTED_SCHEMA = {
@@ -119,11 +124,12 @@ async def post_readings(request: Request, who: Writer, state: State) -> Response
     """
     wait = state.limiter.admit(who.key_id)
     if wait:
+        PUSHED_BACK.labels("rate_limited").inc()
         raise StreamThrottledError(
             "too many requests for this key", retry_after=wait, code="rate_limited"
         )
     if not state.ingest_gate.try_enter():
-        INGESTED.labels("-", "overloaded").inc()
+        PUSHED_BACK.labels("overloaded").inc()
         raise StreamThrottledError(
             "the server is busy with as many batches as it holds; retry shortly",
             retry_after=1.0,
