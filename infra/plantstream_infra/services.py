@@ -32,6 +32,18 @@ STREAM_WRITE = [
     "kinesis:DescribeStreamSummary",
     "kinesis:ListShards",
 ]
+# One-off admin tasks (``plantstream keys create --secret NAME``) run on the api task
+# definition and store each new API key as its own secret under this prefix, never in logs.
+ADMIN_ROLE = "api"
+API_KEY_SECRET_PREFIX = "plantstream/api-keys/"  # noqa: S105 - a name prefix
+API_KEY_SECRET_ACTIONS = [
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:TagResource",
+]
+API_KEY_KMS_ACTIONS = ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]
+API_KEY_PURPOSE_TAG = ("plantstream:purpose", "api-key")
 
 
 @dataclass(frozen=True)
@@ -372,6 +384,8 @@ class Services(pulumi.ComponentResource):
                     "Resource": args.stream_arn,
                 }
             )
+        if role_name == ADMIN_ROLE:
+            statements += self._api_key_statements(args)
         aws.iam.RolePolicy(
             f"{name}-ecs-task-{role_name}",
             name=ctx.name(f"ecs-task-{role_name}"),
@@ -380,6 +394,37 @@ class Services(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         return role
+
+    @staticmethod
+    def _api_key_statements(args: ServicesArgs) -> list[dict[str, Any]]:
+        """``keys create --secret plantstream/api-keys/...`` writes the new key to its own
+        secret (on the secrets key) and prints only its ARN: write-only, under one prefix."""
+        ctx = args.ctx
+        secrets = ctx.arn("secretsmanager", f"secret:{API_KEY_SECRET_PREFIX}*")
+        tag_key, tag_value = API_KEY_PURPOSE_TAG
+        via = f"secretsmanager.{ctx.region}.amazonaws.com"
+        return [
+            {
+                "Sid": "CreateApiKeySecretsTagged",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:CreateSecret"],
+                "Resource": secrets,
+                "Condition": {"StringEquals": {f"aws:RequestTag/{tag_key}": tag_value}},
+            },
+            {
+                "Sid": "WriteApiKeySecrets",
+                "Effect": "Allow",
+                "Action": [a for a in API_KEY_SECRET_ACTIONS if a != "secretsmanager:CreateSecret"],
+                "Resource": secrets,
+            },
+            {
+                "Sid": "EncryptApiKeySecrets",
+                "Effect": "Allow",
+                "Action": API_KEY_KMS_ACTIONS,
+                "Resource": args.secrets_key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": via}},
+            },
+        ]
 
     # ---- tasks and services -----------------------------------------------------------------
 
@@ -408,6 +453,8 @@ class Services(pulumi.ComponentResource):
             "PLANTSTREAM_PORT": str(cfg.container_port),
             "AWS_REGION": ctx.region,
         }
+        if role == ADMIN_ROLE:  # a key identifier, not a secret: where `keys create` encrypts
+            env["PLANTSTREAM_API_KEY_KMS_KEY_ID"] = args.secrets_key_arn
         container: dict[str, Any] = {
             "name": CONTAINER,
             "image": args.image,

@@ -321,6 +321,76 @@ def test_task_roles_are_least_privilege(reports: dict[str, Report]) -> None:
     assert report.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment") == []
 
 
+API_KEY_SECRET_ACTIONS = {
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:TagResource",
+}
+
+
+def _statements(report: Report, policy_name: str) -> list[dict[str, Any]]:
+    return json.loads(report.one(ROLE_POLICY, policy_name)["policy"])["Statement"]
+
+
+def _secrets_key_arn(report: Report) -> str:
+    arn = report.one("aws:secretsmanager/secret:Secret", "redis-auth")["kmsKeyId"]
+    assert arn.startswith("arn:aws:kms:")
+    return arn
+
+
+@pytest.mark.parametrize("preset", ["iiot-sa-east-1", "fedramp-moderate"])
+def test_admin_task_role_may_only_write_api_key_secrets(
+    reports: dict[str, Report], preset: str
+) -> None:
+    """`keys create --secret plantstream/api-keys/...` runs on the api task definition: it
+    may create/update secrets under that prefix only, tagged, on the secrets key through
+    Secrets Manager only, and never read them back."""
+    report = reports[preset]
+    region = report.outputs["region"]
+    account = report.outputs["kinesis_stream_arn"].split(":")[4]
+    pattern = f"arn:aws:secretsmanager:{region}:{account}:secret:plantstream/api-keys/*"
+    statements = _statements(report, "ecs-task-api")
+    on_prefix = [s for s in statements if pattern in json.dumps(s["Resource"])]
+    assert all(s["Resource"] == pattern for s in on_prefix)
+    assert set().union(*(s["Action"] for s in on_prefix)) == API_KEY_SECRET_ACTIONS
+    assert "secretsmanager:GetSecretValue" not in {a for s in on_prefix for a in s["Action"]}
+    # the write actions appear nowhere else in the policy
+    writes = API_KEY_SECRET_ACTIONS - {"secretsmanager:DescribeSecret"}
+    assert all(not writes & set(s["Action"]) for s in statements if s not in on_prefix)
+    (create,) = [s for s in on_prefix if "secretsmanager:CreateSecret" in s["Action"]]
+    assert create["Action"] == ["secretsmanager:CreateSecret"]
+    assert create["Condition"] == {
+        "StringEquals": {"aws:RequestTag/plantstream:purpose": "api-key"}
+    }
+    (kms,) = [s for s in statements if s["Sid"] == "EncryptApiKeySecrets"]
+    assert set(kms["Action"]) == {"kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"}
+    assert kms["Resource"] == _secrets_key_arn(report)
+    assert kms["Condition"] == {
+        "StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}
+    }
+    for other in ("ecs-task-ingest", "ecs-task-processor", "ecs-execution"):
+        granted = {a for s in _statements(report, other) for a in s["Action"]}
+        assert not writes & granted, other
+        assert "plantstream/api-keys" not in report.one(ROLE_POLICY, other)["policy"], other
+
+
+@pytest.mark.parametrize("preset", ["iiot-sa-east-1", "fedramp-moderate"])
+def test_admin_task_knows_the_secrets_key_for_api_keys(
+    reports: dict[str, Report], preset: str
+) -> None:
+    report = reports[preset]
+    env = {e["name"]: e["value"] for e in _containers(report, "api")["environment"]}
+    assert env["PLANTSTREAM_API_KEY_KMS_KEY_ID"] == _secrets_key_arn(report)
+    assert "PLANTSTREAM_API_KEY_KMS_KEY_ID" not in {
+        s["name"] for s in _containers(report, "api")["secrets"]
+    }
+    for role in ("ingest", "processor"):
+        names = {e["name"] for e in _containers(report, role)["environment"]}
+        assert "PLANTSTREAM_API_KEY_KMS_KEY_ID" not in names, role
+    assert report.code == 0
+
+
 def test_cluster_has_container_insights(reports: dict[str, Report]) -> None:
     cluster = reports["iiot-sa-east-1"].one("aws:ecs/cluster:Cluster")
     assert cluster["settings"] == [{"name": "containerInsights", "value": "enabled"}]

@@ -188,6 +188,57 @@ def test_iam_wildcards_fail_but_tokenless_actions_may_use_star() -> None:
     assert "AlsoBad" in messages[1]
 
 
+def test_iam_resources_scoped_to_a_name_prefix_pass() -> None:
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "WriteApiKeySecrets",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:PutSecretValue", "secretsmanager:TagResource"],
+                "Resource": (
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:plantstream/api-keys/*"
+                ),
+            }
+        ],
+    }
+    results = _run(
+        ("aws:iam/rolePolicy:RolePolicy", "p", {"name": "p-dev", "policy": json.dumps(doc)})
+    )
+    assert _fails(results, "iam-1-no-wildcard-permissions") == []
+
+
+def _task_env(*env: tuple[str, str]) -> list[PolicyResult]:
+    container = {"name": "c", "environment": [{"name": n, "value": v} for n, v in env]}
+    return _run(
+        (
+            "aws:ecs/taskDefinition:TaskDefinition",
+            "task",
+            {"family": "t-dev", "tags": TAGS, "containerDefinitions": json.dumps([container])},
+        )
+    )
+
+
+def test_a_kms_key_arn_is_not_a_secret_even_under_an_api_key_name() -> None:
+    key = "arn:aws:kms:us-east-1:123456789012:key/04a95788-c2ec-4972-804a-95788c2ec972"
+    assert (
+        _fails(_task_env(("PLANTSTREAM_API_KEY_KMS_KEY_ID", key)), "ecs-8-no-secrets-in-env") == []
+    )
+    alias = "alias/plantstream-secrets-dev"
+    assert (
+        _fails(_task_env(("PLANTSTREAM_API_KEY_KMS_KEY_ID", alias)), "ecs-8-no-secrets-in-env")
+        == []
+    )
+    # the exemption needs both the name shape and a KMS reference as the value
+    for name, value in (
+        ("PLANTSTREAM_API_KEY_KMS_KEY_ID", "psk_live_0123456789abcdef"),
+        ("PLANTSTREAM_API_KEY_KMS_KEY_ID", "arn:aws:secretsmanager:us-east-1:1:secret:x"),
+        ("PLANTSTREAM_API_KEY", key),
+        ("PLANTSTREAM_API_KEY_ID", key),
+    ):
+        assert _fails(_task_env((name, value)), "ecs-8-no-secrets-in-env"), (name, value)
+
+
 def test_missing_flow_logs_and_open_default_sg_fail() -> None:
     results = _run(("aws:ec2/vpc:Vpc", "vpc-1", {"cidrBlock": "10.0.0.0/16", "tags": TAGS}))
     assert _fails(results, "ec2-6-vpc-flow-logs")

@@ -23,6 +23,13 @@ _SECRET_ENV = re.compile(
     r"(PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|API_KEY)", re.IGNORECASE
 )
 _URL_WITH_PASSWORD = re.compile(r"://[^/@:\s]+:[^/@\s]+@")
+# A KMS key ARN or alias names where data is encrypted; it is no secret, even when the
+# variable's name mentions one (PLANTSTREAM_API_KEY_KMS_KEY_ID). Only that name shape with
+# only that value shape is let through.
+_KMS_KEY_ENV_NAME = re.compile(r"_KMS_KEY_(ID|ARN)$", re.IGNORECASE)
+_KMS_KEY_REFERENCE = re.compile(
+    r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/.-]+|alias/[\w/.-]+)$"
+)
 _PLACEHOLDER_IMAGES = re.compile(r"(^|/)(nginx|httpd|hello-world|busybox)(:|@|$)")
 # Actions that only accept Resource "*" (no resource-level permissions).
 STAR_RESOURCE_ACTIONS = frozenset(
@@ -126,7 +133,8 @@ def _ecs_env(p: Props) -> Iterator[str]:
     for c in _containers(p):
         for env in as_list(c.get("environment")):
             name, value = str(env.get("name", "")), str(env.get("value", ""))
-            if _SECRET_ENV.search(name) and not name.upper().endswith("_ARN"):
+            kms_key = _KMS_KEY_ENV_NAME.search(name) and _KMS_KEY_REFERENCE.match(value)
+            if _SECRET_ENV.search(name) and not name.upper().endswith("_ARN") and not kms_key:
                 yield f"container {c.get('name')} passes {name} as plain environment"
             if _URL_WITH_PASSWORD.search(value):
                 yield f"container {c.get('name')} embeds a password in {name}"
