@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     server_secret: SecretStr | None = Field(
         default=None, description="HMAC secret for API key hashes; generated locally if unset"
     )
+    server_secret_previous: SecretStr | None = Field(
+        default=None,
+        description="the server secret before a rotation: its keys still work and are re-hashed",
+    )
     alert_webhook_url: str | None = Field(
         default=None, pattern=r"^https?://", description="POST alert events here (optional)"
     )

@@ -85,3 +85,26 @@ def test_bad_keys_are_401_everywhere(api: Api, db: psycopg.Connection, endpoint:
     wrong_secret = api.make_key("admin", None)[:-4] + "AAAA"
     for key in (None, "malformed", unknown, revoked, expired, wrong_secret):
         assert request(api, endpoint, OWN, key) == 401, (endpoint, key and key[:20])
+
+
+def test_keys_survive_a_rotation_of_the_server_secret(api: Api, db: psycopg.Connection) -> None:
+    """The old secret stays accepted beside the new one; each key used meanwhile is re-hashed,
+    so dropping the old secret afterwards leaves it working."""
+    used, idle = api.make_key("read"), api.make_key("read")
+    old_hash = db.execute(
+        "SELECT secret_hash FROM api_keys WHERE key_id = %s", (parse_key(used)[0],)
+    ).fetchone()
+
+    api.state.server_secret, api.state.previous_server_secret = b"rotated", api.state.server_secret
+    assert request(api, "latest", OWN, used) == 200
+    new_hash = db.execute(
+        "SELECT secret_hash FROM api_keys WHERE key_id = %s", (parse_key(used)[0],)
+    ).fetchone()
+    assert new_hash != old_hash
+
+    api.state.previous_server_secret = None  # the rotation is over
+    assert request(api, "latest", OWN, used) == 200
+    assert request(api, "latest", OWN, idle) == 401  # never used during the rotation
+    api.state.server_secret, api.state.previous_server_secret = b"another", b"rotated"
+    forged = "ps_" + parse_key(idle)[0] + "_" + "x" * 43
+    assert request(api, "latest", OWN, forged) == 401

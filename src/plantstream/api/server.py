@@ -41,6 +41,11 @@ def build_state(settings: Settings, endpoints: Endpoints) -> AppState:
         keys=KeyCache(settings.auth_cache_seconds),
         limiter=RateLimiter(settings.rate_limit_per_key),
         ingest_gate=InflightGate(settings.max_inflight_ingest),
+        previous_server_secret=(
+            settings.server_secret_previous.get_secret_value().encode()
+            if settings.server_secret_previous is not None
+            else None
+        ),
     )
 
 

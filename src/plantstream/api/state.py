@@ -105,6 +105,7 @@ class AppState:
     keys: KeyCache = field(default_factory=lambda: KeyCache(10.0))
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(500.0))
     ingest_gate: InflightGate = field(default_factory=lambda: InflightGate(32))
+    previous_server_secret: bytes | None = None  # still accepted while the secret rotates
 
     @functools.cached_property
     def hot(self) -> HotState:
@@ -116,7 +117,12 @@ class AppState:
             return cached
         # a short wait: with PostgreSQL away the caller gets a prompt 503, not a 30 s hang
         with self.pool.connection(timeout=2) as conn:
-            principal = verify_key(conn, server_secret=self.server_secret, key=key)
+            principal = verify_key(
+                conn,
+                server_secret=self.server_secret,
+                key=key,
+                previous_secret=self.previous_server_secret,
+            )
         self.keys.put(key, principal)
         return principal
 

@@ -85,8 +85,18 @@ def parse_key(key: str) -> tuple[str, str]:
     return match["id"], match["secret"]
 
 
-def verify_key(conn: psycopg.Connection, *, server_secret: bytes, key: str) -> Principal:
-    """The principal of a valid key; ``AuthError`` for unknown, wrong, revoked or expired."""
+def verify_key(
+    conn: psycopg.Connection,
+    *,
+    server_secret: bytes,
+    key: str,
+    previous_secret: bytes | None = None,
+) -> Principal:
+    """The principal of a valid key; ``AuthError`` for unknown, wrong, revoked or expired.
+
+    While the server secret rotates, ``previous_secret`` still verifies keys hashed with it,
+    and each such key is hashed again with ``server_secret`` as it is used.
+    """
     key_id, secret = parse_key(key)
     row = conn.execute(
         "SELECT role, facility, secret_hash, revoked_at IS NOT NULL, "
@@ -94,8 +104,20 @@ def verify_key(conn: psycopg.Connection, *, server_secret: bytes, key: str) -> P
         "FROM api_keys WHERE key_id = %s",
         (key_id,),
     ).fetchone()
-    expected = row[2] if row else _digest(server_secret, "")  # same work either way
-    if not hmac.compare_digest(_digest(server_secret, secret), bytes(expected)) or row is None:
+    expected = bytes(row[2]) if row else _digest(server_secret, "")  # same work either way
+    current = _digest(server_secret, secret)
+    if (
+        row is not None
+        and previous_secret is not None
+        and not hmac.compare_digest(current, expected)
+        and hmac.compare_digest(_digest(previous_secret, secret), expected)
+    ):
+        conn.execute(
+            "UPDATE api_keys SET secret_hash = %s WHERE key_id = %s AND secret_hash = %s",
+            (current, key_id, expected),
+        )
+        expected = current
+    if not hmac.compare_digest(current, expected) or row is None:
         raise AuthError("invalid_key", "the API key is not valid")
     if row[3]:
         raise AuthError("revoked_key", "the API key was revoked")
