@@ -35,6 +35,7 @@ STREAM_WRITE = [
 # One-off admin tasks (``plantstream keys create --secret NAME``) run on the api task
 # definition and store each new API key as its own secret under this prefix, never in logs.
 ADMIN_ROLE = "api"
+# pragma: allowlist nextline secret
 API_KEY_SECRET_PREFIX = "plantstream/api-keys/"  # noqa: S105 - a name prefix
 API_KEY_SECRET_ACTIONS = [
     "secretsmanager:CreateSecret",

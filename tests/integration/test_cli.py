@@ -147,7 +147,7 @@ def test_keys_create_into_secrets_manager_never_prints_the_key(
     aws = {
         "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret
         "AWS_DEFAULT_REGION": MOTO_REGION,
     }
     name = "plantstream/api-keys/plant-07-ingest"

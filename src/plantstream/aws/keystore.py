@@ -12,6 +12,7 @@ from typing import Any
 
 from plantstream.errors import InvalidInputError
 
+# pragma: allowlist nextline secret
 KEY_SECRET_PREFIX = "plantstream/api-keys/"  # noqa: S105 - a name prefix, not a secret
 # Secrets Manager's own alphabet for names, under our prefix (the task role may write only there)
 _NAME = re.compile(re.escape(KEY_SECRET_PREFIX) + r"[A-Za-z0-9/_+=.@-]{1,400}")
