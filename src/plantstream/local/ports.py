@@ -26,13 +26,27 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+# Below Linux's ephemeral range (32768-60999): the kernel hands those out as the local ports
+# of outgoing connections, so one could take a server's port while the server restarts.
+_SERVER_PORTS = range(20000, 32768)
+
+
+def server_port() -> int:
+    """A free port for a server of ours to keep, outside the ephemeral range if possible."""
+    for _ in range(100):
+        port = _SERVER_PORTS[secrets.randbelow(len(_SERVER_PORTS))]
+        if port_is_free(port):
+            return port
+    return free_port()  # that range is crowded: any free port still works today
+
+
 def remembered_port(path: Path) -> int:
     """The port saved in ``path`` if it is still free, else a new one (saved)."""
     if path.exists():
         port = int(path.read_text().strip())
         if port_is_free(port):
             return port
-    port = free_port()
+    port = server_port()
     path.write_text(f"{port}\n")
     return port
 
