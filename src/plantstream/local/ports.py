@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import time
 from pathlib import Path
 
 
@@ -40,11 +41,21 @@ def server_port() -> int:
     return free_port()  # that range is crowded: any free port still works today
 
 
-def remembered_port(path: Path) -> int:
-    """The port saved in ``path`` if it is still free, else a new one (saved)."""
+def remembered_port(path: Path, *, patience: float = 5.0) -> int:
+    """The port saved in ``path`` once it is free, else a new one (saved).
+
+    A server that was just killed can leave its port held for a moment (a forked child, a
+    socket still closing), and everything configured with its address would lose it if it
+    came back elsewhere: wait up to ``patience`` seconds before choosing another port.
+    """
     if path.exists():
         port = int(path.read_text().strip())
-        if port_is_free(port):
+        deadline = time.monotonic() + patience
+        while not port_is_free(port):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        else:
             return port
     port = server_port()
     path.write_text(f"{port}\n")
