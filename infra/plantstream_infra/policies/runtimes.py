@@ -54,7 +54,20 @@ DEPRECATION: dict[str, date] = {
     "ruby2.5": date(2021, 7, 30),
     "nodejs10.x": date(2021, 7, 30),
     "python2.7": date(2021, 7, 15),
+    "nodejs8.10": date(2020, 3, 6),
+    "nodejs4.3": date(2020, 3, 5),
+    "nodejs4.3-edge": date(2020, 3, 5),
+    "nodejs6.10": date(2019, 8, 12),
+    "dotnetcore1.0": date(2019, 6, 27),
+    "dotnetcore2.0": date(2019, 5, 30),
+    "nodejs": date(2016, 8, 30),
 }
+
+# In botocore's Runtime enum but on neither AWS table as of SCHEDULE_AS_OF: refused until AWS
+# publishes them with a deprecation date (then they move into DEPRECATION).
+UNLISTED = frozenset(
+    {"nodejs26.x", "python3.15", "java8.al2023", "java11.al2023", "java17.al2023", "custom"}
+)
 
 
 def today() -> date:
