@@ -107,11 +107,23 @@ def test_seed_002_ecs_tasks_in_public_subnets_with_nginx_fail() -> None:
         "image": "public.ecr.aws/docker/library/nginx:latest",
         "environment": [{"name": "DB_PASSWORD", "value": "x"}],
     }
+    # public by its routes (the policy ignores the Tier tag): its table routes to the IGW
     results = _run(
         (
             "aws:ec2/subnet:Subnet",
             "subnet-public",
             {"tags": {**TAGS, "Tier": "public"}, "mapPublicIpOnLaunch": True},
+        ),
+        ("aws:ec2/internetGateway:InternetGateway", "igw-1", {"tags": TAGS}),
+        (
+            "aws:ec2/routeTable:RouteTable",
+            "rtb-public",
+            {"tags": TAGS, "routes": [{"cidrBlock": "0.0.0.0/0", "gatewayId": "igw-1"}]},
+        ),
+        (
+            "aws:ec2/routeTableAssociation:RouteTableAssociation",
+            "rta-public",
+            {"subnetId": "subnet-public", "routeTableId": "rtb-public"},
         ),
         (
             "aws:ecs/service:Service",
@@ -133,7 +145,10 @@ def test_seed_002_ecs_tasks_in_public_subnets_with_nginx_fail() -> None:
         ),
     )
     assert _fails(results, "ecs-2-no-public-ip")
-    assert _fails(results, "ecs-private-subnets")
+    assert _fails(results, "ecs-private-subnets") == [
+        "service iot-processor-service-dev: subnet subnet-public routes to internet gateway"
+        " igw-1 via rtb-public"
+    ]
     assert _fails(results, "ec2-15-no-auto-public-ip")
     assert _fails(results, "plantstream-real-image")
     assert _fails(results, "ecs-8-no-secrets-in-env")

@@ -170,6 +170,25 @@ def number(value: Any, default: float = 0.0) -> float:
         return default
 
 
+# AWS reserves alias names under ``alias/aws/`` for its own managed keys; a key given by such
+# an alias (bare or as an alias ARN) is an AWS-managed key, whatever the property is called.
+_AWS_MANAGED_ALIAS = re.compile(r"^(arn:aws[a-z-]*:kms:[^:]*:[^:]*:)?alias/aws/", re.IGNORECASE)
+
+
+def aws_managed_key(value: Any) -> bool:
+    """Whether a KMS key reference names an AWS-managed key (``alias/aws/...`` or its ARN)."""
+    return isinstance(value, str) and _AWS_MANAGED_ALIAS.match(value.strip()) is not None
+
+
+def customer_key_findings(p: Props, prop: str) -> Iterator[str]:
+    """Findings when ``prop`` does not name a customer-managed KMS key."""
+    key = p.get(prop)
+    if not key:
+        yield f"{prop} is not set (AWS-managed key)"
+    elif aws_managed_key(key):
+        yield f"{prop} {key} is an AWS-managed key, not a customer-managed one"
+
+
 def ends_with_suffix(value: str, suffix: str) -> bool:
     """``x-<suffix>``; names AWS dictates (``/aws/rds/cluster/<id>/postgresql``) need only
     carry the suffix inside the resource id they name."""

@@ -6,7 +6,18 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import GraphResource, Props, Registry, as_json, as_list, statements, truthy
+from .base import (
+    GraphResource,
+    Props,
+    Registry,
+    as_json,
+    as_list,
+    customer_key_findings,
+    statements,
+    truthy,
+)
+from .routing import public_route_findings
+from .runtimes import runtime_finding, today
 
 ECS_CLUSTER = "aws:ecs/cluster:Cluster"
 ECS_SERVICE = "aws:ecs/service:Service"
@@ -16,7 +27,6 @@ ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ROLE_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 LAMBDA = "aws:lambda/function:Function"
-SUBNET = "aws:ec2/subnet:Subnet"
 
 # ECS.8 names AWS credentials; plantstream extends it to anything that looks like a secret.
 _SECRET_ENV = re.compile(
@@ -42,7 +52,6 @@ STAR_RESOURCE_ACTIONS = frozenset(
         "secretsmanager:getrandompassword",
     }
 )
-SUPPORTED_LAMBDA_RUNTIMES = frozenset({"python3.12", "python3.13"})
 
 registry = Registry()
 R = registry
@@ -75,17 +84,16 @@ def _ecs_public_ip(p: Props) -> Iterator[str]:
     types=[ECS_SERVICE],
 )
 def _ecs_private(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResource, str]]:
-    tiers = {
-        str(r.props.get("id")): (r.props.get("tags") or {}).get("Tier")
-        for r in resources
-        if r.resource_type == SUBNET
-    }
+    # Privateness comes from the routes, not from a tag the program writes itself.
+    why_public = public_route_findings(resources)
     for svc in (r for r in resources if r.resource_type == ECS_SERVICE):
         net = svc.props.get("networkConfiguration") or {}
-        subnets = as_list(net.get("subnets"))
-        bad = [s for s in subnets if tiers.get(str(s)) != "private"]
-        if not subnets or bad:
-            yield svc, f"service {svc.props.get('name')} uses non-private subnets {bad or '(none)'}"
+        subnets = [str(s) for s in as_list(net.get("subnets"))]
+        if not subnets:
+            yield svc, f"service {svc.props.get('name')} names no subnets"
+        for subnet in subnets:
+            if reason := why_public(subnet):
+                yield svc, f"service {svc.props.get('name')}: {reason}"
 
 
 @R.resource(
@@ -232,8 +240,10 @@ def _ecr_immutable(p: Props) -> Iterator[str]:
 )
 def _ecr_kms(p: Props) -> Iterator[str]:
     enc = as_list(p.get("encryptionConfigurations"))
-    if not enc or enc[0].get("encryptionType") != "KMS" or not enc[0].get("kmsKey"):
+    if not enc or enc[0].get("encryptionType") != "KMS":
         yield "encryptionConfigurations is not KMS with a customer key"
+        return
+    yield from customer_key_findings(enc[0], "kmsKey")
 
 
 @R.stack(
@@ -308,5 +318,8 @@ def _iam_managed(p: Props) -> Iterator[str]:
     [LAMBDA],
 )
 def _lambda_runtime(p: Props) -> Iterator[str]:
-    if p.get("runtime") not in SUPPORTED_LAMBDA_RUNTIMES:
-        yield f"runtime {p.get('runtime')!r} is not in {sorted(SUPPORTED_LAMBDA_RUNTIMES)}"
+    if p.get("packageType") == "Image":
+        return  # a container image brings its own runtime; Lambda.2 covers zip packages
+    finding = runtime_finding(p.get("runtime"), today())
+    if finding:
+        yield finding

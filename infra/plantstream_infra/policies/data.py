@@ -13,6 +13,7 @@ from .base import (
     Registry,
     as_json,
     as_list,
+    customer_key_findings,
     number,
     statements,
     truthy,
@@ -60,9 +61,7 @@ def _kinesis_encrypted(p: Props) -> Iterator[str]:
     [KINESIS],
 )
 def _kinesis_cmk(p: Props) -> Iterator[str]:
-    key = str(p.get("kmsKeyId") or "")
-    if not key or key.startswith("alias/aws/"):
-        yield f"kmsKeyId {key or '(none)'} is not a customer-managed key"
+    yield from customer_key_findings(p, "kmsKeyId")
 
 
 @R.resource(
@@ -101,8 +100,7 @@ def _rds_private(p: Props) -> Iterator[str]:
 def _rds_instance_encrypted(p: Props) -> Iterator[str]:
     if not truthy(p.get("storageEncrypted")):
         yield "storageEncrypted is not true"
-    if not p.get("kmsKeyId"):
-        yield "kmsKeyId is not set (AWS-managed key)"
+    yield from customer_key_findings(p, "kmsKeyId")
 
 
 @R.resource(
@@ -170,17 +168,20 @@ def _rds_multi_az(p: Props) -> Iterator[str]:
 def _rds_cluster_multi_az(
     resources: Sequence[GraphResource],
 ) -> Iterable[tuple[GraphResource, str]]:
+    instances = [r for r in resources if r.resource_type == RDS_CLUSTER_INSTANCE]
     for cluster in (r for r in resources if r.resource_type == RDS_CLUSTER):
-        ident = cluster.props.get("clusterIdentifier")
-        members = [
-            r
-            for r in resources
-            if r.resource_type == RDS_CLUSTER_INSTANCE and r.props.get("clusterIdentifier") == ident
-        ]
-        if len(members) < 2:
+        ident = cluster.props.get("clusterIdentifier") or cluster.props.get("id")
+        members = [r for r in instances if r.props.get("clusterIdentifier") == ident]
+        # An instance without a pinned AZ lands wherever RDS puts it, possibly beside the
+        # writer, so only pinned (or, after `up`, actual) zones count.
+        zones = {str(z) for m in members if (z := m.props.get("availabilityZone"))}
+        if len(zones) < 2:
             yield (
                 cluster,
-                (f"cluster {ident} has {len(members)} instance(s); needs a reader in a second AZ"),
+                (
+                    f"cluster {ident} has {len(members)} instance(s) in "
+                    f"{len(zones)} known AZ(s) {sorted(zones)}; needs instances in two AZs"
+                ),
             )
 
 
@@ -264,8 +265,7 @@ def _rds_managed_password(p: Props) -> Iterator[str]:
         yield "a master password is passed in; use manageMasterUserPassword"
     if not truthy(p.get("manageMasterUserPassword")):
         yield "manageMasterUserPassword is not true"
-    if not p.get("masterUserSecretKmsKeyId"):
-        yield "masterUserSecretKmsKeyId is not set (secret on the AWS-managed key)"
+    yield from customer_key_findings(p, "masterUserSecretKmsKeyId")
 
 
 # ---- ElastiCache ----------------------------------------------------------------------------
@@ -315,8 +315,7 @@ def _cache_failover(p: Props) -> Iterator[str]:
 def _cache_at_rest(p: Props) -> Iterator[str]:
     if not truthy(p.get("atRestEncryptionEnabled")):
         yield "atRestEncryptionEnabled is not true"
-    if not p.get("kmsKeyId"):
-        yield "kmsKeyId is not set"
+    yield from customer_key_findings(p, "kmsKeyId")
 
 
 @R.resource(
@@ -364,8 +363,7 @@ def _cache_subnets(p: Props) -> Iterator[str]:
     [SECRET],
 )
 def _secret_cmk(p: Props) -> Iterator[str]:
-    if not p.get("kmsKeyId"):
-        yield "kmsKeyId is not set"
+    yield from customer_key_findings(p, "kmsKeyId")
 
 
 @R.resource(
@@ -446,8 +444,7 @@ def _kms_policy(p: Props) -> Iterator[str]:
     [LOG_GROUP],
 )
 def _logs_kms(p: Props) -> Iterator[str]:
-    if not p.get("kmsKeyId"):
-        yield "kmsKeyId is not set"
+    yield from customer_key_findings(p, "kmsKeyId")
 
 
 @R.resource(

@@ -20,6 +20,7 @@ API_STAGE = "aws:apigateway/stage:Stage"
 API_METHOD = "aws:apigateway/method:Method"
 API_METHOD_SETTINGS = "aws:apigateway/methodSettings:MethodSettings"
 
+EXECUTION_LOG_LEVELS = ("ERROR", "INFO")
 OPEN_CIDRS = frozenset({"0.0.0.0/0", "::/0"})
 PUBLIC_LISTENER_TAG = "plantstream:exposure"
 PUBLIC_LISTENER_PORTS = frozenset({443})
@@ -217,18 +218,37 @@ def _lb_https(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResourc
 # ---- API Gateway ----------------------------------------------------------------------------
 
 
-@R.resource(
+def _method_settings_findings(p: Props) -> Iterator[str]:
+    settings = p.get("settings") or {}
+    if settings.get("loggingLevel") not in EXECUTION_LOG_LEVELS:
+        yield f"{p.get('methodPath')}: loggingLevel is {settings.get('loggingLevel')!r}"
+    if truthy(settings.get("cachingEnabled")) and not truthy(settings.get("cacheDataEncrypted")):
+        yield f"{p.get('methodPath')}: cache data is not encrypted (APIGateway.5)"
+
+
+@R.stack(
     "apigateway-1-execution-logging",
     "Security Hub APIGateway.1",
     "REST API stages log execution at ERROR or INFO.",
-    [API_METHOD_SETTINGS],
+    types=[API_STAGE, API_METHOD_SETTINGS],
 )
-def _api_logging(p: Props) -> Iterator[str]:
-    settings = p.get("settings") or {}
-    if settings.get("loggingLevel") not in ("ERROR", "INFO"):
-        yield f"loggingLevel is {settings.get('loggingLevel')!r}"
-    if truthy(settings.get("cachingEnabled")) and not truthy(settings.get("cacheDataEncrypted")):
-        yield "cache data is not encrypted (APIGateway.5)"
+def _api_logging(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResource, str]]:
+    # Execution logging is a method setting: a stage without `*/*` settings logs nothing, and
+    # a per-method override may switch it off again, so every override is checked too.
+    settings = [r for r in resources if r.resource_type == API_METHOD_SETTINGS]
+    for ms in settings:
+        for message in _method_settings_findings(ms.props):
+            yield ms, message
+    for stage in (r for r in resources if r.resource_type == API_STAGE):
+        key = (str(stage.props.get("restApi")), str(stage.props.get("stageName")))
+        covered = [
+            ms
+            for ms in settings
+            if (str(ms.props.get("restApi")), str(ms.props.get("stageName"))) == key
+            and ms.props.get("methodPath") == "*/*"
+        ]
+        if not covered:
+            yield stage, f"stage {key[1]} has no method settings for */* (execution logging off)"
 
 
 @R.resource(
