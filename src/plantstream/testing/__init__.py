@@ -1,6 +1,6 @@
 """Helpers shared by the test suite and the benchmarks; not part of plantstream's product surface.
 
-Nothing under ``plantstream`` outside this package imports it (``make lint`` checks that).
+Nothing else in ``plantstream`` imports it (``make lint`` checks that) and the wheel leaves it out.
 """
 
 from plantstream.testing.databases import (
