@@ -63,4 +63,4 @@ services-stop: $(STAMP)
 	$(VENV)/bin/plantstream services stop
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache
