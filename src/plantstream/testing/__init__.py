@@ -11,6 +11,7 @@ from plantstream.testing.databases import (
     wait_for_readings,
     with_database,
 )
+from plantstream.testing.live import app_in_thread
 from plantstream.testing.load import BATCH, FACILITY, in_processes, run_clients, unique_body
 from plantstream.testing.processes import (
     SERVER_SECRET,
@@ -31,6 +32,7 @@ __all__ = [
     "POLL_SECONDS",
     "SERVER_SECRET",
     "answers_ok",
+    "app_in_thread",
     "create_database",
     "drop_database",
     "fresh_services",
