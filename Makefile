@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "plantstream needs Python 3.11 or newer")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,aws,infra]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,aws,infra,embedded]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -30,10 +30,12 @@ test-storage: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 
+# the one definition of the static checks: .ci/run and .pre-commit-config.yaml run these
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench infra
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # supply chain: known vulnerabilities in the locked dependencies, and no secrets in the tree
 audit: $(STAMP)
@@ -45,8 +47,8 @@ secrets: $(STAMP)
 # after changing a pin in pyproject.toml: re-resolve and pin everything again
 lock:
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
-	$(VENV)-lock/bin/pip install --quiet -e '.[dev,aws,infra]'
-	{ echo "# Every package of the dev/aws/infra environment, pinned: make setup installs with -c this file,"; \
+	$(VENV)-lock/bin/pip install --quiet -e '.[dev,aws,infra,embedded]'
+	{ echo "# Every package of the dev/aws/infra/embedded environment, pinned: make setup installs with -c this file,"; \
 	  echo "# pip-audit reads it. Regenerate with: make lock"; \
 	  $(VENV)-lock/bin/pip freeze --exclude-editable; } > requirements.lock
 	rm -rf $(VENV)-lock
@@ -61,4 +63,4 @@ services-stop: $(STAMP)
 	$(VENV)/bin/plantstream services stop
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from plantstream.processor import Processor, ProcessorConfig
 from plantstream.simulate import FaultKind, Plant
 from plantstream.simulate.faults import Fault
 from plantstream.stream import RedisStream, pack_readings
+from plantstream.testing import fresh_services, write_result
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_services, write_result
+RESULTS = Path(__file__).parent / "results"
 
 GRACE_S = 120.0  # an alert up to this long after a fault ended still belongs to it
 
@@ -133,7 +132,7 @@ def main() -> None:
     start = now_us() / 1e6 - seconds - 600
     plant = Plant(seed=args.seed, facilities=args.facilities, machines=args.machines)
     faults = plant.schedule_faults(start=start, duration=seconds, count=args.faults)
-    with bench_services("plantstream_bench_detection") as (database_url, redis_url):
+    with fresh_services("plantstream_bench_detection") as (database_url, redis_url):
         client = redis.Redis.from_url(redis_url)
         stream = RedisStream(client, "detection", retention_hours=0)
         stream.create(4)
@@ -203,6 +202,7 @@ def main() -> None:
             "goal": {"recall": 0.95, "precision": 0.90, "median_delay_s": 60},
             "meets_goal": meets,
         },
+        RESULTS,
     )
     print(f"goal met: {meets}; written to {path}")
 

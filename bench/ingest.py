@@ -1,7 +1,7 @@
 """Ingest throughput and end-to-end latency, over real HTTP on loopback.
 
 1. Throughput: ``plantstream serve ingest`` (one server process) takes POSTs of 500 unique
-   readings from asyncio load-generator processes (bench/load.py), each keeping a few
+   readings from asyncio load-generator processes (plantstream.testing.load), each keeping a few
    requests in flight; readings/s accepted.
 2. Latency: ``plantstream serve all`` (ingest + processor + API) under a steady 10,000
    readings/s; for sampled requests, the time from the 202 to the value being visible in
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -26,10 +25,24 @@ import psycopg
 
 from plantstream.local.ports import free_port
 from plantstream.store.keys import Role, create_key
+from plantstream.testing import (
+    BATCH,
+    BENCH_SERVER_SETTINGS,
+    SERVER_SECRET,
+    fresh_services,
+    plantstream_server,
+    run_clients,
+    server_env,
+    write_result,
+)
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import SECRET, bench_services, serve, write_result
-from load import BATCH, run_clients
+RESULTS = Path(__file__).parent / "results"
+
+
+def _env(database_url: str, redis_url: str) -> dict[str, str]:
+    return server_env(
+        port=free_port(), database_url=database_url, redis_url=redis_url, **BENCH_SERVER_SETTINGS
+    )
 
 
 def throughput(
@@ -116,15 +129,15 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=100)
     args = parser.parse_args()
 
-    with bench_services("plantstream_bench_ingest") as (database_url, redis_url):
+    with fresh_services("plantstream_bench_ingest") as (database_url, redis_url):
         with psycopg.connect(database_url, autocommit=True) as conn:
             ingest_key, _ = create_key(
-                conn, server_secret=SECRET.encode(), role=Role.INGEST, facility="plant-01"
+                conn, server_secret=SERVER_SECRET.encode(), role=Role.INGEST, facility="plant-01"
             )
             read_key, _ = create_key(
-                conn, server_secret=SECRET.encode(), role=Role.READ, facility="plant-01"
+                conn, server_secret=SERVER_SECRET.encode(), role=Role.READ, facility="plant-01"
             )
-        with serve("ingest", database_url, redis_url, free_port()) as (url, _):
+        with plantstream_server("ingest", env=_env(database_url, redis_url)) as (url, _):
             through = throughput(
                 url,
                 ingest_key,
@@ -137,7 +150,7 @@ def main() -> None:
             f"(one server process; {args.clients} client processes "
             f"x {args.connections} connections)"
         )
-        with serve("all", database_url, redis_url, free_port()) as (url, _):
+        with plantstream_server("all", env=_env(database_url, redis_url)) as (url, _):
             lat = latency(
                 url,
                 ingest_key,
@@ -161,6 +174,7 @@ def main() -> None:
                 "latency": {k: round(v, 1) for k, v in lat.items()},
                 "goal": {"readings_per_s": 100_000, "p99_ms": 250},
             },
+            RESULTS,
         )
         print(f"written to {path}")
 

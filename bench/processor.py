@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -25,9 +24,9 @@ from plantstream.processor.writer import readings_copy_buffer
 from plantstream.simulate import Plant
 from plantstream.store.partitions import ensure_window
 from plantstream.stream import RedisStream, pack_readings
+from plantstream.testing import fresh_services, write_result
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_services, write_result
+RESULTS = Path(__file__).parent / "results"
 
 _TWIN = """
 CREATE TABLE {name} (
@@ -131,7 +130,7 @@ def main() -> None:
     parser.add_argument("--batch-records", type=int, default=1000)
     args = parser.parse_args()
 
-    with bench_services("plantstream_bench_processor") as (database_url, redis_url):
+    with fresh_services("plantstream_bench_processor") as (database_url, redis_url):
         client = redis.Redis.from_url(redis_url)
         processor_rates, copy_rates = [], []
         for round_no in range(args.rounds):
@@ -191,7 +190,7 @@ def main() -> None:
             },
             "goal": {"ratio_to_copy_limit": 0.6, "ratio_to_naive": 50},
         }
-        path = write_result("processor", result)
+        path = write_result("processor", result, RESULTS)
         print(
             f"processor / COPY limit = {result['ratio_to_copy_limit']:.2f} (goal >= 0.60), medians"
         )

@@ -23,7 +23,6 @@ import argparse
 import statistics
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,20 @@ import redis
 
 from plantstream.local.ports import free_port
 from plantstream.store.keys import Role, create_key
+from plantstream.testing import (
+    BATCH,
+    BENCH_SERVER_SETTINGS,
+    FACILITY,
+    SERVER_SECRET,
+    fresh_services,
+    plantstream_server,
+    run_clients,
+    server_env,
+    wait_for_readings,
+    write_result,
+)
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, SECRET, bench_services, serve, write_result
-from load import BATCH, FACILITY, run_clients
+RESULTS = Path(__file__).parent / "results"
 
 # the generous bounds a flat server stays within: allocator slack, caches warming up
 RSS_GROWTH_LIMIT = 1.25
@@ -71,26 +80,19 @@ def server_accepted(url: str) -> int:
     return int(total)
 
 
-def wait_for_rows(database_url: str, expected: int, timeout: float) -> tuple[int, float]:
-    """Rows in ``readings`` once they reach ``expected`` (or at the deadline), and the wait."""
-    started = time.monotonic()
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while True:
-            row = conn.execute("SELECT count(*) FROM readings").fetchone()
-            stored = int(row[0]) if row else 0
-            waited = time.monotonic() - started
-            if stored >= expected or waited > timeout:
-                return stored, waited
-            time.sleep(0.5)
+def _env(database_url: str, redis_url: str) -> dict[str, str]:
+    return server_env(
+        port=free_port(), database_url=database_url, redis_url=redis_url, **BENCH_SERVER_SETTINGS
+    )
 
 
 def soak(*, seconds: float, calibrate_seconds: float, clients: int) -> dict[str, Any]:
-    with bench_services("plantstream_bench_soak") as (database_url, redis_url):
+    with fresh_services("plantstream_bench_soak") as (database_url, redis_url):
         with psycopg.connect(database_url, autocommit=True) as conn:
             key, _ = create_key(
-                conn, server_secret=SECRET.encode(), role=Role.INGEST, facility=FACILITY
+                conn, server_secret=SERVER_SECRET.encode(), role=Role.INGEST, facility=FACILITY
             )
-        with serve("all", database_url, redis_url, free_port()) as (url, proc):
+        with plantstream_server("all", env=_env(database_url, redis_url)) as (url, proc):
             calibration = run_clients(
                 url,
                 key,
@@ -115,7 +117,7 @@ def soak(*, seconds: float, calibrate_seconds: float, clients: int) -> dict[str,
             sampler.done.set()
             sampler.join()
             accepted = calibration["accepted"] + load["accepted"]
-            stored, drained_s = wait_for_rows(database_url, accepted, timeout=300)
+            stored, drained_s = wait_for_readings(database_url, accepted, timeout=300, interval=0.5)
             counted = server_accepted(url)
     third = max(1, len(sampler.rss_mb) // 3)
     early, late = sampler.rss_mb[:third], sampler.rss_mb[-third:]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+# pytest puts this folder on the import path for its conftest (rootdir-relative "prepend" mode),
+# the same way tests/fixtures is found; plantstream_infra comes from the editable install
 from infra_helpers import PRESETS, Report, report_for
 
 

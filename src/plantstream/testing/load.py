@@ -1,4 +1,4 @@
-"""Load clients for the benchmarks: batches of unique readings over real HTTP.
+"""Load clients for benchmarks and soak tests: batches of unique readings over real HTTP.
 
 Every reading a run sends is unique (client, sequence, device and time), so what the server
 stores can be counted against what it answered 202 for. Clients are asyncio + httpx in
@@ -13,12 +13,13 @@ import itertools
 import multiprocessing as mp
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue
 from typing import Any
 
 import httpx
 import orjson
-from common import in_processes
 
 BATCH = 500
 DEVICES = 50  # per client; each request covers BATCH // DEVICES timestamps of every device
@@ -94,6 +95,7 @@ async def _run_client(
     key: str,
     client_id: int,
     origin: datetime,
+    *,
     seconds: float,
     rate: float | None,
     connections: int,
@@ -138,8 +140,27 @@ async def _run_client(
     return tally
 
 
-def _client_process(args: tuple[Any, ...], out: mp.Queue) -> None:  # type: ignore[type-arg]
-    out.put(asyncio.run(_run_client(*args)).as_dict())
+def in_processes(target: Callable[..., None], arguments: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Run ``target(*args, queue)`` once per ``args`` in its own process; what each put back.
+
+    Load generators run in processes of their own so the client's GIL is not the limit.
+    """
+    queue: Queue[Any] = mp.Queue()
+    procs = [mp.Process(target=target, args=(*args, queue)) for args in arguments]
+    for proc in procs:
+        proc.start()
+    results = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return results
+
+
+def _client_process(args: tuple[Any, ...], out: Queue[Any]) -> None:
+    url, key, client_id, origin, seconds, rate, connections = args
+    tally = _run_client(
+        url, key, client_id, origin, seconds=seconds, rate=rate, connections=connections
+    )
+    out.put(asyncio.run(tally).as_dict())
 
 
 def run_clients(
