@@ -19,31 +19,26 @@ from .network import VPC_CIDR
 ROLES = ("ingest", "processor", "api")
 CONTAINER = "plantstream"
 CONTAINER_USER = "10001:10001"
-STREAM_READ = [
-    "kinesis:DescribeStream",
-    "kinesis:DescribeStreamSummary",
-    "kinesis:ListShards",
-    "kinesis:GetShardIterator",
-    "kinesis:GetRecords",
-]
-STREAM_WRITE = [
-    "kinesis:PutRecord",
-    "kinesis:PutRecords",
-    "kinesis:DescribeStreamSummary",
-    "kinesis:ListShards",
-]
+# Exactly what the code calls (tests/infra/test_infra_iam_calls.py records it on moto):
+# KinesisStream.list_shards (the processor's shard discovery, and /readyz in the web roles:
+# ListShards allows 1000 calls/s per stream, DescribeStreamSummary only 20/s per account),
+# read() -> GetShardIterator + GetRecords, put() -> PutRecords.
+STREAM_READ = ["kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"]
+STREAM_WRITE = ["kinesis:PutRecords", "kinesis:ListShards"]
+STREAM_READINESS = ["kinesis:ListShards"]
 # One-off admin tasks (``plantstream keys create --secret NAME``) run on the api task
 # definition and store each new API key as its own secret under this prefix, never in logs.
 ADMIN_ROLE = "api"
 # pragma: allowlist nextline secret
 API_KEY_SECRET_PREFIX = "plantstream/api-keys/"  # noqa: S105 - a name prefix
+# store_key() calls CreateSecret (tagged; AWS then also checks TagResource) and, for an
+# existing name, PutSecretValue; Secrets Manager needs GenerateDataKey + Decrypt on the key.
 API_KEY_SECRET_ACTIONS = [
     "secretsmanager:CreateSecret",
     "secretsmanager:PutSecretValue",
-    "secretsmanager:DescribeSecret",
     "secretsmanager:TagResource",
 ]
-API_KEY_KMS_ACTIONS = ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]
+API_KEY_KMS_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"]
 API_KEY_PURPOSE_TAG = ("plantstream:purpose", "api-key")
 
 
@@ -336,7 +331,8 @@ class Services(pulumi.ComponentResource):
             {
                 "Sid": "ReadOwnSecrets",
                 "Effect": "Allow",
-                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                # CredentialSource re-reads both as they rotate (GetSecretValue only)
+                "Action": ["secretsmanager:GetSecretValue"],
                 "Resource": [args.db_secret_arn, args.redis_auth_secret_arn],
             },
             {
@@ -376,12 +372,12 @@ class Services(pulumi.ComponentResource):
                     "Resource": args.stream_key_arn,
                 },
             ]
-        else:  # api: readiness only looks at the stream, it never reads or writes records
+        else:  # api: readiness only lists the shards, it never reads or writes records
             statements.append(
                 {
                     "Sid": "StreamReadiness",
                     "Effect": "Allow",
-                    "Action": ["kinesis:DescribeStreamSummary"],
+                    "Action": STREAM_READINESS,
                     "Resource": args.stream_arn,
                 }
             )
