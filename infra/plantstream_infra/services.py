@@ -14,9 +14,12 @@ import pulumi
 import pulumi_aws as aws
 
 from .context import StackContext
+from .environment import PREVIOUS_STAGE, environment
+from .environment import secrets as environment_secrets
 from .network import VPC_CIDR
 
 ROLES = ("ingest", "processor", "api")
+WEB_ROLES = ("ingest", "api")  # serve HTTP behind the load balancer, verify API keys
 CONTAINER = "plantstream"
 CONTAINER_USER = "10001:10001"
 # Exactly what the code calls (tests/infra/test_infra_iam_calls.py records it on moto):
@@ -438,20 +441,33 @@ class Services(pulumi.ComponentResource):
             "?sslmode=require",
         )
         redis_url = pulumi.Output.concat("rediss://", args.redis_endpoint, f":{args.redis_port}/0")
-        env = {
-            "PLANTSTREAM_ROLE": role,
-            "PLANTSTREAM_STREAM": "kinesis",
-            "PLANTSTREAM_KINESIS_STREAM_NAME": args.stream_name,
-            "PLANTSTREAM_DATABASE_URL": db_url,
-            "PLANTSTREAM_DB_SECRET_ARN": args.db_secret_arn,
-            "PLANTSTREAM_REDIS_URL": redis_url,
-            "PLANTSTREAM_REDIS_AUTH_SECRET_ARN": args.redis_auth_secret_arn,
-            "PLANTSTREAM_HOST": "0.0.0.0",  # noqa: S104 - inside the task's private ENI
-            "PLANTSTREAM_PORT": str(cfg.container_port),
-            "AWS_REGION": ctx.region,
+        # Keys are Settings field names (environment.py turns them into variable names).
+        env: dict[str, Any] = {
+            "stream": "kinesis",
+            "kinesis_stream_name": args.stream_name,
+            "database_url": db_url,
+            "db_secret_arn": args.db_secret_arn,
+            "redis_url": redis_url,
+            "redis_auth_secret_arn": args.redis_auth_secret_arn,
+            "aws_region": ctx.region,
         }
+        secrets: dict[str, Any] = {
+            "database_password": pulumi.Output.concat(args.db_secret_arn, ":password::"),
+            "redis_password": args.redis_auth_secret_arn,
+        }
+        if role in WEB_ROLES:
+            env["host"] = "0.0.0.0"  # noqa: S104 - inside the task's private ENI
+            env["port"] = str(cfg.container_port)
+            # Only the load balancer reaches the tasks (tasks-from-alb), from inside the VPC.
+            env["forwarded_allow_ips"] = VPC_CIDR
+            # API keys are verified against the current secret and, after a rotation
+            # (put-secret-value), against the previous version until keys are re-hashed.
+            secrets["server_secret"] = args.server_secret_arn
+            secrets["server_secret_previous"] = pulumi.Output.concat(
+                args.server_secret_arn, f"::{PREVIOUS_STAGE}:"
+            )
         if role == ADMIN_ROLE:  # a key identifier, not a secret: where `keys create` encrypts
-            env["PLANTSTREAM_API_KEY_KMS_KEY_ID"] = args.secrets_key_arn
+            env["api_key_kms_key_id"] = args.secrets_key_arn
         container: dict[str, Any] = {
             "name": CONTAINER,
             "image": args.image,
@@ -468,15 +484,8 @@ class Services(pulumi.ComponentResource):
                     "readOnly": False,
                 }
             ],
-            "environment": [{"name": k, "value": v} for k, v in env.items()],
-            "secrets": [
-                {
-                    "name": "PLANTSTREAM_DATABASE_PASSWORD",
-                    "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":password::"),
-                },
-                {"name": "PLANTSTREAM_REDIS_PASSWORD", "valueFrom": args.redis_auth_secret_arn},
-                {"name": "PLANTSTREAM_SERVER_SECRET", "valueFrom": args.server_secret_arn},
-            ],
+            "environment": environment(env),
+            "secrets": environment_secrets(secrets),
             "stopTimeout": 30,
             "logConfiguration": {
                 "logDriver": "awslogs",
