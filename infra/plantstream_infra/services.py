@@ -7,6 +7,7 @@ Secrets Manager, and each role has its own least-privilege task role.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,11 @@ class ServicesArgs:
     alb_security_group_id: pulumi.Output[str]
     target_groups: dict[str, aws.lb.TargetGroup]
     listener: aws.lb.Listener
+    # What must exist before a task starts: the rule that routes /v1/readings to the ingest
+    # target group, and a database instance (a cluster endpoint alone takes no connections,
+    # and the start-up migration would fail the tasks into the deployment circuit breaker).
+    listener_rules: Sequence[aws.lb.ListenerRule]
+    database_ready: Sequence[pulumi.Resource]
 
 
 def _doc(*statements: dict[str, Any]) -> pulumi.Output[str]:
@@ -545,6 +551,10 @@ class Services(pulumi.ComponentResource):
             }
         service_name = ctx.name(f"plantstream-{role}")
         self.task_definitions[role] = task
+        autoscaled = role == "processor" and cfg.processor_max_count is not None
+        after: list[pulumi.Resource] = [args.listener, *args.database_ready]
+        if role in args.target_groups:
+            after += list(args.listener_rules)
         self.services[role] = aws.ecs.Service(
             f"{name}-{role}",
             name=service_name,
@@ -563,6 +573,51 @@ class Services(pulumi.ComponentResource):
             enable_ecs_managed_tags=True,
             wait_for_steady_state=False,
             tags=ctx.tags(aws.ecs.Service, service_name),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.listener]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=after,
+                # the scaling policy owns the count once it runs
+                ignore_changes=["desiredCount"] if autoscaled else None,
+            ),
             **lb,
+        )
+        if autoscaled:
+            self._processor_scaling(name, args, cluster, self.services[role])
+
+    def _processor_scaling(
+        self, name: str, args: ServicesArgs, cluster: aws.ecs.Cluster, service: aws.ecs.Service
+    ) -> None:
+        """Target tracking on the stream's iterator age (seed 002): more processors when they
+        lag, fewer when idle, never more than there are shards to lease."""
+        cfg = args.ctx.settings.services
+        child = pulumi.ResourceOptions(parent=self)
+        target = aws.appautoscaling.Target(
+            f"{name}-processor-scaling",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.concat("service/", cluster.name, "/", service.name),
+            min_capacity=cfg.processor_min_count,
+            max_capacity=cfg.processor_max_count,
+            tags=args.ctx.tags(aws.appautoscaling.Target),
+            opts=child,
+        )
+        aws.appautoscaling.Policy(
+            f"{name}-processor-iterator-age",
+            name=args.ctx.name("processor-iterator-age"),
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            scalable_dimension=target.scalable_dimension,
+            resource_id=target.resource_id,
+            target_tracking_scaling_policy_configuration={
+                "target_value": float(cfg.processor_target_iterator_age_ms),
+                "customized_metric_specification": {
+                    "namespace": "AWS/Kinesis",
+                    "metric_name": "GetRecords.IteratorAgeMilliseconds",
+                    "dimensions": [{"name": "StreamName", "value": args.stream_name}],
+                    "statistic": "Maximum",
+                },
+                "scale_out_cooldown": 60,
+                "scale_in_cooldown": 300,
+            },
+            opts=child,
         )
