@@ -18,32 +18,12 @@ from .context import StackContext
 from .environment import PREVIOUS_STAGE, environment
 from .environment import secrets as environment_secrets
 from .network import VPC_CIDR
+from .task_roles import ADMIN_ROLE, task_statements
 
 ROLES = ("ingest", "processor", "api")
 WEB_ROLES = ("ingest", "api")  # serve HTTP behind the load balancer, verify API keys
 CONTAINER = "plantstream"
 CONTAINER_USER = "10001:10001"
-# Exactly what the code calls (tests/infra/test_infra_iam_calls.py records it on moto):
-# KinesisStream.list_shards (the processor's shard discovery, and /readyz in the web roles:
-# ListShards allows 1000 calls/s per stream, DescribeStreamSummary only 20/s per account),
-# read() -> GetShardIterator + GetRecords, put() -> PutRecords.
-STREAM_READ = ["kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"]
-STREAM_WRITE = ["kinesis:PutRecords", "kinesis:ListShards"]
-STREAM_READINESS = ["kinesis:ListShards"]
-# One-off admin tasks (``plantstream keys create --secret NAME``) run on the api task
-# definition and store each new API key as its own secret under this prefix, never in logs.
-ADMIN_ROLE = "api"
-# pragma: allowlist nextline secret
-API_KEY_SECRET_PREFIX = "plantstream/api-keys/"  # noqa: S105 - a name prefix
-# store_key() calls CreateSecret (tagged; AWS then also checks TagResource) and, for an
-# existing name, PutSecretValue; Secrets Manager needs GenerateDataKey + Decrypt on the key.
-API_KEY_SECRET_ACTIONS = [
-    "secretsmanager:CreateSecret",
-    "secretsmanager:PutSecretValue",
-    "secretsmanager:TagResource",
-]
-API_KEY_KMS_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"]
-API_KEY_PURPOSE_TAG = ("plantstream:purpose", "api-key")
 
 
 @dataclass(frozen=True)
@@ -336,62 +316,14 @@ class Services(pulumi.ComponentResource):
         """The processor may read the stream, the ingest may write it; all read their secrets."""
         ctx = args.ctx
         role = self._role(name, ctx, f"ecs-task-{role_name}-role")
-        statements: list[dict[str, Any]] = [
-            {
-                "Sid": "ReadOwnSecrets",
-                "Effect": "Allow",
-                # CredentialSource re-reads both as they rotate (GetSecretValue only)
-                "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": [args.db_secret_arn, args.redis_auth_secret_arn],
-            },
-            {
-                "Sid": "DecryptOwnSecrets",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt"],
-                "Resource": args.secrets_key_arn,
-            },
-        ]
-        if role_name == "ingest":
-            statements += [
-                {
-                    "Sid": "WriteTheStream",
-                    "Effect": "Allow",
-                    "Action": STREAM_WRITE,
-                    "Resource": args.stream_arn,
-                },
-                {
-                    "Sid": "EncryptRecords",
-                    "Effect": "Allow",
-                    "Action": ["kms:GenerateDataKey"],
-                    "Resource": args.stream_key_arn,
-                },
-            ]
-        elif role_name == "processor":
-            statements += [
-                {
-                    "Sid": "ReadTheStream",
-                    "Effect": "Allow",
-                    "Action": STREAM_READ,
-                    "Resource": args.stream_arn,
-                },
-                {
-                    "Sid": "DecryptRecords",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt"],
-                    "Resource": args.stream_key_arn,
-                },
-            ]
-        else:  # api: readiness only lists the shards, it never reads or writes records
-            statements.append(
-                {
-                    "Sid": "StreamReadiness",
-                    "Effect": "Allow",
-                    "Action": STREAM_READINESS,
-                    "Resource": args.stream_arn,
-                }
-            )
-        if role_name == ADMIN_ROLE:
-            statements += self._api_key_statements(args)
+        statements = task_statements(
+            role_name,
+            ctx=ctx,
+            stream_arn=args.stream_arn,
+            stream_key_arn=args.stream_key_arn,
+            secrets_key_arn=args.secrets_key_arn,
+            read_secrets=[args.db_secret_arn, args.redis_auth_secret_arn],
+        )
         aws.iam.RolePolicy(
             f"{name}-ecs-task-{role_name}",
             name=ctx.name(f"ecs-task-{role_name}"),
@@ -400,37 +332,6 @@ class Services(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         return role
-
-    @staticmethod
-    def _api_key_statements(args: ServicesArgs) -> list[dict[str, Any]]:
-        """``keys create --secret plantstream/api-keys/...`` writes the new key to its own
-        secret (on the secrets key) and prints only its ARN: write-only, under one prefix."""
-        ctx = args.ctx
-        secrets = ctx.arn("secretsmanager", f"secret:{API_KEY_SECRET_PREFIX}*")
-        tag_key, tag_value = API_KEY_PURPOSE_TAG
-        via = f"secretsmanager.{ctx.region}.amazonaws.com"
-        return [
-            {
-                "Sid": "CreateApiKeySecretsTagged",
-                "Effect": "Allow",
-                "Action": ["secretsmanager:CreateSecret"],
-                "Resource": secrets,
-                "Condition": {"StringEquals": {f"aws:RequestTag/{tag_key}": tag_value}},
-            },
-            {
-                "Sid": "WriteApiKeySecrets",
-                "Effect": "Allow",
-                "Action": [a for a in API_KEY_SECRET_ACTIONS if a != "secretsmanager:CreateSecret"],
-                "Resource": secrets,
-            },
-            {
-                "Sid": "EncryptApiKeySecrets",
-                "Effect": "Allow",
-                "Action": API_KEY_KMS_ACTIONS,
-                "Resource": args.secrets_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": via}},
-            },
-        ]
 
     # ---- tasks and services -----------------------------------------------------------------
 
