@@ -21,7 +21,8 @@ SERVICE_KEYS: dict[str, tuple[str, ...]] = {
     "stream": ("kinesis",),
     "database": ("rds",),
     "cache": ("elasticache",),
-    "secrets": ("secretsmanager",),
+    # RDS creates, stores and rotates the master-user secret on this key for us
+    "secrets": ("secretsmanager", "rds"),
     "logs": (),
     "images": ("ecr",),
 }
