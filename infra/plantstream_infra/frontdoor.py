@@ -4,39 +4,16 @@ as seed 004 has, an API Gateway REST ``POST /ingest`` that writes straight to Ki
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from .context import StackContext
+from .ingest_api import IngestApiArgs, ingest_api
 from .network import VPC_CIDR
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-ACCESS_LOG_FORMAT = json.dumps(
-    {
-        "requestId": "$context.requestId",
-        "ip": "$context.identity.sourceIp",
-        "caller": "$context.identity.caller",
-        "user": "$context.identity.user",
-        "requestTime": "$context.requestTime",
-        "httpMethod": "$context.httpMethod",
-        "resourcePath": "$context.resourcePath",
-        "status": "$context.status",
-        "protocol": "$context.protocol",
-        "responseLength": "$context.responseLength",
-        "integrationStatus": "$context.integration.status",
-    }
-)
-# The body is the plantstream batch ({"facility": ..., "readings": [...]}); keying by facility
-# keeps every device of a facility, and so each device, on one shard in order.
-PUT_RECORD_TEMPLATE = """{
-  "StreamName": "%s",
-  "Data": "$util.base64Encode($input.body)",
-  "PartitionKey": "$util.escapeJavaScript($input.path('$.facility'))"
-}"""
 
 
 @dataclass(frozen=True)
@@ -69,8 +46,23 @@ class FrontDoor(pulumi.ComponentResource):
         self.ingest_api_url = None
         self.api_gateway_id: pulumi.Output[str] | None = None
         self.api_gateway_stage: pulumi.Output[str] | None = None
+        self.ingest_api_base_url: pulumi.Output[str] | None = None
         if args.ctx.settings.front_door.api_gateway:
-            self._api_gateway(name, args)
+            api = ingest_api(
+                self,
+                name,
+                IngestApiArgs(
+                    args.ctx,
+                    args.stream_name,
+                    args.stream_arn,
+                    args.stream_key_arn,
+                    args.logs_key_arn,
+                ),
+            )
+            self.ingest_api_url = api.url
+            self.ingest_api_base_url = api.base_url
+            self.api_gateway_id = api.api_id
+            self.api_gateway_stage = api.stage_name
         self.register_outputs({"url": self.url, "ingest_api_url": self.ingest_api_url})
 
     def _alb(self, name: str, args: FrontDoorArgs) -> None:
@@ -178,7 +170,9 @@ class FrontDoor(pulumi.ComponentResource):
                 opts=child,
             )
             scheme = "http"
-        aws.lb.ListenerRule(
+        # The ingest service must wait for this rule, not only the listener: until it exists
+        # /v1/readings goes to the api target group.
+        self.ingest_rule = aws.lb.ListenerRule(
             f"{name}-ingest-rule",
             listener_arn=self.listener.arn,
             priority=10,
@@ -191,191 +185,3 @@ class FrontDoor(pulumi.ComponentResource):
         self.alb_arn_suffix = alb.arn_suffix
         self.alb_dns_name = alb.dns_name
         self.url = pulumi.Output.concat(f"{scheme}://", alb.dns_name)
-
-    def _api_gateway(self, name: str, args: FrontDoorArgs) -> None:
-        ctx = args.ctx
-        child = pulumi.ResourceOptions(parent=self)
-        assume = json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Action": "sts:AssumeRole",
-                        "Principal": {"Service": "apigateway.amazonaws.com"},
-                    }
-                ],
-            }
-        )
-        role = aws.iam.Role(
-            f"{name}-apigw-kinesis-role",
-            name=ctx.name("apigw-kinesis-role"),
-            assume_role_policy=assume,
-            tags=ctx.tags(aws.iam.Role, ctx.name("apigw-kinesis-role")),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-apigw-kinesis-put",
-            name=ctx.name("apigw-kinesis-put"),
-            role=role.id,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "WriteTheStream",
-                            "Effect": "Allow",
-                            "Action": ["kinesis:PutRecord", "kinesis:PutRecords"],
-                            "Resource": args.stream_arn,
-                        },
-                        {
-                            "Sid": "EncryptRecords",
-                            "Effect": "Allow",
-                            "Action": ["kms:GenerateDataKey"],
-                            "Resource": args.stream_key_arn,
-                        },
-                    ],
-                }
-            ),
-            opts=child,
-        )
-        logs_role = aws.iam.Role(
-            f"{name}-apigw-logs-role",
-            name=ctx.name("apigw-cloudwatch-role"),
-            assume_role_policy=assume,
-            tags=ctx.tags(aws.iam.Role, ctx.name("apigw-cloudwatch-role")),
-            opts=child,
-        )
-        aws.iam.RolePolicyAttachment(
-            f"{name}-apigw-logs-managed",
-            role=logs_role.name,
-            policy_arn=pulumi.Output.concat(
-                "arn:",
-                ctx.partition,
-                ":iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
-            ),
-            opts=child,
-        )
-        # Region-wide singleton: the role API Gateway uses to write execution logs.
-        account = aws.apigateway.Account(
-            f"{name}-apigw-account", cloudwatch_role_arn=logs_role.arn, opts=child
-        )
-        access_logs = aws.cloudwatch.LogGroup(
-            f"{name}-apigw-access-logs",
-            name=f"/plantstream/apigateway-access-{ctx.suffix}",
-            retention_in_days=ctx.settings.log_retention_days,
-            kms_key_id=args.logs_key_arn,
-            tags=ctx.tags(aws.cloudwatch.LogGroup),
-            opts=child,
-        )
-
-        api_name = ctx.name("ingest-api")
-        api = aws.apigateway.RestApi(
-            f"{name}-ingest-api",
-            name=api_name,
-            description="IAM-authenticated ingest straight into Kinesis",
-            endpoint_configuration={"types": "REGIONAL"},
-            tags=ctx.tags(aws.apigateway.RestApi, api_name),
-            opts=child,
-        )
-        resource = aws.apigateway.Resource(
-            f"{name}-ingest-resource",
-            rest_api=api.id,
-            parent_id=api.root_resource_id,
-            path_part="ingest",
-            opts=child,
-        )
-        method = aws.apigateway.Method(
-            f"{name}-ingest-post",
-            rest_api=api.id,
-            resource_id=resource.id,
-            http_method="POST",
-            authorization="AWS_IAM",
-            opts=child,
-        )
-        template = args.stream_name.apply(lambda s: PUT_RECORD_TEMPLATE % s)
-        uri = pulumi.Output.concat(
-            "arn:", ctx.partition, f":apigateway:{ctx.region}:kinesis:action/PutRecord"
-        )
-        integration = aws.apigateway.Integration(
-            f"{name}-ingest-kinesis",
-            rest_api=api.id,
-            resource_id=resource.id,
-            http_method=method.http_method,
-            type="AWS",
-            integration_http_method="POST",
-            uri=uri,
-            credentials=role.arn,
-            passthrough_behavior="NEVER",
-            request_parameters={
-                "integration.request.header.Content-Type": "'application/x-amz-json-1.1'"
-            },
-            request_templates={"application/json": template},
-            opts=child,
-        )
-        responses = []
-        for status, pattern in (("200", None), ("400", r"4\d{2}"), ("500", r"5\d{2}")):
-            method_response = aws.apigateway.MethodResponse(
-                f"{name}-ingest-{status}",
-                rest_api=api.id,
-                resource_id=resource.id,
-                http_method=method.http_method,
-                status_code=status,
-                opts=child,
-            )
-            responses.append(
-                aws.apigateway.IntegrationResponse(
-                    f"{name}-ingest-{status}-integration",
-                    rest_api=api.id,
-                    resource_id=resource.id,
-                    http_method=method.http_method,
-                    status_code=method_response.status_code,
-                    selection_pattern=pattern,
-                    response_templates={
-                        "application/json": (
-                            '{"accepted": 1, "shardId": "$input.path(\'$.ShardId\')"}'
-                            if status == "200"
-                            else '{"error": {"code": "stream_rejected", '
-                            '"message": "$util.escapeJavaScript($input.path(\'$.message\'))"}}'
-                        )
-                    },
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[integration]),
-                )
-            )
-        redeploy = template.apply(
-            lambda t: hashlib.sha256((t + ACCESS_LOG_FORMAT).encode()).hexdigest()
-        )
-        deployment = aws.apigateway.Deployment(
-            f"{name}-ingest-deployment",
-            rest_api=api.id,
-            triggers={"redeploy": redeploy},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[method, integration, *responses]),
-        )
-        stage = aws.apigateway.Stage(
-            f"{name}-ingest-stage",
-            rest_api=api.id,
-            deployment=deployment.id,
-            stage_name="v1",
-            xray_tracing_enabled=True,
-            access_log_settings={"destination_arn": access_logs.arn, "format": ACCESS_LOG_FORMAT},
-            tags=ctx.tags(aws.apigateway.Stage, ctx.name("ingest-api-v1")),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
-        )
-        aws.apigateway.MethodSettings(
-            f"{name}-ingest-settings",
-            rest_api=api.id,
-            stage_name=stage.stage_name,
-            method_path="*/*",
-            # Data trace would copy sensor payloads into logs (seed 004 enabled it): off.
-            settings={
-                "logging_level": "INFO",
-                "metrics_enabled": True,
-                "data_trace_enabled": False,
-                "throttling_burst_limit": 500,
-                "throttling_rate_limit": 1000,
-            },
-            opts=child,
-        )
-        self.api_gateway_id = api.id
-        self.api_gateway_stage = stage.stage_name
-        self.ingest_api_url = pulumi.Output.concat(stage.invoke_url, "/ingest")

@@ -16,13 +16,15 @@ import pulumi_aws as aws
 from .context import StackContext
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# What goes into the image; the tag is their digest, so an unchanged tree never rebuilds and
-# the immutable repository never sees the same tag twice.
+# Every input of the build (the Dockerfile, its ignore file and every COPY source); the tag is
+# their digest, so an unchanged tree never rebuilds and a changed one (a lock-only change too)
+# gets a new tag the immutable repository accepts. tests/infra checks this against the COPY lines.
 IMAGE_INPUTS = (
     "Dockerfile",
     ".dockerignore",
     "pyproject.toml",
     "README.md",
+    "requirements.lock",
     "src",
     "infra/plantstream_infra",
 )

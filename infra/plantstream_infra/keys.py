@@ -1,7 +1,7 @@
 """Customer-managed KMS keys: one per service (or one for all, as seeds 003/004 ask).
 
-Each key rotates yearly, has a 7-day deletion window, an alias, and an explicit key policy that
-lets the account administer it and lets only the owning AWS service(s) use it on our behalf.
+Each key rotates yearly, has a 7-day deletion window, an alias, and an explicit key policy: the
+account may administer it (IAM decides who), and may use it only through its AWS service(s).
 """
 
 from __future__ import annotations
@@ -21,10 +21,40 @@ SERVICE_KEYS: dict[str, tuple[str, ...]] = {
     "stream": ("kinesis",),
     "database": ("rds",),
     "cache": ("elasticache",),
-    "secrets": ("secretsmanager",),
+    # RDS creates, stores and rotates the master-user secret on this key for us
+    "secrets": ("secretsmanager", "rds"),
     "logs": (),
     "images": ("ecr",),
 }
+# AWS's "key administrators" statement, spelled out: kms:Create* would include CreateGrant and
+# so hand out use of the key. PutKeyPolicy must stay, or the key can never be managed again.
+ADMIN_ACTIONS = [
+    "kms:CreateAlias",
+    "kms:UpdateAlias",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+    "kms:ListKeyPolicies",
+    "kms:GetKeyRotationStatus",
+    "kms:EnableKeyRotation",
+    "kms:DisableKeyRotation",
+    "kms:RotateKeyOnDemand",
+    "kms:ListKeyRotations",
+    "kms:EnableKey",
+    "kms:DisableKey",
+    "kms:UpdateKeyDescription",
+    "kms:ListAliases",
+    "kms:ListGrants",
+    "kms:RevokeGrant",
+    "kms:ListResourceTags",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+]
+# AWS's pattern for its own service keys: principals of this account may use the key only
+# through the named services (kms:ViaService), and only from this account (kms:CallerAccount).
 _USE_ACTIONS = [
     "kms:Encrypt",
     "kms:Decrypt",
@@ -45,7 +75,7 @@ def key_policy(*, account: str, partition: str, region: str, purposes: tuple[str
             "Sid": "AccountAdministersKey",
             "Effect": "Allow",
             "Principal": {"AWS": root},
-            "Action": "kms:*",
+            "Action": ADMIN_ACTIONS,
             "Resource": "*",
         }
     ]

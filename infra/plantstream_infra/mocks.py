@@ -43,6 +43,30 @@ class RecordedResource:
     state: dict[str, Any]
 
 
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, also keeping each resource's dependencies and options by URN, so
+    tests can check deploy ordering (``depends_on`` and input edges) and lifecycle options."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.dependencies: dict[str, list[str]] = {}
+        self.options: dict[str, dict[str, Any]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
+        response = super().RegisterResource(request)
+        urns = set(request.dependencies)
+        for deps in request.propertyDependencies.values():
+            urns |= set(deps.urns)
+        self.dependencies[response.urn] = sorted(urns)
+        self.options[response.urn] = {
+            "retainOnDelete": bool(request.retainOnDelete),
+            "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+            "ignoreChanges": sorted(request.ignoreChanges),
+            "protect": bool(request.protect),
+        }
+        return response
+
+
 @dataclass
 class AwsMocks(pulumi.runtime.Mocks):
     region: str
@@ -94,6 +118,14 @@ class AwsMocks(pulumi.runtime.Mocks):
                 "expiresAt": "2030-01-01T00:00:00Z",
                 "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{r}.amazonaws.com",
                 "registryId": ACCOUNT_ID,
+            },
+            # RDS's newest minor of the requested major (a fixed, plausible answer offline)
+            "aws:rds/getEngineVersion:getEngineVersion": {
+                "id": str(args.args.get("version")),
+                "engine": args.args.get("engine"),
+                "version": args.args.get("version"),
+                "versionActual": f"{str(args.args.get('version')).split('.')[0]}.9",
+                "status": "available",
             },
         }
         if args.token not in answers:
@@ -148,7 +180,8 @@ class AwsMocks(pulumi.runtime.Mocks):
             }
             return physical, {
                 "arn": f"arn:aws:rds:{r}:{acct}:{kind}:{physical}",
-                "endpoint": host,
+                # a cluster's Endpoint is a host name, an instance's is "host:port"
+                "endpoint": host if kind == "cluster" else f"{host}:5432",
                 "readerEndpoint": host.replace(".cluster-", ".cluster-ro-"),
                 "address": host,
                 "port": 5432,

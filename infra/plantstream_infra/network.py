@@ -17,14 +17,16 @@ from .context import StackContext
 VPC_CIDR = "10.0.0.0/16"
 PUBLIC_CIDRS = ("10.0.1.0/24", "10.0.2.0/24")
 PRIVATE_CIDRS = ("10.0.11.0/24", "10.0.12.0/24")
+# What the tasks and the ECS agent call: the stream, secrets (the agent injects them, the app
+# re-reads them), log delivery and the image pull (layers come through the S3 gateway). No
+# kms endpoint: every KMS use is server-side, by Kinesis and Secrets Manager; no sts endpoint:
+# tasks get credentials from the ECS credentials endpoint, never from STS.
 INTERFACE_ENDPOINTS = (
     "kinesis-streams",
     "secretsmanager",
-    "kms",
     "logs",
     "ecr.api",
     "ecr.dkr",
-    "sts",
 )
 
 
@@ -285,7 +287,15 @@ class Network(pulumi.ComponentResource):
                                     "logs:DescribeLogStreams",
                                 ],
                                 "Resource": [arn, f"{arn}:*"],
-                            }
+                            },
+                            {
+                                # the service checks the destination group exists (AWS's
+                                # documented flow-log role); a list call, so on all groups
+                                "Sid": "FindTheLogGroup",
+                                "Effect": "Allow",
+                                "Action": ["logs:DescribeLogGroups"],
+                                "Resource": arn.rsplit(":", 1)[0] + ":*",
+                            },
                         ],
                     }
                 )

@@ -158,6 +158,8 @@ class Observability(pulumi.ComponentResource):
                 comparison="LessThanThreshold",
             )
 
+        # Memory is per node. Every node is its own member cluster (-001, or -0001-001 per
+        # shard in cluster mode), and CacheClusterId is the dimension its metrics carry.
         for member in ctx.settings.cache.member_cluster_ids:
             self._alarm(
                 name,
@@ -181,7 +183,10 @@ class Observability(pulumi.ComponentResource):
                 "The ingest API answers 5xx",
                 namespace="AWS/ApiGateway",
                 metric="5XXError",
-                dimensions={"ApiName": args.api_gateway_name, "Stage": "v1"},
+                dimensions={
+                    "ApiName": args.api_gateway_name,
+                    "Stage": ctx.settings.front_door.api_stage_name,
+                },
                 statistic="Sum",
                 threshold=5,
                 periods=1,

@@ -19,8 +19,9 @@ from .rotation.redis_auth_rotation import ALLOWED_SPECIAL, TOKEN_LENGTH
 SECRETS_MANAGER_1 = "secretsmanager-1-rotation-enabled"
 # Why the API-key HMAC secret is the one secret without rotation (shown as an advisory).
 NO_ROTATION_REASON = (
-    "rotating the API-key HMAC secret would invalidate every issued key until the data plane "
-    "verifies against the previous version too"
+    "an automatic rotation of the API-key HMAC secret would invalidate every issued key if it "
+    "ran twice before the tasks restart (ECS injects secrets at task start only): rotate it by "
+    "hand with put-secret-value, then a new deployment; the previous version stays accepted"
 )
 ROTATION_SOURCE = Path(__file__).parent / "rotation" / "redis_auth_rotation.py"
 
@@ -56,10 +57,11 @@ class Secrets(pulumi.ComponentResource):
             min_numeric=4,
             opts=child,
         )
-        secret_name = f"plantstream/redis-auth-{ctx.suffix}"
         secret = aws.secretsmanager.Secret(
             f"{name}-redis-auth",
-            name=secret_name,
+            # A deleted secret keeps its name for the recovery window: a fixed name would make
+            # a redeploy after `pulumi destroy` fail for 7 days, so AWS appends a unique tail.
+            name_prefix=f"plantstream/redis-auth-{ctx.suffix}-",
             description="ElastiCache AUTH token for plantstream (rotated)",
             kms_key_id=args.key_arn,
             recovery_window_in_days=7,
@@ -211,7 +213,7 @@ class Secrets(pulumi.ComponentResource):
         )
         secret = aws.secretsmanager.Secret(
             f"{name}-server-secret",
-            name=f"plantstream/server-secret-{ctx.suffix}",
+            name_prefix=f"plantstream/server-secret-{ctx.suffix}-",
             description="HMAC key for plantstream API key hashes (PLANTSTREAM_SERVER_SECRET)",
             kms_key_id=args.key_arn,
             recovery_window_in_days=7,
@@ -222,10 +224,24 @@ class Secrets(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        aws.secretsmanager.SecretVersion(
+        first = aws.secretsmanager.SecretVersion(
             f"{name}-server-secret-initial",
             secret_id=secret.id,
             secret_string=value.result,
-            opts=child,
+            # the second version below moves AWSCURRENT off this one (and rotations later)
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["secretString", "versionStages"]
+            ),
+        )
+        # The tasks take PLANTSTREAM_SERVER_SECRET_PREVIOUS from the AWSPREVIOUS stage, and ECS
+        # refuses to start a task whose secret stage does not exist: a second put of the same
+        # value makes the first version AWSPREVIOUS before any rotation has happened.
+        aws.secretsmanager.SecretVersion(
+            f"{name}-server-secret-current",
+            secret_id=secret.id,
+            secret_string=value.result,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[first], ignore_changes=["secretString", "versionStages"]
+            ),
         )
         return secret.arn

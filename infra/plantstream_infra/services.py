@@ -7,6 +7,7 @@ Secrets Manager, and each role has its own least-privilege task role.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,37 +15,15 @@ import pulumi
 import pulumi_aws as aws
 
 from .context import StackContext
+from .environment import PREVIOUS_STAGE, environment
+from .environment import secrets as environment_secrets
 from .network import VPC_CIDR
+from .task_roles import ADMIN_ROLE, task_statements
 
 ROLES = ("ingest", "processor", "api")
+WEB_ROLES = ("ingest", "api")  # serve HTTP behind the load balancer, verify API keys
 CONTAINER = "plantstream"
 CONTAINER_USER = "10001:10001"
-STREAM_READ = [
-    "kinesis:DescribeStream",
-    "kinesis:DescribeStreamSummary",
-    "kinesis:ListShards",
-    "kinesis:GetShardIterator",
-    "kinesis:GetRecords",
-]
-STREAM_WRITE = [
-    "kinesis:PutRecord",
-    "kinesis:PutRecords",
-    "kinesis:DescribeStreamSummary",
-    "kinesis:ListShards",
-]
-# One-off admin tasks (``plantstream keys create --secret NAME``) run on the api task
-# definition and store each new API key as its own secret under this prefix, never in logs.
-ADMIN_ROLE = "api"
-# pragma: allowlist nextline secret
-API_KEY_SECRET_PREFIX = "plantstream/api-keys/"  # noqa: S105 - a name prefix
-API_KEY_SECRET_ACTIONS = [
-    "secretsmanager:CreateSecret",
-    "secretsmanager:PutSecretValue",
-    "secretsmanager:DescribeSecret",
-    "secretsmanager:TagResource",
-]
-API_KEY_KMS_ACTIONS = ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]
-API_KEY_PURPOSE_TAG = ("plantstream:purpose", "api-key")
 
 
 @dataclass(frozen=True)
@@ -75,6 +54,11 @@ class ServicesArgs:
     alb_security_group_id: pulumi.Output[str]
     target_groups: dict[str, aws.lb.TargetGroup]
     listener: aws.lb.Listener
+    # What must exist before a task starts: the rule that routes /v1/readings to the ingest
+    # target group, and a database instance (a cluster endpoint alone takes no connections,
+    # and the start-up migration would fail the tasks into the deployment circuit breaker).
+    listener_rules: Sequence[aws.lb.ListenerRule]
+    database_ready: Sequence[pulumi.Resource]
 
 
 def _doc(*statements: dict[str, Any]) -> pulumi.Output[str]:
@@ -332,61 +316,14 @@ class Services(pulumi.ComponentResource):
         """The processor may read the stream, the ingest may write it; all read their secrets."""
         ctx = args.ctx
         role = self._role(name, ctx, f"ecs-task-{role_name}-role")
-        statements: list[dict[str, Any]] = [
-            {
-                "Sid": "ReadOwnSecrets",
-                "Effect": "Allow",
-                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                "Resource": [args.db_secret_arn, args.redis_auth_secret_arn],
-            },
-            {
-                "Sid": "DecryptOwnSecrets",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt"],
-                "Resource": args.secrets_key_arn,
-            },
-        ]
-        if role_name == "ingest":
-            statements += [
-                {
-                    "Sid": "WriteTheStream",
-                    "Effect": "Allow",
-                    "Action": STREAM_WRITE,
-                    "Resource": args.stream_arn,
-                },
-                {
-                    "Sid": "EncryptRecords",
-                    "Effect": "Allow",
-                    "Action": ["kms:GenerateDataKey"],
-                    "Resource": args.stream_key_arn,
-                },
-            ]
-        elif role_name == "processor":
-            statements += [
-                {
-                    "Sid": "ReadTheStream",
-                    "Effect": "Allow",
-                    "Action": STREAM_READ,
-                    "Resource": args.stream_arn,
-                },
-                {
-                    "Sid": "DecryptRecords",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt"],
-                    "Resource": args.stream_key_arn,
-                },
-            ]
-        else:  # api: readiness only looks at the stream, it never reads or writes records
-            statements.append(
-                {
-                    "Sid": "StreamReadiness",
-                    "Effect": "Allow",
-                    "Action": ["kinesis:DescribeStreamSummary"],
-                    "Resource": args.stream_arn,
-                }
-            )
-        if role_name == ADMIN_ROLE:
-            statements += self._api_key_statements(args)
+        statements = task_statements(
+            role_name,
+            ctx=ctx,
+            stream_arn=args.stream_arn,
+            stream_key_arn=args.stream_key_arn,
+            secrets_key_arn=args.secrets_key_arn,
+            read_secrets=[args.db_secret_arn, args.redis_auth_secret_arn],
+        )
         aws.iam.RolePolicy(
             f"{name}-ecs-task-{role_name}",
             name=ctx.name(f"ecs-task-{role_name}"),
@@ -395,37 +332,6 @@ class Services(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         return role
-
-    @staticmethod
-    def _api_key_statements(args: ServicesArgs) -> list[dict[str, Any]]:
-        """``keys create --secret plantstream/api-keys/...`` writes the new key to its own
-        secret (on the secrets key) and prints only its ARN: write-only, under one prefix."""
-        ctx = args.ctx
-        secrets = ctx.arn("secretsmanager", f"secret:{API_KEY_SECRET_PREFIX}*")
-        tag_key, tag_value = API_KEY_PURPOSE_TAG
-        via = f"secretsmanager.{ctx.region}.amazonaws.com"
-        return [
-            {
-                "Sid": "CreateApiKeySecretsTagged",
-                "Effect": "Allow",
-                "Action": ["secretsmanager:CreateSecret"],
-                "Resource": secrets,
-                "Condition": {"StringEquals": {f"aws:RequestTag/{tag_key}": tag_value}},
-            },
-            {
-                "Sid": "WriteApiKeySecrets",
-                "Effect": "Allow",
-                "Action": [a for a in API_KEY_SECRET_ACTIONS if a != "secretsmanager:CreateSecret"],
-                "Resource": secrets,
-            },
-            {
-                "Sid": "EncryptApiKeySecrets",
-                "Effect": "Allow",
-                "Action": API_KEY_KMS_ACTIONS,
-                "Resource": args.secrets_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": via}},
-            },
-        ]
 
     # ---- tasks and services -----------------------------------------------------------------
 
@@ -442,20 +348,33 @@ class Services(pulumi.ComponentResource):
             "?sslmode=require",
         )
         redis_url = pulumi.Output.concat("rediss://", args.redis_endpoint, f":{args.redis_port}/0")
-        env = {
-            "PLANTSTREAM_ROLE": role,
-            "PLANTSTREAM_STREAM": "kinesis",
-            "PLANTSTREAM_KINESIS_STREAM_NAME": args.stream_name,
-            "PLANTSTREAM_DATABASE_URL": db_url,
-            "PLANTSTREAM_DB_SECRET_ARN": args.db_secret_arn,
-            "PLANTSTREAM_REDIS_URL": redis_url,
-            "PLANTSTREAM_REDIS_AUTH_SECRET_ARN": args.redis_auth_secret_arn,
-            "PLANTSTREAM_HOST": "0.0.0.0",  # noqa: S104 - inside the task's private ENI
-            "PLANTSTREAM_PORT": str(cfg.container_port),
-            "AWS_REGION": ctx.region,
+        # Keys are Settings field names (environment.py turns them into variable names).
+        env: dict[str, Any] = {
+            "stream": "kinesis",
+            "kinesis_stream_name": args.stream_name,
+            "database_url": db_url,
+            "db_secret_arn": args.db_secret_arn,
+            "redis_url": redis_url,
+            "redis_auth_secret_arn": args.redis_auth_secret_arn,
+            "aws_region": ctx.region,
         }
+        secrets: dict[str, Any] = {
+            "database_password": pulumi.Output.concat(args.db_secret_arn, ":password::"),
+            "redis_password": args.redis_auth_secret_arn,
+        }
+        if role in WEB_ROLES:
+            env["host"] = "0.0.0.0"  # noqa: S104 - inside the task's private ENI
+            env["port"] = str(cfg.container_port)
+            # Only the load balancer reaches the tasks (tasks-from-alb), from inside the VPC.
+            env["forwarded_allow_ips"] = VPC_CIDR
+            # API keys are verified against the current secret and, after a rotation
+            # (put-secret-value), against the previous version until keys are re-hashed.
+            secrets["server_secret"] = args.server_secret_arn
+            secrets["server_secret_previous"] = pulumi.Output.concat(
+                args.server_secret_arn, f"::{PREVIOUS_STAGE}:"
+            )
         if role == ADMIN_ROLE:  # a key identifier, not a secret: where `keys create` encrypts
-            env["PLANTSTREAM_API_KEY_KMS_KEY_ID"] = args.secrets_key_arn
+            env["api_key_kms_key_id"] = args.secrets_key_arn
         container: dict[str, Any] = {
             "name": CONTAINER,
             "image": args.image,
@@ -472,15 +391,8 @@ class Services(pulumi.ComponentResource):
                     "readOnly": False,
                 }
             ],
-            "environment": [{"name": k, "value": v} for k, v in env.items()],
-            "secrets": [
-                {
-                    "name": "PLANTSTREAM_DATABASE_PASSWORD",
-                    "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":password::"),
-                },
-                {"name": "PLANTSTREAM_REDIS_PASSWORD", "valueFrom": args.redis_auth_secret_arn},
-                {"name": "PLANTSTREAM_SERVER_SECRET", "valueFrom": args.server_secret_arn},
-            ],
+            "environment": environment(env),
+            "secrets": environment_secrets(secrets),
             "stopTimeout": 30,
             "logConfiguration": {
                 "logDriver": "awslogs",
@@ -540,6 +452,10 @@ class Services(pulumi.ComponentResource):
             }
         service_name = ctx.name(f"plantstream-{role}")
         self.task_definitions[role] = task
+        autoscaled = role == "processor" and cfg.processor_max_count is not None
+        after: list[pulumi.Resource] = [args.listener, *args.database_ready]
+        if role in args.target_groups:
+            after += list(args.listener_rules)
         self.services[role] = aws.ecs.Service(
             f"{name}-{role}",
             name=service_name,
@@ -558,6 +474,51 @@ class Services(pulumi.ComponentResource):
             enable_ecs_managed_tags=True,
             wait_for_steady_state=False,
             tags=ctx.tags(aws.ecs.Service, service_name),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.listener]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=after,
+                # the scaling policy owns the count once it runs
+                ignore_changes=["desiredCount"] if autoscaled else None,
+            ),
             **lb,
+        )
+        if autoscaled:
+            self._processor_scaling(name, args, cluster, self.services[role])
+
+    def _processor_scaling(
+        self, name: str, args: ServicesArgs, cluster: aws.ecs.Cluster, service: aws.ecs.Service
+    ) -> None:
+        """Target tracking on the stream's iterator age (seed 002): more processors when they
+        lag, fewer when idle, never more than there are shards to lease."""
+        cfg = args.ctx.settings.services
+        child = pulumi.ResourceOptions(parent=self)
+        target = aws.appautoscaling.Target(
+            f"{name}-processor-scaling",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.concat("service/", cluster.name, "/", service.name),
+            min_capacity=cfg.processor_min_count,
+            max_capacity=cfg.processor_max_count,
+            tags=args.ctx.tags(aws.appautoscaling.Target),
+            opts=child,
+        )
+        aws.appautoscaling.Policy(
+            f"{name}-processor-iterator-age",
+            name=args.ctx.name("processor-iterator-age"),
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            scalable_dimension=target.scalable_dimension,
+            resource_id=target.resource_id,
+            target_tracking_scaling_policy_configuration={
+                "target_value": float(cfg.processor_target_iterator_age_ms),
+                "customized_metric_specification": {
+                    "namespace": "AWS/Kinesis",
+                    "metric_name": "GetRecords.IteratorAgeMilliseconds",
+                    "dimensions": [{"name": "StreamName", "value": args.stream_name}],
+                    "statistic": "Maximum",
+                },
+                "scale_out_cooldown": 60,
+                "scale_in_cooldown": 300,
+            },
+            opts=child,
         )

@@ -67,8 +67,9 @@ class StreamSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     kind: DatabaseKind = "aurora-serverless"
-    # Aurora PostgreSQL: every 16.x release supports Serverless v2 (16.1 and higher).
-    aurora_engine_version: str = "16.6"
+    # Aurora PostgreSQL major version; the newest minor offered is resolved at deploy time
+    # (database.py). Every 16.x release supports Serverless v2 (16.1 and higher).
+    aurora_engine_version: str = "16"
     # RDS PostgreSQL: a major-version prefix lets RDS pick the current minor release.
     postgres_engine_version: str = "16"
     min_acu: float = 0.5
@@ -123,13 +124,27 @@ class ServiceSettings:
     processor_count: int = 2
     api_count: int = 2
     container_port: int = 8080
+    # Autoscale the processor on the stream's iterator age between these counts (seed 002);
+    # ``processorMaxCount`` unset means a fixed ``processorCount``.
+    processor_min_count: int = 1
+    processor_max_count: int | None = None
+    processor_target_iterator_age_ms: int = 30_000
 
 
 @dataclass(frozen=True)
 class FrontDoorSettings:
+    """How devices outside the VPC get in: HTTPS on the ALB (``certificateArn``), the API
+    Gateway ``POST /ingest`` (``apiGateway``), or nothing, said explicitly (``internalOnly``)."""
+
     certificate_arn: str | None = None
     api_gateway: bool = False
+    api_stage_name: str = "v1"
+    internal_only: bool = False
     alb_ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+
+    @property
+    def reachable_from_outside(self) -> bool:
+        return bool(self.certificate_arn) or self.api_gateway
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,11 @@ class StackSettings:
     alarm_email: str | None = None
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     deviations: Mapping[str, str] = field(default_factory=dict)
+    # Values a seed states that the preset does not reproduce, each with its reason (the
+    # policy-control waivers are ``deviations``; these are everything else a seed says).
+    seed_deviations: Mapping[str, str] = field(default_factory=dict)
+    # Extra stack outputs under the names a seed's own tests read: {seed name: our output}.
+    output_aliases: Mapping[str, str] = field(default_factory=dict)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -226,6 +246,36 @@ class StackSettings:
         _check(
             0 <= cache.snapshot_retention_days <= 35, "cache.snapshotRetentionDays", "must be 0..35"
         )
+        door = self.front_door
+        _check(
+            door.reachable_from_outside != door.internal_only,
+            "frontDoor",
+            "needs a way in from outside the VPC (certificateArn for HTTPS on the load balancer,"
+            " or apiGateway: true) or internalOnly: true to say there is none, not both",
+        )
+        _check(
+            re.fullmatch(r"[A-Za-z0-9_-]{1,128}", door.api_stage_name) is not None,
+            "frontDoor.apiStageName",
+            "must be 1-128 letters, digits, '-' or '_'",
+        )
+        svc = self.services
+        if svc.processor_max_count is not None:
+            _check(
+                svc.processor_min_count <= svc.processor_count <= svc.processor_max_count,
+                "services.processorMinCount/processorCount/processorMaxCount",
+                "need min <= count <= max",
+            )
+            _check(
+                self.stream.mode == "ON_DEMAND"
+                or svc.processor_max_count <= self.stream.shard_count,
+                "services.processorMaxCount",
+                "must not exceed stream.shardCount: a processor leases whole shards, more idle",
+            )
+        _check(
+            all(v.strip() for v in self.seed_deviations.values()),
+            "seedDeviations",
+            "each needs a reason",
+        )
         return self
 
 
@@ -267,6 +317,8 @@ def load_settings() -> StackSettings:
         alarm_email=cfg.get("alarmEmail"),
         extra_tags=cfg.get_object("tags") or {},
         deviations=cfg.get_object("deviations") or {},
+        seed_deviations=cfg.get_object("seedDeviations") or {},
+        output_aliases=cfg.get_object("outputAliases") or {},
         network=_section(NetworkSettings, cfg.get_object("network"), "network"),
         stream=_section(StreamSettings, cfg.get_object("stream"), "stream"),
         database=_section(DatabaseSettings, cfg.get_object("database"), "database"),

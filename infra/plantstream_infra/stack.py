@@ -19,7 +19,7 @@ from .network import Network, NetworkArgs
 from .observability import Observability, ObservabilityArgs
 from .secrets import Secrets, SecretsArgs
 from .services import Services, ServicesArgs
-from .settings import StackSettings
+from .settings import SettingsError, StackSettings
 from .stream import Stream, StreamArgs
 
 
@@ -106,6 +106,8 @@ def define_stack(settings: StackSettings) -> dict[str, Any]:
             alb_security_group_id=front.alb_security_group_id,
             target_groups=front.target_groups,
             listener=front.listener,
+            listener_rules=[front.ingest_rule],
+            database_ready=database.ready,
         ),
     )
     observability = Observability(
@@ -167,12 +169,20 @@ def define_stack(settings: StackSettings) -> dict[str, Any]:
         outputs["aurora_cluster_endpoint"] = database.endpoint
         outputs["aurora_cluster_arn"] = database.arn
     else:
-        outputs["rds_endpoint"] = database.endpoint
+        outputs["rds_endpoint"] = database.endpoint_with_port  # host:port, as RDS reports it
         outputs["rds_arn"] = database.arn
     if front.ingest_api_url is not None:
         outputs["ingest_api_url"] = front.ingest_api_url
+        outputs["api_gateway_url"] = front.ingest_api_base_url
         outputs["api_gateway_id"] = front.api_gateway_id
         outputs["api_gateway_stage"] = front.api_gateway_stage
+    outputs["seed_deviations"] = dict(settings.seed_deviations)
+    for alias, output in settings.output_aliases.items():
+        if output not in outputs:
+            raise SettingsError(
+                f"plantstream:outputAliases.{alias} names unknown output {output!r}"
+            )
+        outputs[alias] = outputs[output]
     return outputs
 
 

@@ -60,6 +60,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:ecs/cluster:Cluster",
         "aws:ecs/service:Service",
         "aws:ecs/taskDefinition:TaskDefinition",
+        "aws:appautoscaling/target:Target",
         "aws:ecr/repository:Repository",
         "aws:iam/role:Role",
         "aws:lb/targetGroup:TargetGroup",

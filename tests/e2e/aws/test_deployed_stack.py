@@ -130,7 +130,34 @@ def test_services_run_private_non_root_read_only_tasks(
             assert container["readonlyRootFilesystem"] is True
             assert container["user"] not in ("", "root", "0")
             assert "nginx" not in container["image"]
-            assert {s["name"] for s in container["secrets"]} >= {"PLANTSTREAM_SERVER_SECRET"}
+            injected = {s["name"] for s in container["secrets"]}
+            server = {"PLANTSTREAM_SERVER_SECRET", "PLANTSTREAM_SERVER_SECRET_PREVIOUS"}
+            if container["command"][-1] == "processor":  # verifies no API keys
+                assert not server & injected
+            else:
+                assert injected >= server
+
+
+def test_the_server_secret_has_the_previous_stage_tasks_read(
+    session: Any, outputs: dict[str, Any]
+) -> None:
+    """ECS refuses to start a task whose secret names a stage that does not exist."""
+    sm = _client(session, "secretsmanager")
+    versions = sm.list_secret_version_ids(SecretId=outputs["server_secret_arn"])["Versions"]
+    stages = {stage for v in versions for stage in v.get("VersionStages", [])}
+    assert {"AWSCURRENT", "AWSPREVIOUS"} <= stages
+
+
+def test_every_service_reaches_a_steady_state(session: Any, outputs: dict[str, Any]) -> None:
+    """Readiness (/readyz, ListShards on the stream) passes, so the ALB keeps the tasks and
+    the deployments complete instead of rolling back."""
+    ecs = _client(session, "ecs")
+    names = list(outputs["ecs_service_names"].values())
+    cluster = outputs["ecs_cluster_name"]
+    for svc in ecs.describe_services(cluster=cluster, services=names)["services"]:
+        (primary,) = [d for d in svc["deployments"] if d["status"] == "PRIMARY"]
+        assert primary["rolloutState"] == "COMPLETED", svc["serviceName"]
+        assert svc["runningCount"] >= 1, svc["serviceName"]
 
 
 def test_log_groups_are_encrypted(session: Any, outputs: dict[str, Any]) -> None:
