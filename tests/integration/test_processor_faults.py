@@ -38,7 +38,7 @@ from fixtures.pipeline import (
 
 from plantstream.local import EmbeddedPostgres, EmbeddedRedis
 from plantstream.model import Reading
-from plantstream.processor import Processor, ProcessorConfig
+from plantstream.processor import DetectionSink, Processor, ProcessorConfig, RedisLatestSink
 from plantstream.processor.rows import Columns
 from plantstream.store.hot import HotState
 from plantstream.store.schema import migrate
@@ -218,7 +218,8 @@ def test_a_killed_processors_shards_are_taken_over_by_the_other(
 
 
 class AppliedOrder:
-    """A batch hook recording, batch by batch, which readings were applied."""
+    """A batch hook recording, batch by batch, which readings were applied (a sink through
+    ``DetectionSink``)."""
 
     def __init__(self) -> None:
         self.batches: list[list[tuple[SensorKey, int]]] = []
@@ -265,9 +266,8 @@ def test_split_and_merge_while_running_keep_device_order_and_lineage(
     processor = Processor(
         database_url=database_url,
         stream=RedisStream(redis_client, stream.name, retention_hours=0),
-        redis_client=redis_client,
         config=ProcessorConfig(stream_name=stream.name, batch_records=10, lease_seconds=5),
-        hooks=[order],
+        sinks=[RedisLatestSink(redis_client), DetectionSink(order, name="order")],
     )
     thread, stop = run_in_thread(processor)
     producing = threading.Thread(target=producer, name="producer", daemon=True)
@@ -341,13 +341,12 @@ def test_processor_reconnects_after_postgresql_restarts(
     produced = Produced({})
     produce(stream, iter(batches[:200]), produced)
     processor = Processor(
-        database_url=private_postgres.url(),
-        stream=stream,
-        redis_client=redis_client,
-        config=ProcessorConfig(stream_name=stream.name, batch_records=5),
         # the embedded server may come back on another port (its old one lingers in
         # TIME_WAIT); look the address up on every connect, as a DNS endpoint would be
-        connect=lambda _url: psycopg.connect(private_postgres.url(), autocommit=True),
+        database_url=private_postgres.url,
+        stream=stream,
+        config=ProcessorConfig(stream_name=stream.name, batch_records=5),
+        sinks=[RedisLatestSink(redis_client)],
     )
     thread, stop = run_in_thread(processor)
     try:
@@ -388,8 +387,8 @@ def test_data_keeps_flowing_while_redis_is_down_and_latest_catches_up(
     processor = Processor(
         database_url=database_url,
         stream=stream,
-        redis_client=hot_client,
         config=ProcessorConfig(stream_name=stream.name, batch_records=20),
+        sinks=[RedisLatestSink(hot_client)],
     )
     produced = Produced({})
     thread, stop = run_in_thread(processor)
