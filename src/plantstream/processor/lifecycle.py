@@ -1,10 +1,5 @@
-"""The lease and checkpoint lifecycle of one processor's shards, as KCL's record processor sees
-it: ``initialize`` (lease taken, resume after its checkpoint), ``lease_lost``, ``shard_ended``.
-
-Any number of processors share a stream's shards, one owner each. A lease carries a fencing
-token that grows on every change of owner; a commit claims the checkpoint only while its
-token stands (``store.leases.claim_checkpoint``), so a processor that lost a lease can no
-longer write. The SQL lives in ``store/leases.py``.
+"""The lease and checkpoint lifecycle of one processor's shards, with KCL's events: initialize,
+lease lost, shard ended, shutdown (the SQL is ``store/leases.py``).
 """
 
 from __future__ import annotations
@@ -50,7 +45,12 @@ class ShardListener(Protocol):
 
 
 class ShardLifecycle:
-    """Takes, renews, checkpoints and releases the leases of one processor (``owner``)."""
+    """Takes, renews, checkpoints and releases the leases of one processor (``owner``).
+
+    Any number of processors share a stream's shards, one owner each. A lease carries a
+    fencing token that grows on every change of owner; a commit claims the checkpoint only
+    while its token stands (``claim``), so a processor that lost a lease can no longer write.
+    """
 
     def __init__(
         self,

@@ -1,8 +1,5 @@
-"""The processor loop: own shards through leases, read, validate, commit, then feed the sinks.
-
-Exactly-once effect: rows, rollups, dead letters, counters and the checkpoint commit together
-(``commit.commit_batch``); the post-commit sinks (Redis latest, detection) follow the commit
-and are idempotent, so a crash anywhere replays safely.
+"""The processor loop: own shards through leases, read, validate, commit, then feed the sinks
+(the store commit is exactly-once; the sinks follow it and are idempotent, so replays are safe).
 """
 
 from __future__ import annotations
@@ -37,6 +34,8 @@ _RELEASE_TIMEOUT_S = 2.0
 
 @dataclass(slots=True)
 class ProcessorConfig:
+    """How one processor works: its stream, batch size, lease length and lease owner name."""
+
     stream_name: str
     batch_records: int = 500
     lease_seconds: float = 10.0
