@@ -19,7 +19,7 @@ import redis
 
 from plantstream.detect import DetectionEngine
 from plantstream.model import Reading, now_us
-from plantstream.processor import Processor, ProcessorConfig
+from plantstream.processor import DetectionSink, Processor, ProcessorConfig, RedisLatestSink
 from plantstream.simulate import FaultKind, Plant
 from plantstream.simulate.faults import Fault
 from plantstream.stream import RedisStream, pack_readings
@@ -146,9 +146,8 @@ def main() -> None:
         processor = Processor(
             database_url=database_url,
             stream=stream,
-            redis_client=client,
             config=ProcessorConfig(stream_name=stream.name, batch_records=args.batch_records),
-            hooks=[engine],
+            sinks=[RedisLatestSink(client), DetectionSink(engine)],
         )
         started = time.perf_counter()
         idle = 0

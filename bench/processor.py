@@ -18,7 +18,7 @@ import psycopg
 import redis
 
 from plantstream.model import Reading, now_us
-from plantstream.processor import Processor, ProcessorConfig
+from plantstream.processor import Processor, ProcessorConfig, RedisLatestSink
 from plantstream.processor.rows import Columns
 from plantstream.processor.writer import readings_copy_buffer
 from plantstream.simulate import Plant
@@ -92,8 +92,8 @@ def run_processor(
     processor = Processor(
         database_url=database_url,
         stream=stream,
-        redis_client=client,
         config=ProcessorConfig(stream_name=stream.name, batch_records=args.batch_records),
+        sinks=[RedisLatestSink(client)],
     )
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")  # every phase starts with no dirty pages to flush

@@ -5,18 +5,31 @@ Fault injection wraps the real moto client: it withholds some records or raises 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
+import psycopg
 import pytest
+import redis
 from botocore.exceptions import ClientError
+from fixtures.faults import wait_until
 from fixtures.kinesis import MOTO_REGION, dummy_session
+from fixtures.pipeline import (
+    Produced,
+    assert_books_balance,
+    assert_rollups_match_raw,
+    produce,
+    simulated_readings,
+    stored_readings,
+)
 
 from plantstream.errors import InvalidInputError, StreamThrottledError, StreamUnavailableError
 from plantstream.local.ports import free_port
+from plantstream.processor import Processor
 from plantstream.stream.base import HASH_SPACE_END, PutEntry, ShardInfo, StreamRecord
-from plantstream.stream.hashing import shard_for
+from plantstream.stream.hashing import partition_key, shard_for
 from plantstream.stream.kinesis import (
     MAX_RECORD_BYTES,
     KinesisStream,
@@ -95,6 +108,42 @@ class RaisingCalls(Wrapper):
             return real(**request)
 
         return call
+
+
+class ThrottledShard(Wrapper):
+    """Throttles every GetRecords of one shard while ``throttling``; counts those refusals.
+
+    It follows the shard's iterators (from GetShardIterator, then each NextShardIterator),
+    as Kinesis' per-shard read limit applies to them and to no other shard's.
+    """
+
+    def __init__(self, real: Any, shard_id: str) -> None:
+        super().__init__(real)
+        self.shard_id = shard_id
+        self.throttling = True
+        self.refused = 0
+        self._iterators: set[str] = set()
+        self._lock = threading.Lock()  # the processor reads on two threads
+
+    def get_shard_iterator(self, **request: Any) -> dict[str, Any]:
+        response = dict(self.real.get_shard_iterator(**request))
+        if request["ShardId"] == self.shard_id:
+            with self._lock:
+                self._iterators.add(response["ShardIterator"])
+        return response
+
+    def get_records(self, **request: Any) -> dict[str, Any]:
+        with self._lock:
+            ours = request["ShardIterator"] in self._iterators
+            if ours and self.throttling:
+                self.refused += 1
+                error = {"Error": {"Code": THROTTLED, "Message": "injected"}}
+                raise ClientError(error, "GetRecords")
+        response = dict(self.real.get_records(**request))
+        if ours and response.get("NextShardIterator"):
+            with self._lock:
+                self._iterators.add(response["NextShardIterator"])
+        return response
 
 
 class MotoListShardsPaging(Wrapper):
@@ -323,8 +372,14 @@ def test_read_throttling_backs_off_and_returns_nothing(
     recovered = stream.read("shardId-000000000000", None, 10)
 
     assert all(not r.records and not r.end_of_shard for r in throttled)
-    assert len(sleeps) == 2
+    # the backoff is handed to the caller (who skips the shard meanwhile), never slept here,
+    # and it grows while the throttling lasts
+    assert sleeps == []
+    delays = [r.retry_after or 0.0 for r in throttled]
+    assert all(delay > 0 for delay in delays)
+    assert delays[0] <= delays[1]
     assert [record.data for record in recovered.records] == [b"k#0"]
+    assert recovered.retry_after is None
 
 
 def test_list_shards_follows_pagination(make_kinesis_stream: MakeStream, moto_kinesis: Any) -> None:
@@ -415,3 +470,59 @@ def test_create_stream_with_kms_key_is_encrypted(moto_kinesis: Any) -> None:
     assert arn.endswith(":stream/encrypted-readings")
     assert summary["StreamDescriptionSummary"]["EncryptionType"] == "KMS"
     assert summary["StreamDescriptionSummary"]["KeyId"] == "alias/plantstream"
+
+
+def test_a_throttled_shard_is_skipped_while_the_others_keep_flowing(
+    make_kinesis_stream: MakeStream,
+    moto_kinesis: Any,
+    database_url: str,
+    db: psycopg.Connection,
+    redis_client: redis.Redis,
+    make_processor: Callable[..., Processor],
+) -> None:
+    """One shard refuses every read; the processor stores the other shard's readings anyway,
+    without asking the refusing one again before its backoff ran out, and catches up after."""
+    probe = make_kinesis_stream(shards=2)
+    throttled_shard, free_shard = (s.shard_id for s in probe.list_shards())
+    client = ThrottledShard(moto_kinesis, throttled_shard)
+    stream = KinesisStream(client, probe.name)
+    produced = Produced({})
+    produce(stream, simulated_readings(seconds=80, facilities=2, machines=4), produced)
+    shards = stream.list_shards()
+    on_shard: dict[str, dict[tuple[str, str, str, int], float]] = {}
+    for key, value in produced.readings.items():
+        shard = shard_for(partition_key(key[0], key[1]), shards).shard_id
+        on_shard.setdefault(shard, {})[key] = value
+    assert set(on_shard) == {throttled_shard, free_shard}
+    free_records = len(read_all(probe, free_shard))
+    batch_records = 5
+
+    processor = make_processor(database_url, stream, redis_client, batch_records=batch_records)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,), name="processor", daemon=True)
+    thread.start()
+    try:
+        wait_until(
+            lambda: stored_readings(db) == on_shard[free_shard],
+            timeout=60,
+            what="the free shard's readings stored",
+        )
+        # the throttled shard is still refused: none of it stored, and it was asked again only
+        # as its growing backoff allowed, not once per pass over the shards (at least one
+        # batch of the free shard per pass)
+        assert client.refused >= 1
+        passes = free_records / batch_records
+        assert client.refused < passes / 2, f"{client.refused} refused reads in {passes} passes"
+        client.throttling = False
+        wait_until(
+            lambda: stored_readings(db) == produced.readings,
+            timeout=60,
+            what="the throttled shard's readings stored once it answers again",
+        )
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert_rollups_match_raw(db)
+    assert_books_balance(db)

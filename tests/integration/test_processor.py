@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +26,9 @@ from fixtures.pipeline import (
 from plantstream.errors import LeaseLostError
 from plantstream.model import Reading, now_us
 from plantstream.processor import Processor
+from plantstream.processor.rows import Columns
 from plantstream.store.hot import HotState
+from plantstream.store.sensors import SensorKey
 from plantstream.stream import RedisStream, pack_readings
 from plantstream.stream.base import PutEntry
 
@@ -279,3 +283,52 @@ def test_the_processor_drains_kinesis_exactly_once(
     assert_books_balance(db)
     checkpoints = db.execute("SELECT count(*) FROM shard_leases WHERE checkpoint <> ''").fetchone()
     assert checkpoints == (2,)
+
+
+class FlakyHook:
+    """A batch hook that fails its first ``failures`` calls, as detection does while its
+    state store is away; records what it was given."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.seen: list[tuple[SensorKey, int]] = []
+
+    def __call__(self, rows: Columns, keys: Mapping[int, SensorKey]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("detector state unavailable")
+        self.seen += [
+            (keys[s], t) for s, t in zip(rows.sensor_id.tolist(), rows.ts_us.tolist(), strict=True)
+        ]
+
+
+def test_a_failing_sink_is_retried_and_catches_up_on_every_batch_in_order(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    produced = Produced({})
+    produce(stream, simulated_readings(seconds=20, facilities=1, machines=2), produced)
+    hook = FlakyHook(failures=3)
+    processor = make_processor(database_url, stream, redis_client, hooks=[hook], batch_records=5)
+    with caplog.at_level(logging.INFO, logger="plantstream.processor"):
+        drain(processor)
+        # the data did not wait for the sink; the sink's retries follow their backoff
+        assert stored_readings(db) == produced.readings
+        deadline = time.monotonic() + 30
+        while processor.sinks.behind():
+            assert time.monotonic() < deadline, "the sink never caught up"
+            processor.step()
+    assert hook.failures == 0
+    assert sorted(hook.seen) == sorted(((f, d, m), ts) for f, d, m, ts in produced.readings)
+    assert len(hook.seen) == len(set(hook.seen)), "a batch was handed over twice"
+    last: dict[SensorKey, int] = {}
+    for sensor, ts in hook.seen:
+        assert ts > last.get(sensor, -1), f"{sensor} went back in time"
+        last[sensor] = ts
+    failures = [r for r in caplog.records if "sink detection-0 failed" in r.getMessage()]
+    assert len(failures) == 3
+    assert any(r.getMessage() == "sink detection-0 caught up" for r in caplog.records)

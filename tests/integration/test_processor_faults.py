@@ -7,8 +7,10 @@ with the accepted set exactly, and the rollups with the raw rows.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from fixtures.faults import (
     stored_count,
     wait_until,
 )
+from fixtures.kinesis import MOTO_REGION, dummy_session
 from fixtures.pipeline import (
     Produced,
     assert_books_balance,
@@ -36,11 +39,13 @@ from fixtures.pipeline import (
     stored_readings,
 )
 
+from plantstream.aws import CredentialSource
 from plantstream.local import EmbeddedPostgres, EmbeddedRedis
 from plantstream.model import Reading
-from plantstream.processor import Processor, ProcessorConfig
+from plantstream.processor import DetectionSink, Processor, ProcessorConfig, RedisLatestSink
 from plantstream.processor.rows import Columns
 from plantstream.store.hot import HotState
+from plantstream.store.partitions import ensure_window
 from plantstream.store.schema import migrate
 from plantstream.store.sensors import SensorKey
 from plantstream.stream import RedisStream
@@ -218,7 +223,8 @@ def test_a_killed_processors_shards_are_taken_over_by_the_other(
 
 
 class AppliedOrder:
-    """A batch hook recording, batch by batch, which readings were applied."""
+    """A batch hook recording, batch by batch, which readings were applied (a sink through
+    ``DetectionSink``)."""
 
     def __init__(self) -> None:
         self.batches: list[list[tuple[SensorKey, int]]] = []
@@ -265,9 +271,8 @@ def test_split_and_merge_while_running_keep_device_order_and_lineage(
     processor = Processor(
         database_url=database_url,
         stream=RedisStream(redis_client, stream.name, retention_hours=0),
-        redis_client=redis_client,
         config=ProcessorConfig(stream_name=stream.name, batch_records=10, lease_seconds=5),
-        hooks=[order],
+        sinks=[RedisLatestSink(redis_client), DetectionSink(order, name="order")],
     )
     thread, stop = run_in_thread(processor)
     producing = threading.Thread(target=producer, name="producer", daemon=True)
@@ -341,13 +346,12 @@ def test_processor_reconnects_after_postgresql_restarts(
     produced = Produced({})
     produce(stream, iter(batches[:200]), produced)
     processor = Processor(
-        database_url=private_postgres.url(),
-        stream=stream,
-        redis_client=redis_client,
-        config=ProcessorConfig(stream_name=stream.name, batch_records=5),
         # the embedded server may come back on another port (its old one lingers in
         # TIME_WAIT); look the address up on every connect, as a DNS endpoint would be
-        connect=lambda _url: psycopg.connect(private_postgres.url(), autocommit=True),
+        database_url=private_postgres.url,
+        stream=stream,
+        config=ProcessorConfig(stream_name=stream.name, batch_records=5),
+        sinks=[RedisLatestSink(redis_client)],
     )
     thread, stop = run_in_thread(processor)
     try:
@@ -388,8 +392,8 @@ def test_data_keeps_flowing_while_redis_is_down_and_latest_catches_up(
     processor = Processor(
         database_url=database_url,
         stream=stream,
-        redis_client=hot_client,
         config=ProcessorConfig(stream_name=stream.name, batch_records=20),
+        sinks=[RedisLatestSink(hot_client)],
     )
     produced = Produced({})
     thread, stop = run_in_thread(processor)
@@ -421,4 +425,81 @@ def test_data_keeps_flowing_while_redis_is_down_and_latest_catches_up(
         stop_thread(thread, stop)
         hot_client.close()
         check_client.close()
+    assert_stored_exactly(db, produced)
+
+
+def test_the_processor_follows_a_rotated_database_password(
+    moto_endpoint: str,
+    postgres_admin_url: str,
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+) -> None:
+    """Credentials from Secrets Manager rotate while the processor runs: its sessions are
+    ended, and the new ones log in with the new password; nothing is lost or repeated."""
+    secrets = dummy_session().client(
+        "secretsmanager", region_name=MOTO_REGION, endpoint_url=moto_endpoint
+    )
+    role = f"rotating_{uuid.uuid4().hex[:8]}"
+    name = psycopg.sql.Identifier(role)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD 'one'").format(name))
+    arn = secrets.create_secret(
+        Name=f"plantstream/{role}", SecretString=json.dumps({"username": role, "password": "one"})
+    )["ARN"]
+    base = database_url.split("@", 1)[1]
+    source = CredentialSource(
+        f"postgresql://placeholder@{base}", secret_arn=arn, client=secrets, ttl=0
+    )
+    batches = list(simulated_readings(seconds=60, facilities=1, machines=2))
+    produced = Produced({})
+    produce(stream, iter(batches[:30]), produced)
+    ensure_window(db, past_days=1)  # so the role owns no partition: it can be dropped after
+    processor = Processor(
+        database_url=source,
+        stream=stream,
+        config=ProcessorConfig(stream_name=stream.name, batch_records=10),
+        sinks=[RedisLatestSink(redis_client)],
+    )
+    thread, stop = run_in_thread(processor)
+    try:
+        wait_until(lambda: stored_count(db) >= len(produced), timeout=30, what="the first readings")
+        # rotation: secret and role change together; the sessions of the old password end
+        secrets.put_secret_value(
+            SecretId=arn, SecretString=json.dumps({"username": role, "password": "two"})
+        )
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD 'two'").format(name))
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (role,),
+            )
+        produce(stream, iter(batches[30:]), produced)
+        wait_until(
+            lambda: stored_count(db) >= len(produced),
+            timeout=60,
+            what="every reading stored after the rotation",
+        )
+        assert thread.is_alive()
+        sessions = db.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (role,)
+        ).fetchone()
+        assert sessions is not None
+        assert sessions[0] >= 1  # the processor's new sessions, logged in after the rotation
+    finally:
+        stop_thread(thread, stop)
+        # its sessions own temp tables until they are gone
+        wait_until(
+            lambda: (
+                db.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (role,)
+                ).fetchone()
+                == (0,)
+            ),
+            timeout=30,
+            what="the rotated role's sessions to end",
+        )
+        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(name))
     assert_stored_exactly(db, produced)

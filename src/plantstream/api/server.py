@@ -59,7 +59,11 @@ def run_server(
         from plantstream.cli.serve import build_processor
 
         processor = build_processor(
-            settings, endpoints.database_url, endpoints.redis_url, connect=endpoints.connect
+            settings,
+            endpoints.database_url,
+            endpoints.redis_url,
+            connect=endpoints.connect,
+            conninfo=endpoints.conninfo,
         )
         processor_thread = threading.Thread(
             target=processor.run, args=(stop,), name="processor", daemon=True

@@ -19,7 +19,14 @@ from plantstream.errors import ConfigError
 from plantstream.local import resolve_endpoints
 from plantstream.local.watchdog import watch_embedded
 from plantstream.model import TimeWindow
-from plantstream.processor import BatchHook, Processor, ProcessorConfig
+from plantstream.processor import (
+    BatchHook,
+    DetectionSink,
+    PostCommitSink,
+    Processor,
+    ProcessorConfig,
+    RedisLatestSink,
+)
 from plantstream.settings import Settings, load_settings
 from plantstream.store.schema import migrate
 from plantstream.stream.factory import open_stream
@@ -68,15 +75,23 @@ def build_processor(
     redis_url: str,
     *,
     connect: Callable[[str], psycopg.Connection] | None = None,
+    conninfo: Callable[[], str] | None = None,
 ) -> Processor:
+    """The processor with its sinks: Redis latest values, then detection (when enabled).
+
+    ``conninfo`` (e.g. ``Endpoints.conninfo``) gives the processor's pool the URL to use
+    now, so rotated credentials are followed; ``connect`` is the detection engine's.
+    """
     stream = open_stream(settings, redis_url=redis_url)
     client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    sinks: list[PostCommitSink] = [RedisLatestSink(client)]
+    sinks += [
+        DetectionSink(hook) for hook in build_detection(settings, database_url, client, connect)
+    ]
     return Processor(
-        database_url=database_url,
+        database_url=conninfo or database_url,
         stream=stream,
-        hooks=build_detection(settings, database_url, client, connect),
-        redis_client=client,
-        connect=connect,
+        sinks=sinks,
         config=ProcessorConfig(
             stream_name=stream.name,
             batch_records=settings.processor_batch_records,
@@ -115,7 +130,11 @@ def serve(
     watch_embedded(endpoints, stop)  # a full disk stops them; bring them back when it is not
     if role is Role.PROCESSOR:
         build_processor(
-            settings, endpoints.database_url, endpoints.redis_url, connect=endpoints.connect
+            settings,
+            endpoints.database_url,
+            endpoints.redis_url,
+            connect=endpoints.connect,
+            conninfo=endpoints.conninfo,
         ).run(stop)
         return
     from plantstream.api.server import run_server  # the web roles

@@ -1,5 +1,24 @@
-"""The exactly-once processor: stream shards -> PostgreSQL and Redis."""
+"""The exactly-once processor: stream shards -> PostgreSQL, then the post-commit sinks."""
 
-from plantstream.processor.runner import BatchHook, Processor, ProcessorConfig
+from plantstream.processor.lifecycle import Lease, ShardLifecycle, ShardListener
+from plantstream.processor.runner import Processor, ProcessorConfig
+from plantstream.processor.sinks import (
+    BatchHook,
+    DetectionSink,
+    PostCommitSink,
+    RedisLatestSink,
+    SinkBatch,
+)
 
-__all__ = ["BatchHook", "Processor", "ProcessorConfig"]
+__all__ = [
+    "BatchHook",
+    "DetectionSink",
+    "Lease",
+    "PostCommitSink",
+    "Processor",
+    "ProcessorConfig",
+    "RedisLatestSink",
+    "ShardLifecycle",
+    "ShardListener",
+    "SinkBatch",
+]

@@ -21,9 +21,12 @@ SHARD_LAG_MS = Gauge(
 OWNED_SHARDS = Gauge("plantstream_processor_owned_shards", "Shards this process holds.")
 ERRORS = Counter(
     "plantstream_processor_errors",
-    "Errors the processor recovered from, by kind (postgres, disk_full, stream, redis, hook).",
+    "Errors the processor recovered from, by kind (postgres, disk_full, stream, or the name "
+    "of the post-commit sink that failed: redis, detection, ...).",
     ["kind"],
 )
-REDIS_BEHIND = Gauge(
-    "plantstream_processor_redis_behind", "1 while Redis missed updates and awaits catch-up."
+SINK_BEHIND = Gauge(
+    "plantstream_processor_sink_behind",
+    "1 while a post-commit sink (redis, detection, ...) missed batches and awaits catch-up.",
+    ["sink"],
 )

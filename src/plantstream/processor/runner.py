@@ -1,7 +1,5 @@
-"""The processor loop: own shards through leases, read, validate, commit, update Redis, detect.
-
-Exactly-once effect: rows, rollups, dead letters, counters and the checkpoint commit together;
-Redis and detection follow the commit and are idempotent, so a crash anywhere replays safely.
+"""The processor loop: own shards through leases, read, validate, commit, then feed the sinks
+(the store commit is exactly-once; the sinks follow it and are idempotent, so replays are safe).
 """
 
 from __future__ import annotations
@@ -12,45 +10,32 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
-from typing import Protocol
 
-import numpy as np
 import psycopg
-import redis
 
 from plantstream.errors import LeaseLostError, StreamError
 from plantstream.model import TimeWindow
 from plantstream.processor import metrics
-from plantstream.processor.decode import Decoded, decode_records
-from plantstream.processor.leases import Lease, LeaseManager
-from plantstream.processor.rows import Columns, RowBatch
-from plantstream.processor.writer import CopyReady, commit_batch, copy_ready, prepare_connection
-from plantstream.store.hot import HotState, LatestRow
-from plantstream.store.partitions import ensure_partitions
-from plantstream.store.sensors import SensorKey, SensorRegistry
+from plantstream.processor.backoff import ShardBackoff
+from plantstream.processor.commit import Committed, commit_batch
+from plantstream.processor.connections import Conninfo, processor_pool
+from plantstream.processor.lifecycle import Lease, ShardLifecycle
+from plantstream.processor.prepare import BatchPreparer, Prepared
+from plantstream.processor.rows import Columns
+from plantstream.processor.sinks import PostCommitSink, SinkManager
 from plantstream.stream.base import Stream
 
 log = logging.getLogger(__name__)
-_DAY_US = 86_400_000_000
-_EPOCH_DAY = date(1970, 1, 1)
-
-
-class BatchHook(Protocol):
-    """Runs after a batch committed (detection); must be idempotent and must not raise.
-
-    ``rows`` are the newly stored readings sorted by (sensor, time); ``keys`` maps a sensor
-    id to its (facility, device, metric).
-    """
-
-    def __call__(self, rows: Columns, keys: Mapping[int, SensorKey]) -> None: ...
+_RELEASE_TIMEOUT_S = 2.0
 
 
 @dataclass(slots=True)
 class ProcessorConfig:
+    """How one processor works: its stream, batch size, lease length and lease owner name."""
+
     stream_name: str
     batch_records: int = 500
     lease_seconds: float = 10.0
@@ -60,95 +45,46 @@ class ProcessorConfig:
     rebalance_every: float = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A shard batch read and decoded, ready to commit from checkpoint ``after``."""
-
-    shard_id: str
-    after: str | None
-    checkpoint: str | None
-    end_of_shard: bool
-    record_count: int
-    batch: RowBatch
-    ready: CopyReady
-
-
 class Processor:
-    """One processor process's worth of work; ``run`` loops until ``stop`` is set."""
+    """One processor process's worth of work; ``run`` loops until ``stop`` is set.
+
+    ``database_url`` is a conninfo string or a callable returning one (asked again for every
+    new connection: rotated credentials, a moved server). ``sinks`` run after every commit in
+    the order given; ``register`` adds more before ``run``.
+    """
 
     def __init__(
         self,
         *,
-        database_url: str,
+        database_url: Conninfo,
         stream: Stream,
-        redis_client: redis.Redis | None,
         config: ProcessorConfig,
-        hooks: Sequence[BatchHook] = (),
-        connect: Callable[[str], psycopg.Connection] | None = None,
+        sinks: Sequence[PostCommitSink] = (),
     ) -> None:
-        self.database_url = database_url
         self.stream = stream
-        self.hot = HotState(redis_client) if redis_client is not None else None
         self.config = config
-        self.hooks = list(hooks)
-        self._connect = connect or (lambda url: psycopg.connect(url, autocommit=True))
-        self._conn: psycopg.Connection | None = None
-        self._prep_conn: psycopg.Connection | None = None  # the prefetch thread's own
+        self.pool = processor_pool(database_url, name=f"processor-{config.owner}")
+        self.sinks = SinkManager()
+        for sink in sinks:
+            self.register(sink)
+        self.backoff = ShardBackoff()
+        self.leases = ShardLifecycle(
+            stream=config.stream_name,
+            owner=config.owner,
+            lease_seconds=config.lease_seconds,
+            listeners=[_ShardEvents(self)],
+        )
+        self.preparer = BatchPreparer(
+            stream=stream, pool=self.pool, window=config.window, limit=config.batch_records
+        )
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self._carry: Future[Prepared] | None = None
-        self._leases: LeaseManager | None = None
-        self.registry = SensorRegistry()
-        self._keys_by_id: dict[int, SensorKey] = {}
-        self._known_days: set[int] = set()
-        self._redis_behind = True  # catch up from PostgreSQL once at start
         self._last_rebalance = 0.0
         self.processed = 0
 
-    # -- connection management --------------------------------------------------------
-
-    @property
-    def conn(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = self._connect(self.database_url)
-            prepare_connection(self._conn)
-            owned = self._leases.owned if self._leases else {}
-            self._leases = LeaseManager(
-                self._conn,
-                stream=self.config.stream_name,
-                owner=self.config.owner,
-                lease_seconds=self.config.lease_seconds,
-            )
-            self._leases.owned.update(owned)  # still ours if the tokens stand; renew tells
-        return self._conn
-
-    @property
-    def leases(self) -> LeaseManager:
-        _ = self.conn  # (re)connects and builds the lease manager when needed
-        if self._leases is None:
-            raise RuntimeError("lease manager missing after connect")
-        return self._leases
-
-    @property
-    def prep_conn(self) -> psycopg.Connection:
-        if self._prep_conn is None or self._prep_conn.closed:
-            self._prep_conn = self._connect(self.database_url)
-        return self._prep_conn
-
-    def _drop_connection(self) -> None:
-        for conn in (self._conn, self._prep_conn):
-            if conn is not None:
-                with contextlib.suppress(psycopg.Error):
-                    conn.close()
-        self._conn = self._prep_conn = None
-
-    def _drop_broken_connections(self) -> None:
-        """Close the connections a failure left inside a transaction; keep the idle ones."""
-        if not _idle(self._conn):
-            self._drop_connection()
-        elif self._prep_conn is not None and not _idle(self._prep_conn):
-            with contextlib.suppress(psycopg.Error):
-                self._prep_conn.close()
-            self._prep_conn = None
+    def register(self, sink: PostCommitSink) -> None:
+        """Feed ``sink`` every committed batch from now on (it catches up first)."""
+        self.sinks.register(sink)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -161,9 +97,10 @@ class Processor:
                 backoff = 0.1
                 if not worked:
                     stop.wait(self.config.idle_wait)
+                continue
             except psycopg.errors.DiskFull as exc:
-                # PostgreSQL itself is fine and the transaction rolled back: keep the
-                # connections (a new one would write its temp tables to the full disk)
+                # PostgreSQL itself is fine and the transaction rolled back: the pool keeps
+                # the connections (a new one would write its temp tables to the full disk)
                 metrics.ERRORS.labels("disk_full").inc()
                 log.error(
                     "PostgreSQL is out of disk space: %s; nothing of the batch was stored, it "
@@ -171,72 +108,73 @@ class Processor:
                     _first_line(exc),
                     backoff,
                 )
-                self._drop_broken_connections()
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # broken connections went back to the pool, which replaces them
                 metrics.ERRORS.labels("postgres").inc()
                 log.warning("PostgreSQL unavailable (%s); retrying in %.1fs", exc, backoff)
-                self._drop_connection()
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
             except StreamError as exc:
                 metrics.ERRORS.labels("stream").inc()
                 log.warning("stream unavailable (%s); retrying in %.1fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
         self.shutdown()
 
     def shutdown(self) -> None:
-        try:
-            if self._conn is not None and not self._conn.closed:
-                self.leases.release_all()
-        except psycopg.Error as exc:
-            log.warning("could not release leases: %s", exc)
+        """Drop the prefetched batch, give the leases back, close the connections (idempotent)."""
         self._discard(self._carry)
         self._carry = None
         self._prefetcher.shutdown(wait=True)
-        self._drop_connection()
+        if self.pool.closed:
+            return
+        try:
+            with self.pool.connection(timeout=_RELEASE_TIMEOUT_S) as conn:
+                self.leases.shutdown(conn)
+        except psycopg.Error as exc:  # no connection: the leases simply expire
+            log.warning("could not release leases: %s", exc)
+            self.leases.shutdown(None)
+        self.pool.close()
 
     def rebalance(self) -> None:
-        shards = self.stream.list_shards()
-        self.leases.sync_shards(shards)
-        lost = self.leases.renew()
-        for shard in lost:
-            log.info("lease on %s lost", shard)
-        for lease in self.leases.acquire():
-            log.info("took lease on %s (token %d)", lease.shard_id, lease.token)
+        with self.pool.connection() as conn:
+            self._rebalance(conn)
+
+    def _rebalance(self, conn: psycopg.Connection) -> None:
+        self.leases.rebalance(conn, self.stream.list_shards())
         metrics.OWNED_SHARDS.set(len(self.leases.owned))
         self._last_rebalance = time.monotonic()
 
     def step(self) -> int:
-        """One batch from each owned shard; returns the number of records handled.
+        """One batch from each owned shard not backing off; returns the records handled.
 
         While one shard's batch commits (PostgreSQL works, the GIL is free), the next
         shard's batch is read and decoded on the prefetch thread.
         """
-        # renew well inside the lease, or a live processor could briefly look dead
-        every = min(self.config.rebalance_every, self.config.lease_seconds / 3)
-        if time.monotonic() - self._last_rebalance >= every:
-            self.rebalance()
-        self._catch_up_redis()
-        leases = list(self.leases.owned.values())
-        handled = 0
-        upcoming = self._carried_over(leases[0]) if leases else None
-        for i, lease in enumerate(leases):
-            prepared = (
-                upcoming.result()
-                if upcoming is not None
-                else self.prepare(lease.shard_id, lease.checkpoint)
-            )
-            # the next shard in turn (wrapping round: the first one's checkpoint has moved)
-            upcoming = self._prefetch(leases[(i + 1) % len(leases)])
-            try:
-                handled += self._apply(lease, prepared)
-            except BaseException:
-                self._discard(upcoming)
-                raise
-        self._carry = upcoming
+        with self.pool.connection() as conn:
+            # renew well inside the lease, or a live processor could briefly look dead
+            every = min(self.config.rebalance_every, self.config.lease_seconds / 3)
+            if time.monotonic() - self._last_rebalance >= every:
+                self._rebalance(conn)
+            self.sinks.catch_up(conn)
+            leases = [ls for ls in self.leases.owned.values() if self.backoff.ready(ls.shard_id)]
+            handled = 0
+            upcoming = self._carried_over(leases[0]) if leases else None
+            for i, lease in enumerate(leases):
+                if upcoming is not None:
+                    prepared = upcoming.result()
+                elif self.backoff.ready(lease.shard_id):
+                    prepared = self.prepare(lease.shard_id, lease.checkpoint)
+                else:
+                    continue  # pushed back earlier in this very step
+                # the next shard in turn (wrapping round: the first one's checkpoint has moved)
+                following = leases[(i + 1) % len(leases)]
+                ahead = following is not lease and self.backoff.ready(following.shard_id)
+                upcoming = self._prefetch(following) if ahead else None
+                try:
+                    handled += self._apply(conn, lease, prepared)
+                except BaseException:
+                    self._discard(upcoming)
+                    raise
+            self._carry = upcoming
         return handled
 
     def _carried_over(self, lease: Lease) -> Future[Prepared] | None:
@@ -263,157 +201,59 @@ class Processor:
 
     def prepare(self, shard_id: str, after: str | None) -> Prepared:
         """Read and decode the next batch of a shard; resolve its sensors and partitions."""
-        result = self.stream.read(shard_id, after, self.config.batch_records)
-        if result.behind_ms is not None:
-            metrics.SHARD_LAG_MS.labels(shard_id).set(result.behind_ms)
-        checkpoint = result.records[-1].sequence if result.records else after
-        decoded = decode_records(result.records, shard_id=shard_id, window=self.config.window)
-        rows, facilities = self._columns(decoded)
-        if len(rows):
-            self._ensure_days(set(np.unique(rows.ts_us // _DAY_US).tolist()))
-        batch = RowBatch(rows, facilities, decoded.dead_letters, decoded.counters)
-        return Prepared(
-            shard_id,
-            after,
-            checkpoint,
-            result.end_of_shard,
-            len(result.records),
-            batch,
-            copy_ready(rows),
-        )
+        return self.preparer.prepare(shard_id, after)
 
-    def _apply(self, lease: Lease, prepared: Prepared) -> int:
+    def _apply(self, conn: psycopg.Connection, lease: Lease, prepared: Prepared) -> int:
+        if prepared.retry_after is not None:
+            self.backoff.defer(lease.shard_id, prepared.retry_after)
         if not prepared.record_count and not prepared.end_of_shard:
             return 0
         started = time.perf_counter()
         try:
-            stored = self.commit(lease, prepared)
+            committed = self._commit(conn, lease, prepared)
         except LeaseLostError:
             log.info("lease on %s lost before commit; batch left for the new owner", lease.shard_id)
-            self.leases.forget(lease.shard_id)
+            self.leases.lost(lease.shard_id)
             return 0
-        lease.checkpoint = prepared.checkpoint
-        if prepared.end_of_shard:
-            log.info("shard %s finished", lease.shard_id)
-            self.leases.forget(lease.shard_id)
-            self._last_rebalance = 0.0  # its children may start now
-        self._after_commit(stored)
+        self.leases.committed(lease, prepared.checkpoint, finished=prepared.end_of_shard)
+        self.sinks.committed(committed.stored, self.preparer.keys_by_id)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        self.processed += len(stored)
+        self.processed += len(committed.stored)
         return max(1, prepared.record_count)
 
     def commit(self, lease: Lease, prepared: Prepared) -> Columns:
         """Commit a prepared batch under ``lease``; raises ``LeaseLostError`` if fenced out."""
+        with self.pool.connection() as conn:
+            return self._commit(conn, lease, prepared).stored
+
+    def _commit(self, conn: psycopg.Connection, lease: Lease, prepared: Prepared) -> Committed:
         if prepared.after != lease.checkpoint or prepared.shard_id != lease.shard_id:
             raise LeaseLostError("the batch was not read from this lease's checkpoint")
-        stored, counters = commit_batch(
-            self.conn,
-            prepared.batch,
-            stream=self.config.stream_name,
-            shard_id=lease.shard_id,
-            owner=self.config.owner,
-            token=lease.token,
-            previous=lease.checkpoint,
-            checkpoint=prepared.checkpoint or "",
-            finished=prepared.end_of_shard,
-            lease_seconds=self.config.lease_seconds,
-            ready=prepared.ready,
-        )
-        for (facility, counter), value in counters.items():
+        claim = self.leases.claim(lease, prepared.checkpoint, finished=prepared.end_of_shard)
+        committed = commit_batch(conn, prepared.batch, claim, prepared.ready)
+        for (facility, counter), value in committed.counters.items():
             metrics.READINGS.labels(facility, counter).inc(value)
-        return stored
-
-    def _columns(self, decoded: Decoded) -> tuple[Columns, list[str]]:
-        """The decoded records as one set of columns, with sensor ids resolved."""
-        if not decoded.records:
-            return Columns.empty(), []
-        used = [
-            [rec.metrics[i] for i in np.unique(rec.metric_idx).tolist()] for rec in decoded.records
-        ]
-        keys = {
-            (rec.facility, rec.device, metric)
-            for rec, metric_names in zip(decoded.records, used, strict=True)
-            for metric in metric_names
-        }
-        ids = self.registry.resolve(self.prep_conn, keys)
-        for key, sensor_id in ids.items():
-            self._keys_by_id[sensor_id] = key
-        facilities: dict[str, int] = {}
-        sensor_parts, facility_parts = [], []
-        for rec in decoded.records:
-            table = np.array(
-                [ids.get((rec.facility, rec.device, m), -1) for m in rec.metrics], dtype=np.int32
-            )
-            sensor_parts.append(table[rec.metric_idx])
-            code = facilities.setdefault(rec.facility, len(facilities))
-            facility_parts.append(np.full(len(rec), code, dtype=np.int32))
-        rows = Columns(
-            np.concatenate(sensor_parts),
-            np.concatenate([rec.ts_us for rec in decoded.records]),
-            np.concatenate([rec.values for rec in decoded.records]),
-            np.concatenate([rec.quality for rec in decoded.records]).astype(np.int16),
-            np.concatenate(facility_parts),
-            np.concatenate(
-                [np.full(len(rec), rec.received_us, dtype=np.int64) for rec in decoded.records]
-            ),
-        )
-        return rows, list(facilities)
-
-    def _ensure_days(self, days: set[int]) -> None:
-        missing = days - self._known_days
-        if missing:
-            ensure_partitions(self.prep_conn, [_EPOCH_DAY + timedelta(days=d) for d in missing])
-            self._known_days |= missing
-
-    def _after_commit(self, stored: Columns) -> None:
-        if not len(stored):
-            return
-        if self.hot is not None and not self._redis_behind:
-            # rows are sorted by (sensor, time): each sensor's newest is its last row
-            last = np.flatnonzero(np.append(stored.sensor_id[1:] != stored.sensor_id[:-1], True))
-            keys = self._keys_by_id
-            newest: list[LatestRow] = [
-                (*keys[s], t, v, q)
-                for s, t, v, q in zip(
-                    stored.sensor_id[last].tolist(),
-                    stored.ts_us[last].tolist(),
-                    stored.value[last].tolist(),
-                    stored.quality[last].tolist(),
-                    strict=True,
-                )
-            ]
-            try:
-                self.hot.update_latest(newest)
-            except redis.RedisError as exc:
-                metrics.ERRORS.labels("redis").inc()
-                log.warning("Redis update failed (%s); will catch up from PostgreSQL", exc)
-                self._redis_behind = True
-        for hook in self.hooks:
-            try:
-                hook(stored, self._keys_by_id)
-            except Exception:  # a detector bug must never stop the data
-                metrics.ERRORS.labels("hook").inc()
-                log.exception("batch hook failed")
-
-    def _catch_up_redis(self) -> None:
-        metrics.REDIS_BEHIND.set(1 if self._redis_behind else 0)
-        if not self._redis_behind or self.hot is None:
-            return
-        try:
-            self.hot.client.ping()
-            self.hot.rebuild_latest(self.conn)
-        except redis.RedisError:
-            return
-        log.info("Redis caught up from PostgreSQL")
-        self._redis_behind = False
-        metrics.REDIS_BEHIND.set(0)
+        return committed
 
 
-def _idle(conn: psycopg.Connection | None) -> bool:
-    """No connection, or one outside any transaction (safe to keep using)."""
-    if conn is None or conn.closed:
-        return True
-    return conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+class _ShardEvents:
+    """The processor's own reactions to its shards' lifecycle."""
+
+    def __init__(self, processor: Processor) -> None:
+        self._processor = processor
+
+    def initialize(self, lease: Lease) -> None:
+        self._processor.backoff.forget(lease.shard_id)
+
+    def lease_lost(self, shard_id: str) -> None:
+        self._processor.backoff.forget(shard_id)
+
+    def shard_ended(self, shard_id: str) -> None:
+        self._processor.backoff.forget(shard_id)
+        self._processor._last_rebalance = 0.0  # its children may start now
+
+    def shutdown(self) -> None:
+        self._processor.backoff.clear()
 
 
 def _first_line(exc: BaseException) -> str:

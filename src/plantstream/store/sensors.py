@@ -20,6 +20,13 @@ class SensorRegistry:
     def cached(self, key: SensorKey) -> int | None:
         return self._ids.get(key)
 
+    def known(self, keys: Iterable[SensorKey]) -> dict[SensorKey, int] | None:
+        """Ids for ``keys`` if every one is cached (no database needed), else None."""
+        try:
+            return {key: self._ids[key] for key in keys}
+        except KeyError:
+            return None
+
     def resolve(self, conn: psycopg.Connection, keys: Iterable[SensorKey]) -> dict[SensorKey, int]:
         """Ids for ``keys``, registering unknown sensors in their own short transaction."""
         wanted = set(keys)

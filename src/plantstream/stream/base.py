@@ -47,6 +47,9 @@ class ReadResult:
     records: list[StreamRecord]
     end_of_shard: bool
     behind_ms: int | None = None  # how far the reader is behind the shard's tip, when known
+    # the shard pushed back (read throttling): read it again no sooner than this many
+    # seconds; a reader skips it meanwhile instead of sleeping, so other shards keep flowing
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,11 @@ class StreamConsumer(Protocol):
         ...
 
     def read(self, shard_id: str, after: str | None, limit: int) -> ReadResult:
-        """Up to ``limit`` records of ``shard_id`` after sequence ``after`` (None: the start)."""
+        """Up to ``limit`` records of ``shard_id`` after sequence ``after`` (None: the start).
+
+        Never blocks to back off: a throttled shard answers at once with no records and a
+        ``retry_after``.
+        """
         ...
 
 

@@ -34,6 +34,7 @@ THROTTLE_CODES = frozenset(
 )
 # shard write limits are per second: a second later a throttled shard has fresh capacity
 _THROTTLE_RETRY_AFTER = 1.0
+_READ_RETRY_BASE = 0.2  # one read slot of a shard (5 reads/s)
 _jitter = random.Random()  # noqa: S311 - backoff jitter, not security
 
 
@@ -77,7 +78,7 @@ class _Cursor:
 class KinesisStream:
     """A Kinesis data stream as a ``Stream``: batched, retried puts and checkpointed reads.
 
-    ``sleep`` is called for every backoff (inject a recorder in tests). ``put`` may be called
+    ``sleep`` is called for every put backoff (inject a recorder in tests). ``put`` may be called
     from many threads; ``read`` caches per-shard iterators, so give each reader its own instance.
     """
 
@@ -113,6 +114,12 @@ class KinesisStream:
     def _delay(self, attempt: int) -> float:
         # full jitter: concurrent writers that were throttled together spread out
         return _jitter.uniform(0.0, min(self._max_delay, self._base_delay * 2**attempt))
+
+    def _read_delay(self, attempt: int) -> float:
+        # at least half the exponential step: a read retried at once would only use up the
+        # shard's five reads a second again; the jitter spreads readers that met there
+        step = min(self._max_delay, _READ_RETRY_BASE * 2**attempt)
+        return _jitter.uniform(step / 2, step)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -192,12 +199,15 @@ class KinesisStream:
         return shards
 
     def read(self, shard_id: str, after: str | None, limit: int) -> ReadResult:
-        """Up to ``limit`` (at most 10,000) records after ``after``; empty while throttled.
+        """Up to ``limit`` (at most 10,000) records after ``after``.
 
-        Raises ``StreamUnavailableError`` when the shard or stream cannot be read.
+        Throttled: no records and a ``retry_after`` growing with each throttle in a row
+        (it never sleeps). Raises ``StreamUnavailableError`` when the shard or stream
+        cannot be read.
         """
         limit = max(1, min(limit, MAX_RECORDS_PER_READ))
         cursor = self._cursors.pop(shard_id, None)
+        iterator: str | None = None
         try:
             if cursor is not None and cursor.position == after:
                 iterator = cursor.iterator
@@ -214,11 +224,13 @@ class KinesisStream:
         except ClientError as exc:
             code = _error_code(exc)
             if code in THROTTLE_CODES:
-                # a shard serves five reads a second to all readers; wait, let the caller retry
+                # a shard serves five reads a second to all readers: tell the caller when to
+                # come back rather than sleep here, which would stall its other shards too
                 attempt = self._read_throttles.get(shard_id, 0)
                 self._read_throttles[shard_id] = attempt + 1
-                self._sleep(self._delay(attempt))
-                return ReadResult(records=[], end_of_shard=False)
+                if iterator is not None:  # still valid: the retry needs no new one
+                    self._cursors[shard_id] = _Cursor(after, iterator)
+                return ReadResult([], end_of_shard=False, retry_after=self._read_delay(attempt))
             raise StreamUnavailableError(f"Kinesis {self.name}/{shard_id}: {code}") from exc
         except BotoCoreError as exc:
             raise StreamUnavailableError(f"Kinesis {self.name} unreachable: {exc}") from exc

@@ -1,0 +1,120 @@
+"""Reading a shard batch and making it ready to commit: decode, validate, resolve sensor ids,
+create missing day partitions and encode the COPY streams (the prefetch thread's work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+from psycopg_pool import ConnectionPool
+
+from plantstream.model import TimeWindow
+from plantstream.processor import metrics
+from plantstream.processor.decode import Decoded, decode_records
+from plantstream.processor.rows import Columns, RowBatch
+from plantstream.processor.writer import CopyReady, copy_ready
+from plantstream.store.partitions import ensure_partitions
+from plantstream.store.sensors import SensorKey, SensorRegistry
+from plantstream.stream.base import StreamConsumer
+
+_DAY_US = 86_400_000_000
+_EPOCH_DAY = date(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A shard batch read and decoded, ready to commit from checkpoint ``after``."""
+
+    shard_id: str
+    after: str | None
+    checkpoint: str | None
+    end_of_shard: bool
+    record_count: int
+    batch: RowBatch
+    ready: CopyReady
+    retry_after: float | None = None  # the stream pushed back: leave the shard alone this long
+
+
+class BatchPreparer:
+    """Turns stream reads into ``Prepared`` batches; takes a connection only for new sensors
+    or days (so the prefetch thread rarely touches PostgreSQL)."""
+
+    def __init__(
+        self, *, stream: StreamConsumer, pool: ConnectionPool, window: TimeWindow, limit: int
+    ) -> None:
+        self.stream = stream
+        self.pool = pool
+        self.window = window
+        self.limit = limit
+        self.registry = SensorRegistry()
+        self.keys_by_id: dict[int, SensorKey] = {}  # ids never change: only ever grows
+        self._known_days: set[int] = set()
+
+    def prepare(self, shard_id: str, after: str | None) -> Prepared:
+        """Read and decode the next batch of a shard after ``after``."""
+        result = self.stream.read(shard_id, after, self.limit)
+        if result.behind_ms is not None:
+            metrics.SHARD_LAG_MS.labels(shard_id).set(result.behind_ms)
+        checkpoint = result.records[-1].sequence if result.records else after
+        decoded = decode_records(result.records, shard_id=shard_id, window=self.window)
+        rows, facilities = self._columns(decoded)
+        if len(rows):
+            self._ensure_days(set(np.unique(rows.ts_us // _DAY_US).tolist()))
+        return Prepared(
+            shard_id,
+            after,
+            checkpoint,
+            result.end_of_shard,
+            len(result.records),
+            RowBatch(rows, facilities, decoded.dead_letters, decoded.counters),
+            copy_ready(rows),
+            result.retry_after,
+        )
+
+    def _columns(self, decoded: Decoded) -> tuple[Columns, list[str]]:
+        """The decoded records as one set of columns, with sensor ids resolved."""
+        if not decoded.records:
+            return Columns.empty(), []
+        used = [
+            [rec.metrics[i] for i in np.unique(rec.metric_idx).tolist()] for rec in decoded.records
+        ]
+        keys = {
+            (rec.facility, rec.device, metric)
+            for rec, metric_names in zip(decoded.records, used, strict=True)
+            for metric in metric_names
+        }
+        ids = self.registry.known(keys)
+        if ids is None:
+            with self.pool.connection() as conn:
+                ids = self.registry.resolve(conn, keys)
+            for key, sensor_id in ids.items():
+                self.keys_by_id[sensor_id] = key
+        facilities: dict[str, int] = {}
+        sensor_parts, facility_parts = [], []
+        for rec in decoded.records:
+            table = np.array(
+                [ids.get((rec.facility, rec.device, m), -1) for m in rec.metrics], dtype=np.int32
+            )
+            sensor_parts.append(table[rec.metric_idx])
+            code = facilities.setdefault(rec.facility, len(facilities))
+            facility_parts.append(np.full(len(rec), code, dtype=np.int32))
+        rows = Columns(
+            np.concatenate(sensor_parts),
+            np.concatenate([rec.ts_us for rec in decoded.records]),
+            np.concatenate([rec.values for rec in decoded.records]),
+            np.concatenate([rec.quality for rec in decoded.records]).astype(np.int16),
+            np.concatenate(facility_parts),
+            np.concatenate(
+                [np.full(len(rec), rec.received_us, dtype=np.int64) for rec in decoded.records]
+            ),
+        )
+        return rows, list(facilities)
+
+    def _ensure_days(self, days: set[int]) -> None:
+        missing = days - self._known_days
+        if missing:
+            with self.pool.connection() as conn:
+                ensure_partitions(conn, [_EPOCH_DAY + timedelta(days=d) for d in missing])
+            self._known_days |= missing

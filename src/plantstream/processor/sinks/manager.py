@@ -1,0 +1,123 @@
+"""The sinks registered on a processor: each batch to every sink after its commit; a sink that
+failed falls behind, is retried with backoff through ``catch_up``, and never stops the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import psycopg
+
+from plantstream.processor import metrics
+from plantstream.processor.rows import Columns
+from plantstream.processor.sinks.base import PostCommitSink, SinkBatch
+from plantstream.store.sensors import SensorKey
+
+log = logging.getLogger(__name__)
+FIRST_RETRY_S = 0.1
+MAX_RETRY_S = 5.0
+# readings kept per sink while it is behind; beyond, it catches up from the store
+MAX_MISSED_ROWS = 1_000_000
+
+
+@dataclass(slots=True)
+class _State:
+    sink: PostCommitSink
+    behind: bool = True  # every sink catches up once at start
+    missed: list[SinkBatch] | None = None  # None: unknown, catch up from the store
+    missed_rows: int = 0
+    failures: int = 0  # since it was last up to date
+    delay: float = FIRST_RETRY_S
+    retry_at: float = 0.0
+
+
+class SinkManager:
+    """Post-commit sinks in registration order (quix-streams' ``SinkManager``)."""
+
+    def __init__(
+        self, *, max_missed_rows: int = MAX_MISSED_ROWS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_missed_rows = max_missed_rows
+        self._clock = clock
+        self._states: list[_State] = []
+
+    def register(self, sink: PostCommitSink) -> None:
+        """Add a sink; it catches up (``missed=None``) before its first batch."""
+        if any(state.sink.name == sink.name for state in self._states):
+            raise ValueError(f"a sink named {sink.name!r} is registered already")
+        self._states.append(_State(sink))
+        metrics.SINK_BEHIND.labels(sink.name).set(1)
+
+    @property
+    def sinks(self) -> list[PostCommitSink]:
+        return [state.sink for state in self._states]
+
+    def behind(self) -> list[str]:
+        """Names of the sinks waiting to catch up."""
+        return [state.sink.name for state in self._states if state.behind]
+
+    def committed(self, rows: Columns, keys: Mapping[int, SensorKey]) -> None:
+        """Hand a committed batch to every sink that is up to date; remember it for the rest."""
+        if not len(rows):
+            return
+        for state in self._states:
+            if state.behind:
+                self._remember(state, SinkBatch(rows, keys))
+                continue
+            try:
+                state.sink.write(rows, keys)
+            except Exception as exc:  # any sink fault: the data is committed, keep going
+                self._fell_behind(state, exc, first=True)
+                self._remember(state, SinkBatch(rows, keys))
+
+    def catch_up(self, conn: psycopg.Connection) -> None:
+        """Let every sink that is behind, and whose backoff has run out, catch up."""
+        now = self._clock()
+        for state in self._states:
+            if not state.behind or now < state.retry_at:
+                continue
+            try:
+                state.sink.catch_up(conn, state.missed)
+            except Exception as exc:  # the store failing too surfaces again at the commit
+                self._fell_behind(state, exc, first=False)
+                continue
+            if state.failures:
+                log.info("sink %s caught up", state.sink.name)
+            state.behind, state.missed, state.missed_rows = False, None, 0
+            state.failures, state.delay, state.retry_at = 0, FIRST_RETRY_S, 0.0
+            metrics.SINK_BEHIND.labels(state.sink.name).set(0)
+
+    def _remember(self, state: _State, batch: SinkBatch) -> None:
+        if state.missed is None:
+            return  # the catch-up asks the store, which holds this batch too
+        state.missed.append(batch)
+        state.missed_rows += len(batch.rows)
+        if state.missed_rows > self.max_missed_rows:
+            log.error(
+                "sink %s missed more than %d readings; it will catch up from the store",
+                state.sink.name,
+                self.max_missed_rows,
+            )
+            state.missed, state.missed_rows = None, 0
+
+    def _fell_behind(self, state: _State, exc: Exception, *, first: bool) -> None:
+        name = state.sink.name
+        metrics.ERRORS.labels(name).inc()
+        metrics.SINK_BEHIND.labels(name).set(1)
+        if first:
+            state.behind, state.missed, state.missed_rows = True, [], 0
+        state.failures += 1
+        # the first failure with its traceback (a sink bug shows where); retries in one line
+        log.warning(
+            "sink %s failed (%s: %s); committing goes on, catching up in %.1fs",
+            name,
+            type(exc).__name__,
+            exc,
+            state.delay,
+            exc_info=state.failures == 1,
+        )
+        state.retry_at = self._clock() + state.delay
+        state.delay = min(state.delay * 2, MAX_RETRY_S)
