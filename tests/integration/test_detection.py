@@ -18,10 +18,11 @@ import redis
 from fixtures.pipeline import drain
 
 from plantstream.detect import DetectionEngine
-from plantstream.detect.alerts import feed_key
 from plantstream.detect.webhook import WebhookNotifier
 from plantstream.model import Reading, now_us
 from plantstream.processor import Processor
+from plantstream.store.alerts import feed_key
+from plantstream.store.detection_state import state_key
 from plantstream.stream import RedisStream, pack_readings
 
 MakeProcessor = Callable[..., Processor]
@@ -138,8 +139,7 @@ def test_alert_state_survives_restart_shard_move_and_lost_redis(
     assert alerts_of(db) == [("overheating", "temperature", "open")]
 
     # Redis loses the detector state: it is rebuilt from PostgreSQL, still one alert
-    for key in redis_client.scan_iter("ps:detect:*"):
-        redis_client.delete(key)
+    assert redis_client.delete(state_key("plant-01")) == 1
     send(stream, third)
     c = make_processor(database_url, stream, redis_client, owner="c", hooks=[engine_factory()])
     drain(c)
