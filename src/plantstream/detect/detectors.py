@@ -11,7 +11,6 @@ buckets.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 from plantstream.detect.buckets import Bucket
 from plantstream.detect.config import SensorLimits, Tuning
@@ -41,17 +40,20 @@ class ClockSkew:
 
     name = "clock"
 
-    def check(self, judged: Judged) -> Iterator[Finding]:
+    def check(self, judged: Judged) -> list[Finding]:
         bucket = judged.bucket
         if bucket.max_ahead_us > judged.tuning.clock_skew_seconds * 1e6:
             ahead = bucket.max_ahead_us / 1e6
-            yield Finding(
-                "clock_skew",
-                "clock",
-                Severity.WARNING,
-                f"timestamps run {ahead:.0f} s ahead of arrival",
-                ahead,
-            )
+            return [
+                Finding(
+                    "clock_skew",
+                    "clock",
+                    Severity.WARNING,
+                    f"timestamps run {ahead:.0f} s ahead of arrival",
+                    ahead,
+                )
+            ]
+        return []
 
 
 class StaticLimits:
@@ -59,8 +61,9 @@ class StaticLimits:
 
     name = "limit"
 
-    def check(self, judged: Judged) -> Iterator[Finding]:
+    def check(self, judged: Judged) -> list[Finding]:
         limits, bucket, metric = judged.limits, judged.bucket, judged.metric
+        found = []
         for bound, crit, above in (
             (limits.high, limits.high_critical, True),
             (limits.low, limits.low_critical, False),
@@ -74,13 +77,16 @@ class StaticLimits:
                 severity, limit = Severity.WARNING, bound
             else:
                 continue
-            yield Finding(
-                fault_kind("limit", metric, rising=above),
-                "limit",
-                severity,
-                f"{metric} {extreme:.4g} {'above' if above else 'below'} limit {limit:.4g}",
-                extreme,
+            found.append(
+                Finding(
+                    fault_kind("limit", metric, rising=above),
+                    "limit",
+                    severity,
+                    f"{metric} {extreme:.4g} {'above' if above else 'below'} limit {limit:.4g}",
+                    extreme,
+                )
             )
+        return found
 
 
 class LevelShift:
@@ -88,22 +94,25 @@ class LevelShift:
 
     name = "zscore"
 
-    def check(self, judged: Judged) -> Iterator[Finding]:
+    def check(self, judged: Judged) -> list[Finding]:
         state, tuning, median = judged.state, judged.tuning, judged.bucket.median
         if not judged.warm:
-            return
+            return []
         z = (median - state.base) / judged.sd_base
         # a flat bucket is the stuck-sensor detector's business, and a burst of spikes can
         # drag a median: neither is a level shift
         if abs(z) > tuning.zscore and not judged.flat and "spike" not in state.active:
-            yield Finding(
-                fault_kind("zscore", judged.metric, rising=z > 0),
-                "zscore",
-                Severity.CRITICAL if abs(z) > 2 * tuning.zscore else Severity.WARNING,
-                f"{judged.metric} level {median:.4g} is {z:+.1f} sigma "
-                f"from its usual {state.base:.4g}",
-                median,
-            )
+            return [
+                Finding(
+                    fault_kind("zscore", judged.metric, rising=z > 0),
+                    "zscore",
+                    Severity.CRITICAL if abs(z) > 2 * tuning.zscore else Severity.WARNING,
+                    f"{judged.metric} level {median:.4g} is {z:+.1f} sigma "
+                    f"from its usual {state.base:.4g}",
+                    median,
+                )
+            ]
+        return []
 
 
 class Spike:
@@ -111,26 +120,29 @@ class Spike:
 
     name = "spike"
 
-    def check(self, judged: Judged) -> Iterator[Finding]:
+    def check(self, judged: Judged) -> list[Finding]:
         state, bucket = judged.state, judged.bucket
         if not judged.warm or any(f.detector == "zscore" for f in judged.findings):
-            return
+            return []
         # while a level fault is open, its start and end look like spikes: they are not
         if any(k in state.active for k in LEVEL_KINDS) or any(
             k.endswith("_anomaly") for k in state.active
         ):
-            return
+            return []
         high = (bucket.max - bucket.median) / judged.sd_raw
         low = (bucket.median - bucket.min) / judged.sd_raw
         if max(high, low) > judged.tuning.spike_sigma:
             value = bucket.max if high >= low else bucket.min
-            yield Finding(
-                "spike",
-                "spike",
-                Severity.WARNING,
-                f"{judged.metric} spike to {value:.4g} (usual {state.base:.4g})",
-                value,
-            )
+            return [
+                Finding(
+                    "spike",
+                    "spike",
+                    Severity.WARNING,
+                    f"{judged.metric} spike to {value:.4g} (usual {state.base:.4g})",
+                    value,
+                )
+            ]
+        return []
 
 
 class Trend:
@@ -138,7 +150,7 @@ class Trend:
 
     name = "trend"
 
-    def check(self, judged: Judged) -> Iterator[Finding]:
+    def check(self, judged: Judged) -> list[Finding]:
         state, tuning, metric = judged.state, judged.tuning, judged.metric
         if (
             judged.warm
@@ -146,13 +158,16 @@ class Trend:
             and state.rising >= tuning.trend_buckets
             and (state.fast - state.base) > tuning.trend_sigma * judged.sd_base
         ):
-            yield Finding(
-                fault_kind("trend", metric, rising=True),
-                "trend",
-                Severity.WARNING,
-                f"{metric} trending up: {state.fast:.4g} against a usual {state.base:.4g}",
-                state.fast,
-            )
+            return [
+                Finding(
+                    fault_kind("trend", metric, rising=True),
+                    "trend",
+                    Severity.WARNING,
+                    f"{metric} trending up: {state.fast:.4g} against a usual {state.base:.4g}",
+                    state.fast,
+                )
+            ]
+        return []
 
 
 class RateOfChange:
@@ -160,19 +175,22 @@ class RateOfChange:
 
     name = "rate"
 
-    def check(self, judged: Judged) -> Iterator[Finding]:
+    def check(self, judged: Judged) -> list[Finding]:
         state, bucket, limit = judged.state, judged.bucket, judged.limits.max_rate_per_s
         if limit is None or math.isnan(state.prev_median) or bucket.start_us <= state.prev_us:
-            return
+            return []
         rate = (bucket.median - state.prev_median) / ((bucket.start_us - state.prev_us) / 1e6)
         if abs(rate) > limit:
-            yield Finding(
-                fault_kind("rate", judged.metric, rising=rate > 0),
-                "rate",
-                Severity.WARNING,
-                f"{judged.metric} changing at {rate:+.3g}/s (limit {limit:g}/s)",
-                rate,
-            )
+            return [
+                Finding(
+                    fault_kind("rate", judged.metric, rising=rate > 0),
+                    "rate",
+                    Severity.WARNING,
+                    f"{judged.metric} changing at {rate:+.3g}/s (limit {limit:g}/s)",
+                    rate,
+                )
+            ]
+        return []
 
 
 class Stuck:
@@ -180,16 +198,19 @@ class Stuck:
 
     name = "stuck"
 
-    def check(self, judged: Judged) -> Iterator[Finding]:
+    def check(self, judged: Judged) -> list[Finding]:
         state = judged.state
         if state.flat >= judged.tuning.stuck_buckets and state.raw_var > 0 and judged.warm:
-            yield Finding(
-                "stuck_sensor",
-                "stuck",
-                Severity.WARNING,
-                f"{judged.metric} stuck at {judged.bucket.min:.4g}",
-                judged.bucket.min,
-            )
+            return [
+                Finding(
+                    "stuck_sensor",
+                    "stuck",
+                    Severity.WARNING,
+                    f"{judged.metric} stuck at {judged.bucket.min:.4g}",
+                    judged.bucket.min,
+                )
+            ]
+        return []
 
 
 # The order matters: the spike detector stands down when the level-shift one fired, and

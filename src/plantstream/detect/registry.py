@@ -7,7 +7,7 @@ Adding a detector is one class with ``name`` and ``check`` plus one ``register``
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +27,7 @@ class Finding:
     value: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per bucket, a frozen one costs twice
 class Judged:
     """One completed bucket under judgement, with what the detectors share about it."""
 
@@ -57,6 +57,8 @@ class Registry:
 
     def __init__(self, detectors: Iterable[Detector] = ()) -> None:
         self._detectors: list[Detector] = []
+        # the enabled detectors' checks per set of switched-off names: sensors share a few
+        self._enabled: dict[frozenset[str], tuple[Callable[[Judged], Iterable[Finding]], ...]] = {}
         for detector in detectors:
             self.register(detector)
 
@@ -64,6 +66,7 @@ class Registry:
         if any(d.name == detector.name for d in self._detectors):
             raise ValueError(f"a detector named {detector.name!r} is registered already")
         self._detectors.append(detector)
+        self._enabled.clear()
         return detector
 
     def __iter__(self) -> Iterator[Detector]:
@@ -101,9 +104,15 @@ class Registry:
             findings=findings,
         )
         state.flat = state.flat + 1 if flat else 0
-        for detector in self._detectors:
-            if detector.name not in limits.disabled:
-                findings.extend(detector.check(judged))
+        checks = self._enabled.get(limits.disabled)
+        if checks is None:
+            checks = self._enabled[limits.disabled] = tuple(
+                d.check for d in self._detectors if d.name not in limits.disabled
+            )
+        for check in checks:
+            found = check(judged)
+            if found:
+                findings.extend(found)
         return findings
 
 
