@@ -22,7 +22,7 @@ from plantstream.detect.webhook import WebhookNotifier
 from plantstream.model import Reading, now_us
 from plantstream.processor import Processor
 from plantstream.store.alerts import feed_key
-from plantstream.store.detection_state import state_key
+from plantstream.store.detection_state import missing_key, state_key
 from plantstream.stream import RedisStream, pack_readings
 
 MakeProcessor = Callable[..., Processor]
@@ -165,6 +165,38 @@ def test_a_silent_metric_is_a_dropout_until_it_returns(
     assert [(k, m, s) for k, m, s, _ in rows] == [("dropout", "temperature", "resolved")]
     delay = (float(rows[0][3]) - (start + 600 * SECOND)) / SECOND
     assert 25 <= delay <= 45
+
+
+def test_a_dropout_open_when_redis_lost_its_state_ends_when_the_metric_returns(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+    engine_factory: Callable[..., DetectionEngine],
+) -> None:
+    """Also the upgrade path: state kept under earlier key names is not read, but rebuilt."""
+    start = now_us() - 3600 * SECOND
+    readings = oven(start, 15 * 60, silent=(600, 780))
+    before, during, after = (
+        [r for r in readings if r.ts_us < start + 600 * SECOND],
+        [r for r in readings if start + 600 * SECOND <= r.ts_us < start + 780 * SECOND],
+        [r for r in readings if r.ts_us >= start + 780 * SECOND],
+    )
+    first = make_processor(database_url, stream, redis_client, owner="a", hooks=[engine_factory()])
+    send(stream, before)
+    drain(first)
+    send(stream, during)  # power only: the oven's own clock says temperature is overdue
+    drain(first)
+    first.shutdown()
+    assert alerts_of(db) == [("dropout", "temperature", "open")]
+
+    assert redis_client.delete(state_key("plant-01"), missing_key("plant-01")) == 2
+    send(stream, after)
+    drain(make_processor(database_url, stream, redis_client, owner="b", hooks=[engine_factory()]))
+    assert alerts_of(db) == [("dropout", "temperature", "resolved")]
+    resolved = db.execute("SELECT extract(epoch FROM resolved_at) * 1e6 FROM alerts").fetchone()
+    assert float(resolved[0]) == pytest.approx(start + 780 * SECOND, abs=SECOND)
 
 
 class _Receiver(BaseHTTPRequestHandler):
