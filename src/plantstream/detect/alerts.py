@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import redis
+from redis.cluster import RedisCluster
 
 from plantstream.detect.buckets import Bucket
 from plantstream.detect.registry import Finding
@@ -184,7 +185,7 @@ def _rank(severity: Severity) -> int:
     return severity.rank
 
 
-def publish(client: redis.Redis, events: list[AlertEvent]) -> None:
+def publish(client: redis.Redis | RedisCluster, events: list[AlertEvent]) -> None:
     """Push events to each facility's alert feed (a capped Redis stream)."""
     store.publish(client=client, events=((e.facility, e.as_dict()) for e in events))
 

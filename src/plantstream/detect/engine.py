@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 import psycopg
 import redis
+from redis.cluster import RedisCluster
 
 from plantstream.detect.alerts import AlertEvent, AlertLifecycle, publish
 from plantstream.detect.buckets import Bucket, make_buckets
@@ -38,7 +39,7 @@ class DetectionEngine:
         self,
         *,
         database_url: str,
-        redis_client: redis.Redis,
+        redis_client: redis.Redis | RedisCluster,
         notify: Callable[[list[AlertEvent]], None] | None = None,
         config_refresh_s: float = 10.0,
         connect: Callable[[str], psycopg.Connection] | None = None,

@@ -16,6 +16,7 @@ import psycopg
 import redis
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from redis.cluster import RedisCluster
 
 from plantstream.model import from_epoch_us
 
@@ -113,7 +114,9 @@ def unresolved_kinds(
     ]
 
 
-def publish(*, client: redis.Redis, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+def publish(
+    *, client: redis.Redis | RedisCluster, events: Iterable[tuple[str, dict[str, Any]]]
+) -> None:
     """Push (facility, event) pairs to each facility's feed, oldest trimmed away."""
     items = list(events)
     if not items:

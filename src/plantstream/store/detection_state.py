@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import psycopg
 import redis
+from redis.cluster import RedisCluster
 
 from plantstream.store.sensors import SensorKey
 
@@ -71,7 +72,7 @@ def split_field(name: str) -> tuple[str, str]:
 class DetectionStateStore:
     """Sensor states, dropout flags, data clocks and the sweep lock of every facility."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self.client = client
         self._advance = client.register_script(_ADVANCE)
         self._claim_sweep = client.register_script(_CLAIM_SWEEP)
