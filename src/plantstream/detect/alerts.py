@@ -1,9 +1,5 @@
-"""The alert lifecycle, one way through it: a fault opens an alert, goes on (touching it),
-and resolves it; PostgreSQL first, then the sensor's typed state, then one event per change.
-
-Opening is idempotent (a replay, a restart or a second processor finds the alert already
-open and emits nothing). Events go to each facility's feed in Redis and to ``notify``.
-"""
+"""The alert lifecycle, one way through it: a fault opens an alert, goes on (touching it) and
+resolves it; PostgreSQL first, then the sensor's typed state, then one event per change."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""The streaming detectors, per sensor, on completed time buckets, in the order they run.
-
-Pure logic: a ``SensorState`` goes in with a bucket, findings come out, the state moves on
-(learning only from healthy buckets). Detectors: clock skew, static limits, EWMA z-score of
-the bucket median (level shift), spikes (single readings far from the baseline while the
-median is not), slow trend (fast vs slow average, for temperature and vibration), rate of
-change, stuck sensor. Missing data is ``plantstream.detect.dropout``'s: silence makes no
-buckets.
-"""
+"""The built-in streaming detectors, one class each, registered in the order they run on a
+sensor's completed bucket; ``evaluate`` runs them and lets the state learn from healthy data."""
 
 from __future__ import annotations
 
@@ -213,6 +206,9 @@ class Stuck:
         return []
 
 
+# Clock skew, static limits, EWMA z-score of the bucket median (level shift), spikes (single
+# readings far from the baseline while the median is not), slow trend (fast vs slow average),
+# rate of change, stuck sensor. Missing data is ``dropout.py``'s: silence makes no buckets.
 # The order matters: the spike detector stands down when the level-shift one fired, and
 # when several name one fault the first names its alert.
 DETECTORS = Registry(

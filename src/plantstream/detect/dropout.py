@@ -1,11 +1,5 @@
-"""Dropouts, one rule: a sensor that stays silent past its usual gaps many times over has a
-``dropout`` alert from the moment it became overdue until its readings come back.
-
-Silence makes no buckets, so the rule is applied from three vantage points that differ only
-in which sensors they look at and whose clock says "now": a gap inside a batch (a backlog),
-a device's metric quiet while its others report, and whole devices quiet on the facility's
-clock (the sweep).
-"""
+"""Dropouts, one rule: a sensor silent past its usual gaps many times over has a ``dropout``
+alert from the moment it became overdue until its readings come back."""
 
 from __future__ import annotations
 
@@ -69,7 +63,13 @@ def silence(
 
 class Dropouts:
     """Opens and resolves dropout alerts; flags in the state store mark the open ones of
-    sensors whose state another processor may own."""
+    sensors whose state another processor may own.
+
+    Silence makes no buckets, so the rule is applied from three vantage points that differ
+    only in which sensors they look at and whose clock says "now": a gap inside a batch (a
+    backlog, ``gap``), a device's metric quiet while its others report, and whole devices
+    quiet on the facility's clock (both ``overdue``).
+    """
 
     def __init__(
         self,

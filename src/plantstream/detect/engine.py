@@ -1,10 +1,5 @@
-"""The detection engine: the processor's batch hook that turns stored readings into alerts.
-
-Per batch: readings -> time buckets per sensor -> the registered detectors (state from the
-state store, rebuilt from PostgreSQL when Redis lost it) -> the alert lifecycle in
-PostgreSQL -> state back to Redis -> events to the feed and ``notify``. Silence is found by
-the dropout rule (``dropout.py``), here applied to each batch and to each facility's sweep.
-"""
+"""The detection engine, the processor's batch hook: stored readings -> buckets -> registered
+detectors -> the alert lifecycle, with state in the state store and dropouts by one rule."""
 
 from __future__ import annotations
 
@@ -12,7 +7,10 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
 import redis
 from redis.cluster import RedisCluster
@@ -25,11 +23,24 @@ from plantstream.detect.dropout import KIND as DROPOUT
 from plantstream.detect.dropout import Dropouts
 from plantstream.detect.registry import Registry
 from plantstream.detect.state import SensorState, SensorStates, decode
-from plantstream.processor.rows import Columns
 from plantstream.store.detection_state import DetectionStateStore, field, split_field
 from plantstream.store.sensors import SensorKey
 
 log = logging.getLogger(__name__)
+
+
+class StoredRows(Protocol):
+    """Newly stored readings column-wise, sorted by (sensor, time): the processor's
+    ``Columns`` (detection needs no more of it)."""
+
+    @property
+    def sensor_id(self) -> npt.NDArray[np.int32]: ...
+    @property
+    def ts_us(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def value(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def received_us(self) -> npt.NDArray[np.int64]: ...
 
 
 class DetectionEngine:
@@ -94,7 +105,7 @@ class DetectionEngine:
 
     # -- the hook ---------------------------------------------------------------------
 
-    def __call__(self, rows: Columns, keys: Mapping[int, SensorKey]) -> None:
+    def __call__(self, rows: StoredRows, keys: Mapping[int, SensorKey]) -> None:
         tuning = self.refresh_config().tuning
         buckets = make_buckets(
             rows.sensor_id,
@@ -250,4 +261,4 @@ def _complete(state: SensorState, bucket: Bucket) -> list[Bucket]:
     return []
 
 
-__all__ = ["DetectionEngine"]
+__all__ = ["DetectionEngine", "StoredRows"]

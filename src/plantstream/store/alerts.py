@@ -1,9 +1,5 @@
 """Every statement on the ``alerts`` table, and the alert feed in Redis (a capped stream per
-facility that dashboards follow); keyword-only functions over a connection or client.
-
-An alert is unique per sensor and *kind* of fault while unresolved (a partial unique index),
-so opening is idempotent: a replay, a restart or a second processor cannot duplicate it.
-"""
+facility that dashboards follow): keyword-only functions over a connection or client."""
 
 from __future__ import annotations
 
@@ -36,6 +32,8 @@ def feed_key(facility: str) -> str:
 # -- the lifecycle, written by the detection engine -------------------------------------
 
 
+# An alert is unique per sensor and kind of fault while unresolved (a partial unique index), so
+# opening is idempotent: a replay, a restart or a second processor cannot duplicate it.
 def open_alert(
     *,
     conn: psycopg.Connection,

@@ -1,12 +1,5 @@
-"""Where detection keeps its state: the Redis keys and scripts per facility, and the SQL that
-relearns a sensor's baseline from the 1-minute rollups when Redis lost it.
-
-Every key of a facility carries the facility as its hash tag (``ps:{facility}:...``), so the
-keys one script touches sit in one Redis Cluster slot. Keys written under the first names
-(``ps:detect:F``, ``ps:missing:F``, ``ps:clock:F``, ``ps:sweep:F``) are not read: the state is
-rebuilt from PostgreSQL, as after Redis lost its data. Values are opaque bytes here; what
-they mean is ``plantstream.detect``'s business.
-"""
+"""Detection's state in Redis (sensor states, dropout flags, data clocks, the sweep lock: keys per
+facility, hash-tagged for Redis Cluster) and the SQL that relearns a lost state from rollups."""
 
 from __future__ import annotations
 
@@ -19,6 +12,11 @@ from redis.cluster import RedisCluster
 
 from plantstream.store.sensors import SensorKey
 
+# Every key of a facility carries the facility as its hash tag (``ps:{facility}:...``), so the
+# keys one script touches sit in one Redis Cluster slot. Keys under the first names
+# (``ps:detect:F``, ``ps:missing:F``, ``ps:clock:F``, ``ps:sweep:F``) are no longer read: the
+# state is rebuilt from PostgreSQL as after Redis lost it (open dropouts included), and they
+# may be deleted. Values are opaque bytes here; ``plantstream.detect`` gives them meaning.
 _SEP = "\x1f"
 
 # KEYS[1] = clock; ARGV[1] = ts: the facility's data clock only moves forward
