@@ -3,13 +3,15 @@ alert from the moment it became overdue until its readings come back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from plantstream.detect.alerts import AlertEvent, AlertLifecycle
 from plantstream.detect.buckets import Bucket
 from plantstream.detect.config import SensorLimits, Tuning
-from plantstream.detect.state import SensorState, Severity
+from plantstream.detect.state import SensorState, Severity, decode
 from plantstream.store.detection_state import DetectionStateStore, field, split_field
 from plantstream.store.sensors import SensorKey
 
@@ -67,8 +69,8 @@ class Dropouts:
 
     Silence makes no buckets, so the rule is applied from three vantage points that differ
     only in which sensors they look at and whose clock says "now": a gap inside a batch (a
-    backlog, ``gap``), a device's metric quiet while its others report, and whole devices
-    quiet on the facility's clock (both ``overdue``).
+    backlog: ``gap``), a device's metric quiet while its others report (``quiet_metrics``),
+    and whole devices quiet on the facility's clock (``sweep``).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Dropouts:
         self.lifecycle = lifecycle
         self.store = store
         self.limits = limits
+        self._swept: dict[str, float] = {}  # when this process last swept each facility
 
     def gap(
         self, sensor: SensorKey, state: SensorState, bucket: Bucket, tuning: Tuning
@@ -102,6 +105,62 @@ class Dropouts:
     def returned(self, sensor: SensorKey, state: SensorState, at_us: int) -> list[AlertEvent]:
         """The sensor is heard again: its open dropout is over."""
         return self.lifecycle.resolve(sensor, state, KIND, at_us)
+
+    def quiet_metrics(
+        self,
+        device_clocks: Mapping[tuple[str, str], int],
+        known: Mapping[tuple[str, str], set[str]],
+        present: set[SensorKey],
+        tuning: Tuning,
+    ) -> list[AlertEvent]:
+        """Metrics of the batch's devices that sent nothing while the device's others did.
+
+        A device's metrics travel together (one partition key), so the device's own clock
+        judges them, whatever other shards are doing. ``known``: each device's metrics.
+        """
+        by_facility: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for (facility, device), clock in device_clocks.items():
+            for metric in known.get((facility, device), ()):
+                if (facility, device, metric) not in present:
+                    by_facility[facility].append((field(device, metric), clock))
+        events: list[AlertEvent] = []
+        for facility, candidates in by_facility.items():
+            peeked = self.store.peek(facility, [name for name, _ in candidates])
+            due = [
+                (name, decode(packed), clock)
+                for (name, clock), (packed, flag) in zip(candidates, peeked, strict=True)
+                if packed is not None and not flag
+            ]
+            events += self.overdue(facility, due, tuning)
+        return events
+
+    def sweep(self, facility: str, *, now_us: int, tuning: Tuning) -> list[AlertEvent]:
+        """Dropouts for whole devices of the facility quiet at its data clock ``now_us``.
+
+        Only while the data is live (a backlog's shards run at different paces, so every
+        device would look silent to the others); at most every ``bucket_seconds`` of wall
+        time, and in one processor at a time.
+        """
+        silence_us = tuning.device_silence_seconds * 1e6
+        if time.time() * 1e6 - now_us > silence_us:
+            return []
+        if time.monotonic() - self._swept.get(facility, -1e9) < tuning.bucket_seconds:
+            return []
+        self._swept[facility] = time.monotonic()
+        packed = self.store.claim_sweep(facility, hold_ms=int(tuning.bucket_seconds * 1000))
+        if packed is None:
+            return []  # another processor is sweeping this facility
+        states = {name: decode(value) for name, value in packed.items()}
+        device_clock: dict[str, int] = {}
+        for name, state in states.items():
+            device = split_field(name)[0]
+            true_last = state.seen_us - state.ahead_us  # a skewed clock must not lead
+            device_clock[device] = max(device_clock.get(device, -1), true_last)
+        quiet = {device for device, clock in device_clock.items() if now_us - clock > silence_us}
+        candidates = [
+            (name, state, now_us) for name, state in states.items() if split_field(name)[0] in quiet
+        ]
+        return self.overdue(facility, candidates, tuning)
 
     def overdue(
         self, facility: str, candidates: Iterable[tuple[str, SensorState, int]], tuning: Tuning

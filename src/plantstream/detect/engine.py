@@ -1,5 +1,5 @@
 """The detection engine, the processor's batch hook: stored readings -> buckets -> registered
-detectors -> the alert lifecycle, with state in the state store and dropouts by one rule."""
+detectors -> the alert lifecycle, state in the state store, dropouts by ``dropout.py``'s rule."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from plantstream.detect.detectors import DETECTORS, evaluate
 from plantstream.detect.dropout import KIND as DROPOUT
 from plantstream.detect.dropout import Dropouts
 from plantstream.detect.registry import Registry
-from plantstream.detect.state import SensorState, SensorStates, decode
-from plantstream.store.detection_state import DetectionStateStore, field, split_field
+from plantstream.detect.state import SensorState, SensorStates
+from plantstream.store.detection_state import DetectionStateStore
 from plantstream.store.sensors import SensorKey
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ class DetectionEngine:
         self.states = SensorStates(self.store)
         self.lifecycle = AlertLifecycle(self.connection)
         self.dropouts = Dropouts(self.lifecycle, self.store, self.limits)
-        self._swept: dict[str, float] = {}
         self._device_metrics: dict[tuple[str, str], set[str]] = {}
         self.events: list[AlertEvent] = []  # the last batch's, for callers that look
 
@@ -173,69 +172,15 @@ class DetectionEngine:
         self.states.save(states, keys)
         if flagged:
             self.store.unflag(flagged)
-        events += self._silent_metrics(device_clocks, present)
+        events += self.dropouts.quiet_metrics(device_clocks, self._device_metrics, present, tuning)
         for facility, ts in clocks.items():
             now = self.store.advance_clock(facility, ts)
             events += self.sweep_missing(facility, now_us=now)
         self._emit(events)
 
-    def _silent_metrics(
-        self, device_clocks: dict[tuple[str, str], int], present: set[SensorKey]
-    ) -> list[AlertEvent]:
-        """Metrics of the batch's devices that sent nothing while the device's others did.
-
-        A device's metrics travel together (one partition key), so the device's own clock
-        judges them, whatever other shards are doing.
-        """
-        by_facility: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        for (facility, device), clock in device_clocks.items():
-            for metric in self._device_metrics.get((facility, device), ()):
-                if (facility, device, metric) not in present:
-                    by_facility[facility].append((field(device, metric), clock))
-        events: list[AlertEvent] = []
-        for facility, candidates in by_facility.items():
-            peeked = self.store.peek(facility, [name for name, _ in candidates])
-            due = [
-                (name, decode(packed), clock)
-                for (name, clock), (packed, flag) in zip(candidates, peeked, strict=True)
-                if packed is not None and not flag
-            ]
-            events += self.dropouts.overdue(facility, due, self.config.tuning)
-        return events
-
     def sweep_missing(self, facility: str, *, now_us: int) -> list[AlertEvent]:
-        """Open ``dropout`` alerts for whole devices of the facility that went quiet.
-
-        Only while the data is live (a backlog's shards run at different paces, so every
-        device would look silent to the others); at most every ``bucket_seconds`` of wall
-        time, and in one processor at a time.
-        """
-        tuning = self.config.tuning
-        silence_us = tuning.device_silence_seconds * 1e6
-        if time.time() * 1e6 - now_us > silence_us:
-            return []
-        if time.monotonic() - self._swept.get(facility, -1e9) < tuning.bucket_seconds:
-            return []
-        self._swept[facility] = time.monotonic()
-        packed = self.store.claim_sweep(facility, hold_ms=int(tuning.bucket_seconds * 1000))
-        if packed is None:
-            return []  # another processor is sweeping this facility
-        states = {name: decode(value) for name, value in packed.items()}
-        device_clock: dict[str, int] = {}
-        for name, state in states.items():
-            device = split_field(name)[0]
-            true_last = state.seen_us - state.ahead_us  # a skewed clock must not lead
-            device_clock[device] = max(device_clock.get(device, -1), true_last)
-        quiet = {device for device, clock in device_clock.items() if now_us - clock > silence_us}
-        return self.dropouts.overdue(
-            facility,
-            [
-                (name, state, now_us)
-                for name, state in states.items()
-                if split_field(name)[0] in quiet
-            ],
-            tuning,
-        )
+        """Open ``dropout`` alerts for whole devices of the facility quiet at ``now_us``."""
+        return self.dropouts.sweep(facility, now_us=now_us, tuning=self.config.tuning)
 
     def _emit(self, events: list[AlertEvent]) -> None:
         self.events = events
