@@ -17,7 +17,8 @@ import pytest
 import redis
 from fixtures.pipeline import drain
 
-from plantstream.detect import DetectionEngine
+from plantstream.detect import DetectionConfig, DetectionEngine, Rule
+from plantstream.detect.config import save_config
 from plantstream.detect.webhook import WebhookNotifier
 from plantstream.model import Reading, now_us
 from plantstream.processor import Processor
@@ -197,6 +198,36 @@ def test_a_dropout_open_when_redis_lost_its_state_ends_when_the_metric_returns(
     assert alerts_of(db) == [("dropout", "temperature", "resolved")]
     resolved = db.execute("SELECT extract(epoch FROM resolved_at) * 1e6 FROM alerts").fetchone()
     assert float(resolved[0]) == pytest.approx(start + 780 * SECOND, abs=SECOND)
+
+
+def test_new_settings_apply_once_the_engine_refreshes_them(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+    engine_factory: Callable[..., DetectionEngine],
+) -> None:
+    start = now_us() - 3600 * SECOND
+    readings = oven(start, 9 * 60)
+    engine = engine_factory(config_refresh_s=3600)
+    processor = make_processor(database_url, stream, redis_client, hooks=[engine])
+    send(stream, readings[: 2 * 180])
+    drain(processor)
+    assert alerts_of(db) == []
+
+    ceiling = DetectionConfig(rules=[Rule(device="oven-*", metric="temperature", high=200.0)])
+    assert save_config(db, ceiling, author="test") == 1
+    send(stream, readings[2 * 180 : 2 * 360])
+    drain(processor)
+    assert alerts_of(db) == []  # the settings read at start hold for ``config_refresh_s``
+
+    assert engine.refresh_config(force=True) == ceiling
+    assert engine.version == 1
+    send(stream, readings[2 * 360 :])
+    drain(processor)
+    assert alerts_of(db) == [("overheating", "temperature", "open")]
+    assert "above limit 200" in db.execute("SELECT message FROM alerts").fetchone()[0]
 
 
 class _Receiver(BaseHTTPRequestHandler):
