@@ -13,6 +13,7 @@ from redis.crc import key_slot
 from plantstream.detect.buckets import Bucket
 from plantstream.detect.config import DetectionConfig, Rule, SensorLimits, Tuning, limits_for
 from plantstream.detect.detectors import DETECTORS, SensorState, evaluate, fault_kind, overdue_at
+from plantstream.detect.dropout import Silence, silence
 from plantstream.detect.registry import Finding, Judged, Registry
 from plantstream.detect.state import ActiveAlert, Severity, decode
 from plantstream.store.detection_state import clock_key, missing_key, state_key, sweep_key
@@ -298,3 +299,33 @@ def test_a_facilitys_detection_keys_share_one_cluster_slot(facility: str) -> Non
     keys = [key(facility) for key in (state_key, missing_key, clock_key, sweep_key)]
     assert {key_slot(key.encode()) for key in keys} == {key_slot(facility.encode())}
     assert len(set(keys)) == 4
+
+
+def test_the_dropout_rule_waits_for_warmup_and_yields_to_clock_skew_and_rules() -> None:
+    rng = random.Random(8)
+    state = SensorState()
+    for i in range(40):
+        evaluate(
+            state,
+            bucket_of(noisy(5.0, 0.1, rng), i * BUCKET_US),
+            metric="pressure",
+            limits=SensorLimits(),
+            tuning=TUNING,
+        )
+        state.seen_us = state.last_ts_us
+    last = state.seen_us
+    found = silence(state, SensorLimits(), now_us=last + 40_000_000, tuning=TUNING)
+    assert found == Silence(due_us=last + 30_000_000, silent_s=40.0)
+    # judged in true time when the device's clock ran ahead: heard earlier, due earlier
+    early = silence(
+        state, SensorLimits(), now_us=last + 40_000_000, heard_us=last - 5_000_000, tuning=TUNING
+    )
+    assert early == Silence(due_us=last + 25_000_000, silent_s=45.0)
+    off = SensorLimits(disabled=frozenset({"missing"}))
+    assert silence(state, off, now_us=last + 40_000_000, tuning=TUNING) is None
+    state.active["clock_skew"] = ActiveAlert("clock", Severity.WARNING)
+    assert silence(state, SensorLimits(), now_us=last + 40_000_000, tuning=TUNING) is None
+    assert (
+        silence(SensorState(n=5, seen_us=last), SensorLimits(), now_us=last * 2, tuning=TUNING)
+        is None
+    )
