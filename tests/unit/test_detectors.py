@@ -286,11 +286,14 @@ def test_a_state_written_before_the_typed_alerts_still_loads() -> None:
         {"n": 31, "seen_us": 5, "active": {"overheating": ["zscore", "critical", 2, 7_000_000]}}
     )
     state = decode(packed)
+    assert state is not None
     assert state.active["overheating"] == ActiveAlert("zscore", Severity.CRITICAL, 2, 7_000_000)
     assert (state.n, state.seen_us) == (31, 5)
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(state))["active"] == {
         "overheating": ["zscore", "critical", 2, 7_000_000]
     }
+    assert decode(b"\xc1 not msgpack") is None  # unreadable: learned again, not a stuck hook
+    assert decode(msgspec.msgpack.encode({"active": {"spike": ["spike", "loud", 0, 0]}})) is None
 
 
 @pytest.mark.parametrize("facility", ["plant-01", "f", "line:2.a_b-c"])

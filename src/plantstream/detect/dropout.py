@@ -126,11 +126,11 @@ class Dropouts:
         events: list[AlertEvent] = []
         for facility, candidates in by_facility.items():
             peeked = self.store.peek(facility, [name for name, _ in candidates])
-            due = [
-                (name, decode(packed), clock)
-                for (name, clock), (packed, flag) in zip(candidates, peeked, strict=True)
-                if packed is not None and not flag
-            ]
+            due = []
+            for (name, clock), (packed, flag) in zip(candidates, peeked, strict=True):
+                state = None if packed is None or flag else decode(packed)
+                if state is not None:
+                    due.append((name, state, clock))
             events += self.overdue(facility, due, tuning)
         return events
 
@@ -150,7 +150,7 @@ class Dropouts:
         packed = self.store.claim_sweep(facility, hold_ms=int(tuning.bucket_seconds * 1000))
         if packed is None:
             return []  # another processor is sweeping this facility
-        states = {name: decode(value) for name, value in packed.items()}
+        states = {name: s for name, value in packed.items() if (s := decode(value)) is not None}
         device_clock: dict[str, int] = {}
         for name, state in states.items():
             device = split_field(name)[0]

@@ -6,6 +6,7 @@ processor; lost, it is rebuilt from the rollups and the alerts still open in Pos
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -20,6 +21,8 @@ from plantstream.model import to_epoch_us
 from plantstream.store import alerts as alert_store
 from plantstream.store.detection_state import DetectionStateStore, rollup_baselines
 from plantstream.store.sensors import SensorKey
+
+log = logging.getLogger(__name__)
 
 
 class Severity(StrEnum):
@@ -70,8 +73,13 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(SensorState)
 
 
-def decode(packed: bytes) -> SensorState:
-    return _decoder.decode(packed)
+def decode(packed: bytes) -> SensorState | None:
+    """The state packed in Redis; None if it cannot be read (then it is learned again)."""
+    try:
+        return _decoder.decode(packed)
+    except msgspec.DecodeError:
+        log.warning("an unreadable detection state is dropped and rebuilt")
+        return None
 
 
 class SensorStates:
@@ -95,10 +103,11 @@ class SensorStates:
         for sensor_id, packed in zip(
             ids, self.store.get_states([sensors[i] for i in ids]), strict=True
         ):
-            if packed is None:
+            state = None if packed is None else decode(packed)
+            if state is None:
                 lost.append(sensor_id)
             else:
-                states[sensor_id] = decode(packed)
+                states[sensor_id] = state
         if lost:
             states.update(rebuild(lost, sensors, before, conn=conn, tuning=tuning))
         return states
