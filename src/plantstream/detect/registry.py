@@ -1,7 +1,9 @@
 """The detector contract: a detector looks at one completed bucket of one sensor and names
 the faults it sees; detectors run in the order of their registry.
 
-Adding a detector is one class with ``name`` and ``check`` plus one ``register`` call.
+Adding a detector is one class with ``name`` and ``check`` plus one registration (in the
+``DETECTORS`` list of ``detectors.py``, or ``Registry.register`` on a registry handed to the
+engine). Rules switch a detector off by its name once ``config.DetectorName`` lists it.
 """
 
 from __future__ import annotations
