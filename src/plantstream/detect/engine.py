@@ -23,7 +23,7 @@ from plantstream.detect.dropout import KIND as DROPOUT
 from plantstream.detect.dropout import Dropouts
 from plantstream.detect.registry import Registry
 from plantstream.detect.state import SensorState, SensorStates
-from plantstream.store.detection_state import DetectionStateStore
+from plantstream.store.detection_state import DetectionStateStore, state_key
 from plantstream.store.sensors import SensorKey
 
 log = logging.getLogger(__name__)
@@ -206,4 +206,5 @@ def _complete(state: SensorState, bucket: Bucket) -> list[Bucket]:
     return []
 
 
-__all__ = ["DetectionEngine", "StoredRows"]
+# ``state_key`` stays importable from here, where it was before the state store had it
+__all__ = ["DetectionEngine", "StoredRows", "state_key"]
