@@ -230,6 +230,54 @@ def test_new_settings_apply_once_the_engine_refreshes_them(
     assert "above limit 200" in db.execute("SELECT message FROM alerts").fetchone()[0]
 
 
+def test_a_whole_device_gone_quiet_in_live_data_is_swept_into_dropouts(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+    engine_factory: Callable[..., DetectionEngine],
+) -> None:
+    """oven-1 stops 400 s before the facility's newest reading (oven-2 goes on): its metrics
+    are dropouts, flagged for whichever processor owns them, and over when it reports again."""
+    rng = random.Random(3)
+    now = now_us() - 5 * SECOND
+
+    def machine(device: str, first_s: int, last_s: int) -> list[Reading]:
+        return [
+            Reading(device, metric, now + s * SECOND, level + rng.gauss(0, 0.5), 0)
+            for s in range(first_s, last_s)
+            for metric, level in (("temperature", 220.0), ("power", 85.0))
+        ]
+
+    send(stream, sorted(machine("oven-1", -800, -400) + machine("oven-2", -800, 1), key=_ts))
+    processor = make_processor(database_url, stream, redis_client, hooks=[engine_factory()])
+    drain(processor)
+    rows = db.execute(
+        "SELECT device, metric, detector, state FROM alerts ORDER BY metric"
+    ).fetchall()
+    assert rows == [
+        ("oven-1", "power", "dropout", "open"),
+        ("oven-1", "temperature", "dropout", "open"),
+    ]
+    assert set(redis_client.hkeys(missing_key("plant-01"))) == {
+        b"oven-1\x1fpower",
+        b"oven-1\x1ftemperature",
+    }
+
+    send(stream, machine("oven-1", -3, 1))
+    drain(processor)
+    assert sorted(alerts_of(db)) == [
+        ("dropout", "power", "resolved"),
+        ("dropout", "temperature", "resolved"),
+    ]
+    assert redis_client.hlen(missing_key("plant-01")) == 0
+
+
+def _ts(reading: Reading) -> int:
+    return reading.ts_us
+
+
 class _Receiver(BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
     fail_first = 0
