@@ -194,4 +194,4 @@ class Dropouts:
         )
 
 
-__all__ = ["Dropouts", "Silence", "allowed_gap_us", "field", "overdue_at", "silence"]
+__all__ = ["DETECTOR", "KIND", "Dropouts", "Silence", "allowed_gap_us", "overdue_at", "silence"]
