@@ -17,11 +17,13 @@ import pytest
 import redis
 from fixtures.pipeline import drain
 
-from plantstream.detect import DetectionEngine
-from plantstream.detect.alerts import feed_key
+from plantstream.detect import DetectionConfig, DetectionEngine, Rule
+from plantstream.detect.config import save_config
 from plantstream.detect.webhook import WebhookNotifier
 from plantstream.model import Reading, now_us
 from plantstream.processor import Processor
+from plantstream.store.alerts import feed_key
+from plantstream.store.detection_state import missing_key, state_key
 from plantstream.stream import RedisStream, pack_readings
 
 MakeProcessor = Callable[..., Processor]
@@ -138,8 +140,7 @@ def test_alert_state_survives_restart_shard_move_and_lost_redis(
     assert alerts_of(db) == [("overheating", "temperature", "open")]
 
     # Redis loses the detector state: it is rebuilt from PostgreSQL, still one alert
-    for key in redis_client.scan_iter("ps:detect:*"):
-        redis_client.delete(key)
+    assert redis_client.delete(state_key("plant-01")) == 1
     send(stream, third)
     c = make_processor(database_url, stream, redis_client, owner="c", hooks=[engine_factory()])
     drain(c)
@@ -165,6 +166,116 @@ def test_a_silent_metric_is_a_dropout_until_it_returns(
     assert [(k, m, s) for k, m, s, _ in rows] == [("dropout", "temperature", "resolved")]
     delay = (float(rows[0][3]) - (start + 600 * SECOND)) / SECOND
     assert 25 <= delay <= 45
+
+
+def test_a_dropout_open_when_redis_lost_its_state_ends_when_the_metric_returns(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+    engine_factory: Callable[..., DetectionEngine],
+) -> None:
+    """Also the upgrade path: state kept under earlier key names is not read, but rebuilt."""
+    start = now_us() - 3600 * SECOND
+    readings = oven(start, 15 * 60, silent=(600, 780))
+    before, during, after = (
+        [r for r in readings if r.ts_us < start + 600 * SECOND],
+        [r for r in readings if start + 600 * SECOND <= r.ts_us < start + 780 * SECOND],
+        [r for r in readings if r.ts_us >= start + 780 * SECOND],
+    )
+    first = make_processor(database_url, stream, redis_client, owner="a", hooks=[engine_factory()])
+    send(stream, before)
+    drain(first)
+    send(stream, during)  # power only: the oven's own clock says temperature is overdue
+    drain(first)
+    first.shutdown()
+    assert alerts_of(db) == [("dropout", "temperature", "open")]
+
+    assert redis_client.delete(state_key("plant-01"), missing_key("plant-01")) == 2
+    send(stream, after)
+    drain(make_processor(database_url, stream, redis_client, owner="b", hooks=[engine_factory()]))
+    assert alerts_of(db) == [("dropout", "temperature", "resolved")]
+    resolved = db.execute("SELECT extract(epoch FROM resolved_at) * 1e6 FROM alerts").fetchone()
+    assert float(resolved[0]) == pytest.approx(start + 780 * SECOND, abs=SECOND)
+
+
+def test_new_settings_apply_once_the_engine_refreshes_them(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+    engine_factory: Callable[..., DetectionEngine],
+) -> None:
+    start = now_us() - 3600 * SECOND
+    readings = oven(start, 9 * 60)
+    engine = engine_factory(config_refresh_s=3600)
+    processor = make_processor(database_url, stream, redis_client, hooks=[engine])
+    send(stream, readings[: 2 * 180])
+    drain(processor)
+    assert alerts_of(db) == []
+
+    ceiling = DetectionConfig(rules=[Rule(device="oven-*", metric="temperature", high=200.0)])
+    assert save_config(db, ceiling, author="test") == 1
+    send(stream, readings[2 * 180 : 2 * 360])
+    drain(processor)
+    assert alerts_of(db) == []  # the settings read at start hold for ``config_refresh_s``
+
+    assert engine.refresh_config(force=True) == ceiling
+    assert engine.version == 1
+    send(stream, readings[2 * 360 :])
+    drain(processor)
+    assert alerts_of(db) == [("overheating", "temperature", "open")]
+    assert "above limit 200" in db.execute("SELECT message FROM alerts").fetchone()[0]
+
+
+def test_a_whole_device_gone_quiet_in_live_data_is_swept_into_dropouts(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+    engine_factory: Callable[..., DetectionEngine],
+) -> None:
+    """oven-1 stops 400 s before the facility's newest reading (oven-2 goes on): its metrics
+    are dropouts, flagged for whichever processor owns them, and over when it reports again."""
+    rng = random.Random(3)
+    now = now_us() - 5 * SECOND
+
+    def machine(device: str, first_s: int, last_s: int) -> list[Reading]:
+        return [
+            Reading(device, metric, now + s * SECOND, level + rng.gauss(0, 0.5), 0)
+            for s in range(first_s, last_s)
+            for metric, level in (("temperature", 220.0), ("power", 85.0))
+        ]
+
+    send(stream, sorted(machine("oven-1", -800, -400) + machine("oven-2", -800, 1), key=_ts))
+    processor = make_processor(database_url, stream, redis_client, hooks=[engine_factory()])
+    drain(processor)
+    rows = db.execute(
+        "SELECT device, metric, detector, state FROM alerts ORDER BY metric"
+    ).fetchall()
+    assert rows == [
+        ("oven-1", "power", "dropout", "open"),
+        ("oven-1", "temperature", "dropout", "open"),
+    ]
+    assert set(redis_client.hkeys(missing_key("plant-01"))) == {
+        b"oven-1\x1fpower",
+        b"oven-1\x1ftemperature",
+    }
+
+    send(stream, machine("oven-1", -3, 1))
+    drain(processor)
+    assert sorted(alerts_of(db)) == [
+        ("dropout", "power", "resolved"),
+        ("dropout", "temperature", "resolved"),
+    ]
+    assert redis_client.hlen(missing_key("plant-01")) == 0
+
+
+def _ts(reading: Reading) -> int:
+    return reading.ts_us
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -5,12 +5,18 @@ from __future__ import annotations
 import math
 import random
 
+import msgspec
 import pytest
 from pydantic import ValidationError
+from redis.crc import key_slot
 
 from plantstream.detect.buckets import Bucket
 from plantstream.detect.config import DetectionConfig, Rule, SensorLimits, Tuning, limits_for
-from plantstream.detect.detectors import SensorState, evaluate, fault_kind, overdue_at
+from plantstream.detect.detectors import DETECTORS, SensorState, evaluate, fault_kind, overdue_at
+from plantstream.detect.dropout import Silence, silence
+from plantstream.detect.registry import Finding, Judged, Registry
+from plantstream.detect.state import ActiveAlert, Severity, decode
+from plantstream.store.detection_state import clock_key, missing_key, state_key, sweep_key
 
 TUNING = Tuning()
 BUCKET_US = 10_000_000
@@ -224,3 +230,105 @@ def test_findings_are_named_by_what_the_fault_looks_like(
     detector: str, metric: str, rising: bool, kind: str
 ) -> None:
     assert fault_kind(detector, metric, rising=rising) == kind
+
+
+class _Ceiling:
+    """A detector as a plugin would add it: one class, then one registration."""
+
+    name = "ceiling"
+
+    def check(self, judged: Judged) -> list[Finding]:
+        if judged.bucket.max > 100:
+            return [Finding("over_ceiling", self.name, Severity.CRITICAL, "over 100", 100.0)]
+        return []
+
+
+def test_a_registered_detector_runs_after_the_built_in_ones() -> None:
+    registry = Registry(DETECTORS)
+    registry.register(_Ceiling())
+    rng = random.Random(9)
+    state = SensorState()
+    limits = SensorLimits(high=90.0)
+    for i in range(40):
+        evaluate(
+            state,
+            bucket_of(noisy(50.0, 0.5, rng), i * BUCKET_US),
+            metric="pressure",
+            limits=limits,
+            tuning=TUNING,
+            registry=registry,
+        )
+    hot = bucket_of([*noisy(50.0, 0.5, rng, 9), 120.0], 40 * BUCKET_US)
+    found = evaluate(
+        state.__copy__(), hot, metric="pressure", limits=limits, tuning=TUNING, registry=registry
+    )
+    assert [f.detector for f in found][-1] == "ceiling"
+    assert found[0].kind == "limit_anomaly"  # the built-in limit came first
+    off = SensorLimits(high=90.0, disabled=frozenset({"ceiling"}))
+    quiet = evaluate(state, hot, metric="pressure", limits=off, tuning=TUNING, registry=registry)
+    assert "ceiling" not in [f.detector for f in quiet]
+    assert [d.name for d in DETECTORS] == [
+        "clock",
+        "limit",
+        "zscore",
+        "spike",
+        "trend",
+        "rate",
+        "stuck",
+    ]
+    with pytest.raises(ValueError, match="registered already"):
+        registry.register(_Ceiling())
+
+
+def test_a_state_written_before_the_typed_alerts_still_loads() -> None:
+    """States in Redis from before carry open alerts as plain 4-item lists."""
+    packed = msgspec.msgpack.encode(
+        {"n": 31, "seen_us": 5, "active": {"overheating": ["zscore", "critical", 2, 7_000_000]}}
+    )
+    state = decode(packed)
+    assert state is not None
+    assert state.active["overheating"] == ActiveAlert("zscore", Severity.CRITICAL, 2, 7_000_000)
+    assert (state.n, state.seen_us) == (31, 5)
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(state))["active"] == {
+        "overheating": ["zscore", "critical", 2, 7_000_000]
+    }
+    assert decode(b"\xc1 not msgpack") is None  # unreadable: learned again, not a stuck hook
+    assert decode(msgspec.msgpack.encode({"active": {"spike": ["spike", "loud", 0, 0]}})) is None
+
+
+@pytest.mark.parametrize("facility", ["plant-01", "f", "line:2.a_b-c"])
+def test_a_facilitys_detection_keys_share_one_cluster_slot(facility: str) -> None:
+    """Facility ids are 1-64 of A-Z a-z 0-9 _ . : - (no braces): the id is the hash tag."""
+    keys = [key(facility) for key in (state_key, missing_key, clock_key, sweep_key)]
+    assert {key_slot(key.encode()) for key in keys} == {key_slot(facility.encode())}
+    assert len(set(keys)) == 4
+
+
+def test_the_dropout_rule_waits_for_warmup_and_yields_to_clock_skew_and_rules() -> None:
+    rng = random.Random(8)
+    state = SensorState()
+    for i in range(40):
+        evaluate(
+            state,
+            bucket_of(noisy(5.0, 0.1, rng), i * BUCKET_US),
+            metric="pressure",
+            limits=SensorLimits(),
+            tuning=TUNING,
+        )
+        state.seen_us = state.last_ts_us
+    last = state.seen_us
+    found = silence(state, SensorLimits(), now_us=last + 40_000_000, tuning=TUNING)
+    assert found == Silence(due_us=last + 30_000_000, silent_s=40.0)
+    # judged in true time when the device's clock ran ahead: heard earlier, due earlier
+    early = silence(
+        state, SensorLimits(), now_us=last + 40_000_000, heard_us=last - 5_000_000, tuning=TUNING
+    )
+    assert early == Silence(due_us=last + 25_000_000, silent_s=45.0)
+    off = SensorLimits(disabled=frozenset({"missing"}))
+    assert silence(state, off, now_us=last + 40_000_000, tuning=TUNING) is None
+    state.active["clock_skew"] = ActiveAlert("clock", Severity.WARNING)
+    assert silence(state, SensorLimits(), now_us=last + 40_000_000, tuning=TUNING) is None
+    assert (
+        silence(SensorState(n=5, seen_us=last), SensorLimits(), now_us=last * 2, tuning=TUNING)
+        is None
+    )

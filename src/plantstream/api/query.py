@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from plantstream.api.auth import Reader, State, check_facility
 from plantstream.errors import InvalidInputError
 from plantstream.model import METRICS, check_id, from_epoch_us
+from plantstream.store import alerts as alert_store
 from plantstream.store import queries
 
 router = APIRouter(tags=["query"])
@@ -203,7 +204,7 @@ def alerts(
     check_id(facility, "facility")
     check_facility(who, facility)
     with state.pool.connection() as conn:
-        rows = queries.alerts(conn, facility=facility, state=state_, limit=limit)
+        rows = alert_store.list_alerts(conn=conn, facility=facility, state=state_, limit=limit)
     return Alerts(alerts=[Alert(**row) for row in rows])
 
 
@@ -211,11 +212,11 @@ def alerts(
 def acknowledge(who: Reader, state: State, alert_id: Annotated[int, Path(ge=1, le=2**62)]) -> Alert:
     """Acknowledge an open alert (someone is on it). Acknowledging again changes nothing."""
     with state.pool.connection() as conn:
-        row = queries.alert(conn, alert_id)
+        row = alert_store.get_alert(conn=conn, alert_id=alert_id)
         if row is None or not who.may_access(str(row["facility"])):
             # the same answer for "absent" and "not yours": ids of other facilities stay secret
             raise InvalidInputError("not_found", f"no alert {alert_id}")
         if row["state"] == "resolved":
             raise InvalidInputError("conflict", "the alert is already resolved")
-        row = queries.acknowledge_alert(conn, alert_id, by=who.key_id) or row
+        row = alert_store.acknowledge_alert(conn=conn, alert_id=alert_id, by=who.key_id) or row
     return Alert(**row)

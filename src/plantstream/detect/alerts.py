@@ -1,33 +1,31 @@
-"""The alert lifecycle in PostgreSQL: open -> acknowledged -> resolved, one alert per fault.
-
-An alert is unique per sensor and *kind* of fault while unresolved (a partial unique index),
-so opening is idempotent: a replay, a restart or a second processor cannot duplicate it.
-Every change is also pushed to a Redis stream per facility that dashboards can follow.
-"""
+"""The alert lifecycle, one way through it: a fault opens an alert, goes on (touching it) and
+resolves it; PostgreSQL first, then the sensor's typed state, then one event per change."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import orjson
 import psycopg
 import redis
-from psycopg.types.json import Jsonb
+from redis.cluster import RedisCluster
 
+from plantstream.detect.buckets import Bucket
+from plantstream.detect.registry import Finding
+from plantstream.detect.state import ActiveAlert, SensorState, Severity
 from plantstream.model import from_epoch_us
+from plantstream.store import alerts as store
+from plantstream.store.alerts import feed_key
+from plantstream.store.sensors import SensorKey
 
-FEED_LENGTH = 1000
-
-
-def feed_key(facility: str) -> str:
-    return f"ps:alerts:{facility}"
+TOUCH_EVERY_US = 30_000_000  # how often an alert that goes on moves its ``last_seen_at``
 
 
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
-    """An alert opened, updated or resolved, as pushed to the feed and the webhook."""
+    """An alert opened or resolved, as pushed to the feed and the webhook."""
 
     event: str  # opened | resolved
     alert_id: int
@@ -55,93 +53,137 @@ class AlertEvent:
         }
 
 
-def open_alert(
-    conn: psycopg.Connection,
-    *,
-    facility: str,
-    device: str,
-    metric: str,
-    sensor_id: int | None,
-    kind: str,
-    severity: str,
-    message: str,
-    at_us: int,
-    details: dict[str, Any],
-) -> tuple[int, bool]:
-    """Open (or find the unresolved) alert for this sensor and kind; (id, newly opened)."""
-    at = from_epoch_us(at_us)
-    row = conn.execute(
-        """
-        INSERT INTO alerts AS a (facility, device, metric, sensor_id, detector, severity,
-                                 message, opened_at, last_seen_at, details)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (facility, device, metric, detector) WHERE state <> 'resolved'
-        DO UPDATE SET last_seen_at = greatest(a.last_seen_at, excluded.last_seen_at)
-        RETURNING id, (xmax = 0) AS inserted
-        """,
-        (facility, device, metric, sensor_id, kind, severity, message, at, at, Jsonb(details)),
-    ).fetchone()
-    if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
-        raise RuntimeError("alert upsert returned nothing")
-    return int(row[0]), bool(row[1])
+class AlertLifecycle:
+    """Opens, touches and resolves alerts over the connection ``connection()`` gives."""
 
+    def __init__(self, connection: Callable[[], psycopg.Connection]) -> None:
+        self._connection = connection
 
-def touch_alert(
-    conn: psycopg.Connection,
-    *,
-    facility: str,
-    device: str,
-    metric: str,
-    kind: str,
-    at_us: int,
-    severity: str | None = None,
-) -> None:
-    """The fault goes on: move ``last_seen_at`` (and raise the severity to critical)."""
-    conn.execute(
-        "UPDATE alerts SET last_seen_at = greatest(last_seen_at, %s), "
-        "severity = CASE WHEN %s = 'critical' THEN 'critical' ELSE severity END "
-        "WHERE facility = %s AND device = %s AND metric = %s AND detector = %s "
-        "AND state <> 'resolved'",
-        (from_epoch_us(at_us), severity, facility, device, metric, kind),
-    )
+    def transaction(self) -> AbstractContextManager[psycopg.Transaction]:
+        """One PostgreSQL transaction around several changes."""
+        return self._connection().transaction()
 
+    def open(
+        self,
+        sensor: SensorKey,
+        *,
+        sensor_id: int | None,
+        kind: str,
+        severity: Severity,
+        message: str,
+        at_us: int,
+        details: dict[str, Any],
+    ) -> list[AlertEvent]:
+        """Open the alert of this sensor and kind; its event if it is new (not a replay)."""
+        facility, device, metric = sensor
+        alert_id, new = store.open_alert(
+            conn=self._connection(),
+            facility=facility,
+            device=device,
+            metric=metric,
+            sensor_id=sensor_id,
+            kind=kind,
+            severity=severity.value,
+            message=message,
+            at_us=at_us,
+            details=details,
+        )
+        if not new:
+            return []
+        event = AlertEvent(
+            "opened", alert_id, *sensor, kind, severity.value, message, at_us, details
+        )
+        return [event]
 
-def resolve_alert(
-    conn: psycopg.Connection, *, facility: str, device: str, metric: str, kind: str, at_us: int
-) -> int | None:
-    """Resolve the unresolved alert of this sensor and kind; its id, or None if none was."""
-    row = conn.execute(
-        "UPDATE alerts SET state = 'resolved', resolved_at = greatest(%s, opened_at) "
-        "WHERE facility = %s AND device = %s AND metric = %s AND detector = %s "
-        "AND state <> 'resolved' RETURNING id",
-        (from_epoch_us(at_us), facility, device, metric, kind),
-    ).fetchone()
-    return int(row[0]) if row else None
+    def resolve(
+        self, sensor: SensorKey, state: SensorState, kind: str, at_us: int
+    ) -> list[AlertEvent]:
+        """Resolve the sensor's alert of this kind (if one is open); its event."""
+        state.active.pop(kind, None)
+        facility, device, metric = sensor
+        alert_id = store.resolve_alert(
+            conn=self._connection(),
+            facility=facility,
+            device=device,
+            metric=metric,
+            kind=kind,
+            at_us=at_us,
+        )
+        if alert_id is None:
+            return []
+        message = f"{kind} on {device} {metric} is over"
+        return [AlertEvent("resolved", alert_id, *sensor, kind, "info", message, at_us, {})]
 
-
-def unresolved_kinds(
-    conn: psycopg.Connection, facility: str, device: str, metric: str
-) -> list[tuple[str, str, datetime]]:
-    return [
-        (str(kind), str(severity), opened)
-        for kind, severity, opened in conn.execute(
-            "SELECT detector, severity, opened_at FROM alerts WHERE facility = %s AND device = %s "
-            "AND metric = %s AND state <> 'resolved'",
-            (facility, device, metric),
-        ).fetchall()
-    ]
-
-
-def publish(client: redis.Redis, events: list[AlertEvent]) -> None:
-    """Push events to each facility's alert feed (a capped Redis stream)."""
-    if not events:
-        return
-    with client.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.xadd(
-                feed_key(event.facility),
-                {"e": orjson.dumps(event.as_dict())},
-                maxlen=FEED_LENGTH,
-                approximate=True,
+    def apply(
+        self,
+        sensor: SensorKey,
+        sensor_id: int,
+        state: SensorState,
+        findings: list[Finding],
+        bucket: Bucket,
+        *,
+        clear_buckets: int,
+    ) -> list[AlertEvent]:
+        """Move the sensor's alerts on by one judged bucket: open what is new, touch what
+        goes on, resolve what stayed normal ``clear_buckets`` buckets in a row."""
+        events: list[AlertEvent] = []
+        found: dict[str, Finding] = {}
+        for finding in findings:
+            # several detectors may see one fault: the first (most direct) one names it
+            found.setdefault(finding.kind, finding)
+        # in true time: a clock that runs ahead must not date the alert in the future
+        at = bucket.last_ts_us - max(0, bucket.max_ahead_us)
+        for kind, finding in found.items():
+            active = state.active.get(kind)
+            if active is None:
+                events += self.open(
+                    sensor,
+                    sensor_id=sensor_id,
+                    kind=kind,
+                    severity=finding.severity,
+                    message=finding.message,
+                    at_us=at,
+                    details={
+                        "detector": finding.detector,
+                        "value": finding.value,
+                        "bucket_start": bucket.start_us,
+                    },
+                )
+                state.active[kind] = ActiveAlert(finding.detector, finding.severity, 0, at)
+                continue
+            active.quiet = 0
+            escalates = (
+                finding.severity is Severity.CRITICAL and active.severity is not Severity.CRITICAL
             )
-        pipe.execute()
+            if escalates or at - active.touched_us > TOUCH_EVERY_US:
+                facility, device, metric = sensor
+                store.touch_alert(
+                    conn=self._connection(),
+                    facility=facility,
+                    device=device,
+                    metric=metric,
+                    kind=kind,
+                    at_us=at,
+                    severity=finding.severity.value,
+                )
+                active.severity = max(active.severity, finding.severity, key=_rank)
+                active.touched_us = at
+        # a dropout ends when readings come back, not with normal buckets
+        for kind in [k for k in state.active if k not in found and k != "dropout"]:
+            active = state.active[kind]
+            active.quiet += 1
+            if active.quiet >= clear_buckets:
+                events += self.resolve(sensor, state, kind, at)
+        return events
+
+
+def _rank(severity: Severity) -> int:
+    return severity.rank
+
+
+def publish(client: redis.Redis | RedisCluster, events: list[AlertEvent]) -> None:
+    """Push events to each facility's alert feed (a capped Redis stream)."""
+    store.publish(client=client, events=((e.facility, e.as_dict()) for e in events))
+
+
+__all__ = ["AlertEvent", "AlertLifecycle", "feed_key", "publish"]

@@ -1,8 +1,8 @@
 """Detector settings: defaults, per-metric built-ins, and rules that override them per
 facility, machine type (a device pattern such as ``*-oven-*``) or machine.
 
-Settings are validated (pydantic) and versioned in PostgreSQL: every change is a new row with
-who made it and when; the newest row is in force.
+Settings are validated (pydantic) and versioned in PostgreSQL (``store/detector_config.py``):
+every change is a new row with who made it and when; the newest row is in force.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ import fnmatch
 from typing import Any, Literal
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from plantstream.model import METRICS
+from plantstream.store import detector_config
 
 # JSON types as declared (``false`` is no limit of 0, ``"5"`` no number), finite numbers only:
 # what PostgreSQL's jsonb and the detectors can hold, whether from the API, a file or the database
@@ -149,33 +148,23 @@ def limits_for(config: DetectionConfig, facility: str, device: str, metric: str)
 
 def current_config(conn: psycopg.Connection) -> tuple[int, DetectionConfig]:
     """The version in force and its settings (version 0: the built-in defaults)."""
-    row = conn.execute("SELECT id, config FROM detector_config ORDER BY id DESC LIMIT 1").fetchone()
-    if row is None:
+    found = detector_config.newest(conn=conn)
+    if found is None:
         return 0, DetectionConfig()
-    return int(row[0]), DetectionConfig.model_validate(row[1])
+    return found[0], DetectionConfig.model_validate(found[1])
 
 
 def save_config(
     conn: psycopg.Connection, config: DetectionConfig, *, author: str, comment: str = ""
 ) -> int:
     """Record a new version; return its number."""
-    row = conn.execute(
-        "INSERT INTO detector_config (config, created_by, comment) VALUES (%s, %s, %s) "
-        "RETURNING id",
-        (Jsonb(config.model_dump(mode="json")), author, comment[:500]),
-    ).fetchone()
-    if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
-        raise RuntimeError("config insert returned nothing")
-    return int(row[0])
+    return detector_config.insert(
+        conn=conn, config=config.model_dump(mode="json"), author=author, comment=comment[:500]
+    )
 
 
 def config_history(conn: psycopg.Connection, *, limit: int = 50) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            "SELECT id AS version, created_at, created_by, comment, config "
-            "FROM detector_config ORDER BY id DESC LIMIT %s",
-            (limit,),
-        ).fetchall()
+    return detector_config.history(conn=conn, limit=limit)
 
 
 __all__ = [

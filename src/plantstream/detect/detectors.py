@@ -1,59 +1,18 @@
-"""The streaming detectors, per sensor, on completed time buckets.
-
-Pure logic: a ``SensorState`` goes in with a bucket, findings come out, the state moves on.
-The state is small and serialisable so it can live in Redis and follow a shard to another
-processor.
-
-Detectors: static limits, EWMA z-score of the bucket median (level shift), spikes (single
-readings far from the baseline while the median is not), rate of change, slow trend (fast
-vs slow average, for temperature and vibration), stuck sensor, clock skew. Missing data is
-judged by ``missing_since`` from the outside, since silence produces no buckets.
-"""
+"""The built-in streaming detectors, one class each, registered in the order they run on a
+sensor's completed bucket; ``evaluate`` runs them and lets the state learn from healthy data."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
-import msgspec
 
 from plantstream.detect.buckets import Bucket
 from plantstream.detect.config import SensorLimits, Tuning
+from plantstream.detect.dropout import allowed_gap_us, overdue_at
+from plantstream.detect.registry import Finding, Judged, Registry
+from plantstream.detect.state import SensorState, Severity
 
 TREND_METRICS = {"temperature", "vibration_rms"}
-
-
-class SensorState(msgspec.Struct, kw_only=True):
-    """What the detectors remember about one sensor."""
-
-    last_bucket_us: int = -1
-    n: int = 0  # buckets seen while healthy
-    base: float = 0.0  # slow EWMA of bucket medians
-    base_var: float = 0.0  # EW variance of medians around it
-    raw_var: float = 0.0  # EW of within-bucket variance (reading-level noise)
-    fast: float = 0.0
-    rising: int = 0
-    prev_median: float = math.nan
-    prev_us: int = -1
-    flat: int = 0
-    interval_us: float = 0.0  # EW of the usual gap between readings
-    last_ts_us: int = -1
-    ahead_us: int = 0  # how far its clock ran ahead of arrival, last time
-    seen_us: int = -1  # the newest reading seen, complete bucket or not
-    # open conditions by kind: [detector, severity, normal buckets in a row, peak]
-    active: dict[str, list[object]] = {}
-    open_bucket: Bucket | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """A detector's verdict on one bucket: a condition of ``kind`` is present (or not)."""
-
-    kind: str  # what the fault looks like: overheating, bearing_wear, spike, stuck_sensor, ...
-    detector: str
-    severity: str
-    message: str
-    value: float
+LEVEL_KINDS = ("overheating", "bearing_wear")
 
 
 def fault_kind(detector: str, metric: str, *, rising: bool) -> str:
@@ -69,39 +28,35 @@ def fault_kind(detector: str, metric: str, *, rising: bool) -> str:
     return f"{detector}_anomaly"
 
 
-def _alpha(bucket_seconds: float, half_life: float) -> float:
-    return float(1.0 - 0.5 ** (bucket_seconds / half_life))
+class ClockSkew:
+    """Timestamps that run ahead of their arrival."""
+
+    name = "clock"
+
+    def check(self, judged: Judged) -> list[Finding]:
+        bucket = judged.bucket
+        if bucket.max_ahead_us > judged.tuning.clock_skew_seconds * 1e6:
+            ahead = bucket.max_ahead_us / 1e6
+            return [
+                Finding(
+                    "clock_skew",
+                    "clock",
+                    Severity.WARNING,
+                    f"timestamps run {ahead:.0f} s ahead of arrival",
+                    ahead,
+                )
+            ]
+        return []
 
 
-def evaluate(
-    state: SensorState, bucket: Bucket, *, metric: str, limits: SensorLimits, tuning: Tuning
-) -> list[Finding]:
-    """Findings for one completed bucket; updates ``state`` (learning only from healthy data)."""
-    findings: list[Finding] = []
-    disabled = limits.disabled
-    warm = state.n >= tuning.warmup_buckets
-    sd_base = math.sqrt(state.base_var) if state.base_var > 0 else 0.0
-    sd_raw = math.sqrt(state.raw_var) if state.raw_var > 0 else 0.0
-    # floors keep a perfectly quiet signal from making every wobble an anomaly
-    floor = 1e-6 + abs(state.base) * 1e-4
-    # a bucket median cannot be steadier than its own sampling noise allows
-    sampling = math.sqrt(state.raw_var * 1.57 / bucket.count) if bucket.count else 0.0
-    sd_base, sd_raw = max(sd_base, sampling, floor), max(sd_raw, floor)
-    median = bucket.median
+class StaticLimits:
+    """Readings above ``high``/``high_critical`` or below ``low``/``low_critical``."""
 
-    if "clock" not in disabled and bucket.max_ahead_us > tuning.clock_skew_seconds * 1e6:
-        ahead = bucket.max_ahead_us / 1e6
-        findings.append(
-            Finding(
-                "clock_skew",
-                "clock",
-                "warning",
-                f"timestamps run {ahead:.0f} s ahead of arrival",
-                ahead,
-            )
-        )
+    name = "limit"
 
-    if "limit" not in disabled:
+    def check(self, judged: Judged) -> list[Finding]:
+        limits, bucket, metric = judged.limits, judged.bucket, judged.metric
+        found = []
         for bound, crit, above in (
             (limits.high, limits.high_critical, True),
             (limits.low, limits.low_critical, False),
@@ -110,12 +65,12 @@ def evaluate(
             if bound is None and crit is None:
                 continue
             if crit is not None and (extreme > crit if above else extreme < crit):
-                severity, limit = "critical", crit
+                severity, limit = Severity.CRITICAL, crit
             elif bound is not None and (extreme > bound if above else extreme < bound):
-                severity, limit = "warning", bound
+                severity, limit = Severity.WARNING, bound
             else:
                 continue
-            findings.append(
+            found.append(
                 Finding(
                     fault_kind("limit", metric, rising=above),
                     "limit",
@@ -124,104 +79,155 @@ def evaluate(
                     extreme,
                 )
             )
+        return found
 
-    shifted = False
-    flat = bucket.max == bucket.min and (bucket.count >= 2 or bucket.min == state.prev_median)
-    if warm:
-        z = (median - state.base) / sd_base
+
+class LevelShift:
+    """The bucket median many sigmas from the baseline (EWMA z-score)."""
+
+    name = "zscore"
+
+    def check(self, judged: Judged) -> list[Finding]:
+        state, tuning, median = judged.state, judged.tuning, judged.bucket.median
+        if not judged.warm:
+            return []
+        z = (median - state.base) / judged.sd_base
         # a flat bucket is the stuck-sensor detector's business, and a burst of spikes can
         # drag a median: neither is a level shift
-        if (
-            "zscore" not in disabled
-            and abs(z) > tuning.zscore
-            and not flat
-            and "spike" not in state.active
-        ):
-            shifted = True
-            findings.append(
+        if abs(z) > tuning.zscore and not judged.flat and "spike" not in state.active:
+            return [
                 Finding(
-                    fault_kind("zscore", metric, rising=z > 0),
+                    fault_kind("zscore", judged.metric, rising=z > 0),
                     "zscore",
-                    "critical" if abs(z) > 2 * tuning.zscore else "warning",
-                    f"{metric} level {median:.4g} is {z:+.1f} sigma "
+                    Severity.CRITICAL if abs(z) > 2 * tuning.zscore else Severity.WARNING,
+                    f"{judged.metric} level {median:.4g} is {z:+.1f} sigma "
                     f"from its usual {state.base:.4g}",
                     median,
                 )
-            )
-        high = (bucket.max - median) / sd_raw
-        low = (median - bucket.min) / sd_raw
+            ]
+        return []
+
+
+class Spike:
+    """Single readings far from the bucket median while the median itself is not."""
+
+    name = "spike"
+
+    def check(self, judged: Judged) -> list[Finding]:
+        state, bucket = judged.state, judged.bucket
+        if not judged.warm or any(f.detector == "zscore" for f in judged.findings):
+            return []
         # while a level fault is open, its start and end look like spikes: they are not
-        level_fault = any(k in state.active for k in ("overheating", "bearing_wear")) or any(
+        if any(k in state.active for k in LEVEL_KINDS) or any(
             k.endswith("_anomaly") for k in state.active
-        )
-        if (
-            "spike" not in disabled
-            and not shifted
-            and not level_fault
-            and max(high, low) > tuning.spike_sigma
         ):
+            return []
+        high = (bucket.max - bucket.median) / judged.sd_raw
+        low = (bucket.median - bucket.min) / judged.sd_raw
+        if max(high, low) > judged.tuning.spike_sigma:
             value = bucket.max if high >= low else bucket.min
-            findings.append(
+            return [
                 Finding(
                     "spike",
                     "spike",
-                    "warning",
-                    f"{metric} spike to {value:.4g} (usual {state.base:.4g})",
+                    Severity.WARNING,
+                    f"{judged.metric} spike to {value:.4g} (usual {state.base:.4g})",
                     value,
                 )
-            )
+            ]
+        return []
+
+
+class Trend:
+    """A fast average rising away from the slow one, bucket after bucket."""
+
+    name = "trend"
+
+    def check(self, judged: Judged) -> list[Finding]:
+        state, tuning, metric = judged.state, judged.tuning, judged.metric
         if (
-            "trend" not in disabled
+            judged.warm
             and metric in TREND_METRICS
             and state.rising >= tuning.trend_buckets
-            and (state.fast - state.base) > tuning.trend_sigma * sd_base
+            and (state.fast - state.base) > tuning.trend_sigma * judged.sd_base
         ):
-            findings.append(
+            return [
                 Finding(
                     fault_kind("trend", metric, rising=True),
                     "trend",
-                    "warning",
+                    Severity.WARNING,
                     f"{metric} trending up: {state.fast:.4g} against a usual {state.base:.4g}",
                     state.fast,
                 )
-            )
+            ]
+        return []
 
-    if (
-        limits.max_rate_per_s is not None
-        and "rate" not in disabled
-        and not math.isnan(state.prev_median)
-        and bucket.start_us > state.prev_us
-    ):
-        rate = (median - state.prev_median) / ((bucket.start_us - state.prev_us) / 1e6)
-        if abs(rate) > limits.max_rate_per_s:
-            findings.append(
+
+class RateOfChange:
+    """The median moving faster than the sensor's ``max_rate_per_s``."""
+
+    name = "rate"
+
+    def check(self, judged: Judged) -> list[Finding]:
+        state, bucket, limit = judged.state, judged.bucket, judged.limits.max_rate_per_s
+        if limit is None or math.isnan(state.prev_median) or bucket.start_us <= state.prev_us:
+            return []
+        rate = (bucket.median - state.prev_median) / ((bucket.start_us - state.prev_us) / 1e6)
+        if abs(rate) > limit:
+            return [
                 Finding(
-                    fault_kind("rate", metric, rising=rate > 0),
+                    fault_kind("rate", judged.metric, rising=rate > 0),
                     "rate",
-                    "warning",
-                    f"{metric} changing at {rate:+.3g}/s (limit {limits.max_rate_per_s:g}/s)",
+                    Severity.WARNING,
+                    f"{judged.metric} changing at {rate:+.3g}/s (limit {limit:g}/s)",
                     rate,
                 )
-            )
+            ]
+        return []
 
-    state.flat = state.flat + 1 if flat else 0
-    if (
-        "stuck" not in disabled
-        and state.flat >= tuning.stuck_buckets
-        and state.raw_var > 0
-        and warm
-    ):
-        findings.append(
-            Finding(
-                "stuck_sensor",
-                "stuck",
-                "warning",
-                f"{metric} stuck at {bucket.min:.4g}",
-                bucket.min,
-            )
-        )
 
-    _learn(
+class Stuck:
+    """A noisy signal gone flat for several buckets in a row."""
+
+    name = "stuck"
+
+    def check(self, judged: Judged) -> list[Finding]:
+        state = judged.state
+        if state.flat >= judged.tuning.stuck_buckets and state.raw_var > 0 and judged.warm:
+            return [
+                Finding(
+                    "stuck_sensor",
+                    "stuck",
+                    Severity.WARNING,
+                    f"{judged.metric} stuck at {judged.bucket.min:.4g}",
+                    judged.bucket.min,
+                )
+            ]
+        return []
+
+
+# Clock skew, static limits, EWMA z-score of the bucket median (level shift), spikes (single
+# readings far from the baseline while the median is not), slow trend (fast vs slow average),
+# rate of change, stuck sensor. Missing data is ``dropout.py``'s: silence makes no buckets.
+# The order matters: the spike detector stands down when the level-shift one fired, and
+# when several name one fault the first names its alert.
+DETECTORS = Registry(
+    [ClockSkew(), StaticLimits(), LevelShift(), Spike(), Trend(), RateOfChange(), Stuck()]
+)
+
+
+def evaluate(
+    state: SensorState,
+    bucket: Bucket,
+    *,
+    metric: str,
+    limits: SensorLimits,
+    tuning: Tuning,
+    registry: Registry = DETECTORS,
+) -> list[Finding]:
+    """Findings for one completed bucket; updates ``state`` (learning only from healthy data)."""
+    findings = registry.judge(state, bucket, metric=metric, limits=limits, tuning=tuning)
+    learn(
         state,
         bucket,
         tuning,
@@ -230,7 +236,11 @@ def evaluate(
     return findings
 
 
-def _learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool) -> None:
+def _alpha(bucket_seconds: float, half_life: float) -> float:
+    return float(1.0 - 0.5 ** (bucket_seconds / half_life))
+
+
+def learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool) -> None:
     """Move the baselines; a bucket with a level anomaly teaches nothing (the fault would
     otherwise become the new normal)."""
     slow = _alpha(tuning.bucket_seconds, tuning.slow_half_life_s)
@@ -263,15 +273,21 @@ def _learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool)
     state.last_bucket_us = bucket.start_us
 
 
-def allowed_gap_us(state: SensorState, tuning: Tuning) -> int:
-    """The longest silence that is still normal for this sensor."""
-    return int(max(state.interval_us * tuning.missing_intervals, tuning.missing_min_seconds * 1e6))
-
-
-def overdue_at(state: SensorState, *, now_us: int, tuning: Tuning) -> int | None:
-    """When the sensor became overdue (its silence passed the usual gaps many times over),
-    if it is overdue at ``now_us``; else None."""
-    if state.seen_us < 0 or state.n < tuning.warmup_buckets:
-        return None
-    due = state.seen_us + allowed_gap_us(state, tuning)
-    return due if now_us > due else None
+__all__ = [
+    "DETECTORS",
+    "TREND_METRICS",
+    "ClockSkew",
+    "Finding",
+    "LevelShift",
+    "RateOfChange",
+    "SensorState",
+    "Spike",
+    "StaticLimits",
+    "Stuck",
+    "Trend",
+    "allowed_gap_us",
+    "evaluate",
+    "fault_kind",
+    "learn",
+    "overdue_at",
+]

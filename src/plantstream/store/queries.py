@@ -1,4 +1,7 @@
-"""Read queries behind the API: keyword-only functions over a connection."""
+"""Read queries behind the API: keyword-only functions over a connection.
+
+Alerts have their own module, ``store/alerts.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,6 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-
-_ALERT_COLUMNS = (
-    "id, facility, device, metric, detector, severity, state, message, opened_at, "
-    "last_seen_at, acknowledged_at, acknowledged_by, resolved_at, details"
-)
 
 
 def facilities(conn: psycopg.Connection, *, only: str | None) -> list[dict[str, Any]]:
@@ -62,31 +60,3 @@ def series(
         )
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(sql, (sensor[0], start, end, max_points)).fetchall()
-
-
-def alerts(
-    conn: psycopg.Connection, *, facility: str, state: str | None, limit: int
-) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE facility = %s "
-            "AND (%s::text IS NULL OR state = %s) ORDER BY opened_at DESC, id DESC LIMIT %s",
-            (facility, state, state, limit),
-        ).fetchall()
-
-
-def alert(conn: psycopg.Connection, alert_id: int) -> dict[str, Any] | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s", (alert_id,)
-        ).fetchone()
-
-
-def acknowledge_alert(conn: psycopg.Connection, alert_id: int, *, by: str) -> dict[str, Any] | None:
-    """Move an open alert to acknowledged; None if it was not open."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            f"UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), "
-            f"acknowledged_by = %s WHERE id = %s AND state = 'open' RETURNING {_ALERT_COLUMNS}",
-            (by, alert_id),
-        ).fetchone()

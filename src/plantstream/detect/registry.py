@@ -1,0 +1,121 @@
+"""The detector contract: a detector looks at one completed bucket of one sensor and names
+the faults it sees; detectors run in the order of their registry.
+
+Adding a detector is one class with ``name`` and ``check`` plus one registration (in the
+``DETECTORS`` list of ``detectors.py``, or ``Registry.register`` on a registry handed to the
+engine). Rules switch a detector off by its name once ``config.DetectorName`` lists it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from plantstream.detect.buckets import Bucket
+from plantstream.detect.config import SensorLimits, Tuning
+from plantstream.detect.state import SensorState, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A detector's verdict on one bucket: a condition of ``kind`` is present."""
+
+    kind: str  # what the fault looks like: overheating, bearing_wear, spike, stuck_sensor, ...
+    detector: str
+    severity: Severity
+    message: str
+    value: float
+
+
+@dataclass(slots=True)  # not frozen: built once per bucket, a frozen one costs twice
+class Judged:
+    """One completed bucket under judgement, with what the detectors share about it."""
+
+    state: SensorState  # as before this bucket (``flat`` already counts it)
+    bucket: Bucket
+    metric: str
+    limits: SensorLimits
+    tuning: Tuning
+    warm: bool  # enough healthy buckets seen to trust the statistics
+    sd_base: float  # spread of bucket medians around the baseline, floored
+    sd_raw: float  # spread of readings within a bucket, floored
+    flat: bool  # every reading of the bucket has one value
+    findings: list[Finding]  # what the detectors before this one found
+
+
+class Detector(Protocol):
+    """A detector; ``name`` is the switch a rule's ``disabled`` turns it off with."""
+
+    @property
+    def name(self) -> str: ...
+
+    def check(self, judged: Judged) -> Iterable[Finding]: ...
+
+
+class Registry:
+    """Detectors in the order they judge a bucket (a later one sees the earlier findings)."""
+
+    def __init__(self, detectors: Iterable[Detector] = ()) -> None:
+        self._detectors: list[Detector] = []
+        # the enabled detectors' checks per set of switched-off names: sensors share a few
+        self._enabled: dict[frozenset[str], tuple[Callable[[Judged], Iterable[Finding]], ...]] = {}
+        for detector in detectors:
+            self.register(detector)
+
+    def register(self, detector: Detector) -> Detector:
+        if any(d.name == detector.name for d in self._detectors):
+            raise ValueError(f"a detector named {detector.name!r} is registered already")
+        self._detectors.append(detector)
+        self._enabled.clear()
+        return detector
+
+    def __iter__(self) -> Iterator[Detector]:
+        return iter(self._detectors)
+
+    def judge(
+        self,
+        state: SensorState,
+        bucket: Bucket,
+        *,
+        metric: str,
+        limits: SensorLimits,
+        tuning: Tuning,
+    ) -> list[Finding]:
+        """Findings of every enabled detector on one completed bucket (``state`` unchanged
+        but for its count of flat buckets)."""
+        sd_base = math.sqrt(state.base_var) if state.base_var > 0 else 0.0
+        sd_raw = math.sqrt(state.raw_var) if state.raw_var > 0 else 0.0
+        # floors keep a perfectly quiet signal from making every wobble an anomaly
+        floor = 1e-6 + abs(state.base) * 1e-4
+        # a bucket median cannot be steadier than its own sampling noise allows
+        sampling = math.sqrt(state.raw_var * 1.57 / bucket.count) if bucket.count else 0.0
+        flat = bucket.max == bucket.min and (bucket.count >= 2 or bucket.min == state.prev_median)
+        findings: list[Finding] = []
+        judged = Judged(
+            state=state,
+            bucket=bucket,
+            metric=metric,
+            limits=limits,
+            tuning=tuning,
+            warm=state.n >= tuning.warmup_buckets,
+            sd_base=max(sd_base, sampling, floor),
+            sd_raw=max(sd_raw, floor),
+            flat=flat,
+            findings=findings,
+        )
+        state.flat = state.flat + 1 if flat else 0
+        checks = self._enabled.get(limits.disabled)
+        if checks is None:
+            checks = self._enabled[limits.disabled] = tuple(
+                d.check for d in self._detectors if d.name not in limits.disabled
+            )
+        for check in checks:
+            found = check(judged)
+            if found:
+                findings.extend(found)
+        return findings
+
+
+__all__ = ["Detector", "Finding", "Judged", "Registry"]

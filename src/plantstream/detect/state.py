@@ -1,0 +1,161 @@
+"""What detection remembers about one sensor, typed: its baselines and its open alerts.
+
+Small and serialisable (msgpack) so it lives in Redis and follows a shard to another
+processor; lost, it is rebuilt from the rollups and the alerts still open in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from enum import StrEnum
+
+import msgspec
+import psycopg
+
+from plantstream.detect.buckets import Bucket
+from plantstream.detect.config import Tuning
+from plantstream.model import to_epoch_us
+from plantstream.store import alerts as alert_store
+from plantstream.store.detection_state import DetectionStateStore, rollup_baselines
+from plantstream.store.sensors import SensorKey
+
+log = logging.getLogger(__name__)
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+class ActiveAlert(msgspec.Struct, array_like=True):
+    """An alert this sensor has open. Packed as a 4-item array, as the untyped list it
+    replaces was, so states written before still load."""
+
+    detector: str  # which detector opened it (the kind itself after a rebuild)
+    severity: Severity
+    quiet: int = 0  # normal buckets in a row since it was last seen
+    touched_us: int = 0  # when PostgreSQL last heard that it goes on
+
+
+class SensorState(msgspec.Struct, kw_only=True):
+    """What the detectors remember about one sensor."""
+
+    last_bucket_us: int = -1
+    n: int = 0  # buckets seen while healthy
+    base: float = 0.0  # slow EWMA of bucket medians
+    base_var: float = 0.0  # EW variance of medians around it
+    raw_var: float = 0.0  # EW of within-bucket variance (reading-level noise)
+    fast: float = 0.0
+    rising: int = 0
+    prev_median: float = math.nan
+    prev_us: int = -1
+    flat: int = 0
+    interval_us: float = 0.0  # EW of the usual gap between readings
+    last_ts_us: int = -1
+    ahead_us: int = 0  # how far its clock ran ahead of arrival, last time
+    seen_us: int = -1  # the newest reading seen, complete bucket or not
+    active: dict[str, ActiveAlert] = {}  # open alerts by kind
+    open_bucket: Bucket | None = None
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(SensorState)
+
+
+def decode(packed: bytes) -> SensorState | None:
+    """The state packed in Redis; None if it cannot be read (then it is learned again)."""
+    try:
+        return _decoder.decode(packed)
+    except msgspec.DecodeError:
+        log.warning("an unreadable detection state is dropped and rebuilt")
+        return None
+
+
+class SensorStates:
+    """Sensor states in the state store, rebuilt from PostgreSQL where Redis has none."""
+
+    def __init__(self, store: DetectionStateStore) -> None:
+        self.store = store
+
+    def load(
+        self,
+        sensors: Mapping[int, SensorKey],
+        *,
+        before: Mapping[int, int],
+        conn: psycopg.Connection,
+        tuning: Tuning,
+    ) -> dict[int, SensorState]:
+        """States of these sensors; ``before`` is each one's first bucket in this batch."""
+        ids = list(sensors)
+        states: dict[int, SensorState] = {}
+        lost = []
+        for sensor_id, packed in zip(
+            ids, self.store.get_states([sensors[i] for i in ids]), strict=True
+        ):
+            state = None if packed is None else decode(packed)
+            if state is None:
+                lost.append(sensor_id)
+            else:
+                states[sensor_id] = state
+        if lost:
+            states.update(rebuild(lost, sensors, before, conn=conn, tuning=tuning))
+        return states
+
+    def save(self, states: Mapping[int, SensorState], keys: Mapping[int, SensorKey]) -> None:
+        self.store.put_states((keys[sid], _encoder.encode(state)) for sid, state in states.items())
+
+
+def rebuild(
+    ids: Iterable[int],
+    sensors: Mapping[int, SensorKey],
+    before: Mapping[int, int],
+    *,
+    conn: psycopg.Connection,
+    tuning: Tuning,
+) -> dict[int, SensorState]:
+    """States for sensors Redis does not know: learned again from the hour of 1-minute
+    rollups before this batch (the batch itself is already in them: it must not teach its
+    own faults), with the alerts still open in PostgreSQL."""
+    ids = list(ids)
+    open_alerts: dict[int, list[tuple[str, str, datetime]]] = {}
+    for sensor_id in ids:
+        facility, device, metric = sensors[sensor_id]
+        open_alerts[sensor_id] = alert_store.unresolved_kinds(
+            conn=conn, facility=facility, device=device, metric=metric
+        )
+    cutoffs = {  # nor may the time of a fault still open teach the baseline
+        sensor_id: min(
+            [before[sensor_id]] + [to_epoch_us(opened) for _, _, opened in open_alerts[sensor_id]]
+        )
+        for sensor_id in ids
+    }
+    states = {sensor_id: SensorState() for sensor_id in ids}
+    for sensor_id, minutes, mean, var_means, var_raw, last_ts, count in rollup_baselines(
+        conn=conn, cutoffs=cutoffs
+    ):
+        state = states[sensor_id]
+        state.n = min(minutes * 6, tuning.warmup_buckets * 2)
+        state.base = state.fast = mean
+        state.base_var = var_means
+        state.raw_var = var_raw
+        state.last_ts_us = last_ts  # seen_us stays unknown: no gap across a rebuild
+        if count > 1 and minutes > 0:
+            state.interval_us = 60e6 * minutes / count
+    for sensor_id, unresolved in open_alerts.items():
+        for kind, severity, _ in unresolved:
+            states[sensor_id].active[kind] = ActiveAlert(kind, Severity(severity))
+    return states
+
+
+__all__ = ["ActiveAlert", "SensorState", "SensorStates", "Severity", "decode", "rebuild"]

@@ -1,0 +1,194 @@
+"""Every statement on the ``alerts`` table, and the alert feed in Redis (a capped stream per
+facility that dashboards follow): keyword-only functions over a connection or client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+import redis
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from redis.cluster import RedisCluster
+
+from plantstream.model import from_epoch_us
+
+FEED_LENGTH = 1000
+COLUMNS = (
+    "id, facility, device, metric, detector, severity, state, message, opened_at, "
+    "last_seen_at, acknowledged_at, acknowledged_by, resolved_at, details"
+)
+
+
+def feed_key(facility: str) -> str:
+    """The facility's alert feed. Kept under its first name: dashboards outside plantstream
+    follow it, and it is only ever written alone (one key per command, Cluster-safe)."""
+    return f"ps:alerts:{facility}"
+
+
+# -- the lifecycle, written by the detection engine -------------------------------------
+
+
+# An alert is unique per sensor and kind of fault while unresolved (a partial unique index), so
+# opening is idempotent: a replay, a restart or a second processor cannot duplicate it.
+def open_alert(
+    *,
+    conn: psycopg.Connection,
+    facility: str,
+    device: str,
+    metric: str,
+    sensor_id: int | None,
+    kind: str,
+    severity: str,
+    message: str,
+    at_us: int,
+    details: dict[str, Any],
+) -> tuple[int, bool]:
+    """Open (or find the unresolved) alert for this sensor and kind; (id, newly opened)."""
+    at = from_epoch_us(at_us)
+    row = conn.execute(
+        """
+        INSERT INTO alerts AS a (facility, device, metric, sensor_id, detector, severity,
+                                 message, opened_at, last_seen_at, details)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (facility, device, metric, detector) WHERE state <> 'resolved'
+        DO UPDATE SET last_seen_at = greatest(a.last_seen_at, excluded.last_seen_at)
+        RETURNING id, (xmax = 0) AS inserted
+        """,
+        (facility, device, metric, sensor_id, kind, severity, message, at, at, Jsonb(details)),
+    ).fetchone()
+    if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
+        raise RuntimeError("alert upsert returned nothing")
+    return int(row[0]), bool(row[1])
+
+
+def touch_alert(
+    *,
+    conn: psycopg.Connection,
+    facility: str,
+    device: str,
+    metric: str,
+    kind: str,
+    at_us: int,
+    severity: str | None = None,
+) -> None:
+    """The fault goes on: move ``last_seen_at`` (and raise the severity to critical)."""
+    conn.execute(
+        "UPDATE alerts SET last_seen_at = greatest(last_seen_at, %s), "
+        "severity = CASE WHEN %s = 'critical' THEN 'critical' ELSE severity END "
+        "WHERE facility = %s AND device = %s AND metric = %s AND detector = %s "
+        "AND state <> 'resolved'",
+        (from_epoch_us(at_us), severity, facility, device, metric, kind),
+    )
+
+
+def resolve_alert(
+    *, conn: psycopg.Connection, facility: str, device: str, metric: str, kind: str, at_us: int
+) -> int | None:
+    """Resolve the unresolved alert of this sensor and kind; its id, or None if none was."""
+    row = conn.execute(
+        "UPDATE alerts SET state = 'resolved', resolved_at = greatest(%s, opened_at) "
+        "WHERE facility = %s AND device = %s AND metric = %s AND detector = %s "
+        "AND state <> 'resolved' RETURNING id",
+        (from_epoch_us(at_us), facility, device, metric, kind),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def unresolved_kinds(
+    *, conn: psycopg.Connection, facility: str, device: str, metric: str
+) -> list[tuple[str, str, datetime]]:
+    """(kind, severity, opened_at) of the sensor's alerts not yet resolved."""
+    return [
+        (str(kind), str(severity), opened)
+        for kind, severity, opened in conn.execute(
+            "SELECT detector, severity, opened_at FROM alerts WHERE facility = %s AND device = %s "
+            "AND metric = %s AND state <> 'resolved'",
+            (facility, device, metric),
+        ).fetchall()
+    ]
+
+
+def publish(
+    *, client: redis.Redis | RedisCluster, events: Iterable[tuple[str, dict[str, Any]]]
+) -> None:
+    """Push (facility, event) pairs to each facility's feed, oldest trimmed away."""
+    items = list(events)
+    if not items:
+        return
+    with client.pipeline(transaction=False) as pipe:
+        for facility, event in items:
+            pipe.xadd(
+                feed_key(facility), {"e": orjson.dumps(event)}, maxlen=FEED_LENGTH, approximate=True
+            )
+        pipe.execute()
+
+
+# -- reads and acknowledgement, for the API and the demo --------------------------------
+
+
+def list_alerts(
+    *, conn: psycopg.Connection, facility: str, state: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """A facility's alerts, newest first, optionally of one state."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT {COLUMNS} FROM alerts WHERE facility = %s "
+            "AND (%s::text IS NULL OR state = %s) ORDER BY opened_at DESC, id DESC LIMIT %s",
+            (facility, state, state, limit),
+        ).fetchall()
+
+
+def get_alert(*, conn: psycopg.Connection, alert_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(f"SELECT {COLUMNS} FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+
+
+def acknowledge_alert(*, conn: psycopg.Connection, alert_id: int, by: str) -> dict[str, Any] | None:
+    """Move an open alert to acknowledged; None if it was not open."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), "
+            f"acknowledged_by = %s WHERE id = %s AND state = 'open' RETURNING {COLUMNS}",
+            (by, alert_id),
+        ).fetchone()
+
+
+def count_open(*, conn: psycopg.Connection) -> int:
+    """Alerts open (not acknowledged, not resolved) over all facilities."""
+    row = conn.execute("SELECT count(*) FROM alerts WHERE state = 'open'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def opened_since(
+    *, conn: psycopg.Connection, since_s: float
+) -> list[tuple[str, str, str, str, float]]:
+    """(facility, device, metric, kind, opened epoch seconds) of alerts opened since then."""
+    return [
+        (str(f), str(d), str(m), str(k), float(opened))
+        for f, d, m, k, opened in conn.execute(
+            "SELECT facility, device, metric, detector, extract(epoch FROM opened_at) "
+            "FROM alerts WHERE opened_at >= to_timestamp(%s)",
+            (since_s,),
+        ).fetchall()
+    ]
+
+
+__all__ = [
+    "COLUMNS",
+    "FEED_LENGTH",
+    "acknowledge_alert",
+    "count_open",
+    "feed_key",
+    "get_alert",
+    "list_alerts",
+    "open_alert",
+    "opened_since",
+    "publish",
+    "resolve_alert",
+    "touch_alert",
+    "unresolved_kinds",
+]
