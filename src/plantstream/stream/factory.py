@@ -10,8 +10,12 @@ from plantstream.stream.base import Stream
 from plantstream.stream.redis_streams import RedisStream
 
 
-def open_stream(settings: Settings, *, redis_url: str) -> Stream:
-    """The stream the settings name; the local Redis stream is created if it does not exist."""
+def open_stream(settings: Settings, *, redis_client: redis.Redis) -> Stream:
+    """The stream the settings name; the local Redis stream is created if it does not exist.
+
+    ``redis_client`` (from ``plantstream.runtime.open_redis``) carries the Redis stream; the
+    Kinesis backend does not use it.
+    """
     if settings.stream == "kinesis":
         from plantstream.stream.kinesis import KinesisStream, kinesis_client
 
@@ -21,7 +25,7 @@ def open_stream(settings: Settings, *, redis_url: str) -> Stream:
         client = kinesis_client(settings.aws_region, endpoint_url=settings.kinesis_endpoint_url)
         return KinesisStream(client=client, stream_name=name)
     stream = RedisStream(
-        redis.Redis.from_url(redis_url, health_check_interval=10),
+        redis_client,
         settings.stream_name,
         retention_hours=settings.stream_retention_hours,
     )
