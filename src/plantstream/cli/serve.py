@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 
 from plantstream.runtime import ROLES, run_role
 from plantstream.settings import load_settings
 
-_ROLE_HELP = "which role to run: " + "; ".join(f"{name} ({ROLES.get(name).help})" for name in ROLES)
+if TYPE_CHECKING:
+    RoleName = str
+else:  # the choices of the argument are the registered roles, whatever they are
+    RoleName = StrEnum("RoleName", {name: name for name in ROLES})
+
+_ROLE_HELP = "which role to run: " + "; ".join(
+    f"{name} ({ROLES.get(name).help})" for name in ROLES
+)
 
 
 def serve(
-    role: Annotated[str, typer.Argument(click_type=click.Choice(list(ROLES)), help=_ROLE_HELP)],
+    role: Annotated[RoleName, typer.Argument(help=_ROLE_HELP)],
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="skip migrations")] = False,
 ) -> None:
     """Run a role against the configured services until SIGTERM."""
-    run_role(role, load_settings(), migrate=not no_migrate)
+    run_role(str(role), load_settings(), migrate=not no_migrate)
