@@ -133,8 +133,9 @@ class Runtime:
 
     @functools.cached_property
     def processor(self) -> Processor:
-        """The processor of the configured stream, with its hooks (built once)."""
-        return build_processor(
+        """The processor of the configured stream, with its hooks (built once; shut down
+        with the runtime if its ``run`` did not already)."""
+        processor = build_processor(
             self.settings,
             database_url=self.database_url,
             stream=self.stream(),
@@ -142,6 +143,8 @@ class Runtime:
             window=self.window,
             connect=self.connect,
         )
+        self._closing.append(processor.shutdown)
+        return processor
 
     def start_processor(self, stop: threading.Event) -> threading.Thread:
         """Run the processor on a thread until ``stop`` is set."""
