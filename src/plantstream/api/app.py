@@ -1,4 +1,4 @@
-"""The FastAPI application: ingest, query, health and the dashboard, by role."""
+"""The FastAPI application: health and metrics, plus the web surfaces a role serves."""
 
 from __future__ import annotations
 

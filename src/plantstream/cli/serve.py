@@ -15,9 +15,7 @@ if TYPE_CHECKING:
 else:  # the choices of the argument are the registered roles, whatever they are
     RoleName = StrEnum("RoleName", {name: name for name in ROLES})
 
-_ROLE_HELP = "which role to run: " + "; ".join(
-    f"{name} ({ROLES.get(name).help})" for name in ROLES
-)
+_ROLE_HELP = "which role to run: " + "; ".join(f"{name} ({ROLES.get(name).help})" for name in ROLES)
 
 
 def serve(
