@@ -15,7 +15,7 @@ from plantstream.ingest import CODECS, gateway_partition_key, pack, partition_ke
 from plantstream.model import TimeWindow, now_us, parse_batch
 from plantstream.stream.records import decode_record
 
-FRONTDOOR = Path(__file__).parents[2] / "infra" / "plantstream_infra" / "frontdoor.py"
+INFRA = Path(__file__).parents[2] / "infra" / "plantstream_infra"
 BODY = {
     "facility": "plant-01",
     "readings": [
@@ -27,16 +27,18 @@ BODY = {
 
 
 def put_record_template() -> str:
-    """The integration request template, read from the infra source (no Pulumi needed)."""
-    tree = ast.parse(FRONTDOOR.read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "PUT_RECORD_TEMPLATE" for t in node.targets
-        ):
-            value = ast.literal_eval(node.value)
-            assert isinstance(value, str)
-            return value
-    raise AssertionError(f"no PUT_RECORD_TEMPLATE in {FRONTDOOR}")
+    """The API Gateway integration request template, read from the infra source (whichever
+    module of it holds ``PUT_RECORD_TEMPLATE``; no Pulumi needed)."""
+    found = []
+    for path in sorted(INFRA.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "PUT_RECORD_TEMPLATE" for t in node.targets
+            ):
+                found.append(ast.literal_eval(node.value))
+    assert len(found) == 1, f"expected one PUT_RECORD_TEMPLATE under {INFRA}, found {len(found)}"
+    assert isinstance(found[0], str)
+    return found[0]
 
 
 def render(template: str, body: bytes) -> dict[str, object]:
