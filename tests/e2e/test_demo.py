@@ -137,7 +137,7 @@ def test_every_run_on_one_data_dir_balances_even_after_ctrl_c(tmp_path: Path) ->
             demo_command(data_dir, second, 120), stdout=out, stderr=subprocess.STDOUT, env=env
         )
         try:
-            wait_for_new_readings(data_dir, proc, more_than=2000)
+            wait_for_new_readings(data_dir, proc, output, more_than=2000)
             proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
             assert proc.wait(timeout=180) == 0, output.read_text()[-3000:]
         finally:
@@ -163,14 +163,16 @@ def test_every_run_on_one_data_dir_balances_even_after_ctrl_c(tmp_path: Path) ->
     assert [s.running for s in EmbeddedServices(data_dir).status()] == [False, False]
 
 
-def wait_for_new_readings(data_dir: Path, proc: subprocess.Popen[bytes], *, more_than: int) -> None:
+def wait_for_new_readings(
+    data_dir: Path, proc: subprocess.Popen[bytes], output: Path, *, more_than: int
+) -> None:
     """Poll (with a deadline) until the running demo's processor received ``more_than``
     readings beyond what the data dir held when it started."""
     postgres = EmbeddedServices(data_dir).postgres
     deadline = time.monotonic() + 180
     start: int | None = None
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "the demo ended before it was stopped"
+        assert proc.poll() is None, f"the demo ended before it was stopped: {output.read_text()}"
         if postgres.is_running():
             try:
                 with psycopg.connect(postgres.url(), autocommit=True, connect_timeout=2) as conn:
