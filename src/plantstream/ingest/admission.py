@@ -36,18 +36,21 @@ class InflightGate:
 
     Turning away is the point: a queue in front of a saturated server only grows memory and
     latency, while a 429 with Retry-After lets the gateway keep the batch and try again.
-    Entered and left from one thread (the event loop), so a plain counter is enough.
+    Safe from any thread: adapters other than HTTP's event loop may share the gate.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.inside = 0
+        self._lock = threading.Lock()
 
     def try_enter(self) -> bool:
-        if self.inside >= self.limit:
-            return False
-        self.inside += 1
-        return True
+        with self._lock:
+            if self.inside >= self.limit:
+                return False
+            self.inside += 1
+            return True
 
     def leave(self) -> None:
-        self.inside -= 1
+        with self._lock:
+            self.inside -= 1
