@@ -9,12 +9,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from fixtures.kinesis import MOTO_REGION
 from fixtures.pipeline import drain, stored_readings
 
 from plantstream.errors import ConfigError
 from plantstream.runtime import ROLES, Runtime, server_config
 from plantstream.settings import load_settings
 from plantstream.store.keys import Role, create_key
+from plantstream.stream.kinesis import KinesisStream
 
 
 @pytest.fixture
@@ -91,3 +93,34 @@ def test_readings_go_through_the_runtimes_ingest_and_processor(
     assert answer.status_code == 202, answer.text
     drain(runtime.processor)
     assert list(stored_readings(db).values()) == [7.5]
+
+
+def test_the_stream_backend_is_chosen_by_its_name(
+    make_kinesis_stream: Callable[..., KinesisStream],
+    moto_endpoint: str,
+    database_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    existing = make_kinesis_stream(shards=3)
+    for name, value in (
+        ("AWS_REGION", MOTO_REGION),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),  # moto takes any credentials
+    ):
+        monkeypatch.setenv(name, value)
+    settings = load_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        stream="kinesis",
+        kinesis_stream_name=existing.name,
+        kinesis_endpoint_url=moto_endpoint,
+    )
+    stream = Runtime(settings).stream()
+    assert isinstance(stream, KinesisStream)
+    assert (stream.name, len(stream.list_shards())) == (existing.name, 3)
+    stream.close()
+    with pytest.raises(ConfigError, match="KINESIS_STREAM_NAME"):
+        Runtime(settings.model_copy(update={"kinesis_stream_name": None})).stream()
