@@ -31,11 +31,12 @@ from plantstream.stream.factory import open_stream
 
 log = logging.getLogger(__name__)
 
-# each client's options, written once: the stream's reads may block, the others must not hang
+# each client's options, written once (and in full, whatever open_redis defaults to): the
+# stream's reads of an idle shard may block, the other clients must never hang
 _REDIS_OPTIONS: dict[str, dict[str, object]] = {
-    "state": {"socket_timeout": 5},
+    "state": {"socket_timeout": 5, "socket_connect_timeout": None},
     "processor": {"socket_timeout": 5, "socket_connect_timeout": 2},
-    "stream": {"health_check_interval": 10},
+    "stream": {"socket_timeout": None, "socket_connect_timeout": None, "health_check_interval": 10},
 }
 
 
