@@ -1,4 +1,4 @@
-"""The one exception tree of plantstream.
+"""The one exception tree of plantstream, and the one list of error codes with their statuses.
 
 PlantstreamError
 ├── ConfigError                 invalid settings, reported at start-up
@@ -7,12 +7,85 @@ PlantstreamError
 │   └── LeaseLostError          this process no longer owns a shard; it must not commit
 ├── StreamError                 the stream backend failed
 │   ├── StreamUnavailableError  nothing was written (HTTP 503)
-│   └── StreamThrottledError    the stream pushes back (HTTP 429)
-└── InvalidInputError           bad input; has a machine-readable ``code``
+│   └── StreamThrottledError    (also a PushBackError) the stream pushes back
+├── PushBackError               not now, retry after ``retry_after`` s (HTTP 429 + Retry-After)
+│   ├── RateLimitedError        this key sent more than its rate (``rate_limited``)
+│   ├── OverloadedError         this process holds as many requests as it will (``overloaded``)
+│   └── StreamThrottledError    the stream pushes back (``stream_throttled``, ``stream_full``)
+└── InvalidInputError           bad input; has a machine-readable ``code`` (an ``ErrorCode``)
     └── AuthError               missing, bad, expired or out-of-scope key
+
+Every code a client can see is an ``ErrorCode`` member carrying its HTTP status, so the
+string, its status and its meaning are written once (clients match on the strings: they
+never change).
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """A machine-readable error code and the HTTP status it answers with."""
+
+    status: int
+
+    def __new__(cls, value: str, status: int = 400) -> ErrorCode:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.status = status
+        return member
+
+    # a body or a reading refused (per reading in a 202, or for the whole body)
+    INVALID_JSON = "invalid_json"
+    INVALID_BODY = "invalid_body"
+    EMPTY_BATCH = "empty_batch"
+    BATCH_TOO_LARGE = "batch_too_large", 413
+    BODY_TOO_LARGE = "body_too_large", 413
+    BODY_TIMEOUT = "body_timeout", 408
+    UNSUPPORTED_ENCODING = "unsupported_encoding", 415
+    DUPLICATE_KEY = "duplicate_key"
+    INVALID_READING = "invalid_reading"
+    INVALID_ID = "invalid_id"
+    UNKNOWN_METRIC = "unknown_metric"
+    UNKNOWN_UNIT = "unknown_unit"
+    UNKNOWN_QUALITY = "unknown_quality"
+    VALUE_NOT_FINITE = "value_not_finite"
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
+    TIMESTAMP_WITHOUT_OFFSET = "timestamp_without_offset"
+    TIMESTAMP_TOO_OLD = "timestamp_too_old"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+    UNDECODABLE_RECORD = "undecodable_record"
+    UNKNOWN_FORMAT = "unknown_format", 415
+    BAD_PARTITION_KEY = "bad_partition_key"
+    RECORD_TOO_LARGE = "record_too_large"
+    # requests and resources
+    INVALID_REQUEST = "invalid_request"
+    INVALID_TIME = "invalid_time"
+    INVALID_CONFIG = "invalid_config"
+    INVALID_KEY_SCOPE = "invalid_key_scope"
+    INVALID_SECRET_NAME = "invalid_secret_name"  # noqa: S105 - a code, not a secret
+    NOT_FOUND = "not_found", 404
+    METHOD_NOT_ALLOWED = "method_not_allowed", 405
+    CONFLICT = "conflict", 409
+    HTTP_ERROR = "http_error"  # any other HTTP refusal; its status is the refusal's own
+    # keys
+    MISSING_KEY = "missing_key", 401
+    MALFORMED_KEY = "malformed_key", 401
+    INVALID_KEY = "invalid_key", 401
+    REVOKED_KEY = "revoked_key", 401
+    EXPIRED_KEY = "expired_key", 401
+    FORBIDDEN_ROLE = "forbidden_role", 403
+    FORBIDDEN_FACILITY = "forbidden_facility", 403
+    # push-back: retry later
+    RATE_LIMITED = "rate_limited", 429
+    OVERLOADED = "overloaded", 429
+    STREAM_THROTTLED = "stream_throttled", 429
+    STREAM_FULL = "stream_full", 429
+    # a dependency is away: nothing was done
+    STREAM_UNAVAILABLE = "stream_unavailable", 503
+    DATABASE_UNAVAILABLE = "database_unavailable", 503
+    INTERNAL_ERROR = "internal_error", 500
 
 
 class PlantstreamError(Exception):
@@ -43,33 +116,63 @@ class StreamUnavailableError(StreamError):
     """The stream cannot take writes now; nothing of the batch was written."""
 
 
-class StreamThrottledError(StreamError):
-    """Writes are pushed back; retry after ``retry_after`` seconds.
+class PushBackError(PlantstreamError):
+    """Not now: nothing was accepted, the same request may be sent after ``retry_after`` s."""
 
-    ``code`` says who pushed: the stream itself, a full stream, this key's rate limit, or a
-    server already busy with as many requests as it will hold.
-    """
+    default_code = ErrorCode.OVERLOADED
 
     def __init__(
-        self, message: str, *, retry_after: float = 1.0, code: str = "stream_throttled"
+        self, message: str, *, retry_after: float = 1.0, code: ErrorCode | str | None = None
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.code = code
+        self.code = ErrorCode(code) if code is not None else self.default_code
+
+
+class RateLimitedError(PushBackError):
+    """This key sent more requests than its rate allows."""
+
+    default_code = ErrorCode.RATE_LIMITED
+
+
+class OverloadedError(PushBackError):
+    """This process already works on as many requests as it will hold."""
+
+    default_code = ErrorCode.OVERLOADED
+
+
+class StreamThrottledError(StreamError, PushBackError):
+    """The stream pushes back (throttled shards, or ``stream_full``); retry later.
+
+    A stream error too, so a reader that backs off on any stream failure backs off here.
+    """
+
+    default_code = ErrorCode.STREAM_THROTTLED
 
 
 class InvalidInputError(PlantstreamError):
-    """Bad input, with a stable machine-readable ``code`` for clients."""
+    """Bad input, with a stable machine-readable ``code`` for clients.
 
-    def __init__(self, code: str, message: str) -> None:
+    ``code`` is an ``ErrorCode`` (a bare string must be one of its values).
+    """
+
+    def __init__(self, code: ErrorCode | str, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = ErrorCode(code)
         self.message = message
+
+    @property
+    def status(self) -> int:
+        return self.code.status
 
 
 class AuthError(InvalidInputError):
-    """The key is missing, unknown, revoked, expired or not allowed here."""
+    """The key is missing, unknown, revoked, expired or not allowed here (401 or 403)."""
 
-    def __init__(self, code: str, message: str, *, status: int = 401) -> None:
+    def __init__(self, code: ErrorCode | str, message: str, *, status: int | None = None) -> None:
         super().__init__(code, message)
-        self.status = status
+        self._status = status  # kept for callers that still pass it; the code's is the rule
+
+    @property
+    def status(self) -> int:
+        return self._status if self._status is not None else self.code.status

@@ -26,7 +26,7 @@ _COMMON = {
     "redis_password",
 }
 _WEB = {"host", "port", "forwarded_allow_ips", "server_secret", "server_secret_previous"}
-# What each role's code reads to run on AWS (cli/serve.py, api/server.py, local/services.py).
+# What each role's code reads to run on AWS (runtime/, local/services.py).
 NEEDS = {
     "ingest": _COMMON | _WEB,
     "processor": _COMMON,

@@ -1,12 +1,13 @@
-"""The FastAPI application: ingest, query, health and the dashboard, by role."""
+"""The FastAPI application: health and metrics, plus the web surfaces a role serves."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Route
@@ -19,13 +20,24 @@ from plantstream.api.state import AppState
 STATIC = Path(__file__).parent / "static"
 
 
+# The web surfaces a role can serve; adding one is a router module and one entry here.
+# ``query`` also serves the dashboard.
+SURFACES: dict[str, list[APIRouter]] = {
+    "ingest": [ingest.router],
+    "query": [query.router, detection.router],
+}
+ALL_SURFACES = ("ingest", "query")
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": ErrorBody, "description": "Refused; `error.code` says why"}
 }
 
 
-def create_app(state: AppState, *, role: str = "all") -> FastAPI:
-    """An app serving ``role``: ``ingest``, ``api`` (query + dashboard) or ``all``."""
+def create_app(state: AppState, *, surfaces: Sequence[str] = ALL_SURFACES) -> FastAPI:
+    """An app serving health, metrics and ``surfaces`` (keys of ``SURFACES``)."""
+    unknown = set(surfaces) - set(SURFACES)
+    if unknown:
+        raise ValueError(f"unknown web surfaces {sorted(unknown)}; known: {sorted(SURFACES)}")
     app = FastAPI(
         title="plantstream",
         version=__version__,
@@ -38,14 +50,12 @@ def create_app(state: AppState, *, role: str = "all") -> FastAPI:
     app.state.plantstream = state
     errors.install(app)
     routers = [health.router]
-    if role in ("ingest", "all"):
-        routers.append(ingest.router)
-    if role in ("api", "all"):
-        routers += [query.router, detection.router]
+    for surface in surfaces:
+        routers += SURFACES[surface]
     for router in routers:
         app.include_router(router)
     routes = [route for router in routers for route in router.routes if isinstance(route, Route)]
-    if role in ("api", "all") and (STATIC / "index.html").exists():
+    if "query" in surfaces and (STATIC / "index.html").exists():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
         @app.get("/", include_in_schema=False)

@@ -8,7 +8,8 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from plantstream.api.state import AppState
-from plantstream.errors import AuthError
+from plantstream.errors import AuthError, ErrorCode
+from plantstream.ingest import authorize_writer
 from plantstream.store.keys import Principal, Role
 
 
@@ -30,33 +31,32 @@ def principal(
     """The principal of the request's key; 401 when there is none or it is not valid."""
     key = (bearer.credentials if bearer else "").strip() or (api_key or "").strip()
     if not key:
-        raise AuthError("missing_key", "an API key is required (Authorization: Bearer <key>)")
+        raise AuthError(
+            ErrorCode.MISSING_KEY, "an API key is required (Authorization: Bearer <key>)"
+        )
     if not (key.isascii() and key.isprintable()):
         # keys are printable ASCII; anything else (NUL above all) must not reach the database
-        raise AuthError("malformed_key", "the API key is malformed")
+        raise AuthError(ErrorCode.MALFORMED_KEY, "the API key is malformed")
     return app_state(request).verify(key)
 
 
 def reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
     """A key that may read: ``read`` or ``admin``."""
     if who.role not in (Role.READ, Role.ADMIN):
-        raise AuthError("forbidden_role", f"a {who.role} key cannot read", status=403)
+        raise AuthError(ErrorCode.FORBIDDEN_ROLE, f"a {who.role} key cannot read")
     return who
 
 
 def writer(who: Annotated[Principal, Depends(principal)]) -> Principal:
     """A key that may send readings: ``ingest`` or ``admin``."""
-    if who.role not in (Role.INGEST, Role.ADMIN):
-        raise AuthError("forbidden_role", f"a {who.role} key cannot send readings", status=403)
+    authorize_writer(who)  # the ingest service's rule, checked before the body is read
     return who
 
 
 def check_facility(who: Principal, facility: str) -> None:
     """403 unless ``who`` may act on ``facility``."""
     if not who.may_access(facility):
-        raise AuthError(
-            "forbidden_facility", "this key does not belong to that facility", status=403
-        )
+        raise AuthError(ErrorCode.FORBIDDEN_FACILITY, "this key does not belong to that facility")
 
 
 Reader = Annotated[Principal, Depends(reader)]

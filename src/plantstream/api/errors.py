@@ -15,21 +15,16 @@ from starlette.exceptions import HTTPException
 
 from plantstream.errors import (
     AuthError,
+    ErrorCode,
     InvalidInputError,
-    StreamThrottledError,
+    PushBackError,
     StreamUnavailableError,
 )
 
 log = logging.getLogger(__name__)
 
-_STATUS_BY_CODE = {
-    "body_too_large": 413,
-    "batch_too_large": 413,
-    "unsupported_encoding": 415,
-    "body_timeout": 408,
-    "not_found": 404,
-    "conflict": 409,
-}
+# Starlette's own refusals (no route, wrong method) answer with these codes
+_CODE_BY_HTTP_STATUS = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 
 
 class ErrorDetail(BaseModel):
@@ -44,11 +39,16 @@ class ErrorBody(BaseModel):
 
 
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    code: ErrorCode,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    status: int | None = None,
 ) -> JSONResponse:
+    """The error body of ``code``, answered with the code's status unless ``status`` is given."""
     return JSONResponse(
-        {"error": {"code": code, "message": message}},
-        status_code=status,
+        {"error": {"code": str(code), "message": message}},
+        status_code=status if status is not None else code.status,
         headers=dict(headers) if headers else None,
     )
 
@@ -57,23 +57,22 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error_response(exc.status, exc.code, exc.message, headers)
+        return error_response(exc.code, exc.message, headers, status=exc.status)
 
     @app.exception_handler(InvalidInputError)
     async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
-        return error_response(_STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message)
+        return error_response(exc.code, exc.message)
 
-    @app.exception_handler(StreamThrottledError)
-    async def _throttled(_: Request, exc: StreamThrottledError) -> JSONResponse:
+    @app.exception_handler(PushBackError)
+    async def _pushed_back(_: Request, exc: PushBackError) -> JSONResponse:
         retry = max(1, round(exc.retry_after))
-        return error_response(429, exc.code, str(exc), {"Retry-After": str(retry)})
+        return error_response(exc.code, str(exc), {"Retry-After": str(retry)})
 
     @app.exception_handler(StreamUnavailableError)
     async def _unavailable(_: Request, exc: StreamUnavailableError) -> JSONResponse:
         log.warning("stream unavailable: %s", exc)
         return error_response(
-            503,
-            "stream_unavailable",
+            ErrorCode.STREAM_UNAVAILABLE,
             "the stream is unavailable; nothing was accepted",
             {"Retry-After": "5"},
         )
@@ -83,8 +82,7 @@ def install(app: FastAPI) -> None:
     async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         log.warning("PostgreSQL unavailable: %s", type(exc).__name__)
         return error_response(
-            503,
-            "database_unavailable",
+            ErrorCode.DATABASE_UNAVAILABLE,
             "the database is unavailable; retry shortly",
             {"Retry-After": "5"},
         )
@@ -93,14 +91,14 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return error_response(400, "invalid_request", f"{where}: {first.get('msg')}")
+        return error_response(ErrorCode.INVALID_REQUEST, f"{where}: {first.get('msg')}")
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+        code = _CODE_BY_HTTP_STATUS.get(exc.status_code, ErrorCode.HTTP_ERROR)
+        return error_response(code, str(exc.detail), exc.headers, status=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return error_response(500, "internal_error", "an unexpected error occurred")
+        return error_response(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred")

@@ -7,11 +7,12 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import redis
 from psycopg_pool import ConnectionPool
 
+from plantstream.ingest import IngestService
+from plantstream.ingest.admission import InflightGate, RateLimiter
 from plantstream.model import TimeWindow
 from plantstream.settings import Settings
 from plantstream.store.hot import HotState
@@ -50,62 +51,71 @@ class KeyCache:
             self._entries[digest] = (time.monotonic() + self.ttl, principal)
 
 
-class RateLimiter:
-    """A token bucket per key: ``rate`` requests a second, bursts up to twice that."""
+class AppState:
+    """What the routes share; parts not given are built from ``settings`` (no second defaults).
 
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.burst = max(1.0, rate * 2)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def admit(self, key_id: str) -> float:
-        """0 if the request may go ahead, else the seconds to wait before retrying."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key_id, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key_id] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[key_id] = (tokens, now)
-            return (1.0 - tokens) / self.rate
-
-
-class InflightGate:
-    """At most ``limit`` requests inside at once; the rest are turned away, not queued.
-
-    Turning away is the point: a queue in front of a saturated server only grows memory and
-    latency, while a 429 with Retry-After lets the gateway keep the batch and try again.
-    Used from the event loop only, so a plain counter is enough.
+    Built by the runtime (``plantstream.runtime``); tests build one by hand on real servers.
     """
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.inside = 0
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: ConnectionPool,
+        redis: redis.Redis,
+        stream: Stream,
+        server_secret: bytes,
+        window: TimeWindow,
+        keys: KeyCache | None = None,
+        limiter: RateLimiter | None = None,
+        ingest_gate: InflightGate | None = None,
+        previous_server_secret: bytes | None = None,  # still accepted while the secret rotates
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.redis = redis
+        self.server_secret = server_secret
+        self.previous_server_secret = previous_server_secret
+        self.keys = keys if keys is not None else KeyCache(settings.auth_cache_seconds)
+        self._stream = stream
+        self.ingest = IngestService(
+            stream=stream,
+            window=window,
+            max_readings=settings.max_batch_readings,
+            limiter=limiter if limiter is not None else RateLimiter(settings.rate_limit_per_key),
+            gate=ingest_gate
+            if ingest_gate is not None
+            else InflightGate(settings.max_inflight_ingest),
+        )
 
-    def try_enter(self) -> bool:
-        if self.inside >= self.limit:
-            return False
-        self.inside += 1
-        return True
+    # the ingest service's parts, reachable (and replaceable, in tests) from the state
+    @property
+    def stream(self) -> Stream:
+        return self._stream
 
-    def leave(self) -> None:
-        self.inside -= 1
+    @stream.setter
+    def stream(self, stream: Stream) -> None:
+        self._stream = self.ingest.stream = stream
 
+    @property
+    def window(self) -> TimeWindow:
+        return self.ingest.window
 
-@dataclass
-class AppState:
-    settings: Settings
-    pool: ConnectionPool
-    redis: redis.Redis
-    stream: Stream
-    server_secret: bytes
-    window: TimeWindow
-    keys: KeyCache = field(default_factory=lambda: KeyCache(10.0))
-    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(500.0))
-    ingest_gate: InflightGate = field(default_factory=lambda: InflightGate(32))
-    previous_server_secret: bytes | None = None  # still accepted while the secret rotates
+    @property
+    def limiter(self) -> RateLimiter:
+        return self.ingest.limiter
+
+    @limiter.setter
+    def limiter(self, limiter: RateLimiter) -> None:
+        self.ingest.limiter = limiter
+
+    @property
+    def ingest_gate(self) -> InflightGate:
+        return self.ingest.gate
+
+    @ingest_gate.setter
+    def ingest_gate(self, gate: InflightGate) -> None:
+        self.ingest.gate = gate
 
     @functools.cached_property
     def hot(self) -> HotState:

@@ -13,19 +13,18 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from plantstream.detect.config import DetectionConfig, config_history, current_config, save_config
-from plantstream.errors import InvalidInputError
-from plantstream.local import resolve_endpoints
+from plantstream.errors import ErrorCode, InvalidInputError
+from plantstream.runtime import Runtime
 from plantstream.settings import load_settings
-from plantstream.store.schema import migrate
 
 app = typer.Typer(help="Detector settings: thresholds, rules per facility, machine type, machine.")
 console = Console()
 
 
 def _connect() -> psycopg.Connection:
-    url = resolve_endpoints(load_settings()).database_url
-    migrate(url)
-    return psycopg.connect(url, autocommit=True)
+    runtime = Runtime(load_settings())
+    runtime.migrate()
+    return runtime.connect()
 
 
 @app.command()
@@ -45,7 +44,9 @@ def set_(
     try:
         raw = json.loads(path.read_text())
     except ValueError as exc:
-        raise InvalidInputError("invalid_config", f"{path} is not valid JSON: {exc}") from None
+        raise InvalidInputError(
+            ErrorCode.INVALID_CONFIG, f"{path} is not valid JSON: {exc}"
+        ) from None
     if isinstance(raw, dict):
         raw.pop("version", None)  # a `detect show` dump may be fed back as it is
     try:
@@ -53,7 +54,7 @@ def set_(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInputError("invalid_config", f"{where}: {first['msg']}") from None
+        raise InvalidInputError(ErrorCode.INVALID_CONFIG, f"{where}: {first['msg']}") from None
     with _connect() as conn:
         version = save_config(conn, config, author=f"cli:{getpass.getuser()}", comment=comment)
     console.print(f"detection settings version {version} saved")

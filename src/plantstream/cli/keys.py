@@ -10,22 +10,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from plantstream.api.server import server_secret
 from plantstream.aws.keystore import KEY_SECRET_PREFIX, check_secret_name, store_key
 from plantstream.errors import ConfigError
-from plantstream.local import resolve_endpoints
+from plantstream.runtime import Runtime
 from plantstream.settings import load_settings
 from plantstream.store.keys import Role, create_key, list_keys, revoke_key
-from plantstream.store.schema import migrate
 
 app = typer.Typer(help="API keys: one facility and one role each (admin: all facilities).")
 console = Console()
 
 
-def _database_url() -> str:
-    endpoints = resolve_endpoints(load_settings())
-    migrate(endpoints.database_url)
-    return endpoints.database_url
+def _runtime() -> Runtime:
+    runtime = Runtime(load_settings())
+    runtime.migrate()
+    return runtime
 
 
 @app.command()
@@ -48,14 +46,14 @@ def create(
     ] = None,
 ) -> None:
     """Create a key and print it once (or store it in Secrets Manager): it is not shown again."""
-    settings = load_settings()
     if secret is not None:
         check_secret_name(secret)
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
-    with psycopg.connect(_database_url(), autocommit=True) as conn:
+    runtime = _runtime()
+    with runtime.connect() as conn:
         key, who = create_key(
             conn,
-            server_secret=server_secret(settings),
+            server_secret=runtime.server_secret,
             role=role,
             facility=facility,
             label=label,
@@ -63,7 +61,8 @@ def create(
         )
         scope = who.facility or "all facilities"
         if secret is not None:
-            arn = _store_or_revoke(conn, secret, key, who.key_id, settings.api_key_kms_key_id)
+            kms_key_id = runtime.settings.api_key_kms_key_id
+            arn = _store_or_revoke(conn, secret, key, who.key_id, kms_key_id)
             console.print(
                 f"key id {who.key_id}: {role} for {scope}, stored in {arn}\n"
                 f"read it with: aws secretsmanager get-secret-value --secret-id {secret}",
@@ -110,7 +109,7 @@ def _store_or_revoke(
 @app.command("list")
 def list_() -> None:
     """List keys (ids, roles, facilities, dates); secrets and hashes are never shown."""
-    with psycopg.connect(_database_url(), autocommit=True) as conn:
+    with _runtime().connect() as conn:
         rows = list_keys(conn)
     table = Table("key id", "role", "facility", "label", "created", "expires", "revoked")
     table.columns[0].no_wrap = True
@@ -131,7 +130,7 @@ def _cell(value: object) -> str:
 @app.command()
 def revoke(key_id: Annotated[str, typer.Argument(help="the key id (16 hex characters)")]) -> None:
     """Revoke a key; requests with it fail from then on."""
-    with psycopg.connect(_database_url(), autocommit=True) as conn:
+    with _runtime().connect() as conn:
         done = revoke_key(conn, key_id)
     if not done:
         console.print(f"no active key {key_id}")

@@ -4,70 +4,26 @@ simulated plant with injected faults posting over HTTP, with a live view and a s
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import psycopg
-import uvicorn
-from fastapi import FastAPI
 from rich.console import Console
 
-from plantstream.api.app import create_app
-from plantstream.api.server import build_state
-from plantstream.cli.serve import build_processor
 from plantstream.demo import books
+from plantstream.demo.options import DemoOptions
 from plantstream.demo.summary import collect_summary
 from plantstream.demo.view import LiveView
-from plantstream.local import EmbeddedServices, Endpoints
-from plantstream.local.watchdog import watch_embedded
-from plantstream.settings import Settings, load_settings
+from plantstream.local import EmbeddedServices
+from plantstream.runtime import Runtime, web_server_thread
+from plantstream.settings import load_settings
 from plantstream.simulate import Gateway, LoadStats, Plant
 from plantstream.store.keys import Role, create_key
-from plantstream.store.partitions import ensure_window
-from plantstream.store.schema import migrate
+from plantstream.stream.base import Stream
 
-
-@dataclass(frozen=True, slots=True)
-class DemoOptions:
-    duration: float = 60.0
-    facilities: int = 2
-    machines: int = 6
-    rate: float = 2000.0
-    port: int = 8080
-    data_dir: Path = Path(".plantstream")
-    seed: int = 7
-    faults: int | None = None  # default: one per machine type and fault kind, as fits
-    live: bool = True
-    history: float = 360.0  # seconds of simulated history sent first: detectors learn normal
-
-
-@contextlib.contextmanager
-def _web_server(app: FastAPI, port: int) -> Iterator[None]:
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="web", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the web server did not start on port {port}")
-        time.sleep(0.05)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+CATCH_UP_TIMEOUT_S = 120.0  # for what an earlier run left in the stream
+DRAIN_TIMEOUT_S = 60.0
 
 
 def _keys(
@@ -85,24 +41,29 @@ def _keys(
 
 
 def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
-    """Run the demo to the end (or Ctrl-C) and return its summary."""
+    """Run the demo to the end (or Ctrl-C) and return its summary.
+
+    The summary counts exactly this run's readings: what earlier runs left in the stream is
+    processed before the books are opened, and the stream is drained before they close.
+    """
     services = EmbeddedServices(options.data_dir)
     was_running = all(s.running for s in services.status())
     console.print("[bold]plantstream demo[/bold]: starting embedded PostgreSQL and Redis ...")
-    database_url, redis_url = services.start()
-    settings: Settings = load_settings(
-        data_dir=options.data_dir, port=options.port, host="127.0.0.1"
-    )
+    settings = load_settings(data_dir=options.data_dir, port=options.port, host="127.0.0.1")
+    runtime = Runtime.embedded(settings)
+    stop = threading.Event()
     try:
-        migrate(database_url)
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            ensure_window(conn, past_days=8)
-        endpoints = Endpoints(
-            database_url, redis_url, services, embedded_servers=("postgres", "redis")
-        )
-        state = build_state(settings, endpoints)
+        runtime.migrate()
+        runtime.ensure_partitions()
+        state = runtime.state
         plant = Plant(seed=options.seed, facilities=options.facilities, machines=options.machines)
-        with psycopg.connect(database_url, autocommit=True) as conn:
+        runtime.watch(stop)  # a full disk stops a server; restart it once freed
+        processor = runtime.processor
+        processor_thread = runtime.start_processor(stop)
+        stream = runtime.stream()  # to see how far the processor got
+        if not _catch_up(runtime, stream, console):
+            raise RuntimeError("the processor did not catch up with earlier runs' readings")
+        with runtime.connect() as conn:
             ingest_keys, read_keys = _keys(conn, state.server_secret, plant.facilities)
             baseline = books.totals(conn)  # the data dir may hold earlier runs
         started = time.time()
@@ -111,16 +72,9 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
             duration=options.duration,
             count=options.faults if options.faults is not None else len(plant.machines) // 2,
         )
-        stop = threading.Event()
-        watch_embedded(endpoints, stop)  # a full disk stops a server; restart it once freed
-        processor = build_processor(settings, database_url, redis_url)
-        processor_thread = threading.Thread(
-            target=processor.run, args=(stop,), daemon=True, name="processor"
-        )
         url = f"http://127.0.0.1:{options.port}"
         stats = LoadStats(faults=faults)
-        with _web_server(create_app(state), options.port):
-            processor_thread.start()
+        with web_server_thread(runtime.app(["ingest", "query"]), settings, log_level="warning"):
             console.print(f"dashboard: [link={url}/]{url}/[/link]   API docs: {url}/docs")
             for facility, key in read_keys.items():
                 console.print(
@@ -134,38 +88,56 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
                 stats=stats,
                 client=httpx.Client(timeout=30.0),
             )
-            console.print(
-                f"sending {options.history:.0f} s of history so the detectors know normal ..."
-            )
-            gateway.backfill(seconds=options.history)
-            sim_stop = threading.Event()
-            sim = threading.Thread(
-                target=gateway.run,
-                kwargs={"duration": options.duration, "stop": sim_stop},
-                name="simulator",
-                daemon=True,
-            )
-            sim.start()
             view = LiveView(
                 console,
-                database_url=database_url,
+                database_url=runtime.database_url,
                 stats=stats,
                 processor=processor,
                 started=started,
                 baseline=baseline,
             )
-            try:
-                view.follow(sim, live=options.live)
-            except KeyboardInterrupt:
-                console.print("stopping (Ctrl-C): letting the processor catch up ...")
-                sim_stop.set()
-                sim.join()
-            view.wait_drained(timeout=60)
+            _drive(gateway, view, options, console)
+            if not books.wait_drained(runtime.connect, stream, timeout=DRAIN_TIMEOUT_S):
+                console.print("[yellow]the processor did not drain the stream in time[/yellow]")
             stop.set()
             processor_thread.join(timeout=30)
-        summary = collect_summary(database_url, stats, started, options, baseline)
-        state.close()
-        return summary
+        stream.close()
+        return collect_summary(runtime.database_url, stats, started, options, baseline)
     finally:
+        stop.set()
+        runtime.close()
         if not was_running:
             services.stop()
+
+
+def _catch_up(runtime: Runtime, stream: Stream, console: Console) -> bool:
+    """Process what earlier runs left in the stream (a run stopped early, a crash)."""
+    with runtime.connect() as conn:
+        behind = books.shards_behind(conn, stream)
+    if not behind:
+        return True
+    console.print(f"processing what earlier runs left in {len(behind)} shard(s) first ...")
+    return books.wait_drained(runtime.connect, stream, timeout=CATCH_UP_TIMEOUT_S)
+
+
+def _drive(gateway: Gateway, view: LiveView, options: DemoOptions, console: Console) -> None:
+    """Send history, then live readings until the duration ends or Ctrl-C stops them.
+
+    The simulator runs on its own thread, so Ctrl-C (in the main thread) never cuts a
+    request short: every batch the server took is counted as sent and accepted.
+    """
+    sim_stop = threading.Event()
+
+    def feed() -> None:
+        gateway.backfill(seconds=options.history)
+        gateway.run(duration=options.duration, stop=sim_stop)
+
+    sim = threading.Thread(target=feed, name="simulator", daemon=True)
+    console.print(f"sending {options.history:.0f} s of history so the detectors know normal ...")
+    sim.start()
+    try:
+        view.follow(sim, live=options.live)
+    except KeyboardInterrupt:
+        console.print("stopping (Ctrl-C): letting the processor catch up ...")
+        sim_stop.set()
+        sim.join()

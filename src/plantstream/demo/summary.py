@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
 
 import psycopg
 
 from plantstream.demo import books
+from plantstream.demo.options import DemoOptions
 from plantstream.simulate import LoadStats
-
-if TYPE_CHECKING:
-    from plantstream.demo.runner import DemoOptions
 
 DETECTION_GRACE_S = 120.0  # an alert this long after a fault ended still counts as catching it
 

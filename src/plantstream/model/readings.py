@@ -11,14 +11,13 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from plantstream.errors import InvalidInputError
+from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.model.metrics import METRICS, QUALITIES
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -29,27 +28,8 @@ _MICROSECOND = timedelta(microseconds=1)
 Identifier = Annotated[str, msgspec.Meta(max_length=64)]
 
 
-class RejectCode(StrEnum):
-    """Why a body or a reading was refused; stable strings that clients may match on."""
-
-    INVALID_JSON = "invalid_json"
-    INVALID_BODY = "invalid_body"
-    EMPTY_BATCH = "empty_batch"
-    BATCH_TOO_LARGE = "batch_too_large"
-    BODY_TOO_LARGE = "body_too_large"
-    BODY_TIMEOUT = "body_timeout"
-    DUPLICATE_KEY = "duplicate_key"
-    INVALID_READING = "invalid_reading"
-    INVALID_ID = "invalid_id"
-    UNKNOWN_METRIC = "unknown_metric"
-    UNKNOWN_UNIT = "unknown_unit"
-    UNKNOWN_QUALITY = "unknown_quality"
-    VALUE_NOT_FINITE = "value_not_finite"
-    VALUE_OUT_OF_RANGE = "value_out_of_range"
-    TIMESTAMP_WITHOUT_OFFSET = "timestamp_without_offset"
-    TIMESTAMP_TOO_OLD = "timestamp_too_old"
-    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
-    UNDECODABLE_RECORD = "undecodable_record"
+# why a body or a reading was refused: the one code list, shared with every other refusal
+RejectCode = ErrorCode
 
 
 class ReadingIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -8,24 +8,12 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from plantstream.errors import InvalidInputError
-from plantstream.model import (
-    QUALITY_NAMES,
-    Reading,
-    RejectCode,
-    TimeWindow,
-    now_us,
-    parse_batch,
-    validate_columns,
-)
+from plantstream.errors import ErrorCode, InvalidInputError
+from plantstream.ingest.codecs import GATEWAY_BODY, GATEWAY_MAX_READINGS
+from plantstream.model import QUALITY_NAMES, Reading, TimeWindow, now_us, validate_columns
 from plantstream.processor.rows import DeadLetter
 from plantstream.stream.base import StreamRecord
-from plantstream.stream.records import (
-    DeviceColumns,
-    UndecodableRecordError,
-    decode_record,
-    pack_readings,
-)
+from plantstream.stream.records import DeviceColumns, UndecodableRecordError, decode_record
 
 LATE_AFTER_US = 5 * 60 * 1_000_000  # a reading older than this when it arrived counts as late
 
@@ -58,7 +46,7 @@ def decode_records(records: list[StreamRecord], *, shard_id: str, window: TimeWi
                     shard_id,
                     record.sequence,
                     None,
-                    RejectCode.UNDECODABLE_RECORD,
+                    ErrorCode.UNDECODABLE_RECORD,
                     str(exc)[:500],
                     record.data,
                 )
@@ -106,11 +94,11 @@ def _decode_json_body(
     record: StreamRecord, shard_id: str, window: TimeWindow, out: Decoded
 ) -> None:
     """A body as clients send it to ingest, put on the stream by API Gateway (IAM-authorised
-    per facility there): validated here exactly as ingest would, then packed into columns."""
+    per facility there): decoded by the ingest codec of that format, exactly as ingest would."""
     received = now_us()
     try:
-        batch = parse_batch(
-            record.data, received_us=received, window=window, max_readings=1_000_000
+        batch = GATEWAY_BODY.decode(
+            record.data, received_us=received, window=window, max_readings=GATEWAY_MAX_READINGS
         )
     except InvalidInputError as exc:
         out.counters[("_unknown", "undecodable_records")] += 1
@@ -132,8 +120,35 @@ def _decode_json_body(
     late = sum(1 for r in batch.readings if r.ts_us < received - LATE_AFTER_US)
     if late:
         out.counters[(facility, "late")] += late
-    for entry in pack_readings(facility, received, batch.readings):
-        out.records.append(decode_record(entry.data))
+    out.records.extend(_device_columns(facility, received, batch.readings))
+
+
+def _device_columns(
+    facility: str, received_us: int, readings: list[Reading]
+) -> list[DeviceColumns]:
+    """Validated readings as columns, one set per device in first-seen order (no re-encoding)."""
+    by_device: dict[str, list[Reading]] = {}
+    for reading in readings:
+        by_device.setdefault(reading.device, []).append(reading)
+    out = []
+    for device, rows in by_device.items():
+        metrics: dict[str, int] = {}
+        metric_idx = np.array(
+            [metrics.setdefault(r.metric, len(metrics)) for r in rows], dtype=np.uint8
+        )
+        out.append(
+            DeviceColumns(
+                facility,
+                device,
+                received_us,
+                list(metrics),
+                metric_idx,
+                np.array([r.ts_us for r in rows], dtype=np.int64),
+                np.array([r.value for r in rows], dtype=np.float64),
+                np.array([r.quality for r in rows], dtype=np.uint8),
+            )
+        )
+    return out
 
 
 def _subset(c: DeviceColumns, mask: np.ndarray) -> DeviceColumns:

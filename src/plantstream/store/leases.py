@@ -6,11 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import psycopg
 
 from plantstream.errors import LeaseLostError
-from plantstream.stream.base import ShardInfo
+
+
+class ShardLineage(Protocol):
+    """What the lease table records of a shard (``stream.base.ShardInfo`` has it): the store
+    layer sits beside the stream layer and does not import it."""
+
+    @property
+    def shard_id(self) -> str: ...
+
+    @property
+    def parent_ids(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +48,9 @@ class CheckpointClaim:
     lease_seconds: float
 
 
-def register_shards(conn: psycopg.Connection, *, stream: str, shards: Sequence[ShardInfo]) -> None:
+def register_shards(
+    conn: psycopg.Connection, *, stream: str, shards: Sequence[ShardLineage]
+) -> None:
     """Record shards the lease table does not know yet (with their parents)."""
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(

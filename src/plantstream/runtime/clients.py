@@ -1,0 +1,35 @@
+"""The clients every role opens, each opened in exactly one place: Redis, the key secret.
+
+Redis clients are made only by ``open_redis``, so cluster support is one change here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from plantstream.local.ports import remembered_secret
+from plantstream.settings import Settings
+
+
+def open_redis(url: str, **options: Any) -> redis.Redis:
+    """A Redis client for ``url``; ``options`` go to the client (timeouts, health checks).
+
+    Every Redis client of a plantstream process comes from here.
+    """
+    return redis.Redis.from_url(url, **options)
+
+
+def server_secret(settings: Settings) -> bytes:
+    """The HMAC secret for API keys: configured, or generated once under the data dir."""
+    if settings.server_secret is not None:
+        return settings.server_secret.get_secret_value().encode()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return remembered_secret(settings.data_dir / "server-secret").encode()
+
+
+def previous_server_secret(settings: Settings) -> bytes | None:
+    """The secret before a rotation: keys hashed with it still verify (and are re-hashed)."""
+    previous = settings.server_secret_previous
+    return previous.get_secret_value().encode() if previous is not None else None

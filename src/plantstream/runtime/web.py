@@ -1,0 +1,59 @@
+"""The one web server configuration (connection cap, keep-alive, proxy headers) and its runs.
+
+``serve`` roles run it in the main thread; the demo runs it in a thread beside its work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from plantstream.settings import Settings
+
+
+def server_config(
+    app: FastAPI, settings: Settings, *, log_level: str | None = None
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``app`` on ``settings.host:settings.port``."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=(log_level or settings.log_level).lower(),
+        access_log=False,
+        # past this many connections new ones get 503: memory stays bounded under a flood
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
+
+
+def serve_web(app: FastAPI, settings: Settings) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT (uvicorn's own handlers, then ours see the signal)."""
+    uvicorn.Server(server_config(app, settings)).run()
+
+
+@contextlib.contextmanager
+def web_server_thread(
+    app: FastAPI, settings: Settings, *, log_level: str | None = None, start_timeout: float = 30
+) -> Iterator[uvicorn.Server]:
+    """Serve ``app`` on a thread while the block runs; stops it (gracefully) on leaving."""
+    server = uvicorn.Server(server_config(app, settings, log_level=log_level))
+    thread = threading.Thread(target=server.run, name="web", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the web server did not start on port {settings.port}")
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
