@@ -22,6 +22,7 @@ from plantstream.model import Reading, now_us
 from plantstream.processor import DetectionSink, Processor, ProcessorConfig, RedisLatestSink
 from plantstream.simulate import FaultKind, Plant
 from plantstream.simulate.faults import Fault
+from plantstream.store.alerts import opened_since
 from plantstream.stream import RedisStream, pack_readings
 from plantstream.testing import fresh_services, write_result
 
@@ -162,13 +163,7 @@ def main() -> None:
         engine.close()
         print(f"processed with detection at {produced / elapsed:,.0f} readings/s")
         with psycopg.connect(database_url) as conn:
-            alerts = [
-                (f, d, m, k, float(o))
-                for f, d, m, k, o in conn.execute(
-                    "SELECT facility, device, metric, detector, extract(epoch FROM opened_at) "
-                    "FROM alerts"
-                ).fetchall()
-            ]
+            alerts = opened_since(conn=conn, since_s=0)
     result = score(faults, alerts)
     by_kind: dict[str, dict[str, object]] = result["by_fault_type"]  # type: ignore[assignment]
     print(f"{'fault type':<14}{'injected':>9}{'recall':>8}{'precision':>10}{'delay s':>9}")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from plantstream.store.leases import committed_checkpoints
 from plantstream.stream.base import Stream
 
 
@@ -31,12 +32,7 @@ def since(conn: psycopg.Connection, baseline: Counter[str]) -> Counter[str]:
 
 def shards_behind(conn: psycopg.Connection, stream: Stream) -> list[str]:
     """The shards holding records past their committed checkpoint (empty: all processed)."""
-    # TODO(store): this read of shard_leases moves to the store's checkpoint module
-    rows = conn.execute(
-        "SELECT shard_id, checkpoint, finished FROM shard_leases WHERE stream = %s",
-        (stream.name,),
-    ).fetchall()
-    committed = {shard_id: (checkpoint, finished) for shard_id, checkpoint, finished in rows}
+    committed = committed_checkpoints(conn, stream=stream.name)
     behind = []
     for shard in stream.list_shards():
         checkpoint, finished = committed.get(shard.shard_id, (None, False))

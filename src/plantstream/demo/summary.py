@@ -10,6 +10,7 @@ import psycopg
 from plantstream.demo import books
 from plantstream.demo.options import DemoOptions
 from plantstream.simulate import LoadStats
+from plantstream.store.alerts import opened_since
 
 DETECTION_GRACE_S = 120.0  # an alert this long after a fault ended still counts as catching it
 
@@ -23,11 +24,7 @@ def collect_summary(
 ) -> dict[str, object]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         counters = books.since(conn, baseline)
-        alerts = conn.execute(
-            "SELECT facility, device, metric, detector, extract(epoch FROM opened_at) "
-            "FROM alerts WHERE opened_at >= to_timestamp(%s)",
-            (started,),
-        ).fetchall()
+        alerts = opened_since(conn=conn, since_s=started)
     by_fault: dict[str, dict[str, object]] = {}
     for fault in stats.faults:
         caught = [

@@ -14,6 +14,7 @@ from rich.table import Table
 from plantstream.demo import books
 from plantstream.processor import Processor
 from plantstream.simulate import LoadStats
+from plantstream.store.alerts import count_open
 
 
 class LiveView:
@@ -41,8 +42,7 @@ class LiveView:
 
     def _poll_database(self) -> Counter[str]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
-            row = conn.execute("SELECT count(*) FROM alerts WHERE state = 'open'").fetchone()
-            self._open_alerts = int(row[0]) if row else 0
+            self._open_alerts = count_open(conn=conn)
             return books.since(conn, self.baseline)
 
     def _table(self) -> Table:

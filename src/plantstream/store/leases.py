@@ -140,6 +140,16 @@ def release_leases(
     )
 
 
+def committed_checkpoints(
+    conn: psycopg.Connection, *, stream: str
+) -> dict[str, tuple[str | None, bool]]:
+    """Each known shard's committed checkpoint and whether it is finished."""
+    rows = conn.execute(
+        "SELECT shard_id, checkpoint, finished FROM shard_leases WHERE stream = %s", (stream,)
+    ).fetchall()
+    return {shard_id: (checkpoint, bool(finished)) for shard_id, checkpoint, finished in rows}
+
+
 def claim_checkpoint(conn: psycopg.Connection, claim: CheckpointClaim) -> None:
     """Move the checkpoint (and renew the lease) if the lease is still ours at ``previous``.
 
