@@ -38,5 +38,5 @@ def main() -> None:
     try:
         app()
     except PlantstreamError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line for scripts
         sys.exit(2)
