@@ -1,34 +1,241 @@
-"""The one way plantstream opens Redis: a plain client or a Redis Cluster client.
+"""The one way plantstream opens Redis: a plain client or a Redis Cluster client, same calls.
 
-Cluster mode is chosen by configuration (``redis_cluster``) or detected with ``INFO cluster``.
+Cluster mode is configured (``redis_cluster``) or detected (``INFO cluster``); AUTH credentials
+can come from a provider that is asked again when the server refuses them (a rotated token).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.connection import AbstractConnection, ConnectionPool
+from redis.credentials import CredentialProvider
+from redis.exceptions import AuthenticationError
 
-AnyRedis = redis.Redis | RedisCluster
+
+class RefreshableCredentials(Protocol):
+    """A redis-py credential provider that can look again after a refused AUTH."""
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]: ...
+
+    def refresh(self, refused: tuple[str, ...]) -> bool: ...
+
+
+class _ReauthConnection(AbstractConnection):
+    """Authenticates again, once, with fresh credentials when the server refused the old ones."""
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        provider = self.credential_provider
+        refresh = getattr(provider, "refresh", None)
+        if self._sock or provider is None or refresh is None:
+            return super().connect_check_health(check_health, retry_socket_connect)  # type: ignore[no-any-return]
+        used = tuple(provider.get_credentials())
+        try:
+            return super().connect_check_health(check_health, retry_socket_connect)  # type: ignore[no-any-return]
+        except AuthenticationError:
+            if not refresh(used):
+                raise
+            # the secret rotated: the failed handshake closed the socket, start a new one
+            return super().connect_check_health(check_health, retry_socket_connect)  # type: ignore[no-any-return]
+
+
+_REAUTH_CLASSES: dict[type, type] = {}
+
+
+def _reauth_class(base: type) -> type:
+    if base not in _REAUTH_CLASSES:
+        _REAUTH_CLASSES[base] = type(f"Reauth{base.__name__}", (_ReauthConnection, base), {})
+    return _REAUTH_CLASSES[base]
+
+
+class ReauthConnectionPool(ConnectionPool):
+    """A pool whose connections (plain, TLS or any other class) re-authenticate on rotation."""
+
+    def __init__(self, connection_class: type = redis.Connection, **kwargs: Any) -> None:
+        super().__init__(connection_class=_reauth_class(connection_class), **kwargs)
+
+
+def _without_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its user and password (a provider gives them), and the user name."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), (
+        parts.username or None
+    )
+
+
+def is_cluster_server(url: str, **options: Any) -> bool:
+    """Whether the server at ``url`` runs in cluster mode (``INFO cluster``)."""
+    with redis.Redis.from_url(url, **options) as probe:
+        return bool(probe.info("cluster").get("cluster_enabled") == 1)
 
 
 def open_redis(
     url: str,
     *,
     cluster: bool | None = None,
+    credentials: CredentialProvider | None = None,
     socket_timeout: float | None = 5.0,
     socket_connect_timeout: float | None = 2.0,
+    health_check_interval: int = 0,
     **options: Any,
-) -> AnyRedis:
-    """A client for ``url``; ``cluster`` None means detect it from the server."""
-    timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout}
+) -> redis.Redis:
+    """A client for ``url``: a ``RedisCluster`` in cluster mode, else a ``redis.Redis``.
+
+    ``cluster`` None detects the mode from the server. ``credentials`` (e.g.
+    ``plantstream.aws.RedisAuth``) replaces any password in the URL; when it has a
+    ``refresh`` method, a refused AUTH reads it again and the connection retries once. The
+    cluster client is typed as ``redis.Redis``: it takes the same single-key commands, scripts
+    and (non-transactional) pipelines; it follows MOVED and refreshes its topology itself.
+    """
+    if credentials is not None:
+        url, username = _without_credentials(url)
+        if username and getattr(credentials, "username", "") is None:
+            credentials.username = username  # type: ignore[attr-defined]
+        options["credential_provider"] = credentials
+    options.update(
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_connect_timeout,
+        health_check_interval=health_check_interval,
+    )
     if cluster is None:
-        probe = redis.Redis.from_url(url, **timeouts)
-        try:
-            cluster = probe.info("cluster").get("cluster_enabled") == 1
-        finally:
-            probe.close()
+        probe = {k: v for k, v in options.items() if k != "health_check_interval"}
+        cluster = is_cluster_server(url, **probe)
     if cluster:
-        return RedisCluster.from_url(url, **timeouts, **options)
-    return redis.Redis.from_url(url, **timeouts, **options)
+        return cast(
+            redis.Redis,
+            RedisCluster.from_url(url, connection_pool_class=ReauthConnectionPool, **options),
+        )
+    client = redis.Redis(connection_pool=ReauthConnectionPool.from_url(url, **options))
+    client.auto_close_connection_pool = True  # as Redis.from_url: close() closes the pool
+    return client
+
+
+def is_cluster(client: redis.Redis) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def redis_ready(client: redis.Redis) -> str | None:
+    """None when Redis takes commands; else why not, in a few words (for ``/readyz``).
+
+    A cluster is ready only while every node we reach says ``cluster_state:ok``: with a slot
+    range whose primary and replicas are all gone, the rest of the cluster refuses writes.
+    """
+    try:
+        if not isinstance(client, RedisCluster):
+            client.ping()
+            if client.info("cluster").get("cluster_enabled") != 1:
+                return None
+            state = client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+            return _state_problem([state])
+        cluster = cast(RedisCluster, client)
+        states = []
+        for node in cluster.get_primaries():
+            states.append(cluster.get_redis_connection(node).execute_command("CLUSTER", "INFO"))
+        return _state_problem(states)
+    except redis.RedisError as exc:
+        return f"redis unavailable: {type(exc).__name__}"
+
+
+def _state_problem(replies: Sequence[Any]) -> str | None:
+    for reply in replies:
+        text = reply.decode() if isinstance(reply, bytes) else str(reply)
+        fields = dict(line.split(":", 1) for line in text.split() if ":" in line)
+        if fields.get("cluster_state") != "ok":
+            return f"redis cluster_state is {fields.get('cluster_state', 'unknown')}"
+    return None
+
+
+_RETRY_ON = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
+
+
+def run_scripts(
+    client: redis.Redis,
+    script: Script,
+    calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+    *,
+    wait_replica_ms: int = 0,
+    attempts: int = 5,
+) -> list[Any]:
+    """Run ``script`` once per ``(keys, args)``, one round trip per node; results in order.
+
+    A cluster pipeline refuses scripts, so calls are grouped by the node owning their first
+    key and each group runs as a plain pipeline on that node. After a redirection or a lost
+    node the topology is refreshed and the unfinished groups run again (so a script may run
+    twice: callers' scripts are idempotent or de-duplicated downstream). With
+    ``wait_replica_ms``, a group that lands on a primary with a replica ends with ``WAIT 1``:
+    its writes are on the replica too before this returns, so a failover cannot lose them.
+    """
+    results: list[Any] = [None] * len(calls)
+    if not isinstance(client, RedisCluster):
+        with client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                script(keys=list(keys), args=list(args), client=pipe)
+            return list(pipe.execute())
+    cluster = cast(RedisCluster, client)
+    pending = list(range(len(calls)))
+    for attempt in range(attempts):
+        groups: dict[str, list[int]] = {}
+        for index in pending:
+            node = cluster.get_node_from_key(calls[index][0][0])
+            groups.setdefault(node.name, []).append(index)
+        failed: list[int] = []
+        error: Exception | None = None
+        for name, indexes in groups.items():
+            node = cluster.get_node(node_name=name)
+            try:
+                replies = _run_group(
+                    cluster, node, script, [calls[i] for i in indexes], wait_replica_ms
+                )
+            except _RETRY_ON as exc:
+                failed += indexes
+                error = exc
+                continue
+            for index, reply in zip(indexes, replies, strict=False):
+                results[index] = reply
+        if not failed:
+            return results
+        if attempt == attempts - 1 and error is not None:
+            raise error
+        cluster.nodes_manager.initialize()
+        pending = failed
+    return results
+
+
+def _run_group(
+    cluster: RedisCluster,
+    node: Any,
+    script: Script,
+    calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+    wait_replica_ms: int,
+) -> list[Any]:
+    connection = cluster.get_redis_connection(node)
+    slot = cluster.keyslot(calls[0][0][0])  # type: ignore[no-untyped-call]
+    has_replica = len(cluster.nodes_manager.slots_cache.get(slot, ())) > 1
+    with connection.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            script(keys=list(keys), args=list(args), client=pipe)
+        if wait_replica_ms and has_replica:
+            pipe.execute_command("WAIT", 1, wait_replica_ms)  # type: ignore[no-untyped-call]
+        replies = pipe.execute()
+    if wait_replica_ms and has_replica and int(replies[-1]) < 1:
+        raise redis.exceptions.TimeoutError(f"no replica of {node.name} confirmed the writes")
+    return list(replies)
