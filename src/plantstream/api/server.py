@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 
-import redis
 import uvicorn
 
 from plantstream.api.app import create_app
@@ -14,6 +13,7 @@ from plantstream.local import Endpoints
 from plantstream.local.ports import remembered_secret
 from plantstream.model import TimeWindow
 from plantstream.settings import Settings
+from plantstream.store.redis_client import open_redis
 from plantstream.stream.factory import open_stream
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,15 @@ def build_state(settings: Settings, endpoints: Endpoints) -> AppState:
     return AppState(
         settings=settings,
         pool=open_pool(endpoints.conninfo),
-        redis=redis.Redis.from_url(endpoints.redis_url, socket_timeout=5),
-        stream=open_stream(settings, redis_url=endpoints.redis_url),
+        redis=open_redis(
+            endpoints.redis_url,
+            cluster=settings.redis_cluster,
+            credentials=endpoints.redis_auth,
+            socket_timeout=5,
+        ),
+        stream=open_stream(
+            settings, redis_url=endpoints.redis_url, redis_auth=endpoints.redis_auth
+        ),
         server_secret=server_secret(settings),
         window=TimeWindow(
             max_past_us=settings.max_past_seconds * 1_000_000,
@@ -59,7 +66,11 @@ def run_server(
         from plantstream.cli.serve import build_processor
 
         processor = build_processor(
-            settings, endpoints.database_url, endpoints.redis_url, connect=endpoints.connect
+            settings,
+            endpoints.database_url,
+            endpoints.redis_url,
+            connect=endpoints.connect,
+            redis_auth=endpoints.redis_auth,
         )
         processor_thread = threading.Thread(
             target=processor.run, args=(stop,), name="processor", daemon=True

@@ -12,6 +12,7 @@ from typing import Annotated
 import psycopg
 import redis
 import typer
+from redis.credentials import CredentialProvider
 
 from plantstream.detect import DetectionEngine
 from plantstream.detect.webhook import WebhookNotifier
@@ -21,6 +22,7 @@ from plantstream.local.watchdog import watch_embedded
 from plantstream.model import TimeWindow
 from plantstream.processor import BatchHook, Processor, ProcessorConfig
 from plantstream.settings import Settings, load_settings
+from plantstream.store.redis_client import open_redis
 from plantstream.store.schema import migrate
 from plantstream.stream.factory import open_stream
 
@@ -68,9 +70,16 @@ def build_processor(
     redis_url: str,
     *,
     connect: Callable[[str], psycopg.Connection] | None = None,
+    redis_auth: CredentialProvider | None = None,
 ) -> Processor:
-    stream = open_stream(settings, redis_url=redis_url)
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    stream = open_stream(settings, redis_url=redis_url, redis_auth=redis_auth)
+    client = open_redis(
+        redis_url,
+        cluster=settings.redis_cluster,
+        credentials=redis_auth,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+    )
     return Processor(
         database_url=database_url,
         stream=stream,
@@ -115,7 +124,11 @@ def serve(
     watch_embedded(endpoints, stop)  # a full disk stops them; bring them back when it is not
     if role is Role.PROCESSOR:
         build_processor(
-            settings, endpoints.database_url, endpoints.redis_url, connect=endpoints.connect
+            settings,
+            endpoints.database_url,
+            endpoints.redis_url,
+            connect=endpoints.connect,
+            redis_auth=endpoints.redis_auth,
         ).run(stop)
         return
     from plantstream.api.server import run_server  # the web roles

@@ -17,6 +17,7 @@ import redis
 from plantstream.errors import ServiceError
 from plantstream.local.ports import remembered_port, remembered_secret
 from plantstream.local.process import mark_stopped, pid_alive
+from plantstream.store.redis_client import open_redis
 
 
 def _executable() -> str:
@@ -55,7 +56,8 @@ class EmbeddedRedis:
         if self._pid() is None:
             return False
         try:
-            return bool(redis.Redis.from_url(self.url(), socket_timeout=2).ping())
+            with open_redis(self.url(), cluster=False, socket_timeout=2) as client:
+                return bool(client.ping())
         except (redis.RedisError, FileNotFoundError):
             return False
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import redis
+from redis.credentials import CredentialProvider
 
 from plantstream.errors import ConfigError
 from plantstream.settings import Settings
+from plantstream.store.redis_client import open_redis
 from plantstream.stream.base import Stream
 from plantstream.stream.redis_streams import RedisStream
 
 
-def open_stream(settings: Settings, *, redis_url: str) -> Stream:
+def open_stream(
+    settings: Settings, *, redis_url: str, redis_auth: CredentialProvider | None = None
+) -> Stream:
     """The stream the settings name; the local Redis stream is created if it does not exist."""
     if settings.stream == "kinesis":
         from plantstream.stream.kinesis import KinesisStream, kinesis_client
@@ -21,7 +24,13 @@ def open_stream(settings: Settings, *, redis_url: str) -> Stream:
         client = kinesis_client(settings.aws_region, endpoint_url=settings.kinesis_endpoint_url)
         return KinesisStream(client=client, stream_name=name)
     stream = RedisStream(
-        redis.Redis.from_url(redis_url, health_check_interval=10),
+        open_redis(
+            redis_url,
+            cluster=settings.redis_cluster,
+            credentials=redis_auth,
+            socket_timeout=None,  # as before: reads of an idle stream may block
+            health_check_interval=10,
+        ),
         settings.stream_name,
         retention_hours=settings.stream_retention_hours,
     )
