@@ -224,13 +224,16 @@ def _master_id(client: redis.Redis) -> str:
     return "-"
 
 
-def _put_until_accepted(stream: RedisStream, entries: list[PutEntry], deadline: float) -> None:
-    """What a gateway does: keep the batch and retry it until the stream takes it."""
+def _put_until_accepted(stream: RedisStream, entries: list[PutEntry], deadline: float) -> int:
+    """What a gateway does: keep the batch and retry it until the stream takes it; returns
+    how many times it was refused."""
+    refused = 0
     while True:
         try:
             stream.put(entries)
-            return
+            return refused
         except StreamError:
+            refused += 1
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
@@ -259,15 +262,18 @@ def test_failover_drill_loses_nothing_and_recovers_by_itself(
     victim = _primary_of(cluster, client, stream.shard_key("shardId-000000000000"))
     replica = _replica_of(cluster, victim)
     deadline = time.monotonic() + 60
+    refused = 0
     try:
         received = now_us()
         for n, (facility, readings) in enumerate(batches):
             if n == len(batches) // 3:
                 cluster.kill(victim)  # no shutdown: the replica must take over on its own
-            _put_until_accepted(stream, pack_readings(facility, received, readings), deadline)
+            entries = pack_readings(facility, received, readings)
+            refused += _put_until_accepted(stream, entries, deadline)
             for r in readings:
                 produced.readings.setdefault((facility, r.device, r.metric, r.ts_us), r.value)
         assert cluster.role(replica) == "master"
+        assert refused > 0, "the drill never saw the outage"
         while stored_readings(db) != produced.readings:
             assert time.monotonic() < deadline, "the processor did not catch up"
             time.sleep(0.1)

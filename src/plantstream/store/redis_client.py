@@ -128,31 +128,33 @@ def is_cluster(client: redis.Redis) -> bool:
 def redis_ready(client: redis.Redis) -> str | None:
     """None when Redis takes commands; else why not, in a few words (for ``/readyz``).
 
-    A cluster is ready only while every node we reach says ``cluster_state:ok``: with a slot
-    range whose primary and replicas are all gone, the rest of the cluster refuses writes.
+    A cluster is ready only while every primary answers and says ``cluster_state:ok``: with
+    a slot range whose primary and replicas are all gone, the cluster refuses those keys.
     """
-    try:
-        if not isinstance(client, RedisCluster):
+    if not isinstance(client, RedisCluster):
+        try:
             client.ping()
             if client.info("cluster").get("cluster_enabled") != 1:
                 return None
-            state = client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
-            return _state_problem([state])
-        cluster = cast(RedisCluster, client)
-        states = []
-        for node in cluster.get_primaries():
-            states.append(cluster.get_redis_connection(node).execute_command("CLUSTER", "INFO"))
-        return _state_problem(states)
-    except redis.RedisError as exc:
-        return f"redis unavailable: {type(exc).__name__}"
+            return _state_problem(client.execute_command("CLUSTER", "INFO"))  # type: ignore[no-untyped-call]
+        except redis.RedisError as exc:
+            return f"redis unavailable: {type(exc).__name__}"
+    cluster = cast(RedisCluster, client)
+    for node in cluster.get_primaries():
+        try:
+            reply = cluster.get_redis_connection(node).execute_command("CLUSTER", "INFO")
+        except redis.RedisError as exc:
+            return f"redis node {node.name} unavailable: {type(exc).__name__}"
+        if (problem := _state_problem(reply)) is not None:
+            return problem
+    return None
 
 
-def _state_problem(replies: Sequence[Any]) -> str | None:
-    for reply in replies:
-        text = reply.decode() if isinstance(reply, bytes) else str(reply)
-        fields = dict(line.split(":", 1) for line in text.split() if ":" in line)
-        if fields.get("cluster_state") != "ok":
-            return f"redis cluster_state is {fields.get('cluster_state', 'unknown')}"
+def _state_problem(reply: Any) -> str | None:
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    fields = dict(line.split(":", 1) for line in text.split() if ":" in line)
+    if fields.get("cluster_state") != "ok":
+        return f"redis cluster_state is {fields.get('cluster_state', 'unknown')}"
     return None
 
 
