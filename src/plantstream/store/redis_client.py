@@ -62,6 +62,22 @@ class ReauthConnectionPool(ConnectionPool):
         super().__init__(connection_class=_reauth_class(connection_class), **kwargs)
 
 
+class ClusterClient(RedisCluster):
+    """``RedisCluster`` whose ``close`` also closes every node's connections.
+
+    redis-py 8.1 builds a URL-made cluster's node clients on pools they do not own, so its
+    ``close`` leaves their sockets open until garbage collection.
+    """
+
+    def close(self) -> None:
+        manager = getattr(self, "nodes_manager", None)
+        nodes = list(manager.nodes_cache.values()) if manager is not None else []
+        super().close()
+        for node in nodes:
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
+
+
 def _without_credentials(url: str) -> tuple[str, str | None]:
     """``url`` without its user and password (a provider gives them), and the user name."""
     parts = urlsplit(url)
@@ -114,7 +130,7 @@ def open_redis(
     if cluster:
         return cast(
             redis.Redis,
-            RedisCluster.from_url(url, connection_pool_class=ReauthConnectionPool, **options),
+            ClusterClient.from_url(url, connection_pool_class=ReauthConnectionPool, **options),
         )
     client = redis.Redis(connection_pool=ReauthConnectionPool.from_url(url, **options))
     client.auto_close_connection_pool = True  # as Redis.from_url: close() closes the pool
