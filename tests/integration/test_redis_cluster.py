@@ -28,6 +28,8 @@ from fixtures.redis_cluster import (  # noqa: F401 - fixtures used by name
 )
 from redis.cluster import RedisCluster
 
+from plantstream.detect import DetectionEngine
+from plantstream.detect.engine import state_key
 from plantstream.errors import StreamError
 from plantstream.local.redis_cluster import LocalRedisCluster
 from plantstream.model import now_us
@@ -187,10 +189,16 @@ def test_processor_end_to_end_on_a_cluster(
     stream.create(4)
     produced = Produced({})
     produce(stream, simulated_readings(seconds=20), produced)
-    processor = make_processor(database_url, stream, cluster_client)
-    drain(processor)
+    engine = DetectionEngine(database_url=database_url, redis_client=cluster_client)
+    try:
+        drain(make_processor(database_url, stream, cluster_client, hooks=[engine]))
+    finally:
+        engine.close()
     assert stored_readings(db) == produced.readings
     assert_books_balance(db)
+    # detection kept its per-sensor state on the cluster (its hook errors are only logged)
+    for facility in {f for f, _, _, _ in produced.readings}:
+        assert cluster_client.hlen(state_key(facility)) > 0
     newest: dict[tuple[str, str, str], int] = {}
     for facility, device, metric, ts in produced.readings:
         newest[(facility, device, metric)] = max(newest.get((facility, device, metric), 0), ts)
