@@ -92,7 +92,9 @@ def _without_credentials(url: str) -> tuple[str, str | None]:
 
 def is_cluster_server(url: str, **options: Any) -> bool:
     """Whether the server at ``url`` runs in cluster mode (``INFO cluster``)."""
-    with redis.Redis.from_url(url, **options) as probe:
+    probe = redis.Redis(connection_pool=ReauthConnectionPool.from_url(url, **options))
+    probe.auto_close_connection_pool = True
+    with probe:
         return bool(probe.info("cluster").get("cluster_enabled") == 1)
 
 
@@ -109,10 +111,12 @@ def open_redis(
     """A client for ``url``: a ``RedisCluster`` in cluster mode, else a ``redis.Redis``.
 
     ``cluster`` None detects the mode from the server. ``credentials`` (e.g.
-    ``plantstream.aws.RedisAuth``) replaces any password in the URL; when it has a
-    ``refresh`` method, a refused AUTH reads it again and the connection retries once. The
+    ``plantstream.aws.RedisAuth``) replaces any password in the URL; when it is
+    ``RefreshableCredentials`` (has ``refresh``), a refused AUTH reads it again and the
+    connection retries once. The
     cluster client is typed as ``redis.Redis``: it takes the same single-key commands, scripts
     and (non-transactional) pipelines; it follows MOVED and refreshes its topology itself.
+    A cluster client ignores ``health_check_interval`` (redis-py drops it for node clients).
     """
     if credentials is not None:
         url, username = _without_credentials(url)
