@@ -15,6 +15,7 @@ from fixtures.kinesis import MOTO_REGION, dummy_session
 from fixtures.redis_cluster import make_redis_cluster  # noqa: F401 - a fixture used by name
 from redis.cluster import RedisCluster
 
+from plantstream.aws import RedisAuth
 from plantstream.errors import StreamUnavailableError
 from plantstream.local import EmbeddedRedis, resolve_endpoints
 from plantstream.local.redis_cluster import LocalRedisCluster
@@ -122,3 +123,31 @@ def test_a_rotated_token_is_read_again_by_the_cluster_client(
     stored = read_back(stream)
     assert sorted(stored) == sorted([b"before"] * 30 + [b"after"] * 30)
     client.close()
+
+
+class CountingSecrets:
+    """Secrets Manager's one call we make, counted (a fake of the AWS client, not of ours)."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.calls = 0
+
+    def get_secret_value(self, *, SecretId: str) -> dict[str, Any]:
+        self.calls += 1
+        return {"SecretString": self.value}
+
+
+def test_a_burst_of_refusals_reads_the_secret_once() -> None:
+    """Many connections refused at once after a rotation cost one Secrets Manager call."""
+    source = CountingSecrets("token-1")
+    arn = "arn:aws:secretsmanager:eu-central-1:0:secret:r"
+    auth = RedisAuth(secret_arn=arn, client=source, min_interval=60)
+    assert auth.get_credentials() == ("token-1",)
+    source.value = "token-2"
+    assert auth.get_credentials() == ("token-1",)  # cached within its time to live
+    assert all(auth.refresh(("token-1",)) for _ in range(20))
+    assert auth.get_credentials() == ("token-2",)
+    assert source.calls == 2
+    # refused again with what was just read: a wrong token, not a rotation; do not hammer
+    assert not auth.refresh(("token-2",))
+    assert source.calls == 2
