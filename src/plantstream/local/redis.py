@@ -17,7 +17,6 @@ import redis
 from plantstream.errors import ServiceError
 from plantstream.local.ports import remembered_port, remembered_secret
 from plantstream.local.process import mark_stopped, pid_alive
-from plantstream.store.redis_client import open_redis
 
 
 def _executable() -> str:
@@ -56,8 +55,7 @@ class EmbeddedRedis:
         if self._pid() is None:
             return False
         try:
-            with open_redis(self.url(), cluster=False, socket_timeout=2) as client:
-                return bool(client.ping())
+            return bool(redis.Redis.from_url(self.url(), socket_timeout=2).ping())
         except (redis.RedisError, FileNotFoundError):
             return False
 

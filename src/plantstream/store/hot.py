@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import psycopg
 import redis
+from redis.cluster import RedisCluster
 
 from plantstream.model import QUALITY_NAMES, from_epoch_us
-from plantstream.store.redis_client import run_scripts
 
 # KEYS[1] = a facility's latest hash; ARGV = (field, ts_us, "ts|value|quality") triples.
 # Only a strictly newer timestamp replaces what is there: first write wins, replays are no-ops.
@@ -79,8 +79,16 @@ class HotState:
             )
         if not by_facility:
             return 0
-        calls = [([latest_key(facility)], args) for facility, args in by_facility.items()]
-        return sum(int(n) for n in run_scripts(self.client, self._set_latest, calls))
+        if isinstance(self.client, RedisCluster):
+            # a cluster pipeline refuses scripts: one call per facility (a batch has few)
+            return sum(
+                int(self._set_latest(keys=[latest_key(facility)], args=args))
+                for facility, args in by_facility.items()
+            )
+        with self.client.pipeline(transaction=False) as pipe:
+            for facility, args in by_facility.items():
+                self._set_latest(keys=[latest_key(facility)], args=args, client=pipe)
+            return sum(int(n) for n in pipe.execute())
 
     def latest(self, facility: str, device: str | None = None) -> list[LatestValue]:
         raw: dict[bytes, bytes] = self.client.hgetall(latest_key(facility))  # type: ignore[assignment]

@@ -21,9 +21,9 @@ from typing import Any
 import redis
 
 from plantstream.errors import StreamThrottledError, StreamUnavailableError
-from plantstream.store.redis_client import run_scripts
 from plantstream.stream.base import PutEntry, ReadResult, ShardInfo, StreamRecord
 from plantstream.stream.hashing import even_ranges, shard_for
+from plantstream.stream.redis_scripts import run_scripts
 
 # KEYS[1] = the shard's state key (or, for an old-layout shard, the map), KEYS[2] = its stream;
 # ARGV = min_id, the old-layout shard id or '', then the records' data.
