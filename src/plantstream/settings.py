@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(
         default=5.0, ge=0, description="how long a verified key is trusted without a lookup"
     )
+    redis_cluster: bool | None = Field(
+        default=None,
+        description="Redis Cluster mode (ElastiCache cluster mode, several on-prem nodes): "
+        "true or false; unset asks the server (INFO cluster) at start",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -21,7 +21,7 @@ def batch(reading: dict[str, Any]) -> dict[str, Any]:
 
 def stream_length(api: Api) -> int:
     return sum(
-        int(api.stream.client.xlen(f"ps:stream:{{{api.stream.name}}}:shard:{s.shard_id}"))
+        int(api.stream.client.xlen(api.stream.shard_key(s.shard_id)))
         for s in api.stream.list_shards()
     )
 

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from plantstream.api.auth import State
 from plantstream.api.state import AppState, ping_postgres
+from plantstream.store.redis_client import redis_ready
 
 router = APIRouter(tags=["health"])
 
@@ -31,14 +32,15 @@ def _checks(state: AppState) -> dict[str, str]:
     results: dict[str, str] = {}
     for name, check in (
         ("postgres", lambda: ping_postgres(state.pool)),
-        ("redis", state.redis.ping),
+        ("redis", lambda: redis_ready(state.redis)),  # a cluster's state and every primary
         ("stream", state.stream.list_shards),
     ):
         try:
-            check()
-            results[name] = "ok"
+            problem = check()
         except Exception as exc:  # readiness reports any failure, it never raises
             results[name] = f"unavailable: {type(exc).__name__}"
+            continue
+        results[name] = f"unavailable: {problem}" if isinstance(problem, str) else "ok"
     return results
 
 

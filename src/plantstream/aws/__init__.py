@@ -1,5 +1,5 @@
 """AWS integration: credentials from Secrets Manager (rotation-safe)."""
 
-from plantstream.aws.secrets import CredentialSource, with_password
+from plantstream.aws.secrets import CredentialSource, RedisAuth, with_password
 
-__all__ = ["CredentialSource", "with_password"]
+__all__ = ["CredentialSource", "RedisAuth", "with_password"]

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
+from redis.credentials import CredentialProvider
 
 from plantstream.errors import ConfigError
 
@@ -101,3 +102,78 @@ class CredentialSource:
         """Forget the cached secret (after an authentication failure: it may have rotated)."""
         with self._lock:
             self._cached = None
+
+
+class RedisAuth(CredentialProvider):
+    """Redis AUTH credentials from a secret (or a fixed password), for redis-py connections.
+
+    The secret is a plain token (the ElastiCache AUTH token) or JSON with ``password`` (and
+    ``username``). It is read again after ``ttl`` seconds, and at once when a server refused
+    it (``refresh``), at most every ``min_interval`` seconds so a burst of refused connections
+    does not turn into a burst of Secrets Manager calls.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret_arn: str | None = None,
+        password: str | None = None,
+        username: str | None = None,
+        client: SecretsClient | None = None,
+        ttl: float = 60.0,
+        min_interval: float = 1.0,
+    ) -> None:
+        if secret_arn is None and password is None:
+            raise ConfigError("Redis AUTH needs a secret ARN or a password")
+        self.secret_arn = secret_arn
+        self.password = password
+        self.username = username
+        self.client = client
+        self.ttl = ttl
+        self.min_interval = min_interval
+        self._cached: tuple[float, tuple[str, ...]] | None = None
+        self._refreshed_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def __deepcopy__(self, _memo: object) -> RedisAuth:
+        return self  # redis-py deep-copies connection options; every copy must share the cache
+
+    def _read(self) -> tuple[str, ...]:
+        if self.client is None:
+            import boto3  # the aws extra; only needed when a secret ARN is configured
+
+            self.client = boto3.client("secretsmanager")
+        try:
+            value = self.client.get_secret_value(SecretId=str(self.secret_arn))["SecretString"]
+        except Exception as exc:  # boto3 raises many kinds; say which secret, not its value
+            raise ConfigError(
+                f"cannot read secret {self.secret_arn}: {type(exc).__name__}"
+            ) from None
+        username, password = self.username, value.strip()
+        if password.startswith("{"):
+            data = json.loads(password)
+            username, password = data.get("username", username), data["password"]
+        return (username, password) if username else (password,)
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        """What the next connection authenticates with: ``(password,)`` or ``(user, password)``."""
+        if self.secret_arn is None:
+            password = self.password or ""
+            return (self.username, password) if self.username else (password,)
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > self.ttl:
+                self._cached = (time.monotonic(), self._read())
+            return self._cached[1]  # type: ignore[return-value]
+
+    def refresh(self, refused: tuple[str, ...]) -> bool:
+        """After the server refused ``refused``: True when there are other credentials to try."""
+        if self.secret_arn is None:
+            return False
+        with self._lock:
+            if self._cached is not None and self._cached[1] != refused:
+                return True  # another connection already read the new value
+            if time.monotonic() - self._refreshed_at < self.min_interval:
+                return False
+            self._refreshed_at = time.monotonic()
+            self._cached = (self._refreshed_at, self._read())
+            return self._cached[1] != refused

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from plantstream.aws.secrets import CredentialSource
+from plantstream.aws.secrets import CredentialSource, RedisAuth, with_password
 from plantstream.local.postgres import EmbeddedPostgres
 from plantstream.local.redis import EmbeddedRedis
 from plantstream.settings import Settings
@@ -79,6 +79,8 @@ class Endpoints:
     embedded: EmbeddedServices | None
     database: CredentialSource | None = None
     embedded_servers: tuple[str, ...] = ()  # which of "postgres", "redis" are ``embedded``'s
+    # the Redis AUTH token, re-read as it rotates: pass to ``open_redis(credentials=...)``
+    redis_auth: RedisAuth | None = None
 
     def connect(self, _url: object = None) -> psycopg.Connection:
         if self.database is not None:
@@ -104,15 +106,15 @@ def resolve_endpoints(settings: Settings, *, start: bool = True) -> Endpoints:
             else None,
         )
         database_url = source()
+    redis_auth = None
     if redis_url is not None and (settings.redis_auth_secret_arn or settings.redis_password):
-        redis_url = CredentialSource(
-            redis_url,
+        redis_auth = RedisAuth(
             secret_arn=settings.redis_auth_secret_arn,
-            json_secret=False,
             password=settings.redis_password.get_secret_value()
             if settings.redis_password
             else None,
-        )()
+        )
+        redis_url = with_password(redis_url, redis_auth.get_credentials()[-1])
     names: list[str] = []
     if database_url is None or redis_url is None:
         embedded = EmbeddedServices(settings.data_dir)
@@ -122,7 +124,7 @@ def resolve_endpoints(settings: Settings, *, start: bool = True) -> Endpoints:
         if redis_url is None:
             redis_url = embedded.redis.start() if start else embedded.redis.url()
             names.append("redis")
-    return Endpoints(database_url, redis_url, embedded, source, tuple(names))
+    return Endpoints(database_url, redis_url, embedded, source, tuple(names), redis_auth)
 
 
 mask_url = _mask

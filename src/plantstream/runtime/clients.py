@@ -8,17 +8,26 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from redis.credentials import CredentialProvider
 
 from plantstream.local.ports import remembered_secret
 from plantstream.settings import Settings
+from plantstream.store.redis_client import open_redis as store_open_redis
 
 
-def open_redis(url: str, **options: Any) -> redis.Redis:
+def open_redis(
+    url: str,
+    *,
+    cluster: bool | None = None,
+    credentials: CredentialProvider | None = None,
+    **options: Any,
+) -> redis.Redis:
     """A Redis client for ``url``; ``options`` go to the client (timeouts, health checks).
 
-    Every Redis client of a plantstream process comes from here.
+    Every Redis client of a plantstream process comes from here: a Redis Cluster client when
+    ``cluster`` (None: ask the server), re-authenticating with ``credentials`` as they rotate.
     """
-    return redis.Redis.from_url(url, **options)
+    return store_open_redis(url, cluster=cluster, credentials=credentials, **options)
 
 
 def server_secret(settings: Settings) -> bytes:

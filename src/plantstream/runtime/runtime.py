@@ -93,7 +93,12 @@ class Runtime:
 
     def redis(self, purpose: str) -> redis.Redis:
         """A Redis client with the options of ``purpose`` (``state``, ``processor``, ``stream``)."""
-        return open_redis(self.redis_url, **_REDIS_OPTIONS[purpose])
+        return open_redis(
+            self.redis_url,
+            cluster=self.settings.redis_cluster,
+            credentials=self.endpoints.redis_auth,
+            **_REDIS_OPTIONS[purpose],
+        )
 
     def stream(self) -> Stream:
         """The configured stream (created on Redis if it does not exist)."""

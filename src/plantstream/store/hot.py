@@ -1,7 +1,8 @@
 """Hot state in Redis: the latest value of every sensor, never moving backwards in time.
 
 Updates are idempotent (a replayed batch changes nothing) and can be rebuilt from
-PostgreSQL after Redis lost its data or was down.
+PostgreSQL after Redis lost its data or was down. One key per facility and one-key scripts:
+the same calls work on a Redis Cluster, where each facility's hash lives on its own node.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import psycopg
 import redis
+from redis.cluster import RedisCluster
 
 from plantstream.model import QUALITY_NAMES, from_epoch_us
 
@@ -33,6 +35,7 @@ _SEP = "\x1f"
 
 
 def latest_key(facility: str) -> str:
+    # no hash tag needed: no command or script ever touches two of these keys at once
     return f"ps:latest:{facility}"
 
 
@@ -57,7 +60,7 @@ class LatestValue:
 class HotState:
     """Latest values per facility in Redis hashes."""
 
-    def __init__(self, client: redis.Redis) -> None:  # decode_responses=False
+    def __init__(self, client: redis.Redis) -> None:  # decode_responses=False; or a cluster
         self.client = client
         self._set_latest = client.register_script(_SET_LATEST)
 
@@ -76,6 +79,12 @@ class HotState:
             )
         if not by_facility:
             return 0
+        if isinstance(self.client, RedisCluster):
+            # a cluster pipeline refuses scripts: one call per facility (a batch has few)
+            return sum(
+                int(self._set_latest(keys=[latest_key(facility)], args=args))
+                for facility, args in by_facility.items()
+            )
         with self.client.pipeline(transaction=False) as pipe:
             for facility, args in by_facility.items():
                 self._set_latest(keys=[latest_key(facility)], args=args, client=pipe)

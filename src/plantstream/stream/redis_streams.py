@@ -1,7 +1,14 @@
 """The local and on-prem stream: one Redis Stream per shard, with Kinesis' hashing and lineage.
 
-Writes go through a Lua script that refuses closed shards, so a split or merge (also atomic
-in Lua) can never let a record land behind a parent that is already finished.
+Each shard's stream and open/closed state share a hash tag of their own, so on a Redis Cluster
+the shards spread over the nodes; the shard map is one hash. A write is a Lua script that refuses
+a closed shard, so a split or merge can never let a record land behind a finished parent.
+
+Key names: the map is ``ps:stream:{<name>}:meta``; a shard is ``ps:stream:{<name>/<id>}:records``
+with its state (``open``/``closed``) in ``...:state``. Shards made before that layout (no
+``"spread"`` in their map entry) keep ``ps:stream:{<name>}:shard:<id>`` with their state in the
+map, in the map's slot, so an existing data directory is read on without a migration; their
+children, like every new stream's shards, use the spread layout.
 """
 
 from __future__ import annotations
@@ -16,23 +23,27 @@ import redis
 from plantstream.errors import StreamThrottledError, StreamUnavailableError
 from plantstream.stream.base import PutEntry, ReadResult, ShardInfo, StreamRecord
 from plantstream.stream.hashing import even_ranges, shard_for
+from plantstream.stream.redis_scripts import run_scripts
 
-# KEYS[1] = meta hash; ARGV = min_id, then (shard_id, data) pairs.
-# Returns the entry ids, or {"closed", shard_id} if a shard was closed under the caller.
+# KEYS[1] = the shard's state key (or, for an old-layout shard, the map), KEYS[2] = its stream;
+# ARGV = min_id, the old-layout shard id or '', then the records' data.
+# Returns the entry ids, or {"closed"} / {"missing"} if the shard was resharded under the caller.
 _PUT = """
-local prefix = string.sub(KEYS[1], 1, -5)
-local ids = {}
-for i = 2, #ARGV, 2 do
-  local info = redis.call('HGET', KEYS[1], ARGV[i])
-  if not info then return {'missing', ARGV[i]} end
-  if cjson.decode(info)['closed'] then return {'closed', ARGV[i]} end
+local state
+if ARGV[2] ~= '' then
+  local info = redis.call('HGET', KEYS[1], ARGV[2])
+  if info then state = cjson.decode(info)['closed'] and 'closed' or 'open' end
+else
+  state = redis.call('GET', KEYS[1])
 end
-for i = 2, #ARGV, 2 do
-  local key = prefix .. 'shard:' .. ARGV[i]
+if not state then return {'missing'} end
+if state == 'closed' then return {'closed'} end
+local ids = {}
+for i = 3, #ARGV do
   if ARGV[1] ~= '0' then
-    ids[#ids + 1] = redis.call('XADD', key, 'MINID', '~', ARGV[1], '*', 'd', ARGV[i + 1])
+    ids[#ids + 1] = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[1], '*', 'd', ARGV[i])
   else
-    ids[#ids + 1] = redis.call('XADD', key, '*', 'd', ARGV[i + 1])
+    ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', 'd', ARGV[i])
   end
 end
 return ids
@@ -69,23 +80,63 @@ def _shard_id(index: int) -> str:
 
 
 class RedisStream:
-    """A sharded stream on Redis Streams. Thread-safe as far as redis-py's client is."""
+    """A sharded stream on Redis Streams (one server or a cluster). Thread-safe as far as
+    redis-py's client is.
 
-    def __init__(self, client: redis.Redis, name: str, *, retention_hours: int = 24) -> None:
+    On a cluster a put returns once a replica also holds the records (``WAIT``, up to
+    ``wait_replica_ms``) wherever the shard's primary has one, so a failover loses nothing
+    that was acknowledged; a single server has no replica to wait for.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        name: str,
+        *,
+        retention_hours: int = 24,
+        wait_replica_ms: int = 2000,
+    ) -> None:
         self.client = client
         self.name = name
         self.retention_ms = retention_hours * 3600 * 1000
-        # one hash tag keeps every key of the stream in one slot (Redis Cluster friendly)
-        self._prefix = f"ps:stream:{{{name}}}:"
+        self.wait_replica_ms = wait_replica_ms
+        self._prefix = f"ps:stream:{{{name}}}:"  # the map's own slot; old-layout shards too
         self._meta = self._prefix + "meta"
         self._put_script = client.register_script(_PUT)
         self._reshard_script = client.register_script(_RESHARD)
         self._shards: list[ShardInfo] = []
+        self._spread: set[str] = set()  # shards with the per-shard layout
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def shard_key(self, shard_id: str) -> str:
+        """The Redis Stream holding ``shard_id``'s records."""
+        return self._records_key(shard_id, spread=not self._is_old_layout(shard_id))
+
+    def _records_key(self, shard_id: str, *, spread: bool) -> str:
+        if spread:
+            return f"ps:stream:{{{self.name}/{shard_id}}}:records"
+        return self._prefix + "shard:" + shard_id
+
+    def _state_key(self, shard_id: str) -> str:
+        return f"ps:stream:{{{self.name}/{shard_id}}}:state"
+
+    def _is_old_layout(self, shard_id: str) -> bool:
+        info = self.client.hget(self._meta, shard_id)
+        return info is not None and not json.loads(info).get("spread", False)
 
     # -- administration ---------------------------------------------------------------
 
+    def _open_states(self, shard_ids: Sequence[str]) -> None:
+        # before the map names them: a writer routed to a new shard must find it open. NX: a
+        # shard id that exists already (a lost race) keeps its state.
+        for shard_id in shard_ids:
+            self.client.set(self._state_key(shard_id), "open", nx=True)
+
     def create(self, shards: int) -> bool:
         """Create the stream with ``shards`` even shards; False if it already exists."""
+        if self.client.exists(self._meta):
+            return False
         layout = [
             {
                 "id": _shard_id(index),
@@ -93,9 +144,11 @@ class RedisStream:
                 "start": str(start),
                 "end": str(end),
                 "closed": False,
+                "spread": True,
             }
             for index, (start, end) in enumerate(even_ranges(shards))
         ]
+        self._open_states([_shard_id(index) for index in range(len(layout))])
         created = self._reshard_script(keys=[self._meta], args=["[]", json.dumps(layout), "create"])
         self._shards = []
         return bool(created)
@@ -107,6 +160,22 @@ class RedisStream:
     def _next_ids(self, count: int) -> list[str]:
         last = int(self.client.hlen(self._meta)) - 1
         return [_shard_id(last + 1 + offset) for offset in range(count)]
+
+    def _reshard(self, closing: list[str], children: list[dict[str, Any]]) -> None:
+        """Open the children's states, swap the map (atomic), then close the parents' states.
+
+        A crash before the last step leaves a parent closed in the map only; ``read`` finishes
+        the job, so the parent still ends and its children start.
+        """
+        self._open_states([child["id"] for child in children])
+        self._reshard_script(keys=[self._meta], args=[json.dumps(closing), json.dumps(children)])
+        for parent in closing:
+            self._close_state(parent)
+        self._shards = []
+
+    def _close_state(self, shard_id: str) -> None:
+        if not self._is_old_layout(shard_id):  # an old-layout shard was closed in the map
+            self.client.set(self._state_key(shard_id), "closed")
 
     def split(self, shard_id: str, at_hash: int | None = None) -> tuple[str, str]:
         """Split an open shard in two at ``at_hash`` (default: the middle)."""
@@ -122,6 +191,7 @@ class RedisStream:
                 "start": str(shard.start_hash),
                 "end": str(middle - 1),
                 "closed": False,
+                "spread": True,
             },
             {
                 "id": right,
@@ -129,10 +199,10 @@ class RedisStream:
                 "start": str(middle),
                 "end": str(shard.end_hash),
                 "closed": False,
+                "spread": True,
             },
         ]
-        self._reshard_script(keys=[self._meta], args=[json.dumps([shard_id]), json.dumps(children)])
-        self._shards = []
+        self._reshard([shard_id], children)
         return left, right
 
     def merge(self, shard_id: str, adjacent_id: str) -> str:
@@ -147,11 +217,9 @@ class RedisStream:
             "start": str(a.start_hash),
             "end": str(b.end_hash),
             "closed": False,
+            "spread": True,
         }
-        self._reshard_script(
-            keys=[self._meta], args=[json.dumps([shard_id, adjacent_id]), json.dumps([merged])]
-        )
-        self._shards = []
+        self._reshard([shard_id, adjacent_id], [merged])
         return child
 
     def _shard(self, shard_id: str) -> ShardInfo:
@@ -170,6 +238,8 @@ class RedisStream:
         shards = []
         for value in raw.values():
             info = json.loads(value)
+            if info.get("spread"):
+                self._spread.add(info["id"])
             shards.append(
                 ShardInfo(
                     info["id"],
@@ -182,37 +252,61 @@ class RedisStream:
         shards.sort(key=lambda s: s.shard_id)
         return shards
 
+    def _put_keys(self, shard_id: str) -> tuple[list[str], str]:
+        if shard_id in self._spread:
+            return [self._state_key(shard_id), self._records_key(shard_id, spread=True)], ""
+        return [self._meta, self._records_key(shard_id, spread=False)], shard_id
+
     def put(self, entries: Sequence[PutEntry]) -> list[str]:
         if not entries:
             return []
+        ids: list[str | None] = [None] * len(entries)
+        pending = list(range(len(entries)))
         for _ in range(_MAX_ATTEMPTS):
             if not self._shards:
                 self._shards = self.list_shards()
                 if not self._shards:
                     raise StreamUnavailableError(f"stream {self.name!r} does not exist")
-            args: list[Any] = [self._min_id()]
-            for entry in entries:
-                args += [shard_for(entry.partition_key, self._shards).shard_id, entry.data]
-            try:
-                result = self._put_script(keys=[self._meta], args=args)
-            except redis.exceptions.BusyLoadingError as exc:
-                raise StreamThrottledError("Redis is loading its data", retry_after=1.0) from exc
-            except redis.RedisError as exc:
-                # maxmemory reached (Redis 7 refuses the script, 6.2 fails it at XADD): the
-                # stream holds what it may until retention makes room; the gateway keeps the
-                # batch and retries. Any shard written before the refusal is de-duplicated.
-                if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
-                    "used memory > 'maxmemory'" in str(exc)
-                ):
-                    raise StreamThrottledError(
-                        "the stream is full; retry later", retry_after=5.0, code="stream_full"
-                    ) from exc
-                raise StreamUnavailableError(f"Redis stream unavailable: {exc}") from exc
-            if result and result[0] in (b"closed", b"missing"):
-                self._shards = []  # resharded under us: route again on a fresh map
-                continue
-            return [entry_id.decode() for entry_id in result]
+            by_shard: dict[str, list[int]] = {}
+            for index in pending:
+                shard = shard_for(entries[index].partition_key, self._shards)
+                by_shard.setdefault(shard.shard_id, []).append(index)
+            calls = []
+            min_id = self._min_id()
+            for shard_id, indexes in by_shard.items():
+                keys, old_id = self._put_keys(shard_id)
+                calls.append((keys, [min_id, old_id, *(entries[i].data for i in indexes)]))
+            replies = self._run_put(calls)
+            pending = []
+            for indexes, reply in zip(by_shard.values(), replies, strict=True):
+                if reply and reply[0] in (b"closed", b"missing"):
+                    pending += indexes  # resharded under us: route these again on a fresh map
+                    continue
+                for index, entry_id in zip(indexes, reply, strict=True):
+                    ids[index] = entry_id.decode()
+            if not pending:
+                return [entry_id for entry_id in ids if entry_id is not None]
+            self._shards = []
         raise StreamThrottledError("the stream is being resharded", retry_after=0.5)
+
+    def _run_put(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        try:
+            return run_scripts(
+                self.client, self._put_script, calls, wait_replica_ms=self.wait_replica_ms
+            )
+        except redis.exceptions.BusyLoadingError as exc:
+            raise StreamThrottledError("Redis is loading its data", retry_after=1.0) from exc
+        except redis.RedisError as exc:
+            # maxmemory reached (Redis 7 refuses the script, 6.2 fails it at XADD): the
+            # stream holds what it may until retention makes room; the gateway keeps the
+            # batch and retries. Any shard written before the refusal is de-duplicated.
+            if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+                "used memory > 'maxmemory'" in str(exc)
+            ):
+                raise StreamThrottledError(
+                    "the stream is full; retry later", retry_after=5.0, code="stream_full"
+                ) from exc
+            raise StreamUnavailableError(f"Redis stream unavailable: {exc}") from exc
 
     def _min_id(self) -> str:
         if self.retention_ms <= 0:
@@ -220,13 +314,16 @@ class RedisStream:
         return f"{int(time.time() * 1000) - self.retention_ms}-0"
 
     def read(self, shard_id: str, after: str | None, limit: int) -> ReadResult:
-        key = self._prefix + "shard:" + shard_id
         try:
             # the closed flag first: once seen closed, every record of the shard is there
             info = self.client.hget(self._meta, shard_id)
             if info is None:
                 raise StreamUnavailableError(f"no shard {shard_id} in stream {self.name!r}")
-            closed = bool(json.loads(info)["closed"])
+            shard = json.loads(info)
+            closed, spread = bool(shard["closed"]), bool(shard.get("spread"))
+            if spread and closed:  # finishes a reshard that stopped between map and state
+                self.client.set(self._state_key(shard_id), "closed")
+            key = self._records_key(shard_id, spread=spread)
             start = "-" if after is None else f"({after}"
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.xrange(key, min=start, max="+", count=limit)
