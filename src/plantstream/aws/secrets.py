@@ -36,6 +36,19 @@ def with_password(url: str, password: str, username: str | None = None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def read_secret(client: SecretsClient | None, secret_arn: str) -> tuple[SecretsClient, str]:
+    """The secret's string (and the client used, made on first use); errors name the secret,
+    never its value."""
+    if client is None:
+        import boto3  # the aws extra; only needed when a secret ARN is configured
+
+        client = boto3.client("secretsmanager")
+    try:
+        return client, client.get_secret_value(SecretId=secret_arn)["SecretString"]
+    except Exception as exc:  # boto3 raises many kinds; say which secret, not its value
+        raise ConfigError(f"cannot read secret {secret_arn}: {type(exc).__name__}") from None
+
+
 class CredentialSource:
     """A URL with credentials from a secret (or a fixed password), refreshed every ``ttl`` s."""
 
@@ -59,16 +72,7 @@ class CredentialSource:
         self._lock = threading.Lock()
 
     def _from_secret(self) -> str:
-        if self.client is None:
-            import boto3  # the aws extra; only needed when a secret ARN is configured
-
-            self.client = boto3.client("secretsmanager")
-        try:
-            value = self.client.get_secret_value(SecretId=str(self.secret_arn))["SecretString"]
-        except Exception as exc:  # boto3 raises many kinds; say which secret, not its value
-            raise ConfigError(
-                f"cannot read secret {self.secret_arn}: {type(exc).__name__}"
-            ) from None
+        self.client, value = read_secret(self.client, str(self.secret_arn))
         if not self.json_secret:
             return with_password(self.base_url, value.strip())
         data = json.loads(value)
@@ -139,16 +143,7 @@ class RedisAuth(CredentialProvider):
         return self  # redis-py deep-copies connection options; every copy must share the cache
 
     def _read(self) -> tuple[str, ...]:
-        if self.client is None:
-            import boto3  # the aws extra; only needed when a secret ARN is configured
-
-            self.client = boto3.client("secretsmanager")
-        try:
-            value = self.client.get_secret_value(SecretId=str(self.secret_arn))["SecretString"]
-        except Exception as exc:  # boto3 raises many kinds; say which secret, not its value
-            raise ConfigError(
-                f"cannot read secret {self.secret_arn}: {type(exc).__name__}"
-            ) from None
+        self.client, value = read_secret(self.client, str(self.secret_arn))
         username, password = self.username, value.strip()
         if password.startswith("{"):
             data = json.loads(password)
