@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="how long a verified key is trusted without a lookup"
     )
 
+    # issue 14, "misc": readable refusals, negative key cache, simulator retries
+    max_drain_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="a body past max_body_bytes is read and discarded up to this many bytes "
+        "in all, so a client that writes before it reads sees its 413 (beyond: 413 and close)",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
