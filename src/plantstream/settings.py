@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         description="a body past max_body_bytes is read and discarded up to this many bytes "
         "in all, so a client that writes before it reads sees its 413 (beyond: 413 and close)",
     )
+    max_gzip_members: int = Field(
+        default=16,
+        ge=1,
+        description="gzip members one body may hold (all are read; more is 400 invalid_body)",
+    )
     hsts_max_age_seconds: int = Field(
         default=365 * 24 * 3600,
         ge=0,

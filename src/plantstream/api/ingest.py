@@ -59,7 +59,14 @@ class BodyTooLargeError(InvalidInputError):
         self.headers = {"Connection": "close"} if close else {}
 
 
-async def read_body(request: Request, limit: int, timeout: float, *, drain_limit: int = 0) -> bytes:
+async def read_body(
+    request: Request,
+    limit: int,
+    timeout: float,
+    *,
+    drain_limit: int = 0,
+    max_members: int = 16,
+) -> bytes:
     """The request body, decompressed if gzip/deflate, refused past ``limit`` bytes either way.
 
     A client that has not sent the whole body within ``timeout`` seconds is answered 408: a
@@ -67,7 +74,8 @@ async def read_body(request: Request, limit: int, timeout: float, *, drain_limit
     is still read and discarded up to ``drain_limit`` bytes in all before the 413 goes out: a
     client that writes its whole body before it reads (urllib, many gateways) then sees the
     413 instead of a connection reset. Past ``drain_limit`` (or when the client waits for
-    ``100 Continue``) the 413 goes out at once and the connection is closed.
+    ``100 Continue``) the 413 goes out at once and the connection is closed. A gzip body of
+    more than ``max_members`` members is refused (each member costs a pass over the rest).
     """
     declared = _declared_length(request)
     if declared is not None and declared > limit:
@@ -99,7 +107,7 @@ async def read_body(request: Request, limit: int, timeout: float, *, drain_limit
         raise InvalidInputError(
             ErrorCode.UNSUPPORTED_ENCODING, "Content-Encoding must be gzip or deflate"
         )
-    return _inflate(body, encoding, limit)
+    return _inflate(body, encoding, limit, max_members)
 
 
 def _declared_length(request: Request) -> int | None:
@@ -107,7 +115,7 @@ def _declared_length(request: Request) -> int | None:
     return int(declared) if declared.isdigit() else None
 
 
-def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+def _inflate(body: bytes, encoding: str, limit: int, max_members: int) -> bytes:
     """``body`` decompressed whole: every gzip member, nothing after the end, at most ``limit``.
 
     A gzip body may hold several members (RFC 1952); each is read, so a second member is
@@ -117,7 +125,7 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     wbits = 31 if encoding == "gzip" else 15
     out: list[bytes] = []
     size, rest = 0, body
-    while True:
+    for _ in range(max_members):
         # bounded output: a small body that expands into gigabytes is refused, not inflated
         inflater = zlib.decompressobj(wbits=wbits)
         try:
@@ -144,6 +152,9 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
                 ErrorCode.INVALID_BODY,
                 f"body is not valid {encoding}: {len(rest)} bytes follow the compressed data",
             )
+    raise InvalidInputError(
+        ErrorCode.INVALID_BODY, f"body has more than {max_members} gzip members"
+    )
 
 
 @router.post(
@@ -179,6 +190,7 @@ async def post_readings(request: Request, who: Writer, state: State) -> Response
                 state.settings.max_body_bytes,
                 state.settings.body_timeout_seconds,
                 drain_limit=state.settings.max_drain_bytes,
+                max_members=state.settings.max_gzip_members,
             )
             answer = await run_in_threadpool(state.ingest.accept, who, body, "json")
         except InvalidInputError as exc:
