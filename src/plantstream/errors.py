@@ -65,6 +65,9 @@ class ErrorCode(StrEnum):
     INVALID_CONFIG = "invalid_config"
     INVALID_KEY_SCOPE = "invalid_key_scope"
     INVALID_SECRET_NAME = "invalid_secret_name"  # noqa: S105 - a code, not a secret
+    # a receiver of our webhook refusing a delivery (``detect.webhook.verify``)
+    INVALID_SIGNATURE = "invalid_signature", 401
+    REPLAYED_EVENT = "replayed_event", 409
     NOT_FOUND = "not_found", 404
     METHOD_NOT_ALLOWED = "method_not_allowed", 405
     CONFLICT = "conflict", 409

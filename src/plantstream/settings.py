@@ -79,7 +79,8 @@ class Settings(BaseSettings):
         default=None, pattern=r"^https?://", description="POST alert events here (optional)"
     )
     alert_webhook_secret: SecretStr | None = Field(
-        default=None, description="HMAC key for X-Plantstream-Signature on webhook bodies"
+        default=None,
+        description="HMAC key of webhook-signature (id.timestamp.body) on webhook deliveries",
     )
     detection: bool = Field(default=True, description="run anomaly detection in the processor")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -95,6 +96,34 @@ class Settings(BaseSettings):
         default=None,
         description="Redis Cluster mode (ElastiCache cluster mode, several on-prem nodes): "
         "true or false; unset asks the server (INFO cluster) at start",
+    )
+
+    # issue 14, "misc": readable refusals, negative key cache, simulator retries
+    max_drain_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="a body past max_body_bytes is read and discarded up to this many bytes "
+        "in all, so a client that writes before it reads sees its 413 (beyond: 413 and close)",
+    )
+    max_gzip_members: int = Field(
+        default=16,
+        ge=1,
+        description="gzip members one body may hold (all are read; more is 400 invalid_body)",
+    )
+    hsts_max_age_seconds: int = Field(
+        default=365 * 24 * 3600,
+        ge=0,
+        description="Strict-Transport-Security max-age on answers to HTTPS requests (directly "
+        "or X-Forwarded-Proto: https from a proxy in forwarded_allow_ips); 0 sends none",
+    )
+    auth_negative_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long a refused key (unknown, wrong, revoked, expired) is refused "
+        "without a lookup, so a flood of made-up keys does not reach PostgreSQL",
+    )
+    auth_cache_max_entries: int = Field(
+        default=10_000, gt=0, description="keys remembered at most, verified and refused each"
     )
 
     @field_validator("database_url")

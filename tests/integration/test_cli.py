@@ -135,6 +135,7 @@ def test_simulate_posts_to_any_endpoint(
         redis_url=redis_url,
     )
     assert wrong.returncode == 1  # plant-02 is not this key's facility: 403, reported
+    assert "batches were not accepted (http_403: " in wrong.stderr
     assert json.loads(wrong.stdout)["errors"] == {
         "http_403": json.loads(wrong.stdout)["errors"]["http_403"]
     }

@@ -37,6 +37,8 @@ def request(api: Api, endpoint: str, facility: str, key: str | None) -> int:
             params={"facility": facility, "device": "m1", "metric": "pressure"},
             headers=headers,
         ).status_code
+    if endpoint == "config_get":
+        return api.client.get("/v1/detection/config", headers=headers).status_code
     if endpoint == "config_put":
         return api.client.put("/v1/detection/config", json={}, headers=headers).status_code
     path = {"latest": "/v1/latest", "alerts": "/v1/alerts"}[endpoint]
@@ -51,6 +53,8 @@ MATRIX = {
     "alerts": {"ingest": (403, 403), "read": (200, 403), "admin": (200, 200)},
     "facilities": {"ingest": (403, 403), "read": (200, 200), "admin": (200, 200)},
     "config_put": {"ingest": (403, 403), "read": (403, 403), "admin": (200, 200)},
+    # no facility in the request: what a key sees of the answer is checked below
+    "config_get": {"ingest": (403, 403), "read": (200, 200), "admin": (200, 200)},
 }
 
 
@@ -108,3 +112,23 @@ def test_keys_survive_a_rotation_of_the_server_secret(api: Api, db: psycopg.Conn
     api.state.server_secret, api.state.previous_server_secret = b"another", b"rotated"
     forged = "ps_" + parse_key(idle)[0] + "_" + "x" * 43
     assert request(api, "latest", OWN, forged) == 401
+
+
+def test_a_read_key_sees_only_its_facility_in_the_detection_config(api: Api) -> None:
+    admin = api.make_key("admin", None)
+    rules = [
+        {"device": "*", "metric": "temperature", "high": 90.0},
+        {"facility": OWN, "device": "press-*", "high": 120.0},
+        {"facility": OTHER, "device": "oven-7", "high": 987.5},
+    ]
+    put = api.client.put("/v1/detection/config", json={"rules": rules}, headers=api.headers(admin))
+    assert put.status_code == 200, put.text
+
+    def seen(key: str) -> list[str | None]:
+        answer = api.client.get("/v1/detection/config", headers=api.headers(key))
+        assert answer.status_code == 200
+        return [rule["facility"] for rule in answer.json()["config"]["rules"]]
+
+    assert seen(api.make_key("read", OWN)) == [None, OWN]
+    assert seen(api.make_key("read", OTHER)) == [None, OTHER]
+    assert seen(admin) == [None, OWN, OTHER]

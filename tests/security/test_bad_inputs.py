@@ -1,5 +1,7 @@
 """Every file of the bad-input corpus gets the refusal written down for it: the right status and
-code, never a 5xx, never an accepted reading, and the server keeps answering."""
+code, never a 5xx, never an accepted reading, and the server keeps answering.
+
+A file ending ``.gz`` is sent as it is with ``Content-Encoding: gzip``."""
 
 from __future__ import annotations
 
@@ -26,10 +28,11 @@ def test_every_corpus_file_has_an_expected_refusal() -> None:
 def test_bad_input_is_refused_with_its_code(api: Api, path: Path) -> None:
     status, code = EXPECTED[path.name]
     key = api.make_key("ingest")
+    encoding = {"Content-Encoding": "gzip"} if path.suffix == ".gz" else {}
     answer = api.client.post(
         "/v1/readings",
         content=path.read_bytes(),
-        headers={**api.headers(key), "Content-Type": "application/json"},
+        headers={**api.headers(key), "Content-Type": "application/json", **encoding},
     )
     assert answer.status_code == status, answer.text
     body = answer.json()

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Route
 
 from plantstream import __version__
-from plantstream.api import detection, errors, health, ingest, query
+from plantstream.api import detection, docs, errors, health, ingest, query
 from plantstream.api.errors import ErrorBody
 from plantstream.api.state import AppState
 
@@ -27,6 +27,13 @@ SURFACES: dict[str, list[APIRouter]] = {
     "query": [query.router, detection.router],
 }
 ALL_SURFACES = ("ingest", "query")
+
+# the dashboard and /docs load only what the app serves itself
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": ErrorBody, "description": "Refused; `error.code` says why"}
@@ -43,13 +50,18 @@ def create_app(state: AppState, *, surfaces: Sequence[str] = ALL_SURFACES) -> Fa
         version=__version__,
         description="Industrial sensor data: send readings, query history and latest values, "
         'manage alerts. Every error is `{"error": {"code", "message"}}`.',
-        docs_url="/docs",
+        # our own /docs (api/docs.py): FastAPI's loads a CDN and an inline script
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         responses=_ERRORS,
+        # no redirect to the slash-less path: Starlette builds its Location from the Host
+        # header, an open redirect (``Host: evil.example``); a wrong path is simply 404
+        redirect_slashes=False,
     )
     app.state.plantstream = state
     errors.install(app)
-    routers = [health.router]
+    routers = [health.router, docs.docs_router("plantstream")]
     for surface in surfaces:
         routers += SURFACES[surface]
     for router in routers:
@@ -77,11 +89,15 @@ def create_app(state: AppState, *, surfaces: Sequence[str] = ALL_SURFACES) -> Fa
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
-        )
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        # the scheme is https when served over TLS or when a trusted proxy
+        # (forwarded_allow_ips) said X-Forwarded-Proto: https
+        if request.url.scheme == "https":
+            seconds = request.app.state.plantstream.settings.hsts_max_age_seconds
+            if seconds:
+                response.headers.setdefault(
+                    "Strict-Transport-Security", f"max-age={seconds}; includeSubDomains"
+                )
         return response
 
     return app

@@ -65,11 +65,23 @@ _AFTER_PUT = {
     response_model=ConfigVersion,
     responses={200: {"description": "The settings in force", "links": _AFTER_GET}},
 )
-def get_config(_: Reader, state: State) -> ConfigVersion:
-    """The detector settings in force (version 0: the built-in defaults)."""
+def get_config(who: Reader, state: State) -> ConfigVersion:
+    """The detector settings in force (version 0: the built-in defaults).
+
+    A facility's key sees the tuning, the rules for every facility and its own facility's
+    rules; an admin key sees every rule.
+    """
     with state.pool.connection() as conn:
         version, config = current_config(conn)
-    return ConfigVersion(version=version, config=config)
+    return ConfigVersion(version=version, config=visible_to(who, config))
+
+
+def visible_to(who: Principal, config: DetectionConfig) -> DetectionConfig:
+    """``config`` without the rules of facilities ``who`` may not see."""
+    if who.role is Role.ADMIN:
+        return config
+    rules = [r for r in config.rules if r.facility is None or who.may_access(r.facility)]
+    return config.model_copy(update={"rules": rules})
 
 
 @router.put(

@@ -61,7 +61,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidInputError)
     async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
-        return error_response(exc.code, exc.message)
+        # a refusal may carry headers of its own (``Connection: close`` after an unread body)
+        return error_response(exc.code, exc.message, getattr(exc, "headers", None))
 
     @app.exception_handler(PushBackError)
     async def _pushed_back(_: Request, exc: PushBackError) -> JSONResponse:

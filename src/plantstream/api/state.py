@@ -6,49 +6,91 @@ import functools
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 from psycopg_pool import ConnectionPool
 
+from plantstream.errors import AuthError
 from plantstream.ingest import IngestService
 from plantstream.ingest.admission import InflightGate, RateLimiter
 from plantstream.model import TimeWindow
 from plantstream.settings import Settings
 from plantstream.store.hot import HotState
-from plantstream.store.keys import Principal, verify_key
+from plantstream.store.keys import Principal, parse_key, verify_key
 from plantstream.stream.base import Stream
+
+T = TypeVar("T")
 
 
 class KeyCache:
     """Verified keys for a few seconds, so the hot path does not query PostgreSQL each time.
 
-    Entries are keyed by a digest of the key, never the key itself.
+    Refused keys (unknown, wrong secret, revoked, expired) are remembered too, for
+    ``negative_ttl_seconds``: a flood of one made-up but well-formed key then costs one
+    lookup per that many seconds, not one per request. Entries are keyed by a digest of the
+    key, never the key itself; at most ``max_entries`` of each kind are kept (oldest go first).
     """
 
-    def __init__(self, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float,
+        *,
+        negative_ttl_seconds: float = 0.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl_seconds
-        self._entries: dict[bytes, tuple[float, Principal]] = {}
+        self.negative_ttl = negative_ttl_seconds
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+        self._refused: OrderedDict[bytes, tuple[float, AuthError]] = OrderedDict()
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _digest(key: str) -> bytes:
+        return hashlib.sha256(key.encode()).digest()
+
     def get(self, key: str) -> Principal | None:
-        if self.ttl <= 0:
+        """The cached principal of ``key``; raises its cached ``AuthError`` if it was refused."""
+        if self.ttl <= 0 and self.negative_ttl <= 0:
             return None
-        digest = hashlib.sha256(key.encode()).digest()
+        digest, now = self._digest(key), self._clock()
         with self._lock:
             entry = self._entries.get(digest)
-        if entry is None or entry[0] < time.monotonic():
+            refused = self._refused.get(digest)
+        if refused is not None and refused[0] >= now:
+            error = refused[1]
+            raise AuthError(error.code, error.message, status=error.status)
+        if entry is None or entry[0] < now:
             return None
         return entry[1]
 
     def put(self, key: str, principal: Principal) -> None:
-        if self.ttl <= 0:
-            return
-        digest = hashlib.sha256(key.encode()).digest()
+        if self.ttl > 0:
+            self._remember(self._entries, key, (self._clock() + self.ttl, principal))
+
+    def refuse(self, key: str, error: AuthError) -> None:
+        """Remember that ``key`` was refused with ``error``."""
+        if self.negative_ttl > 0:
+            self._remember(self._refused, key, (self._clock() + self.negative_ttl, error))
+
+    def _remember(
+        self, entries: OrderedDict[bytes, tuple[float, T]], key: str, entry: tuple[float, T]
+    ) -> None:
+        digest = self._digest(key)
         with self._lock:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[digest] = (time.monotonic() + self.ttl, principal)
+            entries[digest] = entry
+            entries.move_to_end(digest)
+            while len(entries) > self.max_entries:
+                entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries) + len(self._refused)
 
 
 class AppState:
@@ -76,7 +118,15 @@ class AppState:
         self.redis = redis
         self.server_secret = server_secret
         self.previous_server_secret = previous_server_secret
-        self.keys = keys if keys is not None else KeyCache(settings.auth_cache_seconds)
+        self.keys = (
+            keys
+            if keys is not None
+            else KeyCache(
+                settings.auth_cache_seconds,
+                negative_ttl_seconds=settings.auth_negative_cache_seconds,
+                max_entries=settings.auth_cache_max_entries,
+            )
+        )
         self._stream = stream
         self.ingest = IngestService(
             stream=stream,
@@ -122,17 +172,22 @@ class AppState:
         return HotState(self.redis)
 
     def verify(self, key: str) -> Principal:
-        cached = self.keys.get(key)
+        cached = self.keys.get(key)  # raises at once for a key refused moments ago
         if cached is not None:
             return cached
+        parse_key(key)  # a malformed key is refused without taking a connection
         # a short wait: with PostgreSQL away the caller gets a prompt 503, not a 30 s hang
         with self.pool.connection(timeout=2) as conn:
-            principal = verify_key(
-                conn,
-                server_secret=self.server_secret,
-                key=key,
-                previous_secret=self.previous_server_secret,
-            )
+            try:
+                principal = verify_key(
+                    conn,
+                    server_secret=self.server_secret,
+                    key=key,
+                    previous_secret=self.previous_server_secret,
+                )
+            except AuthError as refused:
+                self.keys.refuse(key, refused)
+                raise
         self.keys.put(key, principal)
         return principal
 

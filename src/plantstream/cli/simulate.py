@@ -27,7 +27,9 @@ def simulate(
 ) -> None:
     """Simulate facilities plant-01.. of machines (with labeled faults) and post their readings.
 
-    Prints what was sent and answered as JSON; exits 1 if any request failed for good.
+    Prints what was sent and answered as JSON. Exits 0 when every batch was finally
+    accepted (after retries of push-back and of failed connections), else 1 with a summary of
+    the batches that were not.
     """
     import time
 
@@ -37,5 +39,6 @@ def simulate(
     stats = gateway.run(duration=duration)
     stats.faults = plant.faults
     console.print_json(json.dumps(stats.as_dict()))
-    if stats.errors:
+    if stats.failed_batches:
+        Console(stderr=True).print(stats.summary(), markup=False, highlight=False)
         raise typer.Exit(1)

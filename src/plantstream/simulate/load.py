@@ -1,7 +1,9 @@
 """The plant simulator as a gateway: posts readings over HTTP at a target rate, never drops.
 
-A request the server pushes back on (429) or cannot take (503) is sent again after the
-delay it asked for; a repeat is harmless because readings are identified by (sensor, time).
+A request the server pushes back on (429), cannot take (503) or that fails on the way (a
+reset connection) is sent again after the delay it asked for; a repeat is harmless because
+readings are identified by (sensor, time). Only a batch refused for good, or still not taken
+after ``give_up_after`` seconds, counts as failed.
 """
 
 from __future__ import annotations
@@ -30,9 +32,19 @@ class LoadStats:
     rejected: int = 0
     requests: int = 0
     retries: int = 0
+    batches: int = 0  # batches finished, taken or not (a batch split on 413 counts its parts)
+    failed_batches: int = 0  # of those, refused for good or given up on
     rejected_by_code: Counter[str] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)  # why batches failed for good
+    transient: Counter[str] = field(default_factory=Counter)  # failed attempts, then retried
     faults: list[Fault] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: how many batches were not accepted and why ("" when all were)."""
+        if not self.failed_batches:
+            return ""
+        why = ", ".join(f"{code}: {n}" for code, n in sorted(self.errors.items()))
+        return f"{self.failed_batches} of {self.batches} batches were not accepted ({why})"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -41,8 +53,11 @@ class LoadStats:
             "rejected": self.rejected,
             "requests": self.requests,
             "retries": self.retries,
+            "batches": self.batches,
+            "failed_batches": self.failed_batches,
             "rejected_by_code": dict(self.rejected_by_code),
             "errors": dict(self.errors),
+            "transient": dict(self.transient),
             "faults": [f.as_dict() for f in self.faults],
         }
 
@@ -108,10 +123,11 @@ class Gateway:
             try:
                 response = self.client.post(self.url, content=body, headers=headers)
             except httpx.HTTPError as exc:
-                self.stats.errors[type(exc).__name__] += 1
+                self.stats.transient[type(exc).__name__] += 1  # failed for good only at the end
                 response = None
             if response is not None and response.status_code == 202:
                 answer = response.json()
+                self.stats.batches += 1
                 self.stats.sent += len(readings)
                 self.stats.accepted += answer["accepted"]
                 self.stats.rejected += len(answer["rejected"])
@@ -125,17 +141,23 @@ class Gateway:
                 self.post(facility, readings[half:])
                 return
             if response is not None and response.status_code not in (429, 502, 503, 504):
-                self.stats.sent += len(readings)
-                self.stats.errors[f"http_{response.status_code}"] += 1
+                self._failed(readings, f"http_{response.status_code}")
                 return  # the server refused the batch for good: counted, not retried
             if time.monotonic() > deadline:
-                self.stats.sent += len(readings)
-                self.stats.errors["gave_up"] += 1
+                self._failed(readings, "gave_up")
                 return
+            if response is not None:
+                self.stats.transient[f"http_{response.status_code}"] += 1
             retry_after = response.headers.get("Retry-After") if response is not None else None
             self.stats.retries += 1
             time.sleep(float(retry_after) if retry_after else delay)
             delay = min(delay * 2, 5.0)
+
+    def _failed(self, readings: list[SimReading], why: str) -> None:
+        self.stats.batches += 1
+        self.stats.failed_batches += 1
+        self.stats.sent += len(readings)
+        self.stats.errors[why] += 1
 
     def backfill(self, *, seconds: float, interval: float = 0.5) -> None:
         """Send the last ``seconds`` of history at once, as a gateway catching up would."""
