@@ -92,6 +92,50 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="how long a verified key is trusted without a lookup"
     )
 
+    # -- quotas, named after ThingsBoard's tenant profile (SECURITY.md, "Quotas") --------
+    quota_max_sensors_per_facility: int = Field(
+        default=20_000,
+        ge=1,
+        description="sensors (device x metric) a facility may register (ThingsBoard "
+        "maxDevices); readings for new sensors beyond it are refused with quota_sensors",
+    )
+    quota_readings_per_second: float = Field(
+        default=20_000.0,
+        gt=0,
+        description="readings/s one facility may send to one ingest process, bursts of twice "
+        "that (ThingsBoard transportTenantTelemetryDataPointsRateLimit); 429 "
+        "quota_readings_rate beyond",
+    )
+    quota_read_requests_per_second: float = Field(
+        default=20.0,
+        gt=0,
+        description="query requests/s per key, bursts of twice that (ThingsBoard "
+        "tenantServerRestLimitsConfiguration); 429 quota_read_rate beyond",
+    )
+    quota_max_latest_values: int = Field(
+        default=20_000,
+        ge=1,
+        description="latest values in one /v1/latest answer; a larger facility is paged "
+        "(cursor) or refused with quota_result_size",
+    )
+    quota_max_series_points: int = Field(
+        default=20_000,
+        ge=1,
+        description="points in one /v1/series answer; more are cut off with truncated=true "
+        "and next_from",
+    )
+    quota_sensor_refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how often ingest re-reads a facility's registered sensors from PostgreSQL",
+    )
+    metrics_max_facilities: int = Field(
+        default=100,
+        ge=1,
+        description="distinct facility labels a process's /metrics holds; more are counted "
+        'under facility="_other"',
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:

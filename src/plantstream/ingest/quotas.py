@@ -1,0 +1,125 @@
+"""Per-facility quotas at ingest: sensors a facility may register, readings it may send a second.
+
+Named after ThingsBoard's tenant profile (``maxDevices``, the transport's telemetry rate limit);
+SECURITY.md ("Quotas") has the whole mapping. The processor enforces the sensor quota again,
+so readings that slip past one ingest process's view are dead-lettered, never lost unseen.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from plantstream.errors import ErrorCode
+from plantstream.ingest.admission import RateLimiter
+from plantstream.model import Reading, Reject
+from plantstream.settings import Settings
+from plantstream.store.sensors import facility_sensors
+
+# facility -> its registered (device, metric) pairs, or None when they cannot be read now
+SensorsOf = Callable[[str], set[tuple[str, str]] | None]
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Known:
+    sensors: set[tuple[str, str]]
+    loaded_at: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class SensorQuota:
+    """Refuses readings for sensors a facility has not registered once it holds ``limit``.
+
+    Each facility's registered sensors are read from PostgreSQL when it is first seen and
+    again (at most every ``refresh_seconds``) when a batch names sensors not known here, plus
+    every sensor this process let through since. Readings of known sensors always pass.
+    While PostgreSQL cannot be read, the view stays as it was (the processor still holds the
+    quota), so ingest keeps accepting without the database.
+    """
+
+    def __init__(self, *, limit: int, sensors_of: SensorsOf, refresh_seconds: float) -> None:
+        self.limit = limit
+        self.sensors_of = sensors_of
+        self.refresh_seconds = refresh_seconds
+        self._facilities: dict[str, _Known] = {}
+        self._lock = threading.Lock()
+
+    def admit(
+        self, facility: str, readings: list[Reading], indexes: list[int]
+    ) -> tuple[list[Reading], list[Reject]]:
+        """The readings that may go on, and a ``quota_sensors`` reject (by the batch index in
+        ``indexes``) for each one of a new sensor that does not fit; the new sensors that fit
+        count as registered from now on."""
+        known = self._known(facility)
+        with known.lock:
+            unknown = {(r.device, r.metric) for r in readings} - known.sensors
+            if unknown and time.monotonic() - known.loaded_at > self.refresh_seconds:
+                known.sensors |= self.sensors_of(facility) or set()
+                known.loaded_at = time.monotonic()
+                unknown -= known.sensors
+            if not unknown:
+                return readings, []
+            room = self.limit - len(known.sensors)
+            fitting = set(sorted(unknown)[: max(0, room)])
+            known.sensors |= fitting
+        refused = unknown - fitting
+        if not refused:
+            return readings, []
+        kept, rejects = [], []
+        reason = (
+            f"facility {facility!r} has reached its quota of {self.limit} sensors; "
+            "readings of its registered sensors are still accepted"
+        )
+        for reading, index in zip(readings, indexes, strict=True):
+            if (reading.device, reading.metric) in refused:
+                rejects.append(Reject(index, ErrorCode.QUOTA_SENSORS, reason))
+            else:
+                kept.append(reading)
+        return kept, rejects
+
+    def _known(self, facility: str) -> _Known:
+        with self._lock:
+            known = self._facilities.get(facility)
+            if known is not None:
+                return known
+        loaded = _Known(self.sensors_of(facility) or set(), time.monotonic())
+        with self._lock:
+            return self._facilities.setdefault(facility, loaded)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestQuotas:
+    """The quotas the ingest service applies; ``None`` is no quota (the default)."""
+
+    sensors: SensorQuota | None = None
+    readings: RateLimiter | None = None  # per facility; one token per reading
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, pool: ConnectionPool) -> IngestQuotas:
+        """Every quota ``settings`` names, reading registered sensors through ``pool``."""
+
+        def sensors_of(facility: str) -> set[tuple[str, str]] | None:
+            try:
+                with pool.connection(timeout=2) as conn:
+                    return facility_sensors(conn, facility=facility)
+            except psycopg.Error as exc:
+                log.warning("sensor quota: cannot read %r's sensors (%s)", facility, exc)
+                return None
+
+        rate = settings.quota_readings_per_second
+        return cls(
+            sensors=SensorQuota(
+                limit=settings.quota_max_sensors_per_facility,
+                sensors_of=sensors_of,
+                refresh_seconds=settings.quota_sensor_refresh_seconds,
+            ),
+            # a burst always holds one whole batch, or a full batch could never pass
+            readings=RateLimiter(rate, burst=max(2 * rate, settings.max_batch_readings)),
+        )
