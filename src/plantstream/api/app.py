@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Route
 
 from plantstream import __version__
-from plantstream.api import detection, errors, health, ingest, query, quotas
+from plantstream.api import detection, errors, health, ingest, query
 from plantstream.api.errors import ErrorBody
 from plantstream.api.state import AppState
 
@@ -49,7 +49,6 @@ def create_app(state: AppState, *, surfaces: Sequence[str] = ALL_SURFACES) -> Fa
     )
     app.state.plantstream = state
     errors.install(app)
-    quotas.install(app, state)
     routers = [health.router]
     for surface in surfaces:
         routers += SURFACES[surface]

@@ -1,35 +1,41 @@
-"""The quotas of the HTTP surface: read requests per key, and installing ingest's quotas.
+"""The read quota of the HTTP surface: query requests per key (429 ``quota_read_rate``).
 
-``install`` is called once by ``create_app``; the query routes depend on ``QuotaReader``.
+The query routes depend on ``QuotaReader`` instead of ``Reader``; ingest's quotas are the
+ingest service's (``plantstream.ingest.quotas``).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends
 
-from plantstream.api.auth import Reader
+from plantstream.api.auth import Reader, State
 from plantstream.api.state import AppState
 from plantstream.errors import ErrorCode, RateLimitedError
 from plantstream.ingest.admission import RateLimiter
-from plantstream.ingest.metrics import count_refusal, facility_label
-from plantstream.ingest.quotas import IngestQuotas
+from plantstream.ingest.metrics import count_refusal
 from plantstream.store.keys import Principal
 
-
-def install(app: FastAPI, state: AppState) -> None:
-    """Apply the quotas of ``state.settings``: ingest's per facility, reads' per key, and the
-    bound on facility labels in ``/metrics``."""
-    settings = state.settings
-    facility_label.limit = settings.metrics_max_facilities
-    state.ingest.quotas = IngestQuotas.from_settings(settings, pool=state.pool)
-    app.state.read_quota = RateLimiter(settings.quota_read_requests_per_second)
+# one limiter per app state, built from its settings on first use
+_LIMITERS: weakref.WeakKeyDictionary[AppState, RateLimiter] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
 
 
-def read_quota(request: Request, who: Reader) -> Principal:
+def read_limiter(state: AppState) -> RateLimiter:
+    """The read-rate limiter of ``state`` (``quota_read_requests_per_second`` per key)."""
+    with _LOCK:
+        limiter = _LIMITERS.get(state)
+        if limiter is None:
+            limiter = _LIMITERS[state] = RateLimiter(state.settings.quota_read_requests_per_second)
+        return limiter
+
+
+def read_quota(who: Reader, state: State) -> Principal:
     """A reading key, within its read requests/s; else 429 ``quota_read_rate``."""
-    limiter: RateLimiter = request.app.state.read_quota
+    limiter = read_limiter(state)
     wait = limiter.admit(who.key_id)
     if wait:
         count_refusal(ErrorCode.QUOTA_READ_RATE, who.facility or "_admin")

@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from plantstream.errors import ErrorCode
 from plantstream.ingest.admission import RateLimiter
+from plantstream.ingest.metrics import facility_label
 from plantstream.model import Reading, Reject
 from plantstream.settings import Settings
 from plantstream.store.sensors import facility_sensors
@@ -103,7 +104,11 @@ class IngestQuotas:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, pool: ConnectionPool) -> IngestQuotas:
-        """Every quota ``settings`` names, reading registered sensors through ``pool``."""
+        """Every quota ``settings`` names, reading registered sensors through ``pool``.
+
+        Also bounds the facility labels of this process's metrics as ``settings`` say.
+        """
+        facility_label.limit = settings.metrics_max_facilities
 
         def sensors_of(facility: str) -> set[tuple[str, str]] | None:
             try:
