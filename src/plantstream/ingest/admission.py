@@ -22,6 +22,7 @@ class RateLimiter:
         self.rate = rate
         self.burst = max(1.0, rate * 2 if burst is None else burst)
         self.max_keys = max_keys
+        self._prune_at = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
@@ -31,12 +32,12 @@ class RateLimiter:
         cost = min(cost, self.burst)  # a cost beyond the burst would wait for ever
         with self._lock:
             tokens = self._tokens(key_id, now)
+            if len(self._buckets) >= self._prune_at and key_id not in self._buckets:
+                self._prune(now)
             if tokens >= cost:
                 self._buckets[key_id] = (tokens - cost, now)
                 return 0.0
             self._buckets[key_id] = (tokens, now)
-            if len(self._buckets) > self.max_keys:
-                self._prune(now)
             return (cost - tokens) / self.rate
 
     def wait_for(self, key_id: str, cost: float = 1.0) -> float:
@@ -57,9 +58,12 @@ class RateLimiter:
         return min(self.burst, tokens + (now - last) * self.rate)
 
     def _prune(self, now: float) -> None:
+        """Drop full buckets (a missing bucket is a full one); the next prune waits until the
+        count doubles, so a crowd of busy keys costs amortised O(1) per new key."""
         full = [k for k in self._buckets if self._tokens(k, now) >= self.burst]
         for key in full:
             del self._buckets[key]
+        self._prune_at = max(self.max_keys, 2 * len(self._buckets))
 
     def __len__(self) -> int:
         return len(self._buckets)
