@@ -260,8 +260,17 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
-def noisy_neighbour(*, seconds: float, baseline_seconds: float, clients: int) -> dict[str, Any]:
-    """B's 202 -> visible latency alone and while A floods past its quotas."""
+def noisy_neighbour(
+    *,
+    seconds: float,
+    baseline_seconds: float,
+    clients: int,
+    floods: tuple[str, ...] = ("rate", "sensors"),
+    quota_readings_per_second: float | None = None,
+) -> dict[str, Any]:
+    """B's 202 -> visible latency alone and while A floods past its quotas (``floods``: the
+    readings/s flood, the new-sensors flood or both; quotas at their defaults unless given)."""
+    readings_quota = quota_readings_per_second or _default("quota_readings_per_second")
     with fresh_services("plantstream_bench_noisy") as (database_url, redis_url):
         with psycopg.connect(database_url, autocommit=True) as conn:
             keys = {
@@ -278,7 +287,7 @@ def noisy_neighbour(*, seconds: float, baseline_seconds: float, clients: int) ->
         env = _env(
             database_url,
             redis_url,
-            quota_readings_per_second=str(_default("quota_readings_per_second")),
+            quota_readings_per_second=str(readings_quota),
             quota_read_requests_per_second="1000",
         )
         with plantstream_server("all", env=env) as (url, _proc):
@@ -306,11 +315,16 @@ def noisy_neighbour(*, seconds: float, baseline_seconds: float, clients: int) ->
                     in_processes(_sensor_flood, [(url, keys[(Role.INGEST, NOISY)], seconds)])
                 )
             )
-            rate_flood.start()
-            registry_flood.start()
+            started = [
+                t
+                for name, t in (("rate", rate_flood), ("sensors", registry_flood))
+                if name in floods
+            ]
+            for thread in started:
+                thread.start()
             noisy = _victim(url, writer, reader, seconds=seconds)
-            rate_flood.join()
-            registry_flood.join()
+            for thread in started:
+                thread.join()
             with psycopg.connect(database_url, autocommit=True) as conn:
                 sensors = dict(
                     conn.execute(
@@ -325,8 +339,9 @@ def noisy_neighbour(*, seconds: float, baseline_seconds: float, clients: int) ->
     return {
         "note": "short run on a busy 2-core machine shared with other work; figures are "
         "indicative, the bound is what matters",
+        "floods": list(floods),
         "quotas": {
-            "quota_readings_per_second": _default("quota_readings_per_second"),
+            "quota_readings_per_second": readings_quota,
             "quota_max_sensors_per_facility": _default("quota_max_sensors_per_facility"),
         },
         "seconds": seconds,
@@ -385,12 +400,26 @@ def main() -> None:
         action="store_true",
         help="one facility floods past its quotas, another's latency is measured",
     )
+    parser.add_argument(
+        "--floods", default="rate,sensors", help="noisy neighbour: rate, sensors or both"
+    )
+    parser.add_argument(
+        "--quota-readings-per-second",
+        type=float,
+        default=None,
+        help="noisy neighbour: the facility readings quota (default: the settings' default)",
+    )
+    parser.add_argument("--name", default="soak_noisy", help="noisy neighbour: result file name")
     args = parser.parse_args()
     if args.noisy_neighbour:
         noisy = noisy_neighbour(
-            seconds=args.seconds, baseline_seconds=args.calibrate_seconds, clients=args.clients
+            seconds=args.seconds,
+            baseline_seconds=args.calibrate_seconds,
+            clients=args.clients,
+            floods=tuple(args.floods.split(",")),
+            quota_readings_per_second=args.quota_readings_per_second,
         )
-        path = write_result("soak_noisy", noisy, args.results)
+        path = write_result(args.name, noisy, args.results)
         print(
             f"victim alone: {noisy['victim_alone']['visible_after_ms']}; while flooded: "
             f"{noisy['victim_while_flooded']['visible_after_ms']} "

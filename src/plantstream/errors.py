@@ -85,6 +85,7 @@ class ErrorCode(StrEnum):
     STREAM_FULL = "stream_full", 429
     # quotas (SECURITY.md, "Quotas"): a facility or key went past what it is allowed
     QUOTA_SENSORS = "quota_sensors", 403
+    QUOTA_NEW_SENSORS_RATE = "quota_new_sensors_rate", 429
     QUOTA_READINGS_RATE = "quota_readings_rate", 429
     QUOTA_READ_RATE = "quota_read_rate", 429
     QUOTA_RESULT_SIZE = "quota_result_size", 403

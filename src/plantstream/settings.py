@@ -99,12 +99,19 @@ class Settings(BaseSettings):
         description="sensors (device x metric) a facility may register (ThingsBoard "
         "maxDevices); readings for new sensors beyond it are refused with quota_sensors",
     )
+    quota_new_sensors_per_second: float = Field(
+        default=200.0,
+        gt=0,
+        description="new sensors a facility may register per second, bursts of five times "
+        "that; readings of the new sensors beyond are rejected quota_new_sensors_rate",
+    )
     quota_readings_per_second: float = Field(
-        default=20_000.0,
+        default=10_000.0,
         gt=0,
         description="readings/s one facility may send to one ingest process, bursts of twice "
         "that (ThingsBoard transportTenantTelemetryDataPointsRateLimit); 429 "
-        "quota_readings_rate beyond",
+        "quota_readings_rate beyond. Keep the sum over facilities that may burst together "
+        "below what the processors store (bench/soak.py measures it)",
     )
     quota_read_requests_per_second: float = Field(
         default=20.0,

@@ -40,6 +40,15 @@ class RateLimiter:
             self._buckets[key_id] = (tokens, now)
             return (cost - tokens) / self.rate
 
+    def take_up_to(self, key_id: str, cost: int) -> int:
+        """Take as many whole tokens as there are, up to ``cost``; how many were taken."""
+        now = time.monotonic()
+        with self._lock:
+            tokens = self._tokens(key_id, now)
+            taken = min(cost, int(tokens))
+            self._buckets[key_id] = (tokens - taken, now)
+        return taken
+
     def wait_for(self, key_id: str, cost: float = 1.0) -> float:
         """What ``admit(key_id, cost)`` would answer now, taking nothing."""
         cost = min(cost, self.burst)

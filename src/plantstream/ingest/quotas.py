@@ -45,8 +45,20 @@ class SensorQuota:
     quota), so ingest keeps accepting without the database.
     """
 
-    def __init__(self, *, limit: int, sensors_of: SensorsOf, refresh_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int,
+        sensors_of: SensorsOf,
+        refresh_seconds: float,
+        new_per_second: float | None = None,
+    ) -> None:
         self.limit = limit
+        # registering a sensor costs the processor and detection far more than a reading of
+        # a known one: a burst of new sensors is paced (five seconds' worth at once)
+        self.new_rate = (
+            RateLimiter(new_per_second, burst=5 * new_per_second) if new_per_second else None
+        )
         self.sensors_of = sensors_of
         self.refresh_seconds = refresh_seconds
         self._facilities: dict[str, _Known] = {}
@@ -55,9 +67,10 @@ class SensorQuota:
     def admit(
         self, facility: str, readings: list[Reading], indexes: list[int]
     ) -> tuple[list[Reading], list[Reject]]:
-        """The readings that may go on, and a ``quota_sensors`` reject (by the batch index in
-        ``indexes``) for each one of a new sensor that does not fit; the new sensors that fit
-        count as registered from now on."""
+        """The readings that may go on, and a reject (by the batch index in ``indexes``) for
+        each one of a new sensor that does not fit: ``quota_sensors`` past the facility's
+        quota, ``quota_new_sensors_rate`` past its new sensors/s (send those again shortly).
+        The new sensors that fit count as registered from now on."""
         known = self._known(facility)
         with known.lock:
             unknown = {(r.device, r.metric) for r in readings} - known.sensors
@@ -67,22 +80,35 @@ class SensorQuota:
                 unknown -= known.sensors
             if not unknown:
                 return readings, []
-            room = self.limit - len(known.sensors)
-            fitting = set(sorted(unknown)[: max(0, room)])
+            room = max(0, self.limit - len(known.sensors))
+            candidates = sorted(unknown)[:room]
+            granted = (
+                self.new_rate.take_up_to(facility, len(candidates))
+                if self.new_rate is not None
+                else len(candidates)
+            )
+            fitting = set(candidates[:granted])
             known.sensors |= fitting
-        refused = unknown - fitting
-        if not refused:
+        too_fast = set(candidates[granted:])
+        if len(fitting) == len(unknown):
             return readings, []
         kept, rejects = [], []
-        reason = (
+        full = (
             f"facility {facility!r} has reached its quota of {self.limit} sensors; "
             "readings of its registered sensors are still accepted"
         )
+        fast = (
+            f"facility {facility!r} registers new sensors faster than its quota of "
+            f"{self.new_rate.rate if self.new_rate else 0:g}/s; send these readings again shortly"
+        )
         for reading, index in zip(readings, indexes, strict=True):
-            if (reading.device, reading.metric) in refused:
-                rejects.append(Reject(index, ErrorCode.QUOTA_SENSORS, reason))
-            else:
+            sensor = (reading.device, reading.metric)
+            if sensor in fitting or sensor not in unknown:
                 kept.append(reading)
+            elif sensor in too_fast:
+                rejects.append(Reject(index, ErrorCode.QUOTA_NEW_SENSORS_RATE, fast))
+            else:
+                rejects.append(Reject(index, ErrorCode.QUOTA_SENSORS, full))
         return kept, rejects
 
     def _known(self, facility: str) -> _Known:
@@ -124,6 +150,7 @@ class IngestQuotas:
                 limit=settings.quota_max_sensors_per_facility,
                 sensors_of=sensors_of,
                 refresh_seconds=settings.quota_sensor_refresh_seconds,
+                new_per_second=settings.quota_new_sensors_per_second,
             ),
             # a burst always holds one whole batch, or a full batch could never pass
             readings=RateLimiter(rate, burst=max(2 * rate, settings.max_batch_readings)),

@@ -107,7 +107,9 @@ class IngestService:
                     facility, readings, _valid_indexes(batch)
                 )
                 if refused:
-                    count_refusal(ErrorCode.QUOTA_SENSORS, facility, len(refused))
+                    for code in {r.code for r in refused}:
+                        n = sum(1 for r in refused if r.code is code)
+                        count_refusal(code, facility, n)
                     rejected = sorted(rejected + refused, key=lambda r: r.index)
             if readings:
                 self.stream.put(pack(facility, received, readings))
