@@ -27,6 +27,7 @@ the flood, with A's answers by code. Writes bench/results/soak_noisy.json.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -340,9 +341,11 @@ def noisy_neighbour(
         "note": "short run on a busy 2-core machine shared with other work; figures are "
         "indicative, the bound is what matters",
         "floods": list(floods),
+        "detection": os.environ.get("PLANTSTREAM_DETECTION", "true"),
         "quotas": {
             "quota_readings_per_second": readings_quota,
             "quota_max_sensors_per_facility": _default("quota_max_sensors_per_facility"),
+            "quota_new_sensors_per_second": _default("quota_new_sensors_per_second"),
         },
         "seconds": seconds,
         "victim_alone": baseline,

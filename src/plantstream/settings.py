@@ -100,10 +100,11 @@ class Settings(BaseSettings):
         "maxDevices); readings for new sensors beyond it are refused with quota_sensors",
     )
     quota_new_sensors_per_second: float = Field(
-        default=200.0,
+        default=50.0,
         gt=0,
-        description="new sensors a facility may register per second, bursts of five times "
-        "that; readings of the new sensors beyond are rejected quota_new_sensors_rate",
+        description="new sensors a facility may register per second, bursts of ten times "
+        "that; readings of the new sensors beyond are rejected quota_new_sensors_rate "
+        "(a new sensor costs the processor and detection far more than a reading)",
     )
     quota_readings_per_second: float = Field(
         default=10_000.0,

@@ -141,7 +141,7 @@ def test_new_sensors_past_a_facilitys_quota_are_refused_per_reading_with_quota_s
 def test_new_sensors_faster_than_a_facilitys_rate_are_refused_for_now(
     quoted: Callable[..., Quoted],
 ) -> None:
-    app = quoted(quota_new_sensors_per_second=10)  # bursts of 50
+    app = quoted(quota_new_sensors_per_second=5)  # bursts of 50
     writer = app.key("ingest", A)
     first = app.client.post(
         "/v1/readings", json=body(A, [f"m{i:02d}" for i in range(80)]), headers=writer

@@ -55,9 +55,10 @@ class SensorQuota:
     ) -> None:
         self.limit = limit
         # registering a sensor costs the processor and detection far more than a reading of
-        # a known one: a burst of new sensors is paced (five seconds' worth at once)
+        # a known one (bench/soak.py --noisy-neighbour): new sensors are paced, ten seconds'
+        # worth at once
         self.new_rate = (
-            RateLimiter(new_per_second, burst=5 * new_per_second) if new_per_second else None
+            RateLimiter(new_per_second, burst=10 * new_per_second) if new_per_second else None
         )
         self.sensors_of = sensors_of
         self.refresh_seconds = refresh_seconds
