@@ -251,6 +251,8 @@ def test_latest_of_a_facility_larger_than_one_answer_is_refused_or_paged(
         if cursor is None:
             break
     assert sorted(set(seen)) == [(f"d{i}", 40.0 + i) for i in range(5)]
+    beyond = app.client.get(f"/v1/latest?facility={A}&cursor={2**64}", headers=reader)
+    assert beyond.json()["error"]["code"] == "invalid_request"
     one = app.client.get(f"/v1/latest?facility={A}&device=d4", headers=reader).json()
     assert [(v["device"], v["metric"], v["value"]) for v in one["readings"]] == [
         ("d4", "temperature", 44.0)

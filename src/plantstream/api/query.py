@@ -128,6 +128,8 @@ def latest(
         check_id(device, "device")
         values = latest_pages.device_latest(state.redis, facility, device)
     elif cursor is not None:
+        if int(cursor) >= 2**64:  # Redis' cursors are unsigned 64-bit numbers
+            raise InvalidInputError(ErrorCode.INVALID_REQUEST, "cursor is not one we gave out")
         values, after = latest_pages.latest_page(
             state.redis, facility, cursor=int(cursor), count=cap
         )
