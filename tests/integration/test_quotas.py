@@ -350,7 +350,7 @@ def test_a_flooding_facility_is_refused_while_another_stays_visible_within_a_bou
         rate_limit_per_key=100_000,
     )
     writer_a, writer_b, reader_b = app.key("ingest", A), app.key("ingest", B), app.key("read", B)
-    processor = make_processor(database_url, app.stream, redis_client, max_sensors_per_facility=300)
+    processor = make_processor(database_url, app.stream, redis_client)  # ingest holds the quotas
     stop = threading.Event()
     running = threading.Thread(target=processor.run, args=(stop,), daemon=True)
     running.start()
