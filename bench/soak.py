@@ -14,15 +14,26 @@ way ``plantstream demo`` runs) on the embedded PostgreSQL and Redis, with defaul
 
 Writes bench/results/soak.json. ``--check`` exits 1 when an invariant fails (no 5xx or
 dropped connection, 429s while overloaded, memory flat, books balanced); the test suite
-runs it that way for a shorter time.
+runs it that way for a shorter time. The facility quota on readings/s is lifted for this
+run (``BENCH_SERVER_SETTINGS``): it measures the server's own push-back.
+
+``--noisy-neighbour``: the quotas at their defaults. Facility A floods (closed-loop clients
+past its readings/s quota, plus a client that names new sensors in every batch, past its
+sensor quota) while facility B sends one small batch at a time; for each of B's batches,
+the time from its 202 until /v1/latest shows it, alone first (baseline) and then under
+the flood, with A's answers by code. Writes bench/results/soak_noisy.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +49,7 @@ from plantstream.testing import (
     FACILITY,
     SERVER_SECRET,
     fresh_services,
+    in_processes,
     plantstream_server,
     run_clients,
     server_env,
@@ -80,9 +92,12 @@ def server_accepted(url: str) -> int:
     return int(total)
 
 
-def _env(database_url: str, redis_url: str) -> dict[str, str]:
+def _env(database_url: str, redis_url: str, **settings: str) -> dict[str, str]:
     return server_env(
-        port=free_port(), database_url=database_url, redis_url=redis_url, **BENCH_SERVER_SETTINGS
+        port=free_port(),
+        database_url=database_url,
+        redis_url=redis_url,
+        **{**BENCH_SERVER_SETTINGS, **settings},
     )
 
 
@@ -146,6 +161,215 @@ def soak(*, seconds: float, calibrate_seconds: float, clients: int) -> dict[str,
     }
 
 
+# -- noisy neighbour -----------------------------------------------------------------------
+
+NOISY, VICTIM = FACILITY, "plant-b"  # the load clients' facility floods
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def _sensor_flood(url: str, key: str, seconds: float, out: Any) -> None:
+    """Batches of 500 readings of sensors never seen before, as fast as answered."""
+    answers: Counter[str] = Counter()
+    headers = {"Authorization": f"Bearer {key}"}
+    stamp = _iso(datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1))
+    deadline = time.monotonic() + seconds
+    seq = 0
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        while time.monotonic() < deadline:
+            readings = [
+                {"device": f"new-{seq}-{i}", "metric": "pressure", "ts": stamp, "value": 2.0}
+                for i in range(500)
+            ]
+            seq += 1
+            try:
+                answer = client.post("/v1/readings", json={"facility": NOISY, "readings": readings})
+            except httpx.HTTPError as exc:
+                answers[f"transport:{type(exc).__name__}"] += 1
+                continue
+            if answer.status_code == 202:
+                codes = Counter(r["code"] for r in answer.json()["rejected"])
+                answers["202"] += 1
+                answers.update({f"202 reading rejected:{c}": n for c, n in codes.items()})
+            else:
+                answers[f"{answer.status_code}:{answer.json()['error']['code']}"] += 1
+    out.put(dict(answers))
+
+
+def _victim(url: str, writer: str, reader: str, *, seconds: float) -> dict[str, Any]:
+    """B's batches one at a time: seconds from each 202 until /v1/latest shows it."""
+    seen: list[float] = []
+    answers: Counter[str] = Counter()
+    deadline = time.monotonic() + seconds
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while time.monotonic() < deadline:
+            ts = datetime.now(UTC) - timedelta(seconds=1)
+            stamp = _iso(ts)
+            body = {
+                "facility": VICTIM,
+                "readings": [
+                    {"device": f"victim-{d}", "metric": "temperature", "ts": stamp, "value": 40.0}
+                    for d in range(10)
+                ],
+            }
+            try:
+                sent = client.post(
+                    "/v1/readings", json=body, headers={"Authorization": f"Bearer {writer}"}
+                )
+            except httpx.HTTPError as exc:
+                answers[f"transport:{type(exc).__name__}"] += 1
+                continue
+            answers[str(sent.status_code)] += 1
+            if sent.status_code != 202:
+                continue
+            answered = time.monotonic()
+            while time.monotonic() - answered < 120:  # a bound: a lost reading ends the wait
+                try:
+                    latest = client.get(
+                        f"/v1/latest?facility={VICTIM}&device=victim-9",
+                        headers={"Authorization": f"Bearer {reader}"},
+                    )
+                except httpx.HTTPError as exc:
+                    answers[f"poll transport:{type(exc).__name__}"] += 1
+                    continue
+                if latest.status_code != 200:
+                    answers[f"poll {latest.status_code}"] += 1
+                elif any(
+                    datetime.fromisoformat(v["ts"].replace("Z", "+00:00")) >= ts
+                    for v in latest.json()["readings"]
+                ):
+                    seen.append(time.monotonic() - answered)
+                    break
+                time.sleep(0.01)  # a polling interval, not a timing assumption
+            else:
+                answers["never_visible"] += 1
+    ordered = sorted(seen)
+    return {
+        "batches": len(seen),
+        "answers": dict(answers),
+        "visible_after_ms": {
+            "p50": round(_pct(ordered, 0.5) * 1000, 1) if ordered else None,
+            "p99": round(_pct(ordered, 0.99) * 1000, 1) if ordered else None,
+            "max": round(ordered[-1] * 1000, 1) if ordered else None,
+        },
+    }
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * q))]
+
+
+def noisy_neighbour(
+    *,
+    seconds: float,
+    baseline_seconds: float,
+    clients: int,
+    floods: tuple[str, ...] = ("rate", "sensors"),
+    quota_readings_per_second: float | None = None,
+) -> dict[str, Any]:
+    """B's 202 -> visible latency alone and while A floods past its quotas (``floods``: the
+    readings/s flood, the new-sensors flood or both; quotas at their defaults unless given)."""
+    readings_quota = quota_readings_per_second or _default("quota_readings_per_second")
+    with fresh_services("plantstream_bench_noisy") as (database_url, redis_url):
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            keys = {
+                (role, facility): create_key(
+                    conn, server_secret=SERVER_SECRET.encode(), role=role, facility=facility
+                )[0]
+                for role, facility in (
+                    (Role.INGEST, NOISY),
+                    (Role.INGEST, VICTIM),
+                    (Role.READ, VICTIM),
+                )
+            }
+        # the quotas at their defaults; B's own polling must not meet its read quota
+        env = _env(
+            database_url,
+            redis_url,
+            quota_readings_per_second=str(readings_quota),
+            quota_read_requests_per_second="1000",
+        )
+        with plantstream_server("all", env=env) as (url, _proc):
+            writer, reader = keys[(Role.INGEST, VICTIM)], keys[(Role.READ, VICTIM)]
+            baseline = _victim(url, writer, reader, seconds=baseline_seconds)
+            flood: dict[str, Any] = {}
+            sensor_flood: list[Any] = []
+            # A floods twice over: the load clients past its readings/s, one more client past
+            # its sensor quota (every batch names 500 new sensors)
+            rate_flood = threading.Thread(
+                target=lambda: flood.update(
+                    run_clients(
+                        url,
+                        keys[(Role.INGEST, NOISY)],
+                        first_id=0,
+                        count=clients,
+                        seconds=seconds,
+                        rate=None,
+                        connections=16,
+                    )
+                )
+            )
+            registry_flood = threading.Thread(
+                target=lambda: sensor_flood.extend(
+                    in_processes(_sensor_flood, [(url, keys[(Role.INGEST, NOISY)], seconds)])
+                )
+            )
+            started = [
+                t
+                for name, t in (("rate", rate_flood), ("sensors", registry_flood))
+                if name in floods
+            ]
+            for thread in started:
+                thread.start()
+            noisy = _victim(url, writer, reader, seconds=seconds)
+            for thread in started:
+                thread.join()
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                sensors = dict(
+                    conn.execute(
+                        "SELECT facility, count(*) FROM sensors GROUP BY facility"
+                    ).fetchall()
+                )
+            refused = {
+                line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
+                for line in httpx.get(url + "/metrics", timeout=10).text.splitlines()
+                if line.startswith("plantstream_quota_refused_total{")
+            }
+    return {
+        "note": "short run on a busy 2-core machine shared with other work; figures are "
+        "indicative, the bound is what matters",
+        "floods": list(floods),
+        "detection": os.environ.get("PLANTSTREAM_DETECTION", "true"),
+        "quotas": {
+            "quota_readings_per_second": readings_quota,
+            "quota_max_sensors_per_facility": _default("quota_max_sensors_per_facility"),
+            "quota_new_sensors_per_second": _default("quota_new_sensors_per_second"),
+        },
+        "seconds": seconds,
+        "victim_alone": baseline,
+        "victim_while_flooded": noisy,
+        "flood_rate": {
+            "facility": NOISY,
+            "answers": flood.get("answers"),
+            "accepted": flood.get("accepted"),
+        },
+        "flood_new_sensors": {
+            "facility": NOISY,
+            "answers": sensor_flood[0] if sensor_flood else None,
+        },
+        "sensors_registered": sensors,
+        "server_quota_refusals": refused,
+    }
+
+
+def _default(name: str) -> Any:
+    from plantstream.settings import Settings
+
+    return Settings.model_fields[name].default
+
+
 def failures(result: dict[str, Any]) -> list[str]:
     """The invariants a user relies on under overload, as readable failures."""
     problems = []
@@ -174,7 +398,40 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--check", action="store_true", help="exit 1 if an invariant fails")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where soak.json goes")
+    parser.add_argument(
+        "--noisy-neighbour",
+        action="store_true",
+        help="one facility floods past its quotas, another's latency is measured",
+    )
+    parser.add_argument(
+        "--floods", default="rate,sensors", help="noisy neighbour: rate, sensors or both"
+    )
+    parser.add_argument(
+        "--quota-readings-per-second",
+        type=float,
+        default=None,
+        help="noisy neighbour: the facility readings quota (default: the settings' default)",
+    )
+    parser.add_argument("--name", default="soak_noisy", help="noisy neighbour: result file name")
     args = parser.parse_args()
+    if args.noisy_neighbour:
+        noisy = noisy_neighbour(
+            seconds=args.seconds,
+            baseline_seconds=args.calibrate_seconds,
+            clients=args.clients,
+            floods=tuple(args.floods.split(",")),
+            quota_readings_per_second=args.quota_readings_per_second,
+        )
+        path = write_result(args.name, noisy, args.results)
+        print(
+            f"victim alone: {noisy['victim_alone']['visible_after_ms']}; while flooded: "
+            f"{noisy['victim_while_flooded']['visible_after_ms']} "
+            f"({noisy['victim_while_flooded']['answers']})\n"
+            f"rate flood answers {noisy['flood_rate']['answers']}\n"
+            f"sensor flood answers {noisy['flood_new_sensors']['answers']}\n"
+            f"sensors {noisy['sensors_registered']}\n-> {path}"
+        )
+        return
 
     result = soak(
         seconds=args.seconds, calibrate_seconds=args.calibrate_seconds, clients=args.clients

@@ -9,7 +9,8 @@ PlantstreamError
 │   ├── StreamUnavailableError  nothing was written (HTTP 503)
 │   └── StreamThrottledError    (also a PushBackError) the stream pushes back
 ├── PushBackError               not now, retry after ``retry_after`` s (HTTP 429 + Retry-After)
-│   ├── RateLimitedError        this key sent more than its rate (``rate_limited``)
+│   ├── RateLimitedError        this key sent more than its rate (``rate_limited``), or a
+│   │                           facility/key more than its quota (``quota_readings_rate``, ...)
 │   ├── OverloadedError         this process holds as many requests as it will (``overloaded``)
 │   └── StreamThrottledError    the stream pushes back (``stream_throttled``, ``stream_full``)
 └── InvalidInputError           bad input; has a machine-readable ``code`` (an ``ErrorCode``)
@@ -85,6 +86,12 @@ class ErrorCode(StrEnum):
     OVERLOADED = "overloaded", 429
     STREAM_THROTTLED = "stream_throttled", 429
     STREAM_FULL = "stream_full", 429
+    # quotas (SECURITY.md, "Quotas"): a facility or key went past what it is allowed
+    QUOTA_SENSORS = "quota_sensors", 403
+    QUOTA_NEW_SENSORS_RATE = "quota_new_sensors_rate", 429
+    QUOTA_READINGS_RATE = "quota_readings_rate", 429
+    QUOTA_READ_RATE = "quota_read_rate", 429
+    QUOTA_RESULT_SIZE = "quota_result_size", 403
     # a dependency is away: nothing was done
     STREAM_UNAVAILABLE = "stream_unavailable", 503
     DATABASE_UNAVAILABLE = "database_unavailable", 503

@@ -126,6 +126,58 @@ class Settings(BaseSettings):
         default=10_000, gt=0, description="keys remembered at most, verified and refused each"
     )
 
+    # -- quotas, named after ThingsBoard's tenant profile (SECURITY.md, "Quotas") --------
+    quota_max_sensors_per_facility: int = Field(
+        default=20_000,
+        ge=1,
+        description="sensors (device x metric) a facility may register (ThingsBoard "
+        "maxDevices); readings for new sensors beyond it are refused with quota_sensors",
+    )
+    quota_new_sensors_per_second: float = Field(
+        default=50.0,
+        gt=0,
+        description="new sensors a facility may register per second, bursts of ten times "
+        "that; readings of the new sensors beyond are rejected quota_new_sensors_rate "
+        "(a new sensor costs the processor and detection far more than a reading)",
+    )
+    quota_readings_per_second: float = Field(
+        default=10_000.0,
+        gt=0,
+        description="readings/s one facility may send to one ingest process, bursts of twice "
+        "that (ThingsBoard transportTenantTelemetryDataPointsRateLimit); 429 "
+        "quota_readings_rate beyond. Keep the sum over facilities that may burst together "
+        "below what the processors store (bench/soak.py measures it)",
+    )
+    quota_read_requests_per_second: float = Field(
+        default=20.0,
+        gt=0,
+        description="query requests/s per key, bursts of twice that (ThingsBoard "
+        "tenantServerRestLimitsConfiguration); 429 quota_read_rate beyond",
+    )
+    quota_max_latest_values: int = Field(
+        default=20_000,
+        ge=1,
+        description="latest values in one /v1/latest answer; a larger facility is paged "
+        "(cursor) or refused with quota_result_size",
+    )
+    quota_max_series_points: int = Field(
+        default=20_000,
+        ge=1,
+        description="points in one /v1/series answer; more are cut off with truncated=true "
+        "and next_from",
+    )
+    quota_sensor_refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how often ingest re-reads a facility's registered sensors from PostgreSQL",
+    )
+    metrics_max_facilities: int = Field(
+        default=100,
+        ge=1,
+        description="distinct facility labels a process's /metrics holds; more are counted "
+        'under facility="_other"',
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:

@@ -79,6 +79,9 @@ class Stack:
             "PLANTSTREAM_SERVER_SECRET": SECRET,
             "PLANTSTREAM_LOG_LEVEL": "WARNING",
             "PLANTSTREAM_DETECTION": "false",
+            # a drill of the disk: the gateway fills it as fast as it can, past a facility's
+            # readings quota (tests/integration/test_quotas.py drills that one)
+            "PLANTSTREAM_QUOTA_READINGS_PER_SECOND": "1e9",
         }
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(

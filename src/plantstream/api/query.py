@@ -6,13 +6,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from plantstream.api.auth import Reader, State, check_facility
-from plantstream.errors import InvalidInputError
+from plantstream.api.auth import State, check_facility
+from plantstream.api.quotas import QuotaReader as Reader
+from plantstream.errors import ErrorCode, InvalidInputError
+from plantstream.ingest.metrics import count_refusal
 from plantstream.model import METRICS, check_id, from_epoch_us
 from plantstream.store import alerts as alert_store
-from plantstream.store import queries
+from plantstream.store import latest_pages, queries
+from plantstream.store.hot import LatestValue as HotValue
 
 router = APIRouter(tags=["query"])
 
@@ -42,6 +45,9 @@ class LatestValue(BaseModel):
 class Latest(BaseModel):
     facility: str
     readings: list[LatestValue]
+    next_cursor: str | None = Field(
+        default=None, description="paging only: pass as `cursor` for the next page; null at the end"
+    )
 
 
 class Point(BaseModel):
@@ -59,6 +65,12 @@ class Series(BaseModel):
     unit: str
     step: Literal["raw", "1m", "1h"]
     points: list[Point]
+    truncated: bool = Field(
+        default=False, description="more points lie in the range than one answer holds"
+    )
+    next_from: datetime | None = Field(
+        default=None, description="when truncated: ask again with this as `from` for the rest"
+    )
 
 
 class Alert(BaseModel):
@@ -96,24 +108,55 @@ def latest(
     state: State,
     facility: FacilityParam,
     device: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9]{1,20}$", description="page through a large facility: 0 to start"),
+    ] = None,
 ) -> Latest:
-    """The newest value of every sensor of a facility (or one device), from Redis."""
+    """The newest value of every sensor of a facility (or one device), from Redis.
+
+    One answer holds at most the server's `quota_max_latest_values` (20,000 by default); a
+    facility with more answers 403 `quota_result_size` unless it is paged: pass `cursor=0`,
+    then each answer's `next_cursor` until it is null (a page is sorted; values may repeat
+    across pages while they change).
+    """
     check_id(facility, "facility")
     check_facility(who, facility)
-    values = state.hot.latest(facility, device)
-    return Latest(
-        facility=facility,
-        readings=[
-            LatestValue(
-                device=v.device,
-                metric=v.metric,
-                ts=from_epoch_us(v.ts_us),
-                value=v.value,
-                unit=METRICS[v.metric].unit if v.metric in METRICS else "",
-                quality=v.quality,
+    cap = state.settings.quota_max_latest_values
+    next_cursor = None
+    if device is not None:
+        check_id(device, "device")
+        values = latest_pages.device_latest(state.redis, facility, device)
+    elif cursor is not None:
+        if int(cursor) >= 2**64:  # Redis' cursors are unsigned 64-bit numbers
+            raise InvalidInputError(ErrorCode.INVALID_REQUEST, "cursor is not one we gave out")
+        values, after = latest_pages.latest_page(
+            state.redis, facility, cursor=int(cursor), count=cap
+        )
+        next_cursor = str(after) if after else None
+    else:
+        size = latest_pages.latest_count(state.redis, facility)
+        if size > cap:
+            count_refusal(ErrorCode.QUOTA_RESULT_SIZE, facility)
+            raise InvalidInputError(
+                ErrorCode.QUOTA_RESULT_SIZE,
+                f"{facility!r} has {size} latest values, more than the {cap} one answer holds "
+                "(quota_result_size): page through them with cursor=0, then next_cursor",
             )
-            for v in values
-        ],
+        values = state.hot.latest(facility)
+    return Latest(
+        facility=facility, readings=[_latest_value(v) for v in values], next_cursor=next_cursor
+    )
+
+
+def _latest_value(v: HotValue) -> LatestValue:
+    return LatestValue(
+        device=v.device,
+        metric=v.metric,
+        ts=from_epoch_us(v.ts_us),
+        value=v.value,
+        unit=METRICS[v.metric].unit if v.metric in METRICS else "",
+        quality=v.quality,
     )
 
 
@@ -157,7 +200,10 @@ def series(
 ) -> Series:
     """Points of one sensor between ``from`` and ``to``; ``auto`` picks raw, 1m or 1h by range.
 
-    Rollup points carry the bucket's average as ``value`` with its min, max and count.
+    Rollup points carry the bucket's average as ``value`` with its min, max and count. One
+    answer holds at most the server's `quota_max_series_points` (20,000 by default): when
+    the range holds more, the answer says `truncated: true` and `next_from`, the `from` that
+    gets the rest.
     """
     check_id(facility, "facility")
     check_id(device, "device")
@@ -170,6 +216,7 @@ def series(
     if start >= end:
         raise InvalidInputError("invalid_time", "from must be before to")
     chosen = choose_step(end - start) if step == "auto" else step
+    cap = state.settings.quota_max_series_points
     with state.pool.connection() as conn:
         points = queries.series(
             conn,
@@ -179,14 +226,20 @@ def series(
             start=start,
             end=end,
             step=chosen,
+            max_points=cap + 1,  # one more than answered: says whether the range holds more
         )
+    truncated = len(points) > cap
+    if truncated:
+        count_refusal(ErrorCode.QUOTA_RESULT_SIZE, facility)
     return Series(
         facility=facility,
         device=device,
         metric=metric,
         unit=METRICS[metric].unit,
         step=chosen,
-        points=[Point(**p) for p in points],
+        points=[Point(**p) for p in points[:cap]],
+        truncated=truncated,
+        next_from=points[cap]["ts"] if truncated else None,
     )
 
 

@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 from plantstream.errors import AuthError
 from plantstream.ingest import IngestService
 from plantstream.ingest.admission import InflightGate, RateLimiter
+from plantstream.ingest.quotas import IngestQuotas
 from plantstream.model import TimeWindow
 from plantstream.settings import Settings
 from plantstream.store.hot import HotState
@@ -136,6 +137,7 @@ class AppState:
             gate=ingest_gate
             if ingest_gate is not None
             else InflightGate(settings.max_inflight_ingest),
+            quotas=IngestQuotas.from_settings(settings, pool=pool),
         )
 
     # the ingest service's parts, reachable (and replaceable, in tests) from the state

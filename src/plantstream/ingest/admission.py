@@ -1,4 +1,4 @@
-"""Who may send now: a token bucket per key and a cap on batches in work at once.
+"""Who may send now: token buckets (per key, per facility) and a cap on batches in work at once.
 
 Both answer with a push-back error (HTTP 429 + Retry-After), never with a queue.
 """
@@ -10,25 +10,72 @@ import time
 
 
 class RateLimiter:
-    """A token bucket per key: ``rate`` requests a second, bursts up to twice that."""
+    """A token bucket per key: ``rate`` tokens a second, bursts up to ``burst`` (twice the rate
+    unless given). A request costs one token unless it says otherwise (a batch of readings
+    costs one per reading).
 
-    def __init__(self, rate: float) -> None:
+    Buckets of keys that went quiet (full again) are dropped once more than ``max_keys`` are
+    held, so keys a client makes up (facilities, for an admin key) cannot grow it for ever.
+    """
+
+    def __init__(self, rate: float, *, burst: float | None = None, max_keys: int = 10_000) -> None:
         self.rate = rate
-        self.burst = max(1.0, rate * 2)
+        self.burst = max(1.0, rate * 2 if burst is None else burst)
+        self.max_keys = max_keys
+        self._prune_at = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def admit(self, key_id: str) -> float:
-        """0 if the request may go ahead, else the seconds to wait before retrying."""
+    def admit(self, key_id: str, cost: float = 1.0) -> float:
+        """0 if the request may go ahead (its ``cost`` is taken), else the seconds to wait."""
         now = time.monotonic()
+        cost = min(cost, self.burst)  # a cost beyond the burst would wait for ever
         with self._lock:
-            tokens, last = self._buckets.get(key_id, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key_id] = (tokens - 1.0, now)
+            tokens = self._tokens(key_id, now)
+            if len(self._buckets) >= self._prune_at and key_id not in self._buckets:
+                self._prune(now)
+            if tokens >= cost:
+                self._buckets[key_id] = (tokens - cost, now)
                 return 0.0
             self._buckets[key_id] = (tokens, now)
-            return (1.0 - tokens) / self.rate
+            return (cost - tokens) / self.rate
+
+    def take_up_to(self, key_id: str, cost: int) -> int:
+        """Take as many whole tokens as there are, up to ``cost``; how many were taken."""
+        now = time.monotonic()
+        with self._lock:
+            tokens = self._tokens(key_id, now)
+            taken = min(cost, int(tokens))
+            self._buckets[key_id] = (tokens - taken, now)
+        return taken
+
+    def wait_for(self, key_id: str, cost: float = 1.0) -> float:
+        """What ``admit(key_id, cost)`` would answer now, taking nothing."""
+        cost = min(cost, self.burst)
+        with self._lock:
+            tokens = self._tokens(key_id, time.monotonic())
+        return 0.0 if tokens >= cost else (cost - tokens) / self.rate
+
+    def refund(self, key_id: str, cost: float) -> None:
+        """Give back what an admitted request did not use (it failed further on)."""
+        with self._lock:
+            tokens, last = self._buckets.get(key_id, (self.burst, time.monotonic()))
+            self._buckets[key_id] = (min(self.burst, tokens + cost), last)
+
+    def _tokens(self, key_id: str, now: float) -> float:
+        tokens, last = self._buckets.get(key_id, (self.burst, now))
+        return min(self.burst, tokens + (now - last) * self.rate)
+
+    def _prune(self, now: float) -> None:
+        """Drop full buckets (a missing bucket is a full one); the next prune waits until the
+        count doubles, so a crowd of busy keys costs amortised O(1) per new key."""
+        full = [k for k in self._buckets if self._tokens(k, now) >= self.burst]
+        for key in full:
+            del self._buckets[key]
+        self._prune_at = max(self.max_keys, 2 * len(self._buckets))
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 class InflightGate:

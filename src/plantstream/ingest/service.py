@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from plantstream.errors import AuthError, ErrorCode, OverloadedError, RateLimitedError
 from plantstream.ingest.admission import InflightGate, RateLimiter
 from plantstream.ingest.codecs import CODECS, CodecRegistry
-from plantstream.ingest.metrics import INGESTED, PUSHED_BACK
+from plantstream.ingest.metrics import INGESTED, PUSHED_BACK, count_refusal, facility_label
 from plantstream.ingest.partitioning import pack
-from plantstream.model import Reject, TimeWindow, now_us
+from plantstream.ingest.quotas import IngestQuotas
+from plantstream.model import ParsedBatch, Reject, TimeWindow, now_us
 from plantstream.store.keys import Principal, Role
 from plantstream.stream.base import StreamProducer
 
@@ -34,8 +35,11 @@ class IngestService:
 
     ``admit`` may raise a push-back error (``RateLimitedError``, ``OverloadedError``) before
     a payload is even read; ``accept`` raises ``InvalidInputError`` for a payload that is
-    not a batch, ``AuthError`` for a facility the key does not own, and the stream's own
+    not a batch, ``AuthError`` for a facility the key does not own, ``RateLimitedError``
+    (``quota_readings_rate``) for a facility past its readings/s, and the stream's own
     ``StreamThrottledError`` / ``StreamUnavailableError``: in each case nothing was accepted.
+    Readings for new sensors past the facility's sensor quota are rejected one by one
+    (``quota_sensors``), the others accepted.
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class IngestService:
         limiter: RateLimiter,
         gate: InflightGate,
         codecs: CodecRegistry = CODECS,
+        quotas: IngestQuotas | None = None,
     ) -> None:
         self.stream = stream
         self.window = window
@@ -54,6 +59,7 @@ class IngestService:
         self.limiter = limiter
         self.gate = gate
         self.codecs = codecs
+        self.quotas = quotas if quotas is not None else IngestQuotas()
 
     @contextlib.contextmanager
     def admit(self, who: Principal) -> Iterator[None]:
@@ -63,6 +69,9 @@ class IngestService:
         if wait:
             PUSHED_BACK.labels(ErrorCode.RATE_LIMITED).inc()
             raise RateLimitedError("too many requests for this key", retry_after=wait)
+        if who.facility is not None:
+            # a facility already past its rate is turned away before its body is even read
+            self._check_readings_rate(who.facility, 1, take=False)
         if not self.gate.try_enter():
             PUSHED_BACK.labels(ErrorCode.OVERLOADED).inc()
             raise OverloadedError(
@@ -88,12 +97,53 @@ class IngestService:
             raise AuthError(
                 ErrorCode.FORBIDDEN_FACILITY, "this key does not belong to that facility"
             )
-        if batch.readings:
-            self.stream.put(pack(batch.facility, received, batch.readings))
-        INGESTED.labels(batch.facility, "accepted").inc(len(batch.readings))
-        if batch.rejected:
-            INGESTED.labels(batch.facility, "rejected").inc(len(batch.rejected))
-        return Accepted(batch.facility, len(batch.readings), batch.rejected)
+        facility = batch.facility
+        readings, rejected = batch.readings, batch.rejected
+        if readings:
+            self._check_readings_rate(facility, len(readings), take=True)
+        try:
+            if readings and self.quotas.sensors is not None:
+                readings, refused = self.quotas.sensors.admit(
+                    facility, readings, _valid_indexes(batch)
+                )
+                if refused:
+                    for code in {r.code for r in refused}:
+                        n = sum(1 for r in refused if r.code is code)
+                        count_refusal(code, facility, n)
+                    rejected = sorted(rejected + refused, key=lambda r: r.index)
+            if readings:
+                self.stream.put(pack(facility, received, readings))
+        except BaseException:
+            if self.quotas.readings is not None and batch.readings:
+                self.quotas.readings.refund(facility, len(batch.readings))
+            raise
+        label = facility_label(facility)
+        INGESTED.labels(label, "accepted").inc(len(readings))
+        if rejected:
+            INGESTED.labels(label, "rejected").inc(len(rejected))
+        return Accepted(facility, len(readings), rejected)
+
+    def _check_readings_rate(self, facility: str, readings: int, *, take: bool) -> None:
+        """429 ``quota_readings_rate`` if ``facility`` may not send ``readings`` more now."""
+        limiter = self.quotas.readings
+        if limiter is None:
+            return
+        wait = limiter.admit(facility, readings) if take else limiter.wait_for(facility, readings)
+        if wait:
+            count_refusal(ErrorCode.QUOTA_READINGS_RATE, facility)
+            raise RateLimitedError(
+                f"facility {facility!r} sends more than its quota of "
+                f"{limiter.rate:g} readings/s (quota_readings_rate); nothing was accepted",
+                retry_after=wait,
+                code=ErrorCode.QUOTA_READINGS_RATE,
+            )
+
+
+def _valid_indexes(batch: ParsedBatch) -> list[int]:
+    """The index in the request of each of ``batch.readings`` (the valid ones, in order)."""
+    refused = {r.index for r in batch.rejected}
+    total = len(batch.readings) + len(batch.rejected)
+    return [i for i in range(total) if i not in refused]
 
 
 def authorize_writer(who: Principal) -> None:

@@ -25,6 +25,7 @@ class Decoded:
     """The valid part of each record, in stream order, plus what was refused."""
 
     records: list[DeviceColumns] = field(default_factory=list)
+    sequences: list[str] = field(default_factory=list)  # the stream record of each of records
     dead_letters: list[DeadLetter] = field(default_factory=list)
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)
 
@@ -87,6 +88,7 @@ def decode_records(records: list[StreamRecord], *, shard_id: str, window: TimeWi
             counters[(facility, "late")] += late
         if len(columns):
             out.records.append(columns)
+            out.sequences.append(record.sequence)
     return out
 
 
@@ -120,7 +122,9 @@ def _decode_json_body(
     late = sum(1 for r in batch.readings if r.ts_us < received - LATE_AFTER_US)
     if late:
         out.counters[(facility, "late")] += late
-    out.records.extend(_device_columns(facility, received, batch.readings))
+    devices = _device_columns(facility, received, batch.readings)
+    out.records.extend(devices)
+    out.sequences.extend(record.sequence for _ in devices)
 
 
 def _device_columns(
@@ -162,6 +166,11 @@ def _subset(c: DeviceColumns, mask: np.ndarray) -> DeviceColumns:
         c.values[mask],
         c.quality[mask],
     )
+
+
+def reading_payload(facility: str, reading: Reading) -> bytes:
+    """A refused reading as the JSON a dead letter keeps."""
+    return _json.encode(_as_dict(facility, reading))
 
 
 def _as_dict(facility: str, reading: Reading) -> dict[str, object]:

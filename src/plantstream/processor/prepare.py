@@ -10,14 +10,16 @@ from datetime import date, timedelta
 import numpy as np
 from psycopg_pool import ConnectionPool
 
+from plantstream.errors import ErrorCode
 from plantstream.model import TimeWindow
 from plantstream.processor import metrics
-from plantstream.processor.decode import Decoded, decode_records
-from plantstream.processor.rows import Columns, RowBatch
+from plantstream.processor.decode import Decoded, decode_records, reading_payload
+from plantstream.processor.rows import Columns, DeadLetter, RowBatch
 from plantstream.processor.writer import CopyReady, copy_ready
 from plantstream.store.partitions import ensure_partitions
 from plantstream.store.sensors import SensorKey, SensorRegistry
 from plantstream.stream.base import StreamConsumer
+from plantstream.stream.records import DeviceColumns
 
 _DAY_US = 86_400_000_000
 _EPOCH_DAY = date(1970, 1, 1)
@@ -39,15 +41,27 @@ class Prepared:
 
 class BatchPreparer:
     """Turns stream reads into ``Prepared`` batches; takes a connection only for new sensors
-    or days (so the prefetch thread rarely touches PostgreSQL)."""
+    or days (so the prefetch thread rarely touches PostgreSQL).
+
+    With ``max_sensors_per_facility``, a reading for a new sensor that does not fit its
+    facility's quota is dead-lettered with ``quota_sensors`` (ingest refuses most of them
+    first; this holds the quota for whatever slipped past an ingest process's view).
+    """
 
     def __init__(
-        self, *, stream: StreamConsumer, pool: ConnectionPool, window: TimeWindow, limit: int
+        self,
+        *,
+        stream: StreamConsumer,
+        pool: ConnectionPool,
+        window: TimeWindow,
+        limit: int,
+        max_sensors_per_facility: int | None = None,
     ) -> None:
         self.stream = stream
         self.pool = pool
         self.window = window
         self.limit = limit
+        self.max_sensors_per_facility = max_sensors_per_facility
         self.registry = SensorRegistry()
         self.keys_by_id: dict[int, SensorKey] = {}  # ids never change: only ever grows
         self._known_days: set[int] = set()
@@ -59,7 +73,7 @@ class BatchPreparer:
             metrics.SHARD_LAG_MS.labels(shard_id).set(result.behind_ms)
         checkpoint = result.records[-1].sequence if result.records else after
         decoded = decode_records(result.records, shard_id=shard_id, window=self.window)
-        rows, facilities = self._columns(decoded)
+        rows, facilities = self._columns(decoded, shard_id)
         if len(rows):
             self._ensure_days(set(np.unique(rows.ts_us // _DAY_US).tolist()))
         return Prepared(
@@ -73,7 +87,7 @@ class BatchPreparer:
             result.retry_after,
         )
 
-    def _columns(self, decoded: Decoded) -> tuple[Columns, list[str]]:
+    def _columns(self, decoded: Decoded, shard_id: str) -> tuple[Columns, list[str]]:
         """The decoded records as one set of columns, with sensor ids resolved."""
         if not decoded.records:
             return Columns.empty(), []
@@ -88,9 +102,15 @@ class BatchPreparer:
         ids = self.registry.known(keys)
         if ids is None:
             with self.pool.connection() as conn:
-                ids = self.registry.resolve(conn, keys)
+                ids = self.registry.resolve(
+                    conn, keys, max_per_facility=self.max_sensors_per_facility
+                )
             for key, sensor_id in ids.items():
                 self.keys_by_id[sensor_id] = key
+            if len(ids) < len(keys):
+                _refuse_unregistered(decoded, ids, shard_id, self.max_sensors_per_facility)
+                if not decoded.records:
+                    return Columns.empty(), []
         facilities: dict[str, int] = {}
         sensor_parts, facility_parts = [], []
         for rec in decoded.records:
@@ -118,3 +138,49 @@ class BatchPreparer:
             with self.pool.connection() as conn:
                 ensure_partitions(conn, [_EPOCH_DAY + timedelta(days=d) for d in missing])
             self._known_days |= missing
+
+
+def _refuse_unregistered(
+    decoded: Decoded, ids: dict[SensorKey, int], shard_id: str, limit: int | None
+) -> None:
+    """Move the readings of sensors the registry refused (past their facility's quota) from
+    ``decoded.records`` to its dead letters, keeping the books: accepted -> rejected."""
+    reason = f"the facility has reached its quota of {limit} sensors"
+    records, sequences = [], []
+    for rec, sequence in zip(decoded.records, decoded.sequences, strict=True):
+        refused = [i for i, m in enumerate(rec.metrics) if (rec.facility, rec.device, m) not in ids]
+        if not refused:
+            records.append(rec)
+            sequences.append(sequence)
+            continue
+        out = np.isin(rec.metric_idx, np.array(refused, dtype=np.uint8))
+        for i in np.flatnonzero(out).tolist():
+            decoded.dead_letters.append(
+                DeadLetter(
+                    shard_id,
+                    sequence,
+                    rec.facility,
+                    ErrorCode.QUOTA_SENSORS,
+                    reason,
+                    reading_payload(rec.facility, rec.reading(i)),
+                )
+            )
+        n = int(np.count_nonzero(out))
+        decoded.counters[(rec.facility, "accepted")] -= n
+        decoded.counters[(rec.facility, "rejected")] += n
+        decoded.counters[(rec.facility, f"rejected:{ErrorCode.QUOTA_SENSORS}")] += n
+        if n < len(rec):
+            records.append(
+                DeviceColumns(
+                    rec.facility,
+                    rec.device,
+                    rec.received_us,
+                    rec.metrics,
+                    rec.metric_idx[~out],
+                    rec.ts_us[~out],
+                    rec.values[~out],
+                    rec.quality[~out],
+                )
+            )
+            sequences.append(sequence)
+    decoded.records, decoded.sequences = records, sequences

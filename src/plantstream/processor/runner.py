@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from plantstream.errors import LeaseLostError, StreamError
+from plantstream.ingest.metrics import facility_label
 from plantstream.model import TimeWindow
 from plantstream.processor import metrics
 from plantstream.processor.backoff import ShardBackoff
@@ -43,6 +44,7 @@ class ProcessorConfig:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     idle_wait: float = 0.05
     rebalance_every: float = 2.0
+    max_sensors_per_facility: int | None = None  # the sensor quota (None: unbounded)
 
 
 class Processor:
@@ -75,7 +77,11 @@ class Processor:
             listeners=[_ShardEvents(self)],
         )
         self.preparer = BatchPreparer(
-            stream=stream, pool=self.pool, window=config.window, limit=config.batch_records
+            stream=stream,
+            pool=self.pool,
+            window=config.window,
+            limit=config.batch_records,
+            max_sensors_per_facility=config.max_sensors_per_facility,
         )
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self._carry: Future[Prepared] | None = None
@@ -232,7 +238,7 @@ class Processor:
         claim = self.leases.claim(lease, prepared.checkpoint, finished=prepared.end_of_shard)
         committed = commit_batch(conn, prepared.batch, claim, prepared.ready)
         for (facility, counter), value in committed.counters.items():
-            metrics.READINGS.labels(facility, counter).inc(value)
+            metrics.READINGS.labels(facility_label(facility), counter).inc(value)
         return committed
 
 

@@ -13,6 +13,7 @@ import redis
 from plantstream.detect import DetectionEngine
 from plantstream.detect.webhook import WebhookNotifier
 from plantstream.errors import ConfigError
+from plantstream.ingest.metrics import facility_label
 from plantstream.model import TimeWindow
 from plantstream.processor import (
     BatchHook,
@@ -83,6 +84,7 @@ def build_processor(
     ``conninfo`` gives the processor's pool the URL to use now (rotated credentials are
     followed); ``connect`` is the detection engine's.
     """
+    facility_label.limit = settings.metrics_max_facilities  # process-wide, like the metrics
     return Processor(
         database_url=conninfo or database_url,
         stream=stream,
@@ -94,5 +96,6 @@ def build_processor(
             batch_records=settings.processor_batch_records,
             lease_seconds=settings.lease_seconds,
             window=window,
+            max_sensors_per_facility=settings.quota_max_sensors_per_facility,
         ),
     )

@@ -1,4 +1,7 @@
-"""The sensor registry: (facility, device, metric) -> a small integer id used everywhere else."""
+"""The sensor registry: (facility, device, metric) -> a small integer id used everywhere else.
+
+A facility's registry is bounded by its sensor quota: past it, new sensors are not registered.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,10 @@ import psycopg
 from plantstream.model import METRICS
 
 SensorKey = tuple[str, str, str]  # facility, device, metric
+
+# the class id of the per-facility advisory lock taken while new sensors are counted and added
+# (the two-integer form: it never meets the single-bigint locks of partitions and migrations)
+_QUOTA_LOCK_CLASS = 0x70737173
 
 
 class SensorRegistry:
@@ -27,27 +34,67 @@ class SensorRegistry:
         except KeyError:
             return None
 
-    def resolve(self, conn: psycopg.Connection, keys: Iterable[SensorKey]) -> dict[SensorKey, int]:
-        """Ids for ``keys``, registering unknown sensors in their own short transaction."""
+    def resolve(
+        self,
+        conn: psycopg.Connection,
+        keys: Iterable[SensorKey],
+        *,
+        max_per_facility: int | None = None,
+    ) -> dict[SensorKey, int]:
+        """Ids for ``keys``, registering unknown sensors in their own short transaction.
+
+        With ``max_per_facility``, a facility never grows past that many sensors: the new
+        sensors that do not fit are left out of the answer (and not registered). Counting and
+        adding hold a per-facility lock, so processors working side by side cannot overshoot.
+        """
         wanted = set(keys)
         missing = [key for key in wanted if key not in self._ids]
         if missing:
             with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO sensors (facility, device, metric, unit) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [(f, d, m, METRICS[m].unit) for f, d, m in missing],
-                )
-                cur.execute(
-                    "SELECT facility, device, metric, id FROM sensors "
-                    "WHERE (facility, device, metric) IN "
-                    "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
-                    (
-                        [k[0] for k in missing],
-                        [k[1] for k in missing],
-                        [k[2] for k in missing],
-                    ),
-                )
-                for facility, device, metric, sensor_id in cur.fetchall():
-                    self._ids[(facility, device, metric)] = sensor_id
-        return {key: self._ids[key] for key in wanted}
+                self._load(cur, missing)
+                absent = sorted(key for key in missing if key not in self._ids)
+                if absent and max_per_facility is not None:
+                    absent = _within_quota(cur, absent, max_per_facility)
+                if absent:
+                    cur.executemany(
+                        "INSERT INTO sensors (facility, device, metric, unit) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        [(f, d, m, METRICS[m].unit) for f, d, m in absent],
+                    )
+                    self._load(cur, absent)
+        return {key: self._ids[key] for key in wanted if key in self._ids}
+
+    def _load(self, cur: psycopg.Cursor, keys: list[SensorKey]) -> None:
+        cur.execute(
+            "SELECT facility, device, metric, id FROM sensors "
+            "WHERE (facility, device, metric) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+        )
+        for facility, device, metric, sensor_id in cur.fetchall():
+            self._ids[(facility, device, metric)] = sensor_id
+
+
+def _within_quota(cur: psycopg.Cursor, absent: list[SensorKey], limit: int) -> list[SensorKey]:
+    """The new sensors (sorted) that fit their facility's quota; locks each facility's count
+    until the transaction ends (facilities in sorted order: no deadlock between processors)."""
+    by_facility: dict[str, list[SensorKey]] = {}
+    for key in absent:
+        by_facility.setdefault(key[0], []).append(key)
+    fitting: list[SensorKey] = []
+    for facility in sorted(by_facility):
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_QUOTA_LOCK_CLASS, facility))
+        row = cur.execute(
+            "SELECT count(*) FROM sensors WHERE facility = %s", (facility,)
+        ).fetchone()
+        room = max(0, limit - (row[0] if row else 0))
+        fitting += by_facility[facility][:room]
+    return fitting
+
+
+def facility_sensors(conn: psycopg.Connection, *, facility: str) -> set[tuple[str, str]]:
+    """The (device, metric) pairs registered for ``facility``."""
+    rows = conn.execute(
+        "SELECT device, metric FROM sensors WHERE facility = %s", (facility,)
+    ).fetchall()
+    return {(device, metric) for device, metric in rows}
