@@ -95,6 +95,7 @@ class ErrorCode(StrEnum):
     # a dependency is away: nothing was done
     STREAM_UNAVAILABLE = "stream_unavailable", 503
     DATABASE_UNAVAILABLE = "database_unavailable", 503
+    REDIS_UNAVAILABLE = "redis_unavailable", 503
     INTERNAL_ERROR = "internal_error", 500
 
 

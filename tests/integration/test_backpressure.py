@@ -99,3 +99,20 @@ def test_postgresql_away_answers_a_prompt_503_not_a_hang_or_500(
     assert int(answer.headers["Retry-After"]) >= 1
     assert ready.status_code == 503
     assert stream_length(api) == 0
+
+
+def test_redis_away_answers_live_reads_a_503_not_a_500(api: Api) -> None:
+    key = api.make_key("read")
+    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    real = api.state.redis
+    api.state.redis = unreachable
+    api.state.__dict__.pop("hot", None)  # the hot state is built from the client on first use
+    try:
+        answer = api.client.get("/v1/latest?facility=plant-01", headers=api.headers(key))
+    finally:
+        api.state.redis = real
+        api.state.__dict__.pop("hot", None)
+        unreachable.close()
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "redis_unavailable"
+    assert int(answer.headers["Retry-After"]) >= 1

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 
 import psycopg
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -85,6 +86,17 @@ def install(app: FastAPI) -> None:
         return error_response(
             ErrorCode.DATABASE_UNAVAILABLE,
             "the database is unavailable; retry shortly",
+            {"Retry-After": "5"},
+        )
+
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(redis.TimeoutError)
+    async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # latest values and alert feeds live in Redis: away or slow, that is a 503, not a 500
+        log.warning("Redis unavailable: %s", type(exc).__name__)
+        return error_response(
+            ErrorCode.REDIS_UNAVAILABLE,
+            "live values are unavailable; retry shortly",
             {"Retry-After": "5"},
         )
 
