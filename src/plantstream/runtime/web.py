@@ -36,6 +36,7 @@ def server_config(
         log_level=(log_level or settings.log_level).lower(),
         access_log=False,
         http=http,
+        ws="none",  # no WebSocket routes; an upgrade would also leave the guard's books
         # the cap the guard enforces (uvicorn's own check, which would answer every request
         # 503 at the cap, health probes too, is switched off in the guarded protocol)
         limit_concurrency=settings.max_connections,
