@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import socket
 import statistics
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -212,7 +213,9 @@ def run_mode(
     )
     port = int(env["PLANTSTREAM_PORT"])
     out: dict[str, Any] = {}
-    with plantstream_server("all", env=env, ready_path="/readyz") as (url, proc):
+    # before: uvicorn logs a warning per refused request, thousands a second
+    quiet = {} if guard else {"stderr": subprocess.DEVNULL}
+    with plantstream_server("all", env=env, ready_path="/readyz", **quiet) as (url, proc):
         out["quiet"] = probes(url, key, args.quiet, proc.pid)
         head = b"GET /v1/latest?facility=plant-01 HTTP/1.1\r\nHost: bench\r\nX-Slow: "
         for name, first_bytes in (("idle", b""), ("partial", head)):

@@ -20,7 +20,13 @@ import pytest
 
 from plantstream.local.ports import free_port
 from plantstream.store.keys import Role, create_key
-from plantstream.testing import SERVER_SECRET, plantstream_server, server_env, wait_until
+from plantstream.testing import (
+    SERVER_SECRET,
+    plantstream_server,
+    server_env,
+    stop_process,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +35,12 @@ PROBE_FROM = "127.0.0.2"  # health probes and metrics come from an address of th
 
 @contextmanager
 def server(database_url: str, redis_url: str, **settings: str) -> Iterator[tuple[str, int]]:
-    """``plantstream serve ingest`` with ``settings``: (url, port)."""
+    """``plantstream serve ingest`` with ``settings``: (url, port); stopped with SIGTERM."""
     env = server_env(port=free_port(), database_url=database_url, redis_url=redis_url, **settings)
-    with plantstream_server("ingest", env=env) as (url, _proc):
+    with plantstream_server("ingest", env=env) as (url, proc):
         yield url, int(env["PLANTSTREAM_PORT"])
+        # SIGTERM drains: connections still held (idle or half-sent) do not keep it alive
+        assert stop_process(proc, timeout=15) == 0
 
 
 def connect(port: int, source: str = "127.0.0.1", first_bytes: bytes = b"") -> socket.socket:
@@ -90,8 +98,8 @@ def test_a_slowloris_is_closed_after_the_head_deadline_and_health_answers_meanwh
 ) -> None:
     partial = b"GET /v1/latest?facility=plant-01 HTTP/1.1\r\nHost: slow\r\nX-Slow: "
     with (
+        ExitStack() as held,  # still held when the server is stopped
         server(database_url, redis_url, head_timeout_seconds="1") as (url, port),
-        ExitStack() as held,
     ):
         slow = [
             held.enter_context(connect(port, f"127.0.0.{10 + n % 10}", partial)) for n in range(100)
@@ -108,19 +116,21 @@ def test_a_slowloris_is_closed_after_the_head_deadline_and_health_answers_meanwh
         assert body["error"]["code"] == "head_timeout"
         assert refused(url, "head_timeout") >= 101
         assert probe(url).status_code == 200
+        for n in range(50):
+            held.enter_context(connect(port, f"127.0.0.{10 + n % 10}", partial))
 
 
 def test_one_address_cannot_hold_more_than_its_cap_another_still_gets_in(
     database_url: str, redis_url: str
 ) -> None:
     with (
+        ExitStack() as held,  # still held when the server is stopped
         server(
             database_url,
             redis_url,
             max_connections_per_address="10",
             connection_cap_exempt_ips="127.0.0.12",
         ) as (url, port),
-        ExitStack() as held,
     ):
         flood = [held.enter_context(connect(port, "127.0.0.10")) for _ in range(10)]
         over = held.enter_context(connect(port, "127.0.0.10"))
