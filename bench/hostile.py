@@ -209,7 +209,7 @@ def run_mode(
         detection="false",
         connection_guard=str(guard).lower(),
         head_timeout_seconds=str(args.head_timeout),
-        **BENCH_SERVER_SETTINGS,
+        **{**BENCH_SERVER_SETTINGS, "max_connections_per_address": "256"},  # the default
     )
     port = int(env["PLANTSTREAM_PORT"])
     out: dict[str, Any] = {}

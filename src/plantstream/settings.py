@@ -112,7 +112,7 @@ class Settings(BaseSettings):
         default=100, ge=8, description="header fields in one request; more gets 431"
     )
     max_connections_per_address: int = Field(
-        default=128,
+        default=256,
         ge=0,
         description="open connections of one client address (0: no cap); more are refused at "
         "once with 503 too_many_connections",
