@@ -18,7 +18,10 @@ import httpx
 import psycopg
 import pytest
 
+from plantstream.errors import ConfigError
 from plantstream.local.ports import free_port
+from plantstream.runtime.limits import ConnectionLimits
+from plantstream.settings import load_settings
 from plantstream.store.keys import Role, create_key
 from plantstream.testing import (
     SERVER_SECRET,
@@ -221,3 +224,14 @@ def test_health_is_answered_at_the_total_cap_idle_or_busy(
             status, body = answer(reserve)
         assert status == 503
         assert body["error"]["code"] == "too_many_connections"
+
+
+def test_a_malformed_exempt_address_is_refused_at_start_up() -> None:
+    with pytest.raises(ConfigError, match="PLANTSTREAM_CONNECTION_CAP_EXEMPT_IPS"):
+        load_settings(connection_cap_exempt_ips="10.0.0.0/16, not-an-address")
+    limits = ConnectionLimits.from_settings(
+        load_settings(connection_cap_exempt_ips="10.0.0.0/16, 127.0.0.12")
+    )
+    assert limits.is_exempt("10.0.3.4")
+    assert limits.is_exempt("127.0.0.12")
+    assert not limits.is_exempt("127.0.0.1")
