@@ -17,16 +17,13 @@ from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from prometheus_client import Counter as MetricCounter
 from prometheus_client import Gauge
 
 from plantstream.errors import ErrorCode
 from plantstream.settings import Settings
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -165,10 +162,8 @@ class ConnectionGuard:
                     del self._per_address[address]
 
     def open_counts(self) -> dict[str, int]:
+        """Connections held now, by slot."""
         return {"ordinary": len(self._ordinary), "health_reserve": len(self._reserve)}
-
-    def connections(self) -> Iterable[Guarded]:
-        return [*self._ordinary, *self._reserve]
 
     def _opened(self, address: str, slot: str) -> str:
         self._per_address[address] += 1
