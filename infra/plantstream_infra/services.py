@@ -367,6 +367,8 @@ class Services(pulumi.ComponentResource):
             env["port"] = str(cfg.container_port)
             # Only the load balancer reaches the tasks (tasks-from-alb), from inside the VPC.
             env["forwarded_allow_ips"] = VPC_CIDR
+            # every connection comes from an ALB node: a per-address cap would throttle the ALB
+            env["connection_cap_exempt_ips"] = VPC_CIDR
             # API keys are verified against the current secret and, after a rotation
             # (put-secret-value), against the previous version until keys are re-hashed.
             secrets["server_secret"] = args.server_secret_arn

@@ -97,6 +97,10 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "database_unavailable", 503
     REDIS_UNAVAILABLE = "redis_unavailable", 503
     INTERNAL_ERROR = "internal_error", 500
+    # connection limits (the web server answers these itself, then closes the connection)
+    HEAD_TIMEOUT = "head_timeout", 408
+    HEADERS_TOO_LARGE = "headers_too_large", 431
+    TOO_MANY_CONNECTIONS = "too_many_connections", 503
 
 
 class PlantstreamError(Exception):

@@ -5,6 +5,7 @@ With nothing set, everything runs on embedded PostgreSQL and Redis under ``data_
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -62,7 +63,10 @@ class Settings(BaseSettings):
         "never closes a connection the balancer is about to reuse",
     )
     max_connections: int = Field(
-        default=1000, gt=0, description="open connections per process; more are answered 503"
+        default=1000,
+        gt=0,
+        description="ordinary open connections per process; at the cap a new one closes the "
+        "oldest idle or incomplete one, or gets a health-probe-only reserve slot",
     )
 
     raw_retention_days: int = Field(default=30, ge=1)
@@ -177,6 +181,51 @@ class Settings(BaseSettings):
         description="distinct facility labels a process's /metrics holds; more are counted "
         'under facility="_other"',
     )
+
+    # connection limits of the web server (SECURITY.md, "Connection limits")
+    head_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a connection that has not sent a complete request head this long after "
+        "it opened (or after its head began, on keep-alive) gets 408 and is closed",
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="request line plus header fields; more gets 431 and a close",
+    )
+    max_headers: int = Field(
+        default=100, ge=8, description="header fields in one request; more gets 431"
+    )
+    max_connections_per_address: int = Field(
+        default=256,
+        ge=0,
+        description="open connections of one client address (0: no cap); more are refused at "
+        "once with 503 too_many_connections",
+    )
+    health_reserve_connections: int = Field(
+        default=16,
+        ge=1,
+        description="slots beyond max_connections that serve only /healthz and /readyz",
+    )
+    connection_guard: bool = Field(
+        default=True,
+        description="enforce the connection limits above; off serves with uvicorn's plain "
+        "protocol and its all-or-nothing 503 cap (for A/B benchmarks only)",
+    )
+    connection_cap_exempt_ips: str = Field(
+        default="",
+        description="addresses or networks (comma-separated) the per-address cap does not "
+        "apply to: the load balancer's, whose connections carry many clients",
+    )
+
+    @field_validator("connection_cap_exempt_ips")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip())  # ValueError names the bad entry
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -25,7 +25,14 @@ _COMMON = {
     "redis_auth_secret_arn",
     "redis_password",
 }
-_WEB = {"host", "port", "forwarded_allow_ips", "server_secret", "server_secret_previous"}
+_WEB = {
+    "host",
+    "port",
+    "forwarded_allow_ips",
+    "connection_cap_exempt_ips",
+    "server_secret",
+    "server_secret_previous",
+}
 # What each role's code reads to run on AWS (runtime/, local/services.py).
 NEEDS = {
     "ingest": _COMMON | _WEB,

@@ -1,6 +1,8 @@
-"""The one web server configuration (connection cap, keep-alive, proxy headers) and its runs.
+"""The one web server configuration (connection limits, keep-alive, proxy headers) and its runs.
 
-``serve`` roles run it in the main thread; the demo runs it in a thread beside its work.
+``serve`` roles run it in the main thread; the demo runs it in a thread beside its work. The
+connection limits (``runtime.limits``) are enforced by uvicorn's httptools protocol with a guard
+in it (``runtime.guarded_http``); SECURITY.md, "Connection limits", says why this server.
 """
 
 from __future__ import annotations
@@ -13,20 +15,30 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from plantstream.runtime.guarded_http import guarded_protocol
+from plantstream.runtime.limits import ConnectionGuard, ConnectionLimits
 from plantstream.settings import Settings
 
 
 def server_config(
     app: FastAPI, settings: Settings, *, log_level: str | None = None
 ) -> uvicorn.Config:
-    """uvicorn's configuration for ``app`` on ``settings.host:settings.port``."""
+    """uvicorn's configuration for ``app`` on ``settings.host:settings.port``.
+
+    Each call makes a new connection guard: one per server.
+    """
+    guard = ConnectionGuard(ConnectionLimits.from_settings(settings))
+    http = guarded_protocol(guard) if settings.connection_guard else "httptools"
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=(log_level or settings.log_level).lower(),
         access_log=False,
-        # past this many connections new ones get 503: memory stays bounded under a flood
+        http=http,
+        ws="none",  # no WebSocket routes; an upgrade would also leave the guard's books
+        # the cap the guard enforces (uvicorn's own check, which would answer every request
+        # 503 at the cap, health probes too, is switched off in the guarded protocol)
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_seconds,
         proxy_headers=True,
