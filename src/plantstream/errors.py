@@ -44,6 +44,7 @@ class ErrorCode(StrEnum):
     BATCH_TOO_LARGE = "batch_too_large", 413
     BODY_TOO_LARGE = "body_too_large", 413
     BODY_TIMEOUT = "body_timeout", 408
+    CLIENT_DISCONNECTED = "client_disconnected"  # nobody reads it; counted, never a 500
     UNSUPPORTED_ENCODING = "unsupported_encoding", 415
     DUPLICATE_KEY = "duplicate_key"
     INVALID_READING = "invalid_reading"

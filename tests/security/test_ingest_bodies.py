@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -12,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from fixtures.api import Api
 from fixtures.pipeline import drain, stored_readings
 from prometheus_client import REGISTRY
 
 from plantstream.processor import Processor
-from plantstream.testing import app_in_thread
+from plantstream.testing import app_in_thread, wait_until
 
 
 def _batch(make_reading: Callable[..., dict[str, Any]], count: int) -> bytes:
@@ -86,3 +88,26 @@ def test_a_client_that_writes_its_whole_body_first_reads_its_413(api: Api) -> No
             except urllib.error.HTTPError as refused:
                 assert refused.code == 413
                 assert json.loads(refused.read())["error"]["code"] == "body_too_large"
+
+
+def test_a_client_gone_mid_body_is_counted_not_an_unexpected_error(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway that drops its connection halfway through a body: the request is counted as
+    refused ``client_disconnected``, and nothing is logged as an unexpected (500) error."""
+
+    def refused() -> float:
+        labels = {"code": "client_disconnected"}
+        return REGISTRY.get_sample_value("plantstream_ingest_requests_refused_total", labels) or 0
+
+    before = refused()
+    head = (
+        "POST /v1/readings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {api.make_key('ingest')}\r\nContent-Length: 4000\r\n\r\n"
+    )
+    with app_in_thread(api.client.app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(head.encode() + b'{"facility": "plant-01", "readi')
+        wait_until(lambda: refused() == before + 1, timeout=10, what="the refusal counted")
+    assert not [r for r in caplog.records if "unexpected error" in r.getMessage()]

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from plantstream.api.auth import State, Writer
 from plantstream.errors import ErrorCode, InvalidInputError
@@ -91,6 +92,10 @@ async def read_body(
                     raise BodyTooLargeError(limit, close=True)
                 if size <= limit:
                     chunks.append(chunk)
+    except ClientDisconnect:
+        raise InvalidInputError(
+            ErrorCode.CLIENT_DISCONNECTED, "the client went away before its body arrived"
+        ) from None
     except TimeoutError:
         if size > limit:
             raise BodyTooLargeError(limit, close=True) from None
