@@ -58,7 +58,13 @@ def post_commit_sinks(
     connect: Callable[[str], psycopg.Connection] | None = None,
 ) -> list[PostCommitSink]:
     """What runs after each committed batch, in order: Redis latest values, then detection."""
-    sinks: list[PostCommitSink] = [RedisLatestSink(redis_client)]
+    sinks: list[PostCommitSink] = [
+        RedisLatestSink(
+            redis_client,
+            chunk=settings.redis_chunk_sensors,
+            max_ahead_us=int(settings.latest_max_ahead_seconds * 1_000_000),
+        )
+    ]
     sinks += [
         DetectionSink(hook)
         for hook in detection_hooks(
@@ -94,5 +100,6 @@ def build_processor(
             batch_records=settings.processor_batch_records,
             lease_seconds=settings.lease_seconds,
             window=window,
+            trim_every=settings.stream_trim_every_seconds,
         ),
     )
