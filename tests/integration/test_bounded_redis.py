@@ -18,6 +18,11 @@ import pytest
 import redis
 from fixtures.api import Api
 from fixtures.pipeline import Produced, drain, produce, simulated_readings, stored_readings
+from fixtures.redis_cluster import (  # noqa: F401 - fixtures used by name
+    cluster_client,
+    redis_cluster,
+    redis_cluster_server,
+)
 
 from plantstream.errors import ErrorCode, StreamThrottledError
 from plantstream.local import EmbeddedRedis
@@ -178,7 +183,8 @@ def test_the_stream_is_trimmed_to_what_the_processor_committed(
     produced = Produced({})
     produce(stream, simulated_readings(seconds=120), produced)
     entries, size = _stream_entries(stream), _stream_bytes(stream)
-    assert entries > 200 and size > 100_000
+    assert entries > 200
+    assert size > 100_000
     processor = make_processor(database_url, stream, redis_client, trim_every=0.0)
     drain(processor)
     assert stored_readings(db) == produced.readings  # everything was processed first
@@ -244,11 +250,43 @@ def test_the_embedded_redis_has_a_memory_cap_that_answers_stream_full(
     assert config["maxmemory-policy"] == "noeviction"
     stream = RedisStream(small_redis, "readings", retention_hours=0)
     stream.create(2)
-    accepted = 0
-    with pytest.raises(StreamThrottledError) as refused:
-        for n in range(64):  # 64 MiB offered to a 16 MiB server
+    accepted, refused = 0, None
+    for n in range(64):  # 64 MiB offered to a 16 MiB server
+        try:
             stream.put([PutEntry(f"plant-01/{n}", b"z" * (1 << 20))])
-            accepted += 1
-    assert refused.value.code is ErrorCode.STREAM_FULL
+        except StreamThrottledError as exc:
+            refused = exc
+            break
+        accepted += 1
+    assert refused is not None
+    assert refused.code is ErrorCode.STREAM_FULL
     assert 0 < accepted < 16
     assert _stream_entries(stream) == accepted  # nothing accepted was evicted
+
+
+def test_chunks_trimming_and_the_cap_work_on_a_cluster(
+    cluster_client: redis.Redis,  # noqa: F811
+    database_url: str,
+    db: psycopg.Connection,
+    make_processor: MakeProcessor,
+) -> None:
+    hot = HotState(cluster_client, chunk=3)  # many chunks per facility, several nodes
+    rows = [
+        (f"plant-{f}", f"dev-{n}", "temperature", 1_000 + n, float(n), 0)
+        for f in range(6)
+        for n in range(20)
+    ]
+    assert hot.update_latest(rows) == 120
+    assert hot.update_latest(rows) == 0
+    assert len(hot.latest("plant-3")) == 20
+    stream = RedisStream(cluster_client, "readings", retention_hours=0, max_entries_per_shard=0)
+    stream.create(4)
+    produced = Produced({})
+    produce(stream, simulated_readings(seconds=20), produced)
+    drain(make_processor(database_url, stream, cluster_client, trim_every=0.0))
+    assert stored_readings(db) == produced.readings
+    assert _stream_entries(stream) == 0
+    stream.max_entries_per_shard = 1
+    stream.put([PutEntry("plant-01/a", b"x")])
+    with pytest.raises(StreamThrottledError):
+        stream.put([PutEntry("plant-01/a", b"y")])
