@@ -32,6 +32,7 @@ from plantstream.store.hot import HotState
 from plantstream.store.partitions import ensure_partitions
 from plantstream.stream import RedisStream, pack_readings
 from plantstream.stream.base import PutEntry
+from plantstream.stream.redis_streams import REFUSED_FULL
 
 MakeProcessor = Callable[..., Processor]
 METRICS = [
@@ -203,9 +204,11 @@ def test_a_shard_at_its_cap_refuses_new_puts_and_drops_nothing(
     stream = RedisStream(redis_client, "capped", retention_hours=0, max_entries_per_shard=5)
     stream.create(1)
     stream.put([PutEntry(f"plant-01/{n}", b"x") for n in range(5)])
+    counted = REFUSED_FULL.labels("shard_cap")._value.get()
     with pytest.raises(StreamThrottledError) as refused:
         stream.put([PutEntry("plant-01/late", b"y")])
     assert refused.value.code is ErrorCode.STREAM_FULL
+    assert REFUSED_FULL.labels("shard_cap")._value.get() == counted + 1
     (shard,) = stream.list_shards()
     result = stream.read(shard.shard_id, None, 100)
     assert [r.data for r in result.records] == [b"x"] * 5  # nothing made room

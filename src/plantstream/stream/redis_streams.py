@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from prometheus_client import Counter
 
 from plantstream.errors import StreamThrottledError, StreamUnavailableError
 from plantstream.stream.base import PutEntry, ReadResult, ShardInfo, StreamRecord
@@ -76,6 +77,13 @@ return 1
 """
 
 _MAX_ATTEMPTS = 5
+
+REFUSED_FULL = Counter(
+    "plantstream_stream_full",
+    "Puts the Redis stream refused with stream_full: a shard at its entry cap (shard_cap) or "
+    "Redis at its maxmemory (maxmemory).",
+    ["reason"],
+)
 
 
 def _shard_id(index: int) -> str:
@@ -288,6 +296,7 @@ class RedisStream:
             pending = []
             full = [shard_id for shard_id, r in zip(by_shard, replies, strict=True) if _full(r)]
             if full:
+                REFUSED_FULL.labels("shard_cap").inc()
                 # shards written before are de-duplicated when the caller retries the batch
                 raise StreamThrottledError(
                     f"the stream is full (shard {full[0]} holds {self.max_entries_per_shard} "
@@ -320,6 +329,7 @@ class RedisStream:
             if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
                 "used memory > 'maxmemory'" in str(exc)
             ):
+                REFUSED_FULL.labels("maxmemory").inc()
                 raise StreamThrottledError(
                     "the stream is full; retry later", retry_after=5.0, code="stream_full"
                 ) from exc
