@@ -191,6 +191,13 @@ def test_the_stream_is_trimmed_to_what_the_processor_committed(
     assert stored_readings(db) == produced.readings  # everything was processed first
     assert _stream_entries(stream) == 0
     assert _stream_bytes(stream) < size / 20  # the keys' skeletons are left, not the data
+    logging.getLogger(__name__).info(
+        "stream before processing: %d entries, %d bytes; after: %d entries, %d bytes",
+        entries,
+        size,
+        _stream_entries(stream),
+        _stream_bytes(stream),
+    )
     # what comes after is read and trimmed as well
     produce(stream, simulated_readings(seconds=5, seed=2), produced)
     drain(processor)
