@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         "true or false; unset asks the server (INFO cluster) at start",
     )
 
-    # issue 14, "misc": readable refusals, negative key cache, simulator retries
+    # readable refusals and the negative key cache (SECURITY.md, "Request bodies and answers")
     max_drain_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=0,
@@ -226,6 +226,39 @@ class Settings(BaseSettings):
             if part.strip():
                 ipaddress.ip_network(part.strip())  # ValueError names the bad entry
         return value
+
+    # bounded Redis: no command grows with a facility, the stream holds only what
+    # is not processed yet, the embedded server has a memory cap
+    redis_chunk_sensors: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000,
+        description="sensors per Redis call of the latest-value writes, reads and rebuild",
+    )
+    latest_max_ahead_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="a reading stamped further than this past its receive time is stored, but "
+        "ranks as received + this for /v1/latest (a clock running ahead cannot pin it)",
+    )
+    stream_trim_every_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="how often the processor trims a shard's committed entries from the Redis "
+        "stream (0: after every step)",
+    )
+    stream_max_entries_per_shard: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="unprocessed entries a Redis stream shard may hold; more puts are refused "
+        "with 429 stream_full, never made room for by dropping entries (0: no cap)",
+    )
+    embedded_redis_maxmemory_mb: int = Field(
+        default=512,
+        ge=16,
+        description="memory cap of the embedded Redis (noeviction): when reached, ingest "
+        "answers 429 stream_full",
+    )
 
     @field_validator("database_url")
     @classmethod

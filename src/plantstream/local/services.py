@@ -13,7 +13,7 @@ import psycopg
 
 from plantstream.aws.secrets import CredentialSource, RedisAuth, with_password
 from plantstream.local.postgres import EmbeddedPostgres
-from plantstream.local.redis import EmbeddedRedis
+from plantstream.local.redis import DEFAULT_MAXMEMORY_MB, EmbeddedRedis
 from plantstream.settings import Settings
 
 
@@ -27,10 +27,10 @@ class ServiceStatus:
 class EmbeddedServices:
     """Both embedded servers under one data directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, redis_maxmemory_mb: int = DEFAULT_MAXMEMORY_MB) -> None:
         self.data_dir = data_dir.resolve()
         self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
-        self.redis = EmbeddedRedis(self.data_dir / "redis")
+        self.redis = EmbeddedRedis(self.data_dir / "redis", maxmemory_mb=redis_maxmemory_mb)
 
     def start(self) -> tuple[str, str]:
         """Start both (reusing running ones); return the PostgreSQL and Redis URLs."""
@@ -117,7 +117,9 @@ def resolve_endpoints(settings: Settings, *, start: bool = True) -> Endpoints:
         redis_url = with_password(redis_url, redis_auth.get_credentials()[-1])
     names: list[str] = []
     if database_url is None or redis_url is None:
-        embedded = EmbeddedServices(settings.data_dir)
+        embedded = EmbeddedServices(
+            settings.data_dir, redis_maxmemory_mb=settings.embedded_redis_maxmemory_mb
+        )
         if database_url is None:
             database_url = embedded.postgres.start() if start else embedded.postgres.url()
             names.append("postgres")

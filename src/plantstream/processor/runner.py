@@ -27,6 +27,7 @@ from plantstream.processor.lifecycle import Lease, ShardLifecycle
 from plantstream.processor.prepare import BatchPreparer, Prepared
 from plantstream.processor.rows import Columns
 from plantstream.processor.sinks import PostCommitSink, SinkManager
+from plantstream.processor.trim import StreamTrimmer, TrimmableStream
 from plantstream.stream.base import Stream
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class ProcessorConfig:
     idle_wait: float = 0.05
     rebalance_every: float = 2.0
     max_sensors_per_facility: int | None = None  # the sensor quota (None: unbounded)
+    # trim a shard's committed entries from the stream at most this often (None: never)
+    trim_every: float | None = None
 
 
 class Processor:
@@ -87,6 +90,11 @@ class Processor:
         self._carry: Future[Prepared] | None = None
         self._last_rebalance = 0.0
         self.processed = 0
+        self.trimmer = (
+            StreamTrimmer(stream, every_s=config.trim_every)
+            if config.trim_every is not None and isinstance(stream, TrimmableStream)
+            else None
+        )
 
     def register(self, sink: PostCommitSink) -> None:
         """Feed ``sink`` every committed batch from now on (it catches up first)."""
@@ -181,6 +189,8 @@ class Processor:
                     self._discard(upcoming)
                     raise
             self._carry = upcoming
+        if self.trimmer is not None:
+            self.trimmer.trim_due()
         return handled
 
     def _carried_over(self, lease: Lease) -> Future[Prepared] | None:
@@ -222,6 +232,8 @@ class Processor:
             self.leases.lost(lease.shard_id)
             return 0
         self.leases.committed(lease, prepared.checkpoint, finished=prepared.end_of_shard)
+        if self.trimmer is not None:
+            self.trimmer.committed(lease.shard_id, prepared.checkpoint)
         self.sinks.committed(committed.stored, self.preparer.keys_by_id)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         self.processed += len(committed.stored)

@@ -59,7 +59,13 @@ def post_commit_sinks(
     connect: Callable[[str], psycopg.Connection] | None = None,
 ) -> list[PostCommitSink]:
     """What runs after each committed batch, in order: Redis latest values, then detection."""
-    sinks: list[PostCommitSink] = [RedisLatestSink(redis_client)]
+    sinks: list[PostCommitSink] = [
+        RedisLatestSink(
+            redis_client,
+            chunk=settings.redis_chunk_sensors,
+            max_ahead_us=int(settings.latest_max_ahead_seconds * 1_000_000),
+        )
+    ]
     sinks += [
         DetectionSink(hook)
         for hook in detection_hooks(
@@ -97,5 +103,6 @@ def build_processor(
             lease_seconds=settings.lease_seconds,
             window=window,
             max_sensors_per_facility=settings.quota_max_sensors_per_facility,
+            trim_every=settings.stream_trim_every_seconds,
         ),
     )

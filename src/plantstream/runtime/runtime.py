@@ -56,7 +56,9 @@ class Runtime:
     def embedded(cls, settings: Settings) -> Runtime:
         """A runtime on embedded PostgreSQL and Redis under ``settings.data_dir`` (started
         or reused), whatever URLs the environment names: the demo's."""
-        services = EmbeddedServices(settings.data_dir)
+        services = EmbeddedServices(
+            settings.data_dir, redis_maxmemory_mb=settings.embedded_redis_maxmemory_mb
+        )
         database_url, redis_url = services.start()
         endpoints = Endpoints(
             database_url, redis_url, services, embedded_servers=("postgres", "redis")

@@ -3,21 +3,31 @@
 Updates are idempotent (a replayed batch changes nothing) and can be rebuilt from
 PostgreSQL after Redis lost its data or was down. One key per facility and one-key scripts:
 the same calls work on a Redis Cluster, where each facility's hash lives on its own node.
+
+No Redis command grows with a facility's size: writes go in scripts of at most ``chunk``
+sensors (Redis refuses a command of more than 1,048,576 arguments, 349,525 sensors), reads
+walk the hash with ``HSCAN``, and the rebuild pages through the sensors ``chunk`` at a time.
+
+"Latest" is ordered by a reading's *rank*: its timestamp, capped at the time it was received
+plus ``max_ahead_us``. A reading stamped in the future (the window allows minutes) is stored
+and shown as it is, but it cannot hold the place of "latest" beyond that small skew: the next
+reading received after it replaces it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import psycopg
 import redis
 from redis.cluster import RedisCluster
 
-from plantstream.model import QUALITY_NAMES, from_epoch_us
+from plantstream.model import QUALITY_NAMES, from_epoch_us, now_us, to_epoch_us
 
-# KEYS[1] = a facility's latest hash; ARGV = (field, ts_us, "ts|value|quality") triples.
-# Only a strictly newer timestamp replaces what is there: first write wins, replays are no-ops.
+# KEYS[1] = a facility's latest hash; ARGV = (field, rank_us, "rank|ts|value|quality") triples.
+# Only a strictly higher rank replaces what is there: first write wins, replays are no-ops.
+# (A value written before ranks existed reads "ts|value|quality": its rank is its timestamp.)
 _SET_LATEST = """
 local changed = 0
 for i = 1, #ARGV, 3 do
@@ -31,12 +41,22 @@ return changed
 """
 
 LatestRow = tuple[str, str, str, int, float, int]  # facility, device, metric, ts_us, value, q
+# the same with its rank (ts_us capped at received + skew) as a 7th field
+RankedRow = tuple[str, str, str, int, float, int, int]
 _SEP = "\x1f"
+CHUNK_SENSORS = 10_000  # sensors per Redis script call and per rebuild page
+MAX_AHEAD_US = 5_000_000  # how far past its receive time a reading still ranks by its own ts
+_CALLS_PER_PIPELINE = 8  # chunks sent in one round trip (a bounded request buffer)
 
 
 def latest_key(facility: str) -> str:
     # no hash tag needed: no command or script ever touches two of these keys at once
     return f"ps:latest:{facility}"
+
+
+def rank_of(ts_us: int, received_us: int, max_ahead_us: int = MAX_AHEAD_US) -> int:
+    """A reading's place in the "latest" order: its time, at most ``max_ahead_us`` ahead."""
+    return min(ts_us, received_us + max_ahead_us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,44 +80,63 @@ class LatestValue:
 class HotState:
     """Latest values per facility in Redis hashes."""
 
-    def __init__(self, client: redis.Redis) -> None:  # decode_responses=False; or a cluster
+    def __init__(
+        self,
+        client: redis.Redis,  # decode_responses=False; or a cluster
+        *,
+        chunk: int = CHUNK_SENSORS,
+        max_ahead_us: int = MAX_AHEAD_US,
+    ) -> None:
+        if chunk < 1:
+            raise ValueError("chunk must be at least 1")
         self.client = client
+        self.chunk = chunk
+        self.max_ahead_us = max_ahead_us
         self._set_latest = client.register_script(_SET_LATEST)
 
-    def update_latest(self, rows: Iterable[LatestRow]) -> int:
-        """Apply readings (any order); return how many sensors moved forward."""
-        newest: dict[tuple[str, str, str], tuple[int, float, int]] = {}
-        for facility, device, metric, ts_us, value, quality in rows:
+    def update_latest(self, rows: Iterable[LatestRow | RankedRow]) -> int:
+        """Apply readings (any order); return how many sensors moved forward.
+
+        A row without a rank ranks by its timestamp.
+        """
+        newest: dict[tuple[str, str, str], tuple[int, int, float, int]] = {}
+        for row in rows:
+            facility, device, metric, ts_us, value, quality = row[:6]
+            rank = row[6] if len(row) > 6 else ts_us
             key = (facility, device, metric)
             seen = newest.get(key)
-            if seen is None or ts_us > seen[0]:
-                newest[key] = (ts_us, value, quality)
+            if seen is None or (rank, ts_us) > seen[:2]:
+                newest[key] = (rank, ts_us, value, quality)
         by_facility: dict[str, list[str | int]] = {}
-        for (facility, device, metric), (ts_us, value, quality) in newest.items():
+        for (facility, device, metric), (rank, ts_us, value, quality) in newest.items():
             by_facility.setdefault(facility, []).extend(
-                (f"{device}{_SEP}{metric}", ts_us, f"{ts_us}|{value!r}|{quality}")
+                (f"{device}{_SEP}{metric}", rank, f"{rank}|{ts_us}|{value!r}|{quality}")
             )
-        if not by_facility:
-            return 0
+        calls = [
+            (latest_key(facility), args[start : start + 3 * self.chunk])  # bounded commands
+            for facility, args in by_facility.items()
+            for start in range(0, len(args), 3 * self.chunk)
+        ]
         if isinstance(self.client, RedisCluster):
-            # a cluster pipeline refuses scripts: one call per facility (a batch has few)
-            return sum(
-                int(self._set_latest(keys=[latest_key(facility)], args=args))
-                for facility, args in by_facility.items()
-            )
-        with self.client.pipeline(transaction=False) as pipe:
-            for facility, args in by_facility.items():
-                self._set_latest(keys=[latest_key(facility)], args=args, client=pipe)
-            return sum(int(n) for n in pipe.execute())
+            # a cluster pipeline refuses scripts: one call per chunk (a batch has few)
+            return sum(int(self._set_latest(keys=[hkey], args=args)) for hkey, args in calls)
+        changed = 0
+        for start in range(0, len(calls), _CALLS_PER_PIPELINE):
+            with self.client.pipeline(transaction=False) as pipe:
+                for hkey, args in calls[start : start + _CALLS_PER_PIPELINE]:
+                    self._set_latest(keys=[hkey], args=args, client=pipe)
+                changed += sum(int(n) for n in pipe.execute())
+        return changed
 
     def latest(self, facility: str, device: str | None = None) -> list[LatestValue]:
-        raw: dict[bytes, bytes] = self.client.hgetall(latest_key(facility))  # type: ignore[assignment]
+        match = None if device is None else _glob_escape(device) + _SEP + "*"
         values = []
-        for field, packed in raw.items():
+        for field, packed in self._scan(latest_key(facility), match):
             dev, _, metric = field.decode().partition(_SEP)
             if device is not None and dev != device:
                 continue
-            ts, value, quality = packed.decode().split("|")
+            parts = packed.decode().split("|")
+            ts, value, quality = parts[-3:]  # "rank|ts|value|quality", or an older "ts|..."
             values.append(
                 LatestValue(
                     dev, metric, int(ts), float(value), QUALITY_NAMES.get(int(quality), "good")
@@ -106,20 +145,47 @@ class HotState:
         values.sort(key=lambda v: (v.device, v.metric))
         return values
 
-    def rebuild_latest(self, conn: psycopg.Connection) -> int:
-        """Bring Redis up to what PostgreSQL holds (after Redis was down or lost data)."""
-        rows = conn.execute(
-            """
-            SELECT s.facility, s.device, s.metric, r.ts, r.value, r.quality
-            FROM sensors s
-            CROSS JOIN LATERAL (
-                SELECT ts, value, quality FROM readings
-                WHERE sensor_id = s.id ORDER BY ts DESC LIMIT 1
-            ) r
-            """
-        ).fetchall()
-        from plantstream.model import to_epoch_us
+    def _scan(self, key: str, match: str | None) -> Iterator[tuple[bytes, bytes]]:
+        # HSCAN, not HGETALL: a facility of any size is read in bounded replies. A field
+        # written during the scan may be seen twice: the last one seen is the newer.
+        seen: dict[bytes, bytes] = {}
+        for field, packed in self.client.hscan_iter(key, match=match, count=self.chunk):
+            seen[field] = packed
+        return iter(seen.items())
 
-        return self.update_latest(
-            (f, d, m, to_epoch_us(ts), value, quality) for f, d, m, ts, value, quality in rows
-        )
+    def rebuild_latest(self, conn: psycopg.Connection) -> int:
+        """Bring Redis up to what PostgreSQL holds (after Redis was down or lost data).
+
+        Pages through the sensors by id, ``chunk`` at a time (bounded memory, bounded
+        commands); each page is applied before the next is read. A reading stamped more than
+        ``max_ahead_us`` after now ranks as now plus that skew, as it would have live.
+        """
+        cap = now_us() + self.max_ahead_us
+        changed, after = 0, 0
+        while True:
+            rows = conn.execute(
+                """
+                SELECT s.id, s.facility, s.device, s.metric, r.ts, r.value, r.quality
+                FROM (SELECT id, facility, device, metric FROM sensors
+                      WHERE id > %s ORDER BY id LIMIT %s) s
+                LEFT JOIN LATERAL (
+                    SELECT ts, value, quality FROM readings
+                    WHERE sensor_id = s.id ORDER BY ts DESC LIMIT 1
+                ) r ON true
+                ORDER BY s.id
+                """,
+                (after, self.chunk),
+            ).fetchall()
+            page: list[RankedRow] = []
+            for _, f, d, m, ts, value, quality in rows:
+                if ts is not None:  # a sensor with no reading (yet, or any more)
+                    ts_us = to_epoch_us(ts)
+                    page.append((f, d, m, ts_us, value, quality, min(ts_us, cap)))
+            changed += self.update_latest(page)
+            if len(rows) < self.chunk:
+                return changed
+            after = int(rows[-1][0])
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]\\" else c for c in text)

@@ -21,7 +21,10 @@ Opener = Callable[[Settings, redis.Redis], Stream]
 def open_redis_stream(settings: Settings, client: redis.Redis) -> Stream:
     """Redis Streams, one key per shard; created with ``stream_shards`` if it does not exist."""
     stream = RedisStream(
-        client, settings.stream_name, retention_hours=settings.stream_retention_hours
+        client,
+        settings.stream_name,
+        retention_hours=settings.stream_retention_hours,
+        max_entries_per_shard=settings.stream_max_entries_per_shard,
     )
     stream.ensure(settings.stream_shards)
     return stream

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from prometheus_client import Counter
 
 from plantstream.errors import StreamThrottledError, StreamUnavailableError
 from plantstream.stream.base import PutEntry, ReadResult, ShardInfo, StreamRecord
@@ -26,8 +27,9 @@ from plantstream.stream.hashing import even_ranges, shard_for
 from plantstream.stream.redis_scripts import run_scripts
 
 # KEYS[1] = the shard's state key (or, for an old-layout shard, the map), KEYS[2] = its stream;
-# ARGV = min_id, the old-layout shard id or '', then the records' data.
-# Returns the entry ids, or {"closed"} / {"missing"} if the shard was resharded under the caller.
+# ARGV = min_id, the old-layout shard id or '', the shard's entry cap ('0': none), then the
+# records' data. Returns the entry ids, {"closed"} / {"missing"} if the shard was resharded
+# under the caller, or {"full"} (nothing added) when the records would pass the cap.
 _PUT = """
 local state
 if ARGV[2] ~= '' then
@@ -38,8 +40,10 @@ else
 end
 if not state then return {'missing'} end
 if state == 'closed' then return {'closed'} end
+local cap = tonumber(ARGV[3])
+if cap > 0 and redis.call('XLEN', KEYS[2]) + #ARGV - 3 > cap then return {'full'} end
 local ids = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   if ARGV[1] ~= '0' then
     ids[#ids + 1] = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[1], '*', 'd', ARGV[i])
   else
@@ -74,6 +78,13 @@ return 1
 
 _MAX_ATTEMPTS = 5
 
+REFUSED_FULL = Counter(
+    "plantstream_stream_full",
+    "Puts the Redis stream refused with stream_full: a shard at its entry cap (shard_cap) or "
+    "Redis at its maxmemory (maxmemory).",
+    ["reason"],
+)
+
 
 def _shard_id(index: int) -> str:
     return f"shardId-{index:012d}"
@@ -95,10 +106,14 @@ class RedisStream:
         *,
         retention_hours: int = 24,
         wait_replica_ms: int = 2000,
+        max_entries_per_shard: int = 0,
     ) -> None:
         self.client = client
         self.name = name
         self.retention_ms = retention_hours * 3600 * 1000
+        # a shard holding this many unprocessed entries refuses more (0: no cap); entries are
+        # never dropped to make room: ``trim`` removes only what the processor committed
+        self.max_entries_per_shard = max_entries_per_shard
         self.wait_replica_ms = wait_replica_ms
         self._prefix = f"ps:stream:{{{name}}}:"  # the map's own slot; old-layout shards too
         self._meta = self._prefix + "meta"
@@ -275,9 +290,20 @@ class RedisStream:
             min_id = self._min_id()
             for shard_id, indexes in by_shard.items():
                 keys, old_id = self._put_keys(shard_id)
-                calls.append((keys, [min_id, old_id, *(entries[i].data for i in indexes)]))
+                cap = str(self.max_entries_per_shard)
+                calls.append((keys, [min_id, old_id, cap, *(entries[i].data for i in indexes)]))
             replies = self._run_put(calls)
             pending = []
+            full = [shard_id for shard_id, r in zip(by_shard, replies, strict=True) if _full(r)]
+            if full:
+                REFUSED_FULL.labels("shard_cap").inc()
+                # shards written before are de-duplicated when the caller retries the batch
+                raise StreamThrottledError(
+                    f"the stream is full (shard {full[0]} holds {self.max_entries_per_shard} "
+                    "unprocessed entries); retry later",
+                    retry_after=5.0,
+                    code="stream_full",
+                )
             for indexes, reply in zip(by_shard.values(), replies, strict=True):
                 if reply and reply[0] in (b"closed", b"missing"):
                     pending += indexes  # resharded under us: route these again on a fresh map
@@ -303,6 +329,7 @@ class RedisStream:
             if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
                 "used memory > 'maxmemory'" in str(exc)
             ):
+                REFUSED_FULL.labels("maxmemory").inc()
                 raise StreamThrottledError(
                     "the stream is full; retry later", retry_after=5.0, code="stream_full"
                 ) from exc
@@ -341,5 +368,23 @@ class RedisStream:
             records, end_of_shard=closed and len(records) < limit, behind_ms=behind_ms
         )
 
+    def trim(self, shard_id: str, through: str) -> int:
+        """Drop a shard's entries up to and including ``through`` (a committed checkpoint).
+
+        Only the consumer that committed ``through`` may call this: what it removes was
+        processed. One single-key command (cluster-safe); returns the entries removed.
+        """
+        ms, _, seq = through.partition("-")
+        after = f"{int(ms)}-{int(seq or 0) + 1}"  # MINID keeps ids >= its argument
+        try:
+            key = self.shard_key(shard_id)
+            return int(self.client.xtrim(key, minid=after, approximate=False))
+        except redis.RedisError as exc:
+            raise StreamUnavailableError(f"Redis stream unavailable: {exc}") from exc
+
     def close(self) -> None:
         self.client.close()
+
+
+def _full(reply: Any) -> bool:
+    return bool(reply) and reply[0] == b"full"

@@ -19,6 +19,8 @@ from plantstream.store.sensors import SensorKey
 log = logging.getLogger(__name__)
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 5.0
+# a catch-up from the store (a scan of every sensor) is retried less eagerly
+MAX_REBUILD_RETRY_S = 60.0
 # readings kept per sink while it is behind; beyond, it catches up from the store
 MAX_MISSED_ROWS = 1_000_000
 
@@ -120,4 +122,5 @@ class SinkManager:
             exc_info=state.failures == 1,
         )
         state.retry_at = self._clock() + state.delay
-        state.delay = min(state.delay * 2, MAX_RETRY_S)
+        ceiling = MAX_RETRY_S if state.missed is not None else MAX_REBUILD_RETRY_S
+        state.delay = min(state.delay * 2, ceiling)

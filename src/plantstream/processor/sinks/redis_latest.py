@@ -1,5 +1,10 @@
 """The Redis "latest value per sensor" sink; it never moves a value back in time, so replays
 change nothing, and it catches up from PostgreSQL after Redis was down or lost its data.
+
+A failed write or rebuild raises: the ``SinkManager`` logs it, counts it
+(``plantstream_processor_errors_total{kind="redis"}``, ``..._sink_behind{sink="redis"}``) and
+retries ``catch_up`` with backoff. The rebuild is chunked (``HotState.chunk`` sensors per page
+and per Redis call), so it works for a facility of any size.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import redis
 
 from plantstream.processor.rows import Columns
 from plantstream.processor.sinks.base import SinkBatch
-from plantstream.store.hot import HotState, LatestRow
+from plantstream.store.hot import CHUNK_SENSORS, MAX_AHEAD_US, HotState, RankedRow
 from plantstream.store.sensors import SensorKey
 
 
@@ -21,12 +26,18 @@ class RedisLatestSink:
 
     name = "redis"
 
-    def __init__(self, client: redis.Redis) -> None:
-        self.hot = HotState(client)
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        chunk: int = CHUNK_SENSORS,
+        max_ahead_us: int = MAX_AHEAD_US,
+    ) -> None:
+        self.hot = HotState(client, chunk=chunk, max_ahead_us=max_ahead_us)
 
     def write(self, rows: Columns, keys: Mapping[int, SensorKey]) -> None:
         if len(rows):
-            self.hot.update_latest(newest_rows(rows, keys))
+            self.hot.update_latest(newest_rows(rows, keys, self.hot.max_ahead_us))
 
     def catch_up(self, conn: psycopg.Connection, missed: Sequence[SinkBatch] | None) -> None:
         if missed is None:
@@ -34,22 +45,37 @@ class RedisLatestSink:
             return
         # what was missed is still in memory: cheaper than a scan of every sensor's newest
         self.hot.update_latest(
-            row for batch in missed for row in newest_rows(batch.rows, batch.keys)
+            row
+            for batch in missed
+            for row in newest_rows(batch.rows, batch.keys, self.hot.max_ahead_us)
         )
 
 
-def newest_rows(rows: Columns, keys: Mapping[int, SensorKey]) -> list[LatestRow]:
-    """Each sensor's newest reading of rows sorted by (sensor, time): its last row."""
+def newest_rows(
+    rows: Columns, keys: Mapping[int, SensorKey], max_ahead_us: int = MAX_AHEAD_US
+) -> list[RankedRow]:
+    """Each sensor's highest-ranked reading of rows sorted by (sensor, time), with its rank.
+
+    The rank is the timestamp capped at the receive time plus ``max_ahead_us``; usually no
+    reading is capped and the newest is each sensor's last row.
+    """
     if not len(rows):
         return []
-    last = np.flatnonzero(np.append(rows.sensor_id[1:] != rows.sensor_id[:-1], True))
+    rank = np.minimum(rows.ts_us, rows.received_us + max_ahead_us)
+    if np.array_equal(rank, rows.ts_us):
+        order = np.arange(len(rows))
+    else:  # by sensor, then rank, then time: the last row of a sensor is its "latest"
+        order = np.lexsort((rows.ts_us, rank, rows.sensor_id))
+    sensor = rows.sensor_id[order]
+    last = order[np.flatnonzero(np.append(sensor[1:] != sensor[:-1], True))]
     return [
-        (*keys[s], t, v, q)
-        for s, t, v, q in zip(
+        (*keys[s], t, v, q, r)
+        for s, t, v, q, r in zip(
             rows.sensor_id[last].tolist(),
             rows.ts_us[last].tolist(),
             rows.value[last].tolist(),
             rows.quality[last].tolist(),
+            rank[last].tolist(),
             strict=True,
         )
     ]
