@@ -1,4 +1,4 @@
-"""Redis stays bounded (issue 14): no command grows with a facility's size, the stream holds only
+"""Redis stays bounded: no command grows with a facility's size, the stream holds only
 what is not processed yet, and a full Redis refuses with 429 ``stream_full``, never by dropping.
 """
 

@@ -331,7 +331,7 @@ def test_metrics_hold_a_bounded_set_of_facility_labels(quoted: Callable[..., Quo
 
 
 # generous for a busy two-core machine: unflooded it is well under a second; the flood of
-# issue 14 held the victim's readings back 24.7 s and 47.3 s
+# with no quotas a flood held the victim's readings back 24.7 s and 47.3 s
 VICTIM_BOUND_S = 10.0
 
 
