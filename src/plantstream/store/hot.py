@@ -59,6 +59,26 @@ def rank_of(ts_us: int, received_us: int, max_ahead_us: int = MAX_AHEAD_US) -> i
     return min(ts_us, received_us + max_ahead_us)
 
 
+def latest_field(device: str, metric: str) -> str:
+    """The field of a sensor in its facility's latest hash."""
+    return f"{device}{_SEP}{metric}"
+
+
+def split_field(field: bytes) -> tuple[str, str]:
+    """(device, metric) of a latest hash's field."""
+    device, _, metric = field.decode().partition(_SEP)
+    return device, metric
+
+
+def unpack_latest(device: str, metric: str, packed: bytes) -> LatestValue:
+    """A latest hash's value: ``rank|ts|value|quality`` (or ``ts|value|quality`` written
+    before ranks existed)."""
+    ts, value, quality = packed.decode().split("|")[-3:]
+    return LatestValue(
+        device, metric, int(ts), float(value), QUALITY_NAMES.get(int(quality), "good")
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LatestValue:
     device: str
@@ -110,7 +130,7 @@ class HotState:
         by_facility: dict[str, list[str | int]] = {}
         for (facility, device, metric), (rank, ts_us, value, quality) in newest.items():
             by_facility.setdefault(facility, []).extend(
-                (f"{device}{_SEP}{metric}", rank, f"{rank}|{ts_us}|{value!r}|{quality}")
+                (latest_field(device, metric), rank, f"{rank}|{ts_us}|{value!r}|{quality}")
             )
         calls = [
             (latest_key(facility), args[start : start + 3 * self.chunk])  # bounded commands
@@ -132,16 +152,10 @@ class HotState:
         match = None if device is None else _glob_escape(device) + _SEP + "*"
         values = []
         for field, packed in self._scan(latest_key(facility), match):
-            dev, _, metric = field.decode().partition(_SEP)
+            dev, metric = split_field(field)
             if device is not None and dev != device:
                 continue
-            parts = packed.decode().split("|")
-            ts, value, quality = parts[-3:]  # "rank|ts|value|quality", or an older "ts|..."
-            values.append(
-                LatestValue(
-                    dev, metric, int(ts), float(value), QUALITY_NAMES.get(int(quality), "good")
-                )
-            )
+            values.append(unpack_latest(dev, metric, packed))
         values.sort(key=lambda v: (v.device, v.metric))
         return values
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import redis
 
-from plantstream.model import METRICS, QUALITY_NAMES
-from plantstream.store.hot import LatestValue, latest_key
-
-FIELD_SEP = "\x1f"  # between device and metric in a field name, as hot.py writes it
+from plantstream.model import METRICS
+from plantstream.store.hot import LatestValue, latest_field, latest_key, split_field, unpack_latest
 
 
 def latest_count(client: redis.Redis, facility: str) -> int:
@@ -23,9 +21,13 @@ def device_latest(client: redis.Redis, facility: str, device: str) -> list[Lates
     """The latest values of one device: one field per known metric, never the whole hash."""
     names = sorted(METRICS)
     packed: list[bytes | None] = client.hmget(  # type: ignore[assignment]
-        latest_key(facility), [f"{device}{FIELD_SEP}{m}" for m in names]
+        latest_key(facility), [latest_field(device, m) for m in names]
     )
-    return [_value(device, m, raw) for m, raw in zip(names, packed, strict=True) if raw is not None]
+    return [
+        unpack_latest(device, m, raw)
+        for m, raw in zip(names, packed, strict=True)
+        if raw is not None
+    ]
 
 
 def latest_page(
@@ -40,14 +42,6 @@ def latest_page(
     fields: dict[bytes, bytes] = raw  # type: ignore[assignment]  # decode_responses=False
     values = []
     for field, packed in fields.items():
-        device, _, metric = field.decode().partition(FIELD_SEP)
-        values.append(_value(device, metric, packed))
+        values.append(unpack_latest(*split_field(field), packed))
     values.sort(key=lambda v: (v.device, v.metric))
     return values, int(next_cursor)
-
-
-def _value(device: str, metric: str, packed: bytes) -> LatestValue:
-    ts, value, quality = packed.decode().split("|")
-    return LatestValue(
-        device, metric, int(ts), float(value), QUALITY_NAMES.get(int(quality), "good")
-    )
