@@ -33,8 +33,9 @@ ACCESS_LOG_FORMAT = json.dumps(
 # (execute-api:Invoke on .../POST/ingest/plant-a). The record's data is the client's body, byte
 # for byte, in an envelope that carries the path facility (plantstream.ingest.codecs
 # gateway_envelope); the processor refuses a body naming another facility (forbidden_facility).
-# VTL (Velocity, as API Gateway documents it): $input.params('facility') searches the path
-# first, and the path parameter is required; $util.escapeJavaScript escapes " and \ (a facility
+# VTL (Velocity, as API Gateway documents it): $input.params().path is the map of the path
+# parameters only (plain $input.params('facility') would also search the query string and the
+# headers), and the parameter is required; $util.escapeJavaScript escapes " and \ (a facility
 # id has neither: one that does fails the processor's id check); $q is a lone double quote, so
 # the envelope is built in an interpolated string without any escape syntax of Velocity's own.
 # One body becomes one record with one partition key. The app keys a record by (facility,
@@ -43,7 +44,7 @@ ACCESS_LOG_FORMAT = json.dumps(
 # device, stays on one shard in order. The processor re-validates and re-packs per device.
 FACILITY_PARAM = "facility"
 PUT_RECORD_TEMPLATE = """#set($q = '"')
-#set($facility = $util.escapeJavaScript($input.params('facility')))
+#set($facility = $util.escapeJavaScript($input.params().path.get('facility')))
 #set($head = "{${q}plantstream_gateway${q}: 1, ${q}facility${q}: ${q}${facility}${q}")
 #set($envelope = "${head}, ${q}body${q}: $input.body}")
 {

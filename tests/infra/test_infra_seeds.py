@@ -239,10 +239,11 @@ def test_the_gateway_partition_key_is_the_facility_part_of_the_app_rule(
     device, stay on one shard in order. (Point at core's ingest rule once it exports one.)"""
     template = _template(reports["fedramp-moderate"])
     # the key is the PATH facility (POST /ingest/plant-7), which the body must name
-    assert "#set($facility = $util.escapeJavaScript($input.params('facility')))" in template
+    path = "$input.params().path.get('facility')"
+    assert f"#set($facility = $util.escapeJavaScript({path}))" in template
     assert '"PartitionKey": "$facility"' in template
     body = {"facility": "plant-7", "readings": [{"device": d} for d in ("press-1", "oven-2")]}
-    gateway_key = body["facility"]  # what $input.params('facility') yields for /ingest/plant-7
+    gateway_key = body["facility"]  # what the path parameter is for /ingest/plant-7
     for reading in body["readings"]:
         app_key = partition_key(body["facility"], reading["device"])
         assert app_key.split("/", 1)[0] == gateway_key
@@ -290,7 +291,7 @@ def test_the_gateway_confines_a_writer_to_the_facility_of_its_path_and_says_how(
     integration = report.one("aws:apigateway/integration:Integration")
     assert integration["resourceId"] == facility["state"]["id"]
     template = _template(report)
-    assert "$input.params('facility')" in template
+    assert "$input.params().path.get('facility')" in template
     assert "plantstream_gateway" in template
     assert "$input.body" in template  # the body goes as sent, inside the envelope
     text = " ".join(README.read_text().split())

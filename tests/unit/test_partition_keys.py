@@ -72,7 +72,7 @@ def render(template: str, body: bytes, *, facility: str = "plant-01") -> dict[st
             return interpolate(m.group(1))
         if expr == "$input.body":
             return body.decode()
-        if m := re.fullmatch(r"\$input\.params\('(\w+)'\)", expr):
+        if m := re.fullmatch(r"\$input\.params\(\)\.path\.get\('(\w+)'\)", expr):
             return params[m.group(1)]
         if m := re.fullmatch(r"\$util\.escapeJavaScript\((.*)\)", expr, re.S):
             return escape_javascript(value(m.group(1)))
@@ -89,7 +89,7 @@ def render(template: str, body: bytes, *, facility: str = "plant-01") -> dict[st
         if m := re.fullmatch(r"\s*#set\(\s*\$(\w+)\s*=\s*(.*)\)\s*", source):
             variables[m.group(1)] = value(m.group(2))
             continue
-        calls = r"\$util\.\w+\((?:[^()]|\([^()]*\))*\)"
+        calls = r"\$util\.\w+\((?:[^()]|\([^()]*\))*\)"  # one level of nested calls
         line = re.sub(calls, lambda m: value(m.group(0)), source)
         lines.append(re.sub(r"\$\{?\w+\}?", lambda m: value(m.group(0)), line))
     text = "\n".join(lines)
