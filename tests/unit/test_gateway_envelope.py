@@ -4,6 +4,8 @@ processor by its marker, never by a first-byte guess."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -181,3 +183,27 @@ def test_the_dispatch_is_by_marker_and_binary_records_still_decode() -> None:
     assert out.sequences == ["1", "2", "2"]
     assert [d.reason_code for d in out.dead_letters] == ["undecodable_record"]
     assert out.counters[("plant-a", "accepted")] == 3
+
+
+DATA = Path(__file__).parents[1] / "data"
+EXPECTED: dict[str, list[object]] = {
+    name: answer
+    for name, answer in orjson.loads((DATA / "bad_inputs_expected.json").read_bytes()).items()
+    if not name.startswith("_") and not name.endswith(".gz")  # no Content-Encoding here
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_gateway_path_refuses_the_bad_input_corpus_as_ingest_does(name: str) -> None:
+    """Each file of the HTTP bad-input corpus, posted to /ingest/plant-01, is refused by the
+    apigw codec with the code HTTP ingest answers (202: per reading, else the whole body)."""
+    status, code = EXPECTED[name]
+    payload = gateway_envelope("plant-01", (DATA / "bad_inputs" / name).read_bytes())
+    if status == 202:
+        batch = CODECS.get("apigw").decode(
+            payload, received_us=now_us(), window=WINDOW, max_readings=10
+        )
+        assert batch.readings == []
+        assert [r.code for r in batch.rejected] == [code]
+    else:
+        assert refused(payload).code == code
