@@ -23,6 +23,7 @@ ACCESS_LOG_FORMAT = json.dumps(
         "requestTime": "$context.requestTime",
         "httpMethod": "$context.httpMethod",
         "resourcePath": "$context.resourcePath",
+        "path": "$context.path",  # /<stage>/ingest/<facility>: which facility was written
         "status": "$context.status",
         "protocol": "$context.protocol",
         "responseLength": "$context.responseLength",

@@ -4,6 +4,7 @@ every preset offers devices outside the VPC a way in, or says ``internalOnly``."
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -294,6 +295,8 @@ def test_the_gateway_confines_a_writer_to_the_facility_of_its_path_and_says_how(
     assert "$input.params().path.get('facility')" in template
     assert "plantstream_gateway" in template
     assert "$input.body" in template  # the body goes as sent, inside the envelope
+    stage = report.one("aws:apigateway/stage:Stage")
+    assert json.loads(stage["accessLogSettings"]["format"])["path"] == "$context.path"
     text = " ".join(README.read_text().split())
     assert "may write for every facility" not in text
     assert "/POST/ingest/plant-a" in text  # the example policy of one facility
