@@ -1,5 +1,6 @@
-"""API Gateway REST ``POST /ingest`` straight into Kinesis (IAM auth): the way in from outside
-the VPC that needs no certificate, as seed 004 has. Built as children of the FrontDoor.
+"""API Gateway REST ``POST /ingest/{facility}`` straight into Kinesis (IAM auth, per facility):
+the way in from outside the VPC that needs no certificate, as seed 004 has. Built as children
+of the FrontDoor.
 """
 
 from __future__ import annotations
@@ -22,25 +23,40 @@ ACCESS_LOG_FORMAT = json.dumps(
         "requestTime": "$context.requestTime",
         "httpMethod": "$context.httpMethod",
         "resourcePath": "$context.resourcePath",
+        "path": "$context.path",  # /<stage>/ingest/<facility>: which facility was written
         "status": "$context.status",
         "protocol": "$context.protocol",
         "responseLength": "$context.responseLength",
         "integrationStatus": "$context.integration.status",
     }
 )
-# The body is the plantstream batch ({"facility": ..., "readings": [...]}) and becomes ONE
-# record, so it can carry one partition key only. The app keys a record by (facility, device)
-# (stream/hashing.partition_key -> "<facility>/<device>"); a batch has many devices, so this
-# path keys by the facility alone: every device of the facility, and so each device, stays on
-# one shard in order. The processor re-validates and re-packs such raw bodies per device.
-PARTITION_KEY_PATH = "$.facility"
-PUT_RECORD_TEMPLATE = """{
+# ``POST /ingest/{facility}``: the facility is in the PATH, so IAM can confine a caller to one
+# (execute-api:Invoke on .../POST/ingest/plant-a). The record's data is the client's body, byte
+# for byte, in an envelope that carries the path facility (plantstream.ingest.codecs
+# gateway_envelope); the processor refuses a body naming another facility (forbidden_facility).
+# VTL (Velocity, as API Gateway documents it): $input.params().path is the map of the path
+# parameters only (plain $input.params('facility') would also search the query string and the
+# headers), and the parameter is required; $util.escapeJavaScript escapes " and \ (a facility
+# id has neither: one that does fails the processor's id check); $q is a lone double quote, so
+# the envelope is built in an interpolated string without any escape syntax of Velocity's own.
+# One body becomes one record with one partition key. The app keys a record by (facility,
+# device) (stream/hashing.partition_key -> "<facility>/<device>"); a batch has many devices, so
+# this path keys by the (path) facility alone: every device of the facility, and so each
+# device, stays on one shard in order. The processor re-validates and re-packs per device.
+FACILITY_PARAM = "facility"
+PUT_RECORD_TEMPLATE = """#set($q = '"')
+#set($facility = $util.escapeJavaScript($input.params().path.get('facility')))
+#set($head = "{${q}plantstream_gateway${q}: 1, ${q}facility${q}: ${q}${facility}${q}")
+#set($envelope = "${head}, ${q}body${q}: $input.body}")
+{
   "StreamName": "%s",
-  "Data": "$util.base64Encode($input.body)",
-  "PartitionKey": "$util.escapeJavaScript($input.path('$.facility'))"
+  "Data": "$util.base64Encode($envelope)",
+  "PartitionKey": "$facility"
 }"""
-# Kinesis takes a record of at most 1 MiB (data plus partition key, a facility id of at most
-# 256 characters); a larger body is refused by Kinesis and answered 400. Every response says
+# Kinesis takes a record of at most 1 MiB (data plus partition key); 256 bytes are left for the
+# envelope (52 bytes and the facility) and the key (the facility), enough for a facility id of
+# 64 characters (a longer one is refused by the processor's id check); a larger body is
+# refused by Kinesis and answered 400. Every response says
 # the limit, so a client can split its batch (the ALB path takes up to max_body_bytes, 4 MiB).
 MAX_BODY_BYTES = 1024 * 1024 - 256
 LIMIT_HEADER = "X-Plantstream-Max-Body-Bytes"
@@ -60,7 +76,7 @@ class IngestApi:
     api_id: pulumi.Output[str]
     stage_name: pulumi.Output[str]
     base_url: pulumi.Output[str]  # the stage's invoke URL
-    url: pulumi.Output[str]  # POST here
+    url: pulumi.Output[str]  # POST to <url>/<facility>
 
 
 def _assume() -> str:
@@ -199,11 +215,20 @@ def ingest_api(parent: pulumi.Resource, name: str, args: IngestApiArgs) -> Inges
         tags=ctx.tags(aws.apigateway.RestApi, api_name),
         opts=child,
     )
-    resource = aws.apigateway.Resource(
+    # /ingest has no method of its own (the facility-less POST /ingest was removed: it let
+    # every caller write for every facility); /ingest/{facility} takes the POST.
+    ingest = aws.apigateway.Resource(
         f"{name}-ingest-resource",
         rest_api=api.id,
         parent_id=api.root_resource_id,
         path_part="ingest",
+        opts=child,
+    )
+    resource = aws.apigateway.Resource(
+        f"{name}-ingest-facility-resource",
+        rest_api=api.id,
+        parent_id=ingest.id,
+        path_part=f"{{{FACILITY_PARAM}}}",
         opts=child,
     )
     method = aws.apigateway.Method(
@@ -212,6 +237,7 @@ def ingest_api(parent: pulumi.Resource, name: str, args: IngestApiArgs) -> Inges
         resource_id=resource.id,
         http_method="POST",
         authorization="AWS_IAM",
+        request_parameters={f"method.request.path.{FACILITY_PARAM}": True},
         opts=child,
     )
     template = args.stream_name.apply(lambda s: PUT_RECORD_TEMPLATE % s)
@@ -305,5 +331,5 @@ def ingest_api(parent: pulumi.Resource, name: str, args: IngestApiArgs) -> Inges
         api_id=api.id,
         stage_name=stage.stage_name,
         base_url=stage.invoke_url,
-        url=pulumi.Output.concat(stage.invoke_url, "/ingest"),
+        url=pulumi.Output.concat(stage.invoke_url, "/ingest"),  # POST to <url>/<facility>
     )

@@ -4,6 +4,7 @@ every preset offers devices outside the VPC a way in, or says ``internalOnly``."
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 from infra_helpers import PRESETS, Report
 
+from plantstream.ingest import gateway_partition_key
+from plantstream.ingest.codecs import gateway_envelope
 from plantstream.stream.hashing import partition_key
 from plantstream.stream.kinesis import MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES
 
@@ -47,6 +50,10 @@ def _iterator_age_scaling(report: Report) -> bool:
 def _db_sg_open_to_vpc(report: Report) -> bool:
     rules = report.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     return any("db-from" in r["name"] and r["inputs"].get("cidrIpv4") for r in rules)
+
+
+def _gateway_paths(report: Report) -> list[str]:
+    return [r["inputs"]["pathPart"] for r in report.of_type("aws:apigateway/resource:Resource")]
 
 
 HOST_PORT = re.compile(r"^[a-z0-9.-]+:5432$")
@@ -153,6 +160,11 @@ SEED_VALUES: list[tuple[str, str, Check]] = [
             is True
         ),
     ),
+    (
+        "fedramp-moderate",
+        "api POST /ingest",
+        lambda r: _gateway_paths(r) == ["ingest"],
+    ),
     ("fedramp-moderate", "kinesis 1 shard", lambda r: r.one(STREAM)["shardCount"] == 1),
     ("fedramp-moderate", "kinesis 24 hours", lambda r: r.one(STREAM)["retentionPeriod"] == 24),
 ]
@@ -227,9 +239,12 @@ def test_the_gateway_partition_key_is_the_facility_part_of_the_app_rule(
     (stream/hashing.py), so the gateway keys by the facility: all its devices, and so each
     device, stay on one shard in order. (Point at core's ingest rule once it exports one.)"""
     template = _template(reports["fedramp-moderate"])
-    assert '"PartitionKey": "$util.escapeJavaScript($input.path(\'$.facility\'))"' in template
+    # the key is the PATH facility (POST /ingest/plant-7), which the body must name
+    path = "$input.params().path.get('facility')"
+    assert f"#set($facility = $util.escapeJavaScript({path}))" in template
+    assert '"PartitionKey": "$facility"' in template
     body = {"facility": "plant-7", "readings": [{"device": d} for d in ("press-1", "oven-2")]}
-    gateway_key = body["facility"]  # what $input.path('$.facility') yields
+    gateway_key = body["facility"]  # what the path parameter is for /ingest/plant-7
     for reading in body["readings"]:
         app_key = partition_key(body["facility"], reading["device"])
         assert app_key.split("/", 1)[0] == gateway_key
@@ -240,6 +255,10 @@ def test_the_gateway_tells_the_caller_its_body_limit(reports: dict[str, Report])
 
     # a body this size plus the longest partition key still fits one Kinesis record
     assert MAX_BODY_BYTES + MAX_PARTITION_KEY_CHARS <= MAX_RECORD_BYTES
+    # and so does its envelope, keyed by the longest facility id the processor accepts
+    longest = "f" * 64
+    envelope = len(gateway_envelope(longest, b"x" * MAX_BODY_BYTES))
+    assert envelope + len(gateway_partition_key(longest)) <= MAX_RECORD_BYTES
     report = reports["fedramp-moderate"]
     header = f"method.response.header.{LIMIT_HEADER}"
     responses = report.of_type("aws:apigateway/integrationResponse:IntegrationResponse")
@@ -254,14 +273,31 @@ def test_the_gateway_tells_the_caller_its_body_limit(reports: dict[str, Report])
     assert str(MAX_BODY_BYTES) in README.read_text()
 
 
-def test_the_gateway_cannot_scope_writers_to_a_facility_and_says_so(
+def test_the_gateway_confines_a_writer_to_the_facility_of_its_path_and_says_how(
     reports: dict[str, Report],
 ) -> None:
-    """IAM scopes execute-api:Invoke by stage, method and path; the facility is in the body
-    and the only path is /ingest, so whoever may invoke it may write for every facility."""
+    """Before: the only path was /ingest with the facility in the body, so whoever could invoke
+    it could write for every facility. Now the facility is the path (POST /ingest/{facility}),
+    IAM can grant one, the record carries it, and the processor refuses a body naming another.
+    """
     report = reports["fedramp-moderate"]
-    paths = [r["inputs"]["pathPart"] for r in report.of_type("aws:apigateway/resource:Resource")]
-    assert paths == ["ingest"]
-    assert "$input.body" in _template(report)  # the body, facility included, goes as sent
+    assert _gateway_paths(report) == ["ingest", "{facility}"]
+    ingest, facility = report.of_type("aws:apigateway/resource:Resource")
+    assert facility["inputs"]["parentId"] == ingest["state"]["id"]  # /ingest/{facility}
+    (method,) = report.of_type("aws:apigateway/method:Method")  # none on /ingest itself
+    assert method["inputs"]["resourceId"] == facility["state"]["id"]
+    assert method["inputs"]["httpMethod"] == "POST"
+    assert method["inputs"]["authorization"] == "AWS_IAM"
+    assert method["inputs"]["requestParameters"] == {"method.request.path.facility": True}
+    integration = report.one("aws:apigateway/integration:Integration")
+    assert integration["resourceId"] == facility["state"]["id"]
+    template = _template(report)
+    assert "$input.params().path.get('facility')" in template
+    assert "plantstream_gateway" in template
+    assert "$input.body" in template  # the body goes as sent, inside the envelope
+    stage = report.one("aws:apigateway/stage:Stage")
+    assert json.loads(stage["accessLogSettings"]["format"])["path"] == "$context.path"
     text = " ".join(README.read_text().split())
-    assert "may write for every facility" in text
+    assert "may write for every facility" not in text
+    assert "/POST/ingest/plant-a" in text  # the example policy of one facility
+    assert "forbidden_facility" in text

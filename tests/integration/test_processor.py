@@ -24,6 +24,7 @@ from fixtures.pipeline import (
 )
 
 from plantstream.errors import LeaseLostError
+from plantstream.ingest.codecs import gateway_envelope
 from plantstream.model import Reading, now_us
 from plantstream.processor import Processor
 from plantstream.processor.rows import Columns
@@ -251,16 +252,65 @@ def test_raw_json_bodies_from_api_gateway_are_validated_like_ingest(
             {"device": "kiln-1", "metric": "temperature", "ts": ts, "value": "hot"},
         ],
     }
+    # what the gateway template writes for POST /ingest/plant-09 (its envelope of the path)
     stream.put(
         [
-            PutEntry("plant-09", json.dumps(body).encode()),
-            PutEntry("plant-09", b'{"facility": "plant-09", "readings": ['),
+            PutEntry("plant-09", gateway_envelope("plant-09", json.dumps(body).encode())),
+            PutEntry(
+                "plant-09", gateway_envelope("plant-09", b'{"facility": "plant-09", "readings": [')
+            ),
         ]
     )
     drain(make_processor(database_url, stream, redis_client))
     assert list(stored_readings(db).values()) == [300.0]
     codes = sorted(code for (code,) in db.execute("SELECT reason_code FROM dead_letters"))
     assert codes == ["invalid_json", "invalid_reading"]
+    assert_books_balance(db)
+
+
+def test_a_gateway_body_is_stored_only_for_the_facility_of_its_path(
+    database_url: str,
+    db: psycopg.Connection,
+    stream: RedisStream,
+    redis_client: redis.Redis,
+    make_processor: MakeProcessor,
+) -> None:
+    """POST /ingest/plant-a may write plant-a only: a body naming plant-b is dead-lettered
+    whole (forbidden_facility) and counted; an unwrapped body (the removed POST /ingest) too;
+    a body with leading whitespace or a UTF-8 BOM inside the envelope is stored."""
+    ts = (datetime.now(UTC) - timedelta(seconds=3)).isoformat()
+
+    def batch(facility: str, value: float) -> bytes:
+        reading = {"device": f"kiln-{value:.0f}", "metric": "temperature", "ts": ts, "value": value}
+        return json.dumps({"facility": facility, "readings": [reading]}).encode()
+
+    stream.put(
+        [
+            PutEntry("plant-a", gateway_envelope("plant-a", b"\r\n  " + batch("plant-a", 1.0))),
+            PutEntry(
+                "plant-a", gateway_envelope("plant-a", b"\xef\xbb\xbf" + batch("plant-a", 2.0))
+            ),
+            PutEntry("plant-a", gateway_envelope("plant-a", batch("plant-b", 3.0))),
+            PutEntry("plant-b", batch("plant-b", 4.0)),
+            PutEntry("plant-b", b" " + batch("plant-b", 5.0)),
+        ]
+    )
+    drain(make_processor(database_url, stream, redis_client))
+    stored = stored_readings(db)
+    assert {f for f, *_ in stored} == {"plant-a"}
+    assert sorted(stored.values()) == [1.0, 2.0]
+    letters = db.execute(
+        "SELECT facility, reason_code FROM dead_letters ORDER BY facility NULLS LAST"
+    ).fetchall()
+    assert letters == [
+        ("plant-a", "forbidden_facility"),
+        (None, "forbidden_facility"),
+        (None, "forbidden_facility"),
+    ]
+    books = counters(db)
+    assert books[("plant-a", "forbidden_records")] == 1
+    assert books[("_unknown", "forbidden_records")] == 2
+    assert ("plant-b", "stored") not in books
     assert_books_balance(db)
 
 

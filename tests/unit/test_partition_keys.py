@@ -10,8 +10,11 @@ import re
 from pathlib import Path
 
 import orjson
+import pytest
 
+from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest import CODECS, gateway_partition_key, pack, partition_key
+from plantstream.ingest.codecs import gateway_envelope, open_gateway_envelope
 from plantstream.model import TimeWindow, now_us, parse_batch
 from plantstream.stream.records import decode_record
 
@@ -41,15 +44,55 @@ def put_record_template() -> str:
     return found[0]
 
 
-def render(template: str, body: bytes) -> dict[str, object]:
-    """API Gateway's rendering of the few VTL forms the template may use, for ``body``."""
-    fields = json.loads(body)
-    text = template.replace("%s", "readings")
-    text = text.replace("$util.base64Encode($input.body)", base64.b64encode(body).decode())
-    text = re.sub(r"\$input\.path\('\$\.(\w+)'\)", lambda m: str(fields[m.group(1)]), text)
-    text = re.sub(
-        r"\$util\.escapeJavaScript\(([^()$]*)\)", lambda m: json.dumps(m.group(1))[1:-1], text
-    )
+def escape_javascript(text: str) -> str:
+    """``$util.escapeJavaScript`` (Apache Commons ``escapeJavaScript``) for printable text."""
+    out = json.dumps(text, ensure_ascii=True)[1:-1]
+    return out.replace("'", "\\'").replace("/", "\\/")
+
+
+def render(template: str, body: bytes, *, facility: str = "plant-01") -> dict[str, object]:
+    """API Gateway's rendering of the few VTL forms the template may use, for ``body`` posted
+    to ``/ingest/<facility>`` (the path parameter; no query string or header of that name)."""
+    params = {"facility": facility}
+    variables: dict[str, str] = {}
+
+    def interpolate(text: str) -> str:  # a double-quoted Velocity string: references only
+        def ref(m: re.Match[str]) -> str:
+            if m.group(0) == "$input.body":
+                return body.decode()
+            return variables[m.group(1) or m.group(2)]
+
+        return re.sub(r"\$input\.body|\$\{(\w+)\}|\$(\w+)", ref, text)
+
+    def value(expr: str) -> str:
+        expr = expr.strip()
+        if m := re.fullmatch(r"'([^']*)'", expr):  # single-quoted: taken as it is
+            return m.group(1)
+        if m := re.fullmatch(r'"(.*)"', expr, re.S):
+            return interpolate(m.group(1))
+        if expr == "$input.body":
+            return body.decode()
+        if m := re.fullmatch(r"\$input\.params\(\)\.path\.get\('(\w+)'\)", expr):
+            return params[m.group(1)]
+        if m := re.fullmatch(r"\$util\.escapeJavaScript\((.*)\)", expr, re.S):
+            return escape_javascript(value(m.group(1)))
+        if m := re.fullmatch(r"\$util\.base64Encode\((.*)\)", expr, re.S):
+            return base64.b64encode(value(m.group(1)).encode()).decode()
+        if m := re.fullmatch(r"\$input\.path\('\$\.(\w+)'\)", expr):
+            return str(json.loads(body)[m.group(1)])
+        if m := re.fullmatch(r"\$\{?(\w+)\}?", expr):
+            return variables[m.group(1)]
+        raise AssertionError(f"the template uses VTL this test does not render: {expr}")
+
+    lines = []
+    for source in template.replace("%s", "readings").splitlines():
+        if m := re.fullmatch(r"\s*#set\(\s*\$(\w+)\s*=\s*(.*)\)\s*", source):
+            variables[m.group(1)] = value(m.group(2))
+            continue
+        calls = r"\$util\.\w+\((?:[^()]|\([^()]*\))*\)"  # one level of nested calls
+        line = re.sub(calls, lambda m: value(m.group(0)), source)
+        lines.append(re.sub(r"\$\{?\w+\}?", lambda m: value(m.group(0)), line))
+    text = "\n".join(lines)
     assert not re.search(r"[$#]", text), (
         f"the template uses VTL this test does not render; extend it with the rule:\n{text}"
     )
@@ -72,14 +115,50 @@ def test_http_ingest_keys_each_record_by_facility_and_device() -> None:
 
 def test_the_api_gateway_template_follows_the_rule_for_its_path() -> None:
     body = orjson.dumps(BODY)
-    record = render(put_record_template(), body)
+    record = render(put_record_template(), body, facility="plant-01")  # POST /ingest/plant-01
     # one PutRecord per batch: the whole body is the record, keyed as the rule says
     assert record["PartitionKey"] == gateway_partition_key("plant-01")
     data = base64.b64decode(str(record["Data"]))
-    assert data == body
+    # the body, byte for byte, in the envelope of the path facility
+    assert data == gateway_envelope("plant-01", body)
+    assert open_gateway_envelope(data) == ("plant-01", body)
     # and the processor decodes that record with the same codec ingest uses for the format
     codec = CODECS.get("apigw")
     batch = codec.decode(
         data, received_us=now_us(), window=TimeWindow(10**15, 10**15), max_readings=10
     )
     assert (batch.facility, len(batch.readings), batch.rejected) == ("plant-01", 3, [])
+
+
+def test_the_template_keys_and_wraps_by_the_path_facility_not_the_body() -> None:
+    """POST /ingest/plant-02 with a body for plant-01: the record is keyed and enveloped by
+    the path (what IAM authorised), and the codec refuses it as a whole."""
+    body = b"  \r\n" + orjson.dumps(BODY)  # leading JSON whitespace is allowed inside
+    record = render(put_record_template(), body, facility="plant-02")
+    assert record["PartitionKey"] == gateway_partition_key("plant-02")
+    data = base64.b64decode(str(record["Data"]))
+    assert open_gateway_envelope(data) == ("plant-02", body)
+    codec = CODECS.get("apigw")
+    with pytest.raises(InvalidInputError) as refused:
+        codec.decode(data, received_us=now_us(), window=TimeWindow(10**15, 10**15), max_readings=1)
+    assert refused.value.code == ErrorCode.FORBIDDEN_FACILITY
+    # the same body to its own path goes through, whitespace and all
+    ok = base64.b64decode(str(render(put_record_template(), body, facility="plant-01")["Data"]))
+    batch = codec.decode(
+        ok, received_us=now_us(), window=TimeWindow(10**15, 10**15), max_readings=1
+    )
+    assert (batch.facility, len(batch.readings)) == ("plant-01", 3)
+
+
+def test_a_facility_with_quotes_cannot_break_out_of_the_envelope() -> None:
+    evil = 'plant-01", "body": {}, "x": "'
+    record = render(put_record_template(), orjson.dumps(BODY), facility=evil)
+    data = base64.b64decode(str(record["Data"]))
+    facility, body = open_gateway_envelope(data)
+    assert body == orjson.dumps(BODY)
+    assert facility != "plant-01"
+    with pytest.raises(InvalidInputError) as refused:
+        CODECS.get("apigw").decode(
+            data, received_us=now_us(), window=TimeWindow(10**15, 10**15), max_readings=1
+        )
+    assert refused.value.code == ErrorCode.FORBIDDEN_FACILITY

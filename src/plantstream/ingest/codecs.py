@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from plantstream.errors import ErrorCode, InvalidInputError
-from plantstream.model import ParsedBatch, TimeWindow, parse_batch
+from plantstream.model import ParsedBatch, TimeWindow, check_id, parse_batch
 
 # a Kinesis record holds at most 1 MiB, so a gateway body is bounded there, not here
 GATEWAY_MAX_READINGS = 1_000_000
@@ -42,11 +42,67 @@ class JsonBatchCodec:
         )
 
 
-class GatewayBodyCodec:
-    """A client's JSON batch put on the stream as it is by the API Gateway proxy.
+# What the API Gateway template (infra/plantstream_infra/ingest_api.py, PUT_RECORD_TEMPLATE)
+# writes as the record's data for ``POST /ingest/{facility}``: the client's body, byte for byte,
+# inside an envelope that carries the facility of the PATH (the one IAM authorised), i.e.
+#   {"plantstream_gateway": 1, "facility": "<path facility>", "body": <raw body>}
+# The prefix is fixed text, so the dispatch in processor/decode.py is by this marker.
+GATEWAY_ENVELOPE_PREFIX = b'{"plantstream_gateway": 1, "facility": "'
+_GATEWAY_BODY_AT = b'", "body": '
+_UTF8_BOM = b"\xef\xbb\xbf"
 
-    The same body as ``json``, validated the same way when the processor reads it; its size
-    was already bounded by the stream record, so the batch limit of HTTP ingest does not apply.
+
+class ForbiddenFacilityError(InvalidInputError):
+    """A gateway record whose body names another facility than the path IAM authorised."""
+
+    def __init__(self, path_facility: str | None, message: str) -> None:
+        super().__init__(ErrorCode.FORBIDDEN_FACILITY, message)
+        self.path_facility = path_facility  # a valid id, or None
+
+
+def gateway_envelope(facility: str, body: bytes) -> bytes:
+    """The record data the gateway template renders for ``body`` posted to ``/ingest/<facility>``
+    (``facility`` escaped as ``$util.escapeJavaScript`` does for the characters JSON needs)."""
+    escaped = facility.replace("\\", "\\\\").replace('"', '\\"')
+    return GATEWAY_ENVELOPE_PREFIX + escaped.encode() + _GATEWAY_BODY_AT + body + b"}"
+
+
+def open_gateway_envelope(payload: bytes) -> tuple[str, bytes]:
+    """The path facility and the client's raw body of a gateway record.
+
+    Parsed as the fixed text the template writes, not as JSON: the body is exactly the bytes
+    between the prefix and the final ``}``, so a body cannot add keys to the envelope (a second
+    ``"facility"`` after its own end) and must itself be one JSON document (``parse_batch``
+    refuses trailing data). Raises ``InvalidInputError(undecodable_record)`` for anything else.
+    """
+    if not payload.startswith(GATEWAY_ENVELOPE_PREFIX) or not payload.endswith(b"}"):
+        raise InvalidInputError(ErrorCode.UNDECODABLE_RECORD, "not a plantstream_gateway envelope")
+    rest = payload[len(GATEWAY_ENVELOPE_PREFIX) : -1]
+    end = rest.find(_GATEWAY_BODY_AT)
+    if end < 0:
+        raise InvalidInputError(
+            ErrorCode.UNDECODABLE_RECORD, "gateway envelope without a facility and a body"
+        )
+    try:
+        facility = rest[:end].decode()
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            ErrorCode.UNDECODABLE_RECORD, "gateway envelope facility is not UTF-8"
+        ) from None
+    return facility, rest[end + len(_GATEWAY_BODY_AT) :]
+
+
+class GatewayBodyCodec:
+    """A client's JSON batch put on the stream by the API Gateway proxy, in its envelope.
+
+    ``POST /ingest/{facility}`` is authorised by IAM per path, so the record carries the path
+    facility beside the body (``gateway_envelope``). The body is the same as ``json``, validated
+    the same way, and must name the path facility: a body for another facility is refused as a
+    whole (``ForbiddenFacilityError``, ``forbidden_facility``), never stored. The body may start
+    with JSON whitespace, and with a UTF-8 byte order mark, which RFC 8259 (8.1) lets a parser
+    ignore: on this path the client has already had its 200 and could not learn of a refusal.
+    Its size was already bounded by the stream record, so the batch limit of HTTP ingest does
+    not apply.
     """
 
     name = "apigw"
@@ -54,12 +110,30 @@ class GatewayBodyCodec:
     def decode(
         self, payload: bytes, *, received_us: int, window: TimeWindow, max_readings: int
     ) -> ParsedBatch:
-        return parse_batch(
-            payload,
+        path_facility, body = open_gateway_envelope(payload)
+        if body.startswith(_UTF8_BOM):
+            body = body[len(_UTF8_BOM) :]
+        batch = parse_batch(
+            body,
             received_us=received_us,
             window=window,
             max_readings=max(max_readings, GATEWAY_MAX_READINGS),
         )
+        if batch.facility != path_facility:
+            raise ForbiddenFacilityError(
+                _valid_or_none(path_facility),
+                f"the body names facility {batch.facility!r} but was posted to "
+                f"/ingest/{path_facility[:64]}; IAM authorised that path only",
+            )
+        return batch
+
+
+def _valid_or_none(facility: str) -> str | None:
+    try:
+        check_id(facility, "facility")
+    except InvalidInputError:
+        return None
+    return facility
 
 
 class CodecRegistry:

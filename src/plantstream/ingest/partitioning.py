@@ -20,7 +20,8 @@ def pack(facility: str, received_us: int, readings: list[Reading]) -> list[PutEn
 
 
 def gateway_partition_key(facility: str) -> str:
-    """The key the API Gateway proxy (``infra/.../frontdoor.py``) puts a raw batch under.
+    """The key the API Gateway proxy (``infra/.../ingest_api.py``) puts a batch under, for
+    ``POST /ingest/{facility}``: the facility of the path, which the body must name.
 
     That path writes the client's whole body as ONE record (Kinesis ``PutRecord``): one
     record has one key, and a batch may hold many devices, so the key is the facility

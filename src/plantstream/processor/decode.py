@@ -9,7 +9,12 @@ import msgspec
 import numpy as np
 
 from plantstream.errors import ErrorCode, InvalidInputError
-from plantstream.ingest.codecs import GATEWAY_BODY, GATEWAY_MAX_READINGS
+from plantstream.ingest.codecs import (
+    GATEWAY_BODY,
+    GATEWAY_ENVELOPE_PREFIX,
+    GATEWAY_MAX_READINGS,
+    ForbiddenFacilityError,
+)
 from plantstream.model import QUALITY_NAMES, Reading, TimeWindow, now_us, validate_columns
 from plantstream.processor.rows import DeadLetter
 from plantstream.stream.base import StreamRecord
@@ -18,6 +23,8 @@ from plantstream.stream.records import DeviceColumns, UndecodableRecordError, de
 LATE_AFTER_US = 5 * 60 * 1_000_000  # a reading older than this when it arrived counts as late
 
 _json = msgspec.json.Encoder()
+# what may precede a JSON document: JSON whitespace and a UTF-8 byte order mark
+_JSON_LEAD = b" \t\r\n\xef\xbb\xbf"
 
 
 @dataclass(slots=True)
@@ -35,12 +42,33 @@ def decode_records(records: list[StreamRecord], *, shard_id: str, window: TimeWi
     out = Decoded()
     counters = out.counters
     for record in records:
-        if record.data[:1] == b"{":  # a raw POST /v1/readings body (the API Gateway path)
+        # Two kinds of record, told apart by an explicit marker, not by a guess: the gateway
+        # envelope starts with its fixed 40-byte text GATEWAY_ENVELOPE_PREFIX; a packed record
+        # (stream/records.py) starts with its format version byte, FORMAT_V1 = b"\x01", and
+        # decode_record refuses any other first byte, so neither can be taken for the other.
+        if record.data.startswith(GATEWAY_ENVELOPE_PREFIX):
             _decode_json_body(record, shard_id, window, out)
             continue
         try:
             columns = decode_record(record.data)
         except UndecodableRecordError as exc:
+            if record.data.lstrip(_JSON_LEAD)[:1] == b"{":
+                # a raw body without the envelope: what the removed POST /ingest wrote. No
+                # path facility came with it, so nothing says IAM allowed its writer that
+                # facility: refused as a whole, like a body naming another facility.
+                counters[("_unknown", "forbidden_records")] += 1
+                out.dead_letters.append(
+                    DeadLetter(
+                        shard_id,
+                        record.sequence,
+                        None,
+                        ErrorCode.FORBIDDEN_FACILITY,
+                        "a gateway body without its facility envelope (the removed "
+                        "POST /ingest): post to /ingest/{facility}",
+                        record.data,
+                    )
+                )
+                continue
             counters[("_unknown", "undecodable_records")] += 1
             out.dead_letters.append(
                 DeadLetter(
@@ -95,13 +123,27 @@ def decode_records(records: list[StreamRecord], *, shard_id: str, window: TimeWi
 def _decode_json_body(
     record: StreamRecord, shard_id: str, window: TimeWindow, out: Decoded
 ) -> None:
-    """A body as clients send it to ingest, put on the stream by API Gateway (IAM-authorised
-    per facility there): decoded by the ingest codec of that format, exactly as ingest would."""
+    """A body as clients send it to ingest, put on the stream by API Gateway in the envelope
+    of the path facility IAM authorised (``POST /ingest/{facility}``): decoded by the ingest
+    codec of that format, exactly as ingest would; a body for another facility is refused."""
     received = now_us()
     try:
         batch = GATEWAY_BODY.decode(
             record.data, received_us=received, window=window, max_readings=GATEWAY_MAX_READINGS
         )
+    except ForbiddenFacilityError as exc:
+        out.counters[(exc.path_facility or "_unknown", "forbidden_records")] += 1
+        out.dead_letters.append(
+            DeadLetter(
+                shard_id,
+                record.sequence,
+                exc.path_facility,
+                str(exc.code),
+                exc.message,
+                record.data,
+            )
+        )
+        return
     except InvalidInputError as exc:
         out.counters[("_unknown", "undecodable_records")] += 1
         out.dead_letters.append(

@@ -110,15 +110,14 @@ def test_reading_through_api_gateway_shows_up_in_the_api(
     from botocore.awsrequest import AWSRequest
 
     device, value, body = _batch(api["facility"])
+    url = f"{outputs['ingest_api_url']}/{api['facility']}"  # POST /ingest/{facility}
     request = AWSRequest(
         method="POST",
-        url=outputs["ingest_api_url"],
+        url=url,
         data=json.dumps(body),
         headers={"Content-Type": "application/json"},
     )
     SigV4Auth(session.get_credentials(), "execute-api", outputs["region"]).add_auth(request)
-    resp = httpx.post(
-        outputs["ingest_api_url"], content=request.body, headers=dict(request.headers), timeout=10
-    )
+    resp = httpx.post(url, content=request.body, headers=dict(request.headers), timeout=10)
     assert resp.status_code == 200, resp.text
     _wait_until_visible(api, device, value)
