@@ -18,11 +18,12 @@ from plantstream.store.schema import migrate
 from plantstream.testing.databases import create_database, drop_database, with_database
 
 # a benchmark measures the server, not the per-key rate limit, the per-facility readings
-# quota (bench/soak.py --noisy-neighbour measures that), the key lookups, nor the
+# and read quotas (bench/soak.py --noisy-neighbour measures that), the key lookups, nor the
 # per-address connection cap (all its load comes from one loopback address)
 BENCH_SERVER_SETTINGS = {
     "rate_limit_per_key": "100000",
     "quota_readings_per_second": "1e9",
+    "quota_read_requests_per_second": "1e9",  # the latency probes poll /v1/latest every 2 ms
     "auth_cache_seconds": "30",
     "max_connections_per_address": "0",
 }
