@@ -66,7 +66,7 @@ class ErrorCode(StrEnum):
     INVALID_TIME = "invalid_time"
     INVALID_CONFIG = "invalid_config"
     INVALID_KEY_SCOPE = "invalid_key_scope"
-    INVALID_SECRET_NAME = "invalid_secret_name"  # noqa: S105 - a code, not a secret
+    INVALID_SECRET_NAME = "invalid_secret_name"  # noqa: S105  # pragma: allowlist secret (a code)
     # a receiver of our webhook refusing a delivery (``detect.webhook.verify``)
     INVALID_SIGNATURE = "invalid_signature", 401
     REPLAYED_EVENT = "replayed_event", 409

@@ -36,7 +36,7 @@ class CallRecorder:
     def session(self, region: str) -> boto3.Session:
         session = boto3.Session(
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # moto accepts any credentials
+            aws_secret_access_key="testing",  # moto accepts any  # pragma: allowlist secret
             region_name=region,
         )
         session.events.register("provide-client-params.*.*", self._record)

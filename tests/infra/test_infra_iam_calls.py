@@ -29,6 +29,8 @@ ROLES = ("ingest", "processor", "api")
 # Actions a role may hold although the app never names them, and why.
 REASONS: dict[str, dict[str, str]] = {role: {} for role in ROLES}
 
+PW = "pw-1"  # pragma: allowlist secret (moto's secret in the test)
+
 
 def _env(report: Report, role: str) -> dict[str, str]:
     inputs = report.one("aws:ecs/taskDefinition:TaskDefinition", f"-{role}-task")
@@ -46,7 +48,7 @@ def _drive(role: str, env: dict[str, str], endpoint: str, recorder: CallRecorder
     sm = session.client("secretsmanager", endpoint_url=endpoint)
     stack_ids: dict[str, str] = {}
     for key, value in (
-        ("PLANTSTREAM_DB_SECRET_ARN", json.dumps({"username": "dbadmin", "password": "pw-1"})),
+        ("PLANTSTREAM_DB_SECRET_ARN", json.dumps({"username": "dbadmin", "password": PW})),
         ("PLANTSTREAM_REDIS_AUTH_SECRET_ARN", "token-1"),
     ):
         name = f"{role}-{key.lower()}-{env[key].rsplit(':', 1)[-1]}"[:60].replace("!", "-")

@@ -24,6 +24,8 @@ from test_policy_baseline import (
 
 pytestmark = pytest.mark.infra
 
+URL_WITH_PASSWORD = "postgresql://u:pw@db:5432/d"  # pragma: allowlist secret
+
 
 def _network_config(**values: object) -> Mutation:
     def mutate(graph: Graph) -> str:
@@ -82,7 +84,7 @@ FAILS: FailTable = {
     "ecs-8-no-secrets-in-env": {
         "password-in-env": container_change(environment=[{"name": "DB_PASSWORD", "value": "x"}]),
         "password-in-url": container_change(
-            environment=[{"name": "DATABASE_URL", "value": "postgresql://u:pw@db:5432/d"}]
+            environment=[{"name": "DATABASE_URL", "value": URL_WITH_PASSWORD}]
         ),
     },
     "ecs-9-logging": {"no-log-config": container_drop("logConfiguration")},
