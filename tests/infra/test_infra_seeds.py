@@ -193,10 +193,6 @@ def test_no_declared_seed_deviation_is_unknown(reports: dict[str, Report], prese
     assert set(reports[preset].outputs["seed_deviations"]) - known == set()
 
 
-def test_the_repository_does_not_link_outside_itself() -> None:
-    assert "../shared" not in README.read_text()
-
-
 # ---- a way in from outside the VPC ----------------------------------------------------------
 
 
