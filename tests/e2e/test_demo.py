@@ -112,6 +112,15 @@ def leave_readings_in_the_stream(data_dir: Path, count: int) -> None:
         services.stop()
 
 
+def run_to_the_end(command: list[str], env: dict[str, str]) -> str:
+    """Run a short demo to its end; its output (it must exit 0)."""
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
 def test_every_run_on_one_data_dir_balances_even_after_ctrl_c(tmp_path: Path) -> None:
     """Three runs on one data dir: a whole one, one stopped with Ctrl-C, and one that finds
     an earlier run's readings still in the stream; each one's books count only its own."""
@@ -119,15 +128,7 @@ def test_every_run_on_one_data_dir_balances_even_after_ctrl_c(tmp_path: Path) ->
     env = {**os.environ, "PLANTSTREAM_LOG_LEVEL": "WARNING"}
 
     first = tmp_path / "first.json"
-    result = subprocess.run(
-        demo_command(data_dir, first, 5),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    run_to_the_end(demo_command(data_dir, first, 5), env)
     assert_balanced(first, "first run")
 
     second = tmp_path / "second.json"
@@ -149,16 +150,7 @@ def test_every_run_on_one_data_dir_balances_even_after_ctrl_c(tmp_path: Path) ->
 
     leave_readings_in_the_stream(data_dir, 500)
     third = tmp_path / "third.json"
-    result = subprocess.run(
-        demo_command(data_dir, third, 5),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "earlier runs left" in result.stdout
+    assert "earlier runs left" in run_to_the_end(demo_command(data_dir, third, 5), env)
     assert_balanced(third, "run after leftovers")
     assert [s.running for s in EmbeddedServices(data_dir).status()] == [False, False]
 
