@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "plantstream needs Python 3.11 or newer")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,aws,infra,embedded]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,aws,infra,embedded,edge,history,ml]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -47,8 +47,8 @@ secrets: $(STAMP)
 # after changing a pin in pyproject.toml: re-resolve and pin everything again
 lock:
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
-	$(VENV)-lock/bin/pip install --quiet -e '.[dev,aws,infra,embedded]'
-	{ echo "# Every package of the dev/aws/infra/embedded environment, pinned: make setup installs with -c this file,"; \
+	$(VENV)-lock/bin/pip install --quiet -e '.[dev,aws,infra,embedded,edge,history,ml]'
+	{ echo "# Every package of the dev/aws/infra/embedded/edge/history/ml environment, pinned: make setup installs with -c this file,"; \
 	  echo "# pip-audit reads it. Regenerate with: make lock"; \
 	  $(VENV)-lock/bin/pip freeze --exclude-editable; } > requirements.lock
 	rm -rf $(VENV)-lock
