@@ -80,6 +80,7 @@ class Agent:
             for thread in threads:
                 thread.join(timeout=30)
             server.shutdown()
+            server.server_close()
             self.forwarder.close()
             self.queue.close()
             log.info("edge agent stopped")

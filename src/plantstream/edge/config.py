@@ -83,7 +83,7 @@ class OpcUaSource(Strict):
     type: Literal["opcua"]
     name: Id
     endpoint: str = Field(pattern=r"^opc\.tcp://")
-    security: OpcUaSecurity = OpcUaSecurity()
+    security: OpcUaSecurity  # required: a plant network is no reason to send in clear
     timestamp: Literal["source", "server"] = Field(
         default="source", description="which OPC UA timestamp is the reading's time"
     )

@@ -217,7 +217,7 @@ def _locally_invalid(rows: list[Queued]) -> tuple[list[Queued], list[tuple[int, 
     dead: list[tuple[int, str, str]] = []
     for r in rows:
         if r.value is None or isinstance(r.value, str):
-            dead.append((r.id, "invalid_reading", "the source gave no numeric value"))
+            dead.append((r.id, "no_value", "the source sent no value (a bad sample, or a null)"))
         elif isinstance(r.value, float) and not math.isfinite(r.value):
             dead.append((r.id, "value_not_finite", "the source gave a value that is not finite"))
         else:

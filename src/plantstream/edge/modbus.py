@@ -58,6 +58,7 @@ class ModbusCollector:
             )
         finally:
             client.close()
+            await asyncio.sleep(0.05)  # the transport closes its socket on the next loop turns
 
     async def _poll(
         self,

@@ -276,12 +276,12 @@ class EdgeQueue:
                 counters=counters,
             )
 
-    def dead_letter_rows(self, limit: int = 100) -> list[tuple[str, str, int, str, str]]:
-        """(device, metric, ts_us, code, reason) of the newest dead letters (for operators)."""
+    def dead_letter_rows(self, limit: int = 100) -> list[tuple[object, ...]]:
+        """(device, metric, ts_us, value, quality, raw_status, code, reason), newest first."""
         with self._lock:
             return self._conn.execute(
-                "SELECT device, metric, ts_us, code, reason FROM dead_letters "
-                "ORDER BY id DESC LIMIT ?",
+                "SELECT device, metric, ts_us, value, quality, raw_status, code, reason "
+                "FROM dead_letters ORDER BY id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
 
