@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -34,16 +32,9 @@ def edge(
     if config is None:
         err.print("give --config edge.yaml (or a command: check, browse)")
         raise typer.Exit(2)
-    from plantstream.edge import Agent, load_config, resolve_key
-    from plantstream.edge.logs import configure
+    from plantstream.edge.run import run_agent
 
-    settings = load_config(config)
-    key = resolve_key(settings.destination)
-    configure(log_level)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    Agent(settings, key).run(stop)
+    run_agent(config, log_level=log_level)
 
 
 @app.command()

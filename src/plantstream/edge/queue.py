@@ -219,11 +219,26 @@ class EdgeQueue:
                     f"SELECT {COLUMNS}, ?, ?, ? FROM readings WHERE id = ?",
                     [(code, reason[:500], now_us, i) for i, code, reason in dead],
                 )
-            ids = [(i,) for i in delivered] + [(i,) for i, _, _ in dead]
-            self._conn.executemany("DELETE FROM readings WHERE id = ?", ids)
+            ids = [*delivered, *(i for i, _, _ in dead)]
+            self._delete(ids)
             self._count(delivered=len(delivered), dead_lettered=len(dead))
             self._conn.execute("COMMIT")
             self.depth -= len(ids)
+
+    def _delete(self, ids: Sequence[int]) -> None:
+        """Delete rows ``ids``: one range statement when they are all that waits in their span."""
+        if not ids:
+            return
+        lo, hi = min(ids), max(ids)
+        waiting = self._conn.execute(
+            "SELECT count(*) FROM readings WHERE id BETWEEN ? AND ? AND held IS NULL", (lo, hi)
+        ).fetchone()[0]
+        if waiting == len(ids):  # the usual case: a whole batch, as peeked
+            self._conn.execute(
+                "DELETE FROM readings WHERE id BETWEEN ? AND ? AND held IS NULL", (lo, hi)
+            )
+        else:
+            self._conn.executemany("DELETE FROM readings WHERE id = ?", [(i,) for i in ids])
 
     def enforce_age(self, *, now_us: int) -> int:
         """Under drop_oldest, delete readings queued longer than ``max_age_hours``; how many."""
