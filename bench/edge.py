@@ -119,10 +119,17 @@ def raw_sqlite(n: int, directory: Path) -> float:
 def drain(backlog: int, directory: Path) -> dict[str, object]:
     with fresh_services("bench_edge_drain") as (database_url, redis_url):
         with psycopg.connect(database_url, autocommit=True) as conn:
-            key, _ = create_key(conn, server_secret=SERVER_SECRET.encode(), role=Role.INGEST,
-                                facility=FACILITY)  # fmt: skip
-        env = server_env(port=free_port(), database_url=database_url, redis_url=redis_url,
-                         detection="false", **BENCH_SERVER_SETTINGS)  # fmt: skip
+            key, _ = create_key(
+                conn, server_secret=SERVER_SECRET.encode(), role=Role.INGEST, facility=FACILITY
+            )
+        env = server_env(
+            port=free_port(),
+            database_url=database_url,
+            redis_url=redis_url,
+            detection="false",
+            quota_new_sensors_per_second="1e9",
+            **BENCH_SERVER_SETTINGS,
+        )
         q = EdgeQueue(QueueConfig(path=directory / "drain.db"))
         start_us = now_us() - (backlog // 1000 + 60) * 1_000_000
         readings = outage_readings(backlog, start_us=start_us)
@@ -131,8 +138,13 @@ def drain(backlog: int, directory: Path) -> dict[str, object]:
         del readings
         with plantstream_server("all", env=env, ready_path="/readyz") as (url, _):
             dest = Destination(url=url, batch_size=5000)
-            fwd = Forwarder(queue=q, status=EdgeStatus(), destination=dest, facility=FACILITY,
-                            key=SecretStr(key))  # fmt: skip
+            fwd = Forwarder(
+                queue=q,
+                status=EdgeStatus(),
+                destination=dest,
+                facility=FACILITY,
+                key=SecretStr(key),
+            )
             started = time.perf_counter()
             while q.depth:
                 wait = fwd.step()
@@ -140,9 +152,11 @@ def drain(backlog: int, directory: Path) -> dict[str, object]:
                     time.sleep(wait)
             forwarded = time.perf_counter() - started
             wait_until(
-                lambda: _stored(database_url) >= backlog, timeout=1800, what="all stored",
+                lambda: _stored(database_url) >= backlog,
+                timeout=1800,
+                what="all stored",
                 interval=0.5,
-            )  # fmt: skip
+            )
             stored = time.perf_counter() - started
             fwd.close()
         q.close()
@@ -177,16 +191,27 @@ def latency(seconds: float, directory: Path) -> dict[str, object]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(lambda: log_path.exists() and log_path.stat().st_size > 0, timeout=120,
-                   what="the OPC UA server")  # fmt: skip
+        wait_until(
+            lambda: log_path.exists() and log_path.stat().st_size > 0,
+            timeout=120,
+            what="the OPC UA server",
+        )
         with fresh_services("bench_edge_latency") as (database_url, redis_url):
             with psycopg.connect(database_url, autocommit=True) as conn:
-                ingest, _ = create_key(conn, server_secret=SERVER_SECRET.encode(),
-                                       role=Role.INGEST, facility=FACILITY)  # fmt: skip
-                read, _ = create_key(conn, server_secret=SERVER_SECRET.encode(),
-                                     role=Role.READ, facility=FACILITY)  # fmt: skip
-            env = server_env(port=free_port(), database_url=database_url, redis_url=redis_url,
-                             detection="false", **BENCH_SERVER_SETTINGS)  # fmt: skip
+                ingest, _ = create_key(
+                    conn, server_secret=SERVER_SECRET.encode(), role=Role.INGEST, facility=FACILITY
+                )
+                read, _ = create_key(
+                    conn, server_secret=SERVER_SECRET.encode(), role=Role.READ, facility=FACILITY
+                )
+            env = server_env(
+                port=free_port(),
+                database_url=database_url,
+                redis_url=redis_url,
+                detection="false",
+                quota_new_sensors_per_second="1e9",
+                **BENCH_SERVER_SETTINGS,
+            )
             with plantstream_server("all", env=env, ready_path="/readyz") as (url, _):
                 return _measure(url, ingest, read, port, seconds, directory)
     finally:
@@ -197,8 +222,12 @@ def latency(seconds: float, directory: Path) -> dict[str, object]:
 def _measure(
     url: str, ingest: str, read: str, port: int, seconds: float, directory: Path
 ) -> dict[str, object]:
-    signal = {"node": "ns=2;s=Press1.Temperature", "device": "press-1", "metric": "temperature",
-              "sampling_ms": 0}  # fmt: skip
+    signal = {
+        "node": "ns=2;s=Press1.Temperature",
+        "device": "press-1",
+        "metric": "temperature",
+        "sampling_ms": 0,
+    }
     config = EdgeConfig.model_validate(
         {
             "facility": FACILITY,

@@ -130,3 +130,25 @@ def test_opcua_values_types_quality_and_units(
     bad_writes = {w["ts_us"] for w in opcua_shared.writes("Vibration") if w["status"]}
     assert not good & bad_writes
     assert {row[2] for row in dead} <= bad_writes
+
+
+@pytest.mark.parametrize("destination_settings", [{"quota_new_sensors_per_second": "0.5"}])
+def test_readings_refused_not_now_are_retried_in_order(
+    tmp_path: Path, modbus_slave: ModbusSlave, destination: Destination
+) -> None:
+    """A 202 refusing some readings with a push-back code (here: the new-sensor quota lets
+    five of six sensors in at once) keeps them and what follows them queued, and retries."""
+    config = edge_config(tmp_path, destination.url, [modbus_source(modbus_slave.port)])
+    with running(config, destination.key) as agent:
+        wait_until(lambda: len(destination.stored()) == 6, timeout=60, what="all six sensors")
+        modbus_slave.silent = True
+        wait_until(lambda: agent.queue.depth == 0, timeout=30, what="the queue drained")
+        metrics = httpx.get(f"http://127.0.0.1:{agent.health_port}/metrics", timeout=5).text
+        dead = agent.queue.dead_letter_rows()
+    assert dead == []
+    assert 'plantstream_edge_forward_errors_total{kind="quota_new_sensors_rate"}' in metrics
+    stored = destination.stored()
+    # one poll stamps all six: every signal has every poll, none is missing for the retried one
+    series = {key: [ts for ts, _ in points] for key, points in stored.items()}
+    first = max(points[0] for points in series.values())
+    assert len({tuple(ts for ts in points if ts >= first) for points in series.values()}) == 1

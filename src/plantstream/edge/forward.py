@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from plantstream.edge.config import Destination
 from plantstream.edge.queue import HELD_HISTORY, EdgeQueue, Queued
 from plantstream.edge.status import EdgeStatus
+from plantstream.errors import ErrorCode
 from plantstream.model.metrics import QUALITY_NAMES
 from plantstream.model.readings import now_us
 
@@ -88,6 +89,7 @@ class Forwarder:
         self._url = destination.url.rstrip("/") + "/v1/readings"
         self._batch = destination.batch_size
         self._failures = 0
+        self._retry_wait = 0.0
 
     def close(self) -> None:
         self._client.close()
@@ -129,8 +131,9 @@ class Forwarder:
             return self._back_off(f"{type(exc).__name__}: {exc}", "connection", None)
         status = response.status_code
         if status == 202:
+            self._retry_wait = 0.0
             self._accepted(rows, response)
-            return 0.0
+            return self._retry_wait
         code = _code(response)
         if status in PUSH_BACK:
             return self._back_off(f"{status} {code}", code, retry_after(response))
@@ -152,6 +155,7 @@ class Forwarder:
             rejected = []
         dead: list[tuple[int, str, str]] = []
         history: list[int] = []
+        retry_from = len(rows)  # a reading refused "not now" (429/503 code) and all after it
         for item in rejected:
             index = item.get("index")
             if not isinstance(index, int) or not 0 <= index < len(rows):
@@ -159,9 +163,16 @@ class Forwarder:
             code = str(item.get("code", "rejected"))
             if code == "timestamp_too_old":
                 history.append(rows[index].id)
+            elif _retryable(code):
+                retry_from = min(retry_from, index)
             else:
                 dead.append((rows[index].id, code, str(item.get("reason", ""))))
-        refused = {i for i, _, _ in dead} | set(history)
+        # what follows a retryable refusal stays queued, so each signal stays in order; the
+        # accepted ones among them are sent again and stored once
+        kept = {r.id for r in rows[retry_from:]}
+        dead = [d for d in dead if d[0] not in kept]
+        history = [i for i in history if i not in kept]
+        refused = {i for i, _, _ in dead} | set(history) | kept
         delivered = [r.id for r in rows if r.id not in refused]
         if history:
             self.queue.hold(history, HELD_HISTORY)
@@ -178,6 +189,10 @@ class Forwarder:
         fwd.last_success_us, fwd.last_error, fwd.retry_at_us = now_us(), None, None
         fwd.recent.append((time.monotonic(), len(delivered)))
         self.status.metrics.forwarded.inc(len(delivered))
+        if kept:
+            code = next(str(i.get("code")) for i in rejected if i.get("index") == retry_from)
+            self._retry_wait = self._back_off(f"202 with {len(kept)} held back: {code}", code, 1.0)
+            return
         self._failures = 0
         self._batch = min(self.dest.batch_size, self._batch * 2)
 
@@ -209,6 +224,14 @@ class Forwarder:
             extra={"failures": self._failures},
         )
         return after
+
+
+def _retryable(code: str) -> bool:
+    """A per-reading code that means "not now" (a quota, push-back), not "never"."""
+    try:
+        return ErrorCode(code).status in (429, 503)
+    except ValueError:
+        return False
 
 
 def _locally_invalid(rows: list[Queued]) -> tuple[list[Queued], list[tuple[int, str, str]]]:
