@@ -10,6 +10,9 @@ pytest_plugins = [
     "fixtures.kinesis",
     "fixtures.api",
     "fixtures.browser",
+    "fixtures.opcua",
+    "fixtures.modbus",
+    "fixtures.edge",
 ]
 
 _STORAGE_FIXTURES = {"postgres_admin_url", "redis_server_url"}

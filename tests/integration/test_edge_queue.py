@@ -1,0 +1,191 @@
+"""The edge queue, config and register maps on their own: no peer needed, a real SQLite file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plantstream.edge.config import ModbusSignal, QueueConfig, ValueKind, load_config
+from plantstream.edge.extras import require_edge_extra
+from plantstream.edge.queue import HELD_HISTORY, HELD_TYPED, EdgeQueue
+from plantstream.edge.records import EdgeReading, opcua_quality
+from plantstream.edge.registers import decode, encode
+from plantstream.errors import ConfigError
+from plantstream.model.readings import now_us
+
+
+def reading(i: int, *, metric: str = "pressure", kind: ValueKind = ValueKind.DOUBLE,
+            value: object = None, ts_us: int | None = None) -> EdgeReading:  # fmt: skip
+    return EdgeReading(
+        source="s", device="d-1", metric=metric, ts_us=ts_us if ts_us is not None else now_us() + i,
+        value_type=kind, value=float(i) if value is None else value,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def queue(tmp_path: Path, **options: object) -> EdgeQueue:
+    return EdgeQueue(QueueConfig(path=tmp_path / "q.db", **options))  # type: ignore[arg-type]
+
+
+def test_typed_values_are_kept_natively_and_strings_are_held(tmp_path: Path) -> None:
+    q = queue(tmp_path)
+    q.append(
+        [
+            reading(0, kind=ValueKind.INT64, value=2**62 + 1),  # exact past 2**53
+            reading(1, kind=ValueKind.BOOL, value=True),
+            reading(2, kind=ValueKind.STATE, value="running"),
+            reading(3, kind=ValueKind.STRING, value="lot 42"),
+            reading(4),
+        ],
+        now_us=now_us(),
+    )
+    rows = q.peek(10, now_us=now_us())
+    assert [(r.value_type, r.value) for r in rows] == [
+        ("int64", 2**62 + 1), ("bool", 1), ("double", 4.0)
+    ]  # fmt: skip
+    assert q.stats().held == {HELD_TYPED: 2}
+    q.close()
+    reopened = queue(tmp_path)  # what was committed is there after a restart
+    assert reopened.depth == 3
+    assert reopened.held == {HELD_TYPED: 2}
+
+
+def test_ack_removes_delivered_and_dead_letters_the_rest_in_order(tmp_path: Path) -> None:
+    q = queue(tmp_path)
+    q.append([reading(i) for i in range(10)], now_us=now_us())
+    rows = q.peek(4, now_us=now_us())
+    assert [r.value for r in rows] == [0.0, 1.0, 2.0, 3.0]
+    q.ack([rows[0].id, rows[1].id, rows[3].id], [(rows[2].id, "value_out_of_range", "x")],
+          now_us=now_us())  # fmt: skip
+    assert [r.value for r in q.peek(10, now_us=now_us())] == [float(i) for i in range(4, 10)]
+    dead = q.dead_letter_rows()
+    assert [(d[3], d[6]) for d in dead] == [(2.0, "value_out_of_range")]
+    counters = q.stats().counters
+    assert (counters["stored"], counters["delivered"], counters["dead_lettered"]) == (10, 3, 1)
+
+
+def test_readings_older_than_the_live_window_are_held_not_dropped(tmp_path: Path) -> None:
+    q = queue(tmp_path, live_window_hours=1)
+    old = now_us() - 2 * 3600 * 1_000_000
+    q.append([reading(0, ts_us=old), reading(1)], now_us=now_us())
+    assert [r.value for r in q.peek(10, now_us=now_us())] == [1.0]
+    assert q.stats().held == {HELD_HISTORY: 1}
+
+
+def test_refuse_policy_keeps_what_it_has_and_counts_the_refused(tmp_path: Path) -> None:
+    q = queue(tmp_path, max_readings=100)
+    first = q.append([reading(i) for i in range(80)], now_us=now_us())
+    second = q.append([reading(i) for i in range(80, 160)], now_us=now_us())
+    assert (first.stored, second.stored, second.refused, second.dropped) == (80, 20, 60, 0)
+    assert q.peek(1, now_us=now_us())[0].value == 0.0  # the oldest is still there
+    assert q.stats().counters["refused"] == 60
+
+
+def test_byte_budget_is_a_bound_too(tmp_path: Path) -> None:
+    q = queue(tmp_path, max_bytes=1024 * 1024)
+    refused = 0
+    for batch in range(200):
+        result = q.append([reading(batch * 1000 + i) for i in range(1000)], now_us=now_us())
+        refused += result.refused
+        if refused:
+            break
+    assert refused > 0
+    assert q.bytes() < 1.2 * 1024 * 1024
+
+
+def test_drop_oldest_makes_room_and_counts(tmp_path: Path) -> None:
+    q = queue(tmp_path, max_readings=100, overflow="drop_oldest")
+    q.append([reading(i) for i in range(100)], now_us=now_us())
+    result = q.append([reading(i) for i in range(100, 130)], now_us=now_us())
+    assert (result.stored, result.refused, result.dropped) == (30, 0, 30)
+    assert q.peek(1, now_us=now_us())[0].value == 30.0
+    assert q.depth == 100
+
+
+@pytest.mark.parametrize(
+    ("data_type", "word", "byte", "raw"),
+    [
+        ("int16", "big", "big", -1234),
+        ("uint16", "big", "little", 65000),
+        ("int32", "little", "big", -2_000_000_000),
+        ("uint32", "little", "little", 4_000_000_000),
+        ("int64", "big", "big", -(2**62) - 7),
+        ("uint64", "little", "big", 2**64 - 3),
+        ("float32", "big", "big", 1.5),
+        ("float64", "little", "little", -1234.56789),
+    ],
+)
+def test_register_maps_round_trip(data_type: str, word: str, byte: str, raw: float) -> None:
+    signal = ModbusSignal(device="d", metric="m", address=0, data_type=data_type,  # type: ignore[arg-type]
+                          word_order=word, byte_order=byte)  # type: ignore[arg-type]  # fmt: skip
+    assert decode(signal, encode(signal, raw)) == raw
+
+
+def test_word_order_is_the_modbus_convention() -> None:
+    signal = ModbusSignal(device="d", metric="m", address=0, data_type="float32")
+    assert encode(signal, 12.5) == [0x4148, 0x0000]  # the high word first
+    scaled = ModbusSignal(device="d", metric="m", address=0, data_type="int16", scale=0.1,
+                          offset=-40)  # fmt: skip
+    assert decode(scaled, [650]) == pytest.approx(25.0)
+
+
+def test_opcua_status_severity_is_the_quality() -> None:
+    assert [opcua_quality(c) for c in (0, 0x40900000, 0x808C0000, 0xC0000000)] == [0, 1, 2, 2]
+
+
+GOOD_CONFIG = """\
+facility: plant-01
+destination:
+  url: http://127.0.0.1:8080
+sources:
+  - type: modbus
+    name: pumps
+    host: 10.0.0.5
+    signals:
+      - {device: pump-1, metric: pressure, address: 0}
+"""
+
+
+def test_config_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text(GOOD_CONFIG.replace("address: 0", "address: 70000"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f"{path}:9:" in str(caught.value)
+    assert "sources.0.signals.0.address" in str(caught.value)
+    path.write_text(GOOD_CONFIG.replace("    host:", "    hots:"))
+    with pytest.raises(ConfigError, match=r"edge.yaml:7:\d+: sources.0.hots: unknown key"):
+        load_config(path)
+    opcua = (
+        "  - {type: opcua, name: press, endpoint: 'opc.tcp://h:4840',\n"
+        "     security: {mode: none}, signals: [{node: 'ns=2;i=1', device: p, metric: t}]}\n"
+    )
+    path.write_text(GOOD_CONFIG + opcua)
+    with pytest.raises(
+        ConfigError, match=r"edge.yaml:11:16: sources.1.security: .*set insecure: true"
+    ):
+        load_config(path)
+    path.write_text(GOOD_CONFIG + "facility: again\n")
+    with pytest.raises(ConfigError, match="'facility' is given twice"):
+        load_config(path)
+
+
+def test_edge_check_command(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text(GOOD_CONFIG)
+    ok = subprocess.run([sys.executable, "-m", "plantstream", "edge", "check", str(path)],
+                        capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "ok: 1 sources, 1 signals" in ok.stdout
+    path.write_text(GOOD_CONFIG.replace("url: http", "url: ftp"))
+    bad = subprocess.run([sys.executable, "-m", "plantstream", "edge", "check", str(path)],
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert bad.returncode == 2
+    assert "edge.yaml:3:8: destination.url" in bad.stderr.replace("\n", " ")
+
+
+def test_a_missing_extra_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"pip install plantstream\[edge\]"):
+        require_edge_extra("asyncua_not_installed_here")
