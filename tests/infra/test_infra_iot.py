@@ -270,6 +270,12 @@ def test_the_bridge_runs_serve_mqtt_with_its_certificate_from_secrets_manager(
     )
     inject = next(s for s in execution["Statement"] if s["Sid"] == "InjectSecrets")
     assert secret_arn in inject["Resource"]
+    (advisory,) = [
+        a
+        for a in report.results("advisory")
+        if "secretsmanager-1-rotation-enabled" in a["message"] and "bridge-identity" in a["urn"]
+    ]
+    assert "issuing a new certificate" in advisory["message"]  # declared, with its reason
     attachment = report.one("aws:iot/policyAttachment:PolicyAttachment")
     assert attachment["policy"] == f"iot-bridge-{report.outputs['environment_suffix']}"
 
