@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from .context import StackContext
 from .iot_bridge import BridgeService
-from .iot_policies import bridge_policy, device_policy
+from .iot_policies import bridge_policies, device_policies, facility_chunks
 from .secrets import SECRETS_MANAGER_1
 from .services import ServicesArgs
 
@@ -57,14 +58,11 @@ class Iot(pulumi.ComponentResource):
         self.endpoint = aws.iot.get_endpoint_output(
             endpoint_type="iot:Data-ATS", opts=pulumi.InvokeOutputOptions(parent=self)
         ).endpoint_address
-        self.device_policy = aws.iot.Policy(
-            f"{name}-device-policy",
-            name=ctx.name("iot-device"),
-            policy=arn_prefix.apply(
-                lambda p: json.dumps(device_policy(arn_prefix=p, host_id=iot.host_id))
-            ),
-            tags=ctx.tags(aws.iot.Policy, ctx.name("iot-device")),
-            opts=child,
+        self.device_policies = self._policies(
+            name,
+            ctx,
+            arn_prefix.apply(lambda p: device_policies(arn_prefix=p, host_id=iot.host_id)),
+            ("device", "device-commands"),
         )
         self.groups: dict[str, aws.iot.ThingGroup] = {}
         self.things: dict[str, aws.iot.Thing] = {}
@@ -73,22 +71,22 @@ class Iot(pulumi.ComponentResource):
         self._logging(name, args)
 
         client_id = ctx.name("plantstream-bridge")
-        self.bridge_policy = aws.iot.Policy(
-            f"{name}-bridge-policy",
-            name=ctx.name("iot-bridge"),
-            policy=arn_prefix.apply(
-                lambda p: json.dumps(
-                    bridge_policy(
-                        arn_prefix=p,
-                        client_id=client_id,
-                        facilities=sorted(iot.facilities),
-                        share_group=iot.share_group,
-                        host_id=iot.host_id,
-                    )
+        chunks = facility_chunks(
+            list(iot.facilities), region=ctx.region, share_group=iot.share_group
+        )
+        self.bridge_policies = self._policies(
+            name,
+            ctx,
+            arn_prefix.apply(
+                lambda p: bridge_policies(
+                    arn_prefix=p,
+                    client_id=client_id,
+                    chunks=chunks,
+                    share_group=iot.share_group,
+                    host_id=iot.host_id,
                 )
             ),
-            tags=ctx.tags(aws.iot.Policy, ctx.name("iot-bridge")),
-            opts=child,
+            ("bridge", *(f"bridge-facilities-{n}" for n in range(1, len(chunks) + 1))),
         )
         identity_secret_arn = self._bridge_identity(name, args)
         self.bridge = BridgeService(
@@ -104,10 +102,34 @@ class Iot(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "endpoint": self.endpoint,
-                "device_policy_name": self.device_policy.name,
+                "device_policy_names": [p.name for p in self.device_policies.values()],
                 "thing_group_names": {f: g.name for f, g in self.groups.items()},
             }
         )
+
+    def _policies(
+        self,
+        name: str,
+        ctx: StackContext,
+        documents: pulumi.Output[dict[str, dict[str, Any]]],
+        keys: tuple[str, ...],
+    ) -> dict[str, aws.iot.Policy]:
+        """One IoT policy per document; ``keys`` are known at program time (no resource is
+        created inside an apply), the documents once the account and partition are."""
+
+        def document(key: str) -> pulumi.Output[str]:
+            return documents.apply(lambda docs: json.dumps(docs[key]))
+
+        return {
+            key: aws.iot.Policy(
+                f"{name}-{key}-policy",
+                name=ctx.name(f"iot-{key}"),
+                policy=document(key),
+                tags=ctx.tags(aws.iot.Policy, ctx.name(f"iot-{key}")),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for key in keys
+        }
 
     def _facility(
         self, name: str, ctx: StackContext, facility: str, devices: tuple[str, ...]
@@ -127,6 +149,14 @@ class Iot(pulumi.ComponentResource):
             opts=child,
         )
         self.groups[facility] = group
+        # the device policies apply to every thing of the group (client id = thing name)
+        for key, policy in self.device_policies.items():
+            aws.iot.PolicyAttachment(
+                f"{name}-{facility}-{key}-attachment",
+                policy=policy.name,
+                target=group.arn,
+                opts=child,
+            )
         for device in devices:
             thing = aws.iot.Thing(
                 f"{name}-{facility}-{device}",
@@ -232,12 +262,10 @@ class Iot(pulumi.ComponentResource):
             thing_principal_type="EXCLUSIVE_THING",
             opts=child,
         )
-        aws.iot.PolicyAttachment(
-            f"{name}-bridge-policy-attachment",
-            policy=self.bridge_policy.name,
-            target=cert.arn,
-            opts=child,
-        )
+        for key, policy in self.bridge_policies.items():
+            aws.iot.PolicyAttachment(
+                f"{name}-{key}-attachment", policy=policy.name, target=cert.arn, opts=child
+            )
         secret = aws.secretsmanager.Secret(
             f"{name}-bridge-identity",
             name_prefix=f"plantstream/mqtt-bridge-{ctx.suffix}-",

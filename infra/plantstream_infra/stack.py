@@ -191,7 +191,7 @@ def define_stack(settings: StackSettings) -> dict[str, Any]:
         outputs["api_gateway_stage"] = front.api_gateway_stage
     if iot is not None:
         outputs["iot_endpoint"] = iot.endpoint
-        outputs["iot_device_policy_name"] = iot.device_policy.name
+        outputs["iot_device_policy_names"] = [p.name for p in iot.device_policies.values()]
         outputs["iot_thing_group_names"] = {f: g.name for f, g in iot.groups.items()}
         outputs["iot_thing_names"] = {k: t.name for k, t in iot.things.items()}
         outputs["mqtt_bridge_service_name"] = iot.bridge.service.name

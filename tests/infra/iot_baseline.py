@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from plantstream_infra.iot_policies import bridge_policy, device_policy
+from plantstream_infra.iot_policies import bridge_policies, device_policies
 
 ACCOUNT = "123456789012"
 ARN_PREFIX = f"arn:aws:iot:us-east-1:{ACCOUNT}:"
@@ -19,7 +19,7 @@ def iot_graph(
     tags: dict[str, str], key_arn: str, container: dict[str, Any]
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     identity_arn = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:bridge-identity-dev-XyZ123"
-    bridge = {
+    bridge_container = {
         **container,
         "name": "bridge",
         "secrets": [
@@ -28,31 +28,22 @@ def iot_graph(
             {"name": "PLANTSTREAM_MQTT_KEY_PEM", "valueFrom": f"{identity_arn}:key_pem::"},
         ],
     }
+    devices = device_policies(arn_prefix=ARN_PREFIX, host_id="plantstream")
+    bridge = bridge_policies(
+        arn_prefix=ARN_PREFIX,
+        client_id="plantstream-bridge-dev",
+        chunks=[list(FACILITIES)],
+        share_group="plantstream",
+        host_id="plantstream",
+    )
     return {
-        "iot-device-policy": (
-            "aws:iot/policy:Policy",
-            {
-                "name": "iot-device-dev",
-                "policy": json.dumps(device_policy(arn_prefix=ARN_PREFIX, host_id="plantstream")),
-                "tags": tags,
-            },
-        ),
-        "iot-bridge-policy": (
-            "aws:iot/policy:Policy",
-            {
-                "name": "iot-bridge-dev",
-                "policy": json.dumps(
-                    bridge_policy(
-                        arn_prefix=ARN_PREFIX,
-                        client_id="plantstream-bridge-dev",
-                        facilities=FACILITIES,
-                        share_group="plantstream",
-                        host_id="plantstream",
-                    )
-                ),
-                "tags": tags,
-            },
-        ),
+        **{
+            f"iot-{key}-policy": (
+                "aws:iot/policy:Policy",
+                {"name": f"iot-{key}-dev", "policy": json.dumps(doc), "tags": tags},
+            )
+            for key, doc in {**devices, **bridge}.items()
+        },
         "iot-logging": (
             "aws:iot/loggingOptions:LoggingOptions",
             {
@@ -90,7 +81,7 @@ def iot_graph(
             {
                 "family": "bridge-dev",
                 "networkMode": "awsvpc",
-                "containerDefinitions": json.dumps([bridge]),
+                "containerDefinitions": json.dumps([bridge_container]),
                 "tags": tags,
             },
         ),

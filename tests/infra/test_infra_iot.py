@@ -9,8 +9,13 @@ from typing import Any
 
 import pytest
 from infra_helpers import PRESETS, Report
-from plantstream_infra.iot_policies import DEVICE_MESSAGES, NODE_MESSAGES
-from plantstream_infra.policies.iot import allows
+from plantstream_infra.iot_policies import (
+    DEVICE_MESSAGES,
+    NODE_MESSAGES,
+    bridge_policies,
+    facility_chunks,
+)
+from plantstream_infra.policies.iot import MAX_POLICY_CHARS, allows, policy_chars
 from plantstream_infra.settings import (
     FrontDoorSettings,
     IotSettings,
@@ -24,8 +29,16 @@ POLICY = "aws:iot/policy:Policy"
 PRESET = "iiot-sa-east-1"
 
 
-def _doc(report: Report, name_contains: str) -> dict[str, Any]:
-    return dict(json.loads(report.one(POLICY, name_contains)["policy"]))
+def _doc(report: Report, role: str) -> dict[str, Any]:
+    """The statements of all of a role's documents (``device``: device and device-commands;
+    ``bridge``: bridge and bridge-facilities-<n>), as IoT Core unites attached policies."""
+    docs = [
+        json.loads(p["inputs"]["policy"])
+        for p in report.of_type(POLICY)
+        if p["name"].split("-", 2)[-1].startswith(f"{role}-")
+    ]
+    assert docs, role
+    return {"Version": "2012-10-17", "Statement": [s for d in docs for s in d["Statement"]]}
 
 
 def _arn(report: Report, kind: str, path: str) -> str:
@@ -72,7 +85,7 @@ def test_each_facility_has_a_thing_group_and_its_devices_carry_the_policy_attrib
 
 def test_the_device_policy_statements_are_exactly_these(reports: dict[str, Report]) -> None:
     report = reports[PRESET]
-    doc = _doc(report, "device-policy")
+    doc = _doc(report, "device")
     prefix = _arn(report, "topic", "")
     facility, node = (
         "${iot:Connection.Thing.Attributes[facility]}",
@@ -114,7 +127,7 @@ def test_a_plant_a_device_reaches_its_own_topics_and_nothing_of_plant_b(
     reports: dict[str, Report],
 ) -> None:
     report = reports[PRESET]
-    doc = _doc(report, "device-policy")
+    doc = _doc(report, "device")
     press = _device(report, "plant-a", "press-1")
 
     def topic(path: str) -> str:
@@ -159,7 +172,7 @@ def test_a_plant_a_device_reaches_its_own_topics_and_nothing_of_plant_b(
 
 def test_a_device_connects_only_as_its_own_attached_thing(reports: dict[str, Report]) -> None:
     report = reports[PRESET]
-    doc = _doc(report, "device-policy")
+    doc = _doc(report, "device")
     press = _device(report, "plant-a", "press-1")
     own = _arn(report, "client", press["iot:Connection.Thing.ThingName"])
     assert allows(doc, "iot:Connect", own, press)
@@ -178,7 +191,7 @@ def test_the_bridge_receives_and_commands_only_the_served_facilities(
     reports: dict[str, Report],
 ) -> None:
     report = reports[PRESET]
-    doc = _doc(report, "bridge-policy")
+    doc = _doc(report, "bridge")
     suffix = report.outputs["environment_suffix"]
     ctx: dict[str, str] = {}
     client = f"plantstream-bridge-{suffix}"
@@ -276,8 +289,14 @@ def test_the_bridge_runs_serve_mqtt_with_its_certificate_from_secrets_manager(
         if "secretsmanager-1-rotation-enabled" in a["message"] and "bridge-identity" in a["urn"]
     ]
     assert "issuing a new certificate" in advisory["message"]  # declared, with its reason
-    attachment = report.one("aws:iot/policyAttachment:PolicyAttachment")
-    assert attachment["policy"] == f"iot-bridge-{report.outputs['environment_suffix']}"
+    suffix = report.outputs["environment_suffix"]
+    cert = report.one("aws:iot/thingPrincipalAttachment:ThingPrincipalAttachment")["principal"]
+    on_cert = {
+        a["inputs"]["policy"]
+        for a in report.of_type("aws:iot/policyAttachment:PolicyAttachment")
+        if a["inputs"]["target"] == cert
+    }
+    assert on_cert == {f"iot-bridge-{suffix}", f"iot-bridge-facilities-1-{suffix}"}
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -339,3 +358,44 @@ def test_a_topic_breaking_or_unlogged_iot_config_is_refused_with_its_key(
     )
     with pytest.raises(SettingsError, match=f"plantstream:{key}"):
         settings.validate()
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_facility_group_carries_both_device_policies_and_each_fits_iot_core(
+    reports: dict[str, Report], preset: str
+) -> None:
+    report = reports[preset]
+    suffix = report.outputs["environment_suffix"]
+    names = set(report.outputs["iot_device_policy_names"])
+    assert names == {f"iot-device-{suffix}", f"iot-device-commands-{suffix}"}
+    groups = {
+        g["state"]["arn"]: g["inputs"]["name"]
+        for g in report.of_type("aws:iot/thingGroup:ThingGroup")
+    }
+    attached: dict[str, set[str]] = {}
+    for a in report.of_type("aws:iot/policyAttachment:PolicyAttachment"):
+        if a["inputs"]["target"] in groups:
+            attached.setdefault(groups[a["inputs"]["target"]], set()).add(a["inputs"]["policy"])
+    assert attached == dict.fromkeys(groups.values(), names)
+    for policy in report.of_type(POLICY):
+        assert policy_chars(policy["inputs"]["policy"]) <= MAX_POLICY_CHARS, policy["name"]
+
+
+def test_many_facilities_split_over_bridge_documents_that_each_fit() -> None:
+    facilities = [f"facility-{n:02d}-{'x' * 20}" for n in range(30)]
+    chunks = facility_chunks(facilities, region="ap-southeast-2", share_group="plantstream")
+    assert len(chunks) > 1
+    assert sorted(f for c in chunks for f in c) == sorted(facilities)
+    docs = bridge_policies(
+        arn_prefix="arn:aws:iot:ap-southeast-2:123456789012:",
+        client_id="plantstream-bridge-x",
+        chunks=chunks,
+        share_group="plantstream",
+        host_id="plantstream",
+    )
+    assert len(docs) == len(chunks) + 1
+    assert all(policy_chars(d) <= MAX_POLICY_CHARS for d in docs.values())
+    every = {"Statement": [s for d in docs.values() for s in d["Statement"]]}
+    for facility in facilities:
+        topic = f"arn:aws:iot:ap-southeast-2:123456789012:topic/spBv1.0/{facility}/NDATA/n"
+        assert allows(every, "iot:Receive", topic, {})

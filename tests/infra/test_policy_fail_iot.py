@@ -110,12 +110,24 @@ FAILS: FailTable = {
         "whole-topic-namespace": _edit(
             "iot-bridge-policy", _allow("iot:Receive", f"{ARN_PREFIX}topic/*")
         ),
+        "subscribe-everything": _edit(
+            "iot-bridge-policy", _allow("iot:Subscribe", f"{ARN_PREFIX}topicfilter/#")
+        ),
         "any-client": _edit("iot-device-policy", _allow("iot:Connect", f"{ARN_PREFIX}client/*")),
         "not-action": _edit(
             "iot-device-policy",
             _add({"Sid": "N", "Effect": "Allow", "NotAction": ["iot:Connect"], "Resource": []}),
         ),
         "not-json": change("iot-device-policy", policy="{not json"),
+    },
+    "iot-policy-size": {
+        "one-facility-too-many": _edit(
+            "iot-bridge-facilities-1-policy",
+            _allow(
+                "iot:Receive",
+                *(f"{ARN_PREFIX}topic/spBv1.0/plant-{n:03d}/*" for n in range(40)),
+            ),
+        ),
     },
     "iot-policy-connect-client-id": {
         "no-is-attached-condition": _edit(

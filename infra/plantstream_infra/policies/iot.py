@@ -8,6 +8,7 @@ reason about topics rather than strings.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -32,10 +33,19 @@ LOG_LEVELS = ("ERROR", "WARN", "INFO", "DEBUG")
 # Secrets Manager secret on a customer key. ECS.8's name pattern does not see "KEY_PEM".
 CLIENT_IDENTITY_ENV = ("PLANTSTREAM_MQTT_KEY_PEM", "PLANTSTREAM_MQTT_CERT_PEM")
 
+# IoT Core refuses a policy document longer than this, whitespace not counted (CreatePolicy).
+MAX_POLICY_CHARS = 2048
+
 registry = Registry()
 R = registry
 
 _VARIABLE = re.compile(r"\$\{([^}]+)\}")
+
+
+def policy_chars(doc: Any) -> int:
+    """A document's size as IoT Core counts it: its JSON without whitespace."""
+    text = doc if isinstance(doc, str) else json.dumps(doc)
+    return len(re.sub(r"\s", "", text))
 
 
 # ---- evaluation -----------------------------------------------------------------------------
@@ -134,8 +144,21 @@ def _iot_overly_permissive(p: Props) -> Iterator[str]:
                 yield f"statement {sid} allows the action wildcard {action}"
         for res in (str(r) for r in as_list(stmt.get("Resource"))):
             kind, path = _resource_path(res)
-            if res == "*" or kind in ("*", "") or path.startswith(("*", "?", "$share/*")):
+            whole = path.startswith(("*", "?", "#", "+/", "$share/*")) or path in ("+", "")
+            if res == "*" or kind in ("*", "") or whole:
                 yield f"statement {sid} allows {res}"
+
+
+@R.resource(
+    "iot-policy-size",
+    "AWS IoT Core quota (CreatePolicy: 2048 characters, whitespace excluded)",
+    f"IoT policy documents fit IoT Core's {MAX_POLICY_CHARS}-character limit (else up fails).",
+    [IOT_POLICY],
+)
+def _iot_policy_size(p: Props) -> Iterator[str]:
+    policy = p.get("policy")
+    if isinstance(policy, str) and policy_chars(policy) > MAX_POLICY_CHARS:
+        yield f"the document has {policy_chars(policy)} characters, over {MAX_POLICY_CHARS}"
 
 
 @R.resource(
