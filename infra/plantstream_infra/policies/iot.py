@@ -14,12 +14,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .base import GraphResource, Props, Registry, as_json, as_list, aws_managed_key, statements
+from .data import SECRET
 
 IOT_POLICY = "aws:iot/policy:Policy"
 LOGGING_OPTIONS = "aws:iot/loggingOptions:LoggingOptions"
 PRINCIPAL_ATTACHMENT = "aws:iot/thingPrincipalAttachment:ThingPrincipalAttachment"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
-SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 - a type token
 
 SPARKPLUG = "spBv1.0"
 PLAIN = "plantstream/v1"
