@@ -22,7 +22,7 @@ from .policies import CONTROLS, GraphEntry, PolicyResult, evaluate, pack_policie
 
 INFRA_DIR = Path(__file__).resolve().parents[1]
 PROJECT = "plantstream"
-_REDACT = {"authToken", "secretString", "password", "masterPassword"}
+_REDACT = {"authToken", "secretString", "password", "masterPassword", "privateKey"}
 
 
 def presets() -> list[str]:

@@ -119,6 +119,12 @@ class AwsMocks(pulumi.runtime.Mocks):
                 "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{r}.amazonaws.com",
                 "registryId": ACCOUNT_ID,
             },
+            # the account's ATS data endpoint (one per account and region)
+            "aws:iot/getEndpoint:getEndpoint": {
+                "id": f"{_hex(ACCOUNT_ID, r, n=14)}-ats.iot.{r}.amazonaws.com",
+                "endpointAddress": f"{_hex(ACCOUNT_ID, r, n=14)}-ats.iot.{r}.amazonaws.com",
+                "endpointType": args.args.get("endpointType"),
+            },
             # RDS's newest minor of the requested major (a fixed, plausible answer offline)
             "aws:rds/getEngineVersion:getEngineVersion": {
                 "id": str(args.args.get("version")),
@@ -156,8 +162,31 @@ class AwsMocks(pulumi.runtime.Mocks):
         arn = f"arn:aws:{service}:{r}:{acct}:{physical}"
         if typ in _ID_PREFIX:
             rid = _ID_PREFIX[typ] + h
-            extra = {"prefixListId": "pl-6da54004"} if p.get("vpcEndpointType") == "Gateway" else {}
+            extra: dict[str, Any] = (
+                {"prefixListId": "pl-6da54004"} if p.get("vpcEndpointType") == "Gateway" else {}
+            )
+            if p.get("vpcEndpointType") == "Interface":
+                extra["dnsEntries"] = [
+                    {"dnsName": f"{rid}-{h[:8]}.{p.get('serviceName')}", "hostedZoneId": "Z7HUB"}
+                ]
             return rid, {"arn": f"arn:aws:ec2:{r}:{acct}:{rid}", **extra}
+        if typ == "aws:iot/certificate:Certificate":
+            cert_id = _hex(typ, name, n=64)
+            return cert_id, {
+                "arn": f"arn:aws:iot:{r}:{acct}:cert/{cert_id}",
+                # placeholders, not PEM: nothing here may look like a key to a secret scanner
+                "certificatePem": f"mock-certificate-pem-{cert_id[:8]}",
+                "privateKey": f"mock-private-key-{cert_id[:8]}",
+                "publicKey": f"mock-public-key-{cert_id[:8]}",
+            }
+        if typ in ("aws:iot/thing:Thing", "aws:iot/thingGroup:ThingGroup", "aws:iot/policy:Policy"):
+            kind = {"Thing": "thing", "ThingGroup": "thinggroup", "Policy": "policy"}[
+                typ.rsplit(":", 1)[-1]
+            ]
+            return physical, {"arn": f"arn:aws:iot:{r}:{acct}:{kind}/{physical}"}
+        if typ == "aws:route53/zone:Zone":
+            zone_id = "Z" + h.upper()[:13]
+            return zone_id, {"zoneId": zone_id, "arn": f"arn:aws:route53:::hostedzone/{zone_id}"}
         if typ == "aws:kms/key:Key":
             key_id = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-8{h[:3]}-{h[3:15]}"
             return key_id, {"keyId": key_id, "arn": f"arn:aws:kms:{r}:{acct}:key/{key_id}"}

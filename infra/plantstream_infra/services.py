@@ -65,6 +65,213 @@ def _doc(*statements: dict[str, Any]) -> pulumi.Output[str]:
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
+def sg_ingress(
+    parent: pulumi.Resource,
+    name: str,
+    ctx: StackContext,
+    *,
+    key: str,
+    group: pulumi.Input[str],
+    from_sg: pulumi.Input[str],
+    port: int,
+    description: str,
+) -> aws.vpc.SecurityGroupIngressRule:
+    """TCP ``port`` into ``group`` from the security group ``from_sg`` only."""
+    return aws.vpc.SecurityGroupIngressRule(
+        f"{name}-{key}",
+        security_group_id=group,
+        referenced_security_group_id=from_sg,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        description=description,
+        tags=ctx.tags(aws.vpc.SecurityGroupIngressRule, ctx.name(key)),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def sg_egress(
+    parent: pulumi.Resource,
+    name: str,
+    ctx: StackContext,
+    *,
+    key: str,
+    group: pulumi.Input[str],
+    port: int,
+    description: str,
+    **target: pulumi.Input[str],
+) -> aws.vpc.SecurityGroupEgressRule:
+    """TCP ``port`` out of ``group`` to one target (a security group, CIDR or prefix list)."""
+    return aws.vpc.SecurityGroupEgressRule(
+        f"{name}-{key}",
+        security_group_id=group,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        description=description,
+        tags=ctx.tags(aws.vpc.SecurityGroupEgressRule, ctx.name(key)),
+        opts=pulumi.ResourceOptions(parent=parent),
+        **target,
+    )
+
+
+def task_role(parent: pulumi.Resource, name: str, ctx: StackContext, key: str) -> aws.iam.Role:
+    """A role ECS tasks of this account (and only those) assume."""
+    role_name = ctx.name(key)
+    assume = ctx.account_id.apply(
+        lambda account: json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "sts:AssumeRole",
+                        "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                    }
+                ],
+            }
+        )
+    )
+    return aws.iam.Role(
+        f"{name}-{key}",
+        name=role_name,
+        assume_role_policy=assume,
+        tags=ctx.tags(aws.iam.Role, role_name),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def execution_statements(
+    *,
+    log_group_arns: Sequence[pulumi.Input[str]],
+    secret_arns: Sequence[pulumi.Input[str]],
+    secrets_key_arn: pulumi.Input[str],
+    image_repository_arn: pulumi.Input[str] | None,
+    images_key_arn: pulumi.Input[str] | None,
+) -> list[dict[str, Any]]:
+    """What ECS itself needs to start a task: pull the image, write logs, inject secrets."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "WriteTaskLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [pulumi.Output.concat(arn, ":*") for arn in log_group_arns],
+        },
+        {
+            "Sid": "InjectSecrets",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": list(secret_arns),
+        },
+        {
+            "Sid": "DecryptSecrets",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": secrets_key_arn,
+        },
+    ]
+    if image_repository_arn is not None:
+        statements += [
+            {
+                "Sid": "EcrLogin",
+                "Effect": "Allow",
+                "Action": ["ecr:GetAuthorizationToken"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "PullImage",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchCheckLayerAvailability",
+                ],
+                "Resource": image_repository_arn,
+            },
+        ]
+    if image_repository_arn is not None and images_key_arn is not None:
+        statements.append(
+            {
+                "Sid": "DecryptImage",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": images_key_arn,
+            }
+        )
+    return statements
+
+
+def data_plane_settings(args: ServicesArgs) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(environment, secrets) by Settings field that every role connecting to the stream,
+    PostgreSQL and Redis gets."""
+    db_url = pulumi.Output.concat(
+        "postgresql://",
+        args.db_username,
+        "@",
+        args.db_endpoint,
+        f":{args.db_port}/",
+        args.db_name,
+        "?sslmode=require",
+    )
+    redis_url = pulumi.Output.concat("rediss://", args.redis_endpoint, f":{args.redis_port}/0")
+    env: dict[str, Any] = {
+        "stream": "kinesis",
+        "kinesis_stream_name": args.stream_name,
+        "database_url": db_url,
+        "db_secret_arn": args.db_secret_arn,
+        "redis_url": redis_url,
+        "redis_auth_secret_arn": args.redis_auth_secret_arn,
+        "aws_region": args.ctx.region,
+    }
+    secrets: dict[str, Any] = {
+        "database_password": pulumi.Output.concat(args.db_secret_arn, ":password::"),
+        "redis_password": args.redis_auth_secret_arn,
+    }
+    return env, secrets
+
+
+def hardened_container(
+    *,
+    image: pulumi.Input[str],
+    command: list[str],
+    env: dict[str, Any],
+    secrets: dict[str, Any],
+    log_group: aws.cloudwatch.LogGroup,
+    region: str,
+    prefix: str,
+) -> dict[str, Any]:
+    """Non-root, read-only root with a /tmp scratch volume, no capabilities, awslogs."""
+    return {
+        "name": CONTAINER,
+        "image": image,
+        "essential": True,
+        "command": command,
+        "user": CONTAINER_USER,
+        "readonlyRootFilesystem": True,
+        "privileged": False,
+        "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
+        "mountPoints": [
+            {
+                "sourceVolume": "tmp",
+                "containerPath": "/tmp",  # noqa: S108
+                "readOnly": False,
+            }
+        ],
+        "environment": environment(env),
+        "secrets": environment_secrets(secrets),
+        "stopTimeout": 30,
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": log_group.name,
+                "awslogs-region": region,
+                "awslogs-stream-prefix": prefix,
+            },
+        },
+    }
+
+
 class Services(pulumi.ComponentResource):
     """The cluster, one task definition and service per role, and their IAM roles."""
 
@@ -104,6 +311,7 @@ class Services(pulumi.ComponentResource):
         for role in ROLES:
             self._service(name, args, role, cluster, execution_role)
 
+        self.cluster = cluster
         self.cluster_name = cluster.name
         self.cluster_arn = cluster.arn
         self.tasks_security_group_id = self.tasks_sg.id
@@ -127,16 +335,15 @@ class Services(pulumi.ComponentResource):
         def ingress(
             key: str, group: pulumi.Input[str], from_sg: pulumi.Input[str], p: int, description: str
         ) -> None:
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-{key}",
-                security_group_id=group,
-                referenced_security_group_id=from_sg,
-                ip_protocol="tcp",
-                from_port=p,
-                to_port=p,
+            sg_ingress(
+                self,
+                name,
+                ctx,
+                key=key,
+                group=group,
+                from_sg=from_sg,
+                port=p,
                 description=description,
-                tags=ctx.tags(aws.vpc.SecurityGroupIngressRule, ctx.name(key)),
-                opts=child,
             )
 
         def egress(
@@ -146,16 +353,8 @@ class Services(pulumi.ComponentResource):
             description: str,
             **target: pulumi.Input[str],
         ) -> None:
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-{key}",
-                security_group_id=group,
-                ip_protocol="tcp",
-                from_port=p,
-                to_port=p,
-                description=description,
-                tags=ctx.tags(aws.vpc.SecurityGroupEgressRule, ctx.name(key)),
-                opts=child,
-                **target,
+            sg_egress(
+                self, name, ctx, key=key, group=group, port=p, description=description, **target
             )
 
         ingress(
@@ -223,86 +422,19 @@ class Services(pulumi.ComponentResource):
     # ---- IAM --------------------------------------------------------------------------------
 
     def _role(self, name: str, ctx: StackContext, key: str) -> aws.iam.Role:
-        role_name = ctx.name(key)
-        assume = ctx.account_id.apply(
-            lambda account: json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": "sts:AssumeRole",
-                            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                        }
-                    ],
-                }
-            )
-        )
-        return aws.iam.Role(
-            f"{name}-{key}",
-            name=role_name,
-            assume_role_policy=assume,
-            tags=ctx.tags(aws.iam.Role, role_name),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        return task_role(self, name, ctx, key)
 
     def _execution_role(self, name: str, args: ServicesArgs) -> aws.iam.Role:
         """What ECS itself needs to start a task: pull the image, write logs, inject secrets."""
         ctx = args.ctx
         role = self._role(name, ctx, "ecs-execution-role")
-        statements: list[dict[str, Any]] = [
-            {
-                "Sid": "WriteTaskLogs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [pulumi.Output.concat(g.arn, ":*") for g in self.log_groups.values()],
-            },
-            {
-                "Sid": "InjectSecrets",
-                "Effect": "Allow",
-                "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": [
-                    args.db_secret_arn,
-                    args.redis_auth_secret_arn,
-                    args.server_secret_arn,
-                ],
-            },
-            {
-                "Sid": "DecryptSecrets",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt"],
-                "Resource": args.secrets_key_arn,
-            },
-        ]
-        if args.image_repository_arn is not None:
-            statements += [
-                {
-                    "Sid": "EcrLogin",
-                    "Effect": "Allow",
-                    "Action": ["ecr:GetAuthorizationToken"],
-                    "Resource": "*",
-                },
-                {
-                    "Sid": "PullImage",
-                    "Effect": "Allow",
-                    "Action": [
-                        "ecr:BatchGetImage",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:BatchCheckLayerAvailability",
-                    ],
-                    "Resource": args.image_repository_arn,
-                },
-            ]
-        if args.image_repository_arn is not None and args.images_key_arn is not None:
-            statements.append(
-                {
-                    "Sid": "DecryptImage",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt"],
-                    "Resource": args.images_key_arn,
-                }
-            )
+        statements = execution_statements(
+            log_group_arns=[g.arn for g in self.log_groups.values()],
+            secret_arns=[args.db_secret_arn, args.redis_auth_secret_arn, args.server_secret_arn],
+            secrets_key_arn=args.secrets_key_arn,
+            image_repository_arn=args.image_repository_arn,
+            images_key_arn=args.images_key_arn,
+        )
         aws.iam.RolePolicy(
             f"{name}-ecs-execution",
             name=ctx.name("ecs-execution"),
@@ -338,30 +470,7 @@ class Services(pulumi.ComponentResource):
     def _container(self, args: ServicesArgs, role: str) -> dict[str, Any]:
         ctx = args.ctx
         cfg = ctx.settings.services
-        db_url = pulumi.Output.concat(
-            "postgresql://",
-            args.db_username,
-            "@",
-            args.db_endpoint,
-            f":{args.db_port}/",
-            args.db_name,
-            "?sslmode=require",
-        )
-        redis_url = pulumi.Output.concat("rediss://", args.redis_endpoint, f":{args.redis_port}/0")
-        # Keys are Settings field names (environment.py turns them into variable names).
-        env: dict[str, Any] = {
-            "stream": "kinesis",
-            "kinesis_stream_name": args.stream_name,
-            "database_url": db_url,
-            "db_secret_arn": args.db_secret_arn,
-            "redis_url": redis_url,
-            "redis_auth_secret_arn": args.redis_auth_secret_arn,
-            "aws_region": ctx.region,
-        }
-        secrets: dict[str, Any] = {
-            "database_password": pulumi.Output.concat(args.db_secret_arn, ":password::"),
-            "redis_password": args.redis_auth_secret_arn,
-        }
+        env, secrets = data_plane_settings(args)
         if role in WEB_ROLES:
             env["host"] = "0.0.0.0"  # noqa: S104 - inside the task's private ENI
             env["port"] = str(cfg.container_port)
@@ -377,34 +486,15 @@ class Services(pulumi.ComponentResource):
             )
         if role == ADMIN_ROLE:  # a key identifier, not a secret: where `keys create` encrypts
             env["api_key_kms_key_id"] = args.secrets_key_arn
-        container: dict[str, Any] = {
-            "name": CONTAINER,
-            "image": args.image,
-            "essential": True,
-            "command": ["serve", role],
-            "user": CONTAINER_USER,
-            "readonlyRootFilesystem": True,
-            "privileged": False,
-            "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
-            "mountPoints": [
-                {
-                    "sourceVolume": "tmp",
-                    "containerPath": "/tmp",  # noqa: S108
-                    "readOnly": False,
-                }
-            ],
-            "environment": environment(env),
-            "secrets": environment_secrets(secrets),
-            "stopTimeout": 30,
-            "logConfiguration": {
-                "logDriver": "awslogs",
-                "options": {
-                    "awslogs-group": self.log_groups[role].name,
-                    "awslogs-region": ctx.region,
-                    "awslogs-stream-prefix": role,
-                },
-            },
-        }
+        container = hardened_container(
+            image=args.image,
+            command=["serve", role],
+            env=env,
+            secrets=secrets,
+            log_group=self.log_groups[role],
+            region=ctx.region,
+            prefix=role,
+        )
         if role != "processor":
             container["portMappings"] = [{"containerPort": cfg.container_port, "protocol": "tcp"}]
         return container

@@ -147,6 +147,29 @@ class FrontDoorSettings:
         return bool(self.certificate_arn) or self.api_gateway
 
 
+# A facility (Sparkplug group id) or device (edge node id) becomes one MQTT topic level and
+# part of a thing name: no MQTT wildcards (+ #), no separators (/), no IoT policy wildcards.
+_TOPIC_LEVEL_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+IotLogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR"]
+
+
+@dataclass(frozen=True)
+class IotSettings:
+    """AWS IoT Core in front of the MQTT bridge (docs/aws-iot.md): a thing group per facility,
+    a thing per listed device (more are provisioned at run time), the bridge as an ECS service.
+    No facilities means no IoT resources."""
+
+    facilities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    log_level: IotLogLevel = "WARN"
+    bridge_count: int = 1
+    share_group: str = "plantstream"
+    host_id: str = "plantstream"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.facilities)
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Everything the program needs, already validated."""
@@ -171,6 +194,7 @@ class StackSettings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     services: ServiceSettings = field(default_factory=ServiceSettings)
     front_door: FrontDoorSettings = field(default_factory=FrontDoorSettings)
+    iot: IotSettings = field(default_factory=IotSettings)
 
     def validate(self) -> StackSettings:
         _check(
@@ -276,7 +300,41 @@ class StackSettings:
             "seedDeviations",
             "each needs a reason",
         )
+        self._validate_iot()
         return self
+
+    def _validate_iot(self) -> None:
+        iot = self.iot
+        for facility, devices in iot.facilities.items():
+            _check(
+                _TOPIC_LEVEL_RE.match(facility) is not None and facility != "state",
+                f"iot.facilities.{facility}",
+                "must be 1-40 lowercase letters, digits or '-' (a Sparkplug group id; not STATE)",
+            )
+            for device in devices:
+                _check(
+                    _TOPIC_LEVEL_RE.match(str(device)) is not None,
+                    f"iot.facilities.{facility}",
+                    f"device {device!r} must be 1-40 lowercase letters, digits or '-'",
+                )
+        _check(
+            iot.log_level in ("DEBUG", "INFO", "WARN", "ERROR"),
+            "iot.logLevel",
+            "must be DEBUG, INFO, WARN or ERROR (IoT Core logs to CloudWatch, never DISABLED)",
+        )
+        _check(1 <= iot.bridge_count <= 10, "iot.bridgeCount", "must be 1..10")
+        for key, value in (("iot.shareGroup", iot.share_group), ("iot.hostId", iot.host_id)):
+            _check(
+                _TOPIC_LEVEL_RE.match(value) is not None,
+                key,
+                "must be 1-40 lowercase letters, digits or '-' (one MQTT topic level)",
+            )
+
+
+def _iot_section(raw: Mapping[str, Any] | None) -> IotSettings:
+    section: IotSettings = _section(IotSettings, raw, "iot")
+    facilities = {str(k): tuple(str(d) for d in (v or ())) for k, v in section.facilities.items()}
+    return replace(section, facilities=facilities)
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -328,5 +386,6 @@ def load_settings() -> StackSettings:
             **({"image": cfg.get("image")} if cfg.get("image") else {}),
         ),
         front_door=_section(FrontDoorSettings, cfg.get_object("frontDoor"), "frontDoor"),
+        iot=_iot_section(cfg.get_object("iot")),
     )
     return settings.validate()

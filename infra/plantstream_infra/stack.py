@@ -14,6 +14,7 @@ from .context import make_context
 from .database import Database, DatabaseArgs
 from .frontdoor import FrontDoor, FrontDoorArgs
 from .image import Image, ImageArgs
+from .iot import Iot, IotArgs
 from .keys import Keys, KeysArgs
 from .network import Network, NetworkArgs
 from .observability import Observability, ObservabilityArgs
@@ -77,38 +78,50 @@ def define_stack(settings: StackSettings) -> dict[str, Any]:
             keys.arn("logs"),
         ),
     )
-    services = Services(
-        f"services-{s}",
-        ServicesArgs(
-            ctx=ctx,
-            vpc_id=network.vpc_id,
-            private_subnet_ids=network.private_subnet_ids,
-            s3_prefix_list_id=network.s3_prefix_list_id,
-            image=image.ref,
-            image_repository_arn=image.repository_arn,
-            images_key_arn=keys.arn("images") if "images" in purposes else None,
-            stream_name=stream.name,
-            stream_arn=stream.arn,
-            stream_key_arn=keys.arn("stream"),
-            secrets_key_arn=keys.arn("secrets"),
-            logs_key_arn=keys.arn("logs"),
-            db_endpoint=database.endpoint,
-            db_port=database.port,
-            db_name=database.database_name,
-            db_username=database.username,
-            db_secret_arn=database.secret_arn,
-            db_security_group_id=database.security_group_id,
-            redis_endpoint=cache.endpoint,
-            redis_port=cache.port,
-            redis_auth_secret_arn=secrets.redis_auth_secret_arn,
-            server_secret_arn=secrets.server_secret_arn,
-            redis_security_group_id=cache.security_group_id,
-            alb_security_group_id=front.alb_security_group_id,
-            target_groups=front.target_groups,
-            listener=front.listener,
-            listener_rules=[front.ingest_rule],
-            database_ready=database.ready,
-        ),
+    services_args = ServicesArgs(
+        ctx=ctx,
+        vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids,
+        s3_prefix_list_id=network.s3_prefix_list_id,
+        image=image.ref,
+        image_repository_arn=image.repository_arn,
+        images_key_arn=keys.arn("images") if "images" in purposes else None,
+        stream_name=stream.name,
+        stream_arn=stream.arn,
+        stream_key_arn=keys.arn("stream"),
+        secrets_key_arn=keys.arn("secrets"),
+        logs_key_arn=keys.arn("logs"),
+        db_endpoint=database.endpoint,
+        db_port=database.port,
+        db_name=database.database_name,
+        db_username=database.username,
+        db_secret_arn=database.secret_arn,
+        db_security_group_id=database.security_group_id,
+        redis_endpoint=cache.endpoint,
+        redis_port=cache.port,
+        redis_auth_secret_arn=secrets.redis_auth_secret_arn,
+        server_secret_arn=secrets.server_secret_arn,
+        redis_security_group_id=cache.security_group_id,
+        alb_security_group_id=front.alb_security_group_id,
+        target_groups=front.target_groups,
+        listener=front.listener,
+        listener_rules=[front.ingest_rule],
+        database_ready=database.ready,
+    )
+    services = Services(f"services-{s}", services_args)
+    iot = (
+        Iot(
+            f"iot-{s}",
+            IotArgs(
+                ctx=ctx,
+                services=services_args,
+                cluster_arn=services.cluster_arn,
+                logs_key_arn=keys.arn("logs"),
+                secrets_key_arn=keys.arn("secrets"),
+            ),
+        )
+        if settings.iot.enabled
+        else None
     )
     observability = Observability(
         f"observability-{s}",
@@ -176,6 +189,14 @@ def define_stack(settings: StackSettings) -> dict[str, Any]:
         outputs["api_gateway_url"] = front.ingest_api_base_url
         outputs["api_gateway_id"] = front.api_gateway_id
         outputs["api_gateway_stage"] = front.api_gateway_stage
+    if iot is not None:
+        outputs["iot_endpoint"] = iot.endpoint
+        outputs["iot_device_policy_names"] = [p.name for p in iot.device_policies.values()]
+        outputs["iot_thing_group_names"] = {f: g.name for f, g in iot.groups.items()}
+        outputs["iot_thing_names"] = {k: t.name for k, t in iot.things.items()}
+        outputs["mqtt_bridge_service_name"] = iot.bridge.service.name
+        outputs["mqtt_bridge_identity_secret_arn"] = iot.bridge_identity_secret_arn
+        outputs["mqtt_bridge_log_group_name"] = iot.bridge.log_group.name
     outputs["seed_deviations"] = dict(settings.seed_deviations)
     for alias, output in settings.output_aliases.items():
         if output not in outputs:

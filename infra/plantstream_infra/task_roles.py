@@ -20,6 +20,10 @@ from .context import StackContext
 STREAM_READ = ["kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"]
 STREAM_WRITE = ["kinesis:PutRecords", "kinesis:ListShards"]
 STREAM_READINESS = ["kinesis:ListShards"]
+# Roles that put readings on the stream: the HTTP ingest, and the MQTT bridge (iot_bridge.py),
+# which runs the same ingest path and acknowledges to the broker once PutRecords succeeded.
+# The bridge's MQTT traffic is authorized by its IoT policy on its certificate, not by IAM.
+WRITER_ROLES = ("ingest", "bridge")
 # One-off admin tasks (``plantstream keys create --secret NAME``) run on the api task
 # definition and store each new API key as its own secret under this prefix, never in logs.
 ADMIN_ROLE = "api"
@@ -62,7 +66,7 @@ def task_statements(
             "Resource": secrets_key_arn,
         },
     ]
-    if role_name == "ingest":
+    if role_name in WRITER_ROLES:
         statements += [
             {
                 "Sid": "WriteTheStream",

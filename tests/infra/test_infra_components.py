@@ -273,7 +273,9 @@ def test_shared_server_secret_is_injected_and_its_missing_rotation_declared(
     injected = {s["name"]: s["valueFrom"] for s in _containers(report, "api")["secrets"]}
     assert injected["PLANTSTREAM_SERVER_SECRET"] == report.outputs["server_secret_arn"]
     advisory = [
-        a for a in report.results("advisory") if "secretsmanager-1-rotation-enabled" in a["message"]
+        a
+        for a in report.results("advisory")
+        if "secretsmanager-1-rotation-enabled" in a["message"] and "server-secret" in a["urn"]
     ]
     assert len(advisory) == 1
     assert "invalidate every issued key" in advisory[0]["message"]

@@ -13,7 +13,7 @@ from plantstream.settings import ENV_PREFIX, Settings
 
 pytestmark = pytest.mark.infra
 
-ROLES = ("ingest", "processor", "api")
+ROLES = ("ingest", "processor", "api", "bridge")
 _COMMON = {
     "stream",
     "kinesis_stream_name",
@@ -38,6 +38,18 @@ NEEDS = {
     "ingest": _COMMON | _WEB,
     "processor": _COMMON,
     "api": _COMMON | _WEB | {"api_key_kms_key_id"},
+    # the MQTT bridge on AWS IoT Core: mutual TLS, so no password (docs/aws-iot.md)
+    "bridge": _COMMON
+    | {
+        "mqtt_url",
+        "mqtt_client_id",
+        "mqtt_username",
+        "mqtt_ca_file",
+        "mqtt_cert_pem",
+        "mqtt_key_pem",
+        "mqtt_share_group",
+        "sparkplug_host_id",
+    },
 }
 
 

@@ -25,7 +25,10 @@ from plantstream.stream.records import pack_readings
 
 pytestmark = [pytest.mark.infra, pytest.mark.integration]
 
-ROLES = ("ingest", "processor", "api")
+# The MQTT bridge (iot_bridge.py) puts readings through the same ingest path as the HTTP
+# ingest; its MQTT traffic to IoT Core is authorized by the IoT policy on its certificate (not
+# IAM, and moto has no MQTT broker), see tests/infra/test_infra_iot.py for that policy.
+ROLES = ("ingest", "processor", "api", "bridge")
 # Actions a role may hold although the app never names them, and why.
 REASONS: dict[str, dict[str, str]] = {role: {} for role in ROLES}
 
@@ -71,7 +74,7 @@ def _drive(role: str, env: dict[str, str], endpoint: str, recorder: CallRecorder
         create_stream(setup, name, 2)
     stream = KinesisStream(client, name)
     shards = stream.list_shards()  # /readyz in ingest and api (api/health.py), leases in processor
-    if role == "ingest":
+    if role in ("ingest", "bridge"):
         readings = [
             Reading(f"dev-{i}", "temp", 1_700_000_000_000_000 + i, 20.0, 0) for i in range(3)
         ]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from iot_baseline import iot_graph
 from plantstream_infra.policies import CONTROLS, GraphEntry, PolicyResult, evaluate
 
 pytestmark = pytest.mark.infra
@@ -400,7 +401,8 @@ def _compute() -> Graph:
 
 def baseline() -> Graph:
     """A fresh copy of the compliant graph (mutate it freely)."""
-    return copy.deepcopy({**_network(), **_edge(), **_data(), **_compute()})
+    iot = iot_graph(TAGS, KEY_ARN, _container())
+    return copy.deepcopy({**_network(), **_edge(), **_data(), **_compute(), **iot})
 
 
 def urn(name: str, graph: Graph) -> str:

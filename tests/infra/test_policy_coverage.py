@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import test_policy_fail_compute
 import test_policy_fail_data
+import test_policy_fail_iot
 import test_policy_fail_network
 from plantstream_infra.policies import (
     CONTROLS,
@@ -15,6 +16,7 @@ from plantstream_infra.policies import (
     network,
     pack_policies,
 )
+from plantstream_infra.policies import iot as iot_controls
 
 pytestmark = pytest.mark.infra
 
@@ -22,6 +24,7 @@ TABLES = {
     data: test_policy_fail_data.FAILS,
     compute: test_policy_fail_compute.FAILS,
     network: test_policy_fail_network.FAILS,
+    iot_controls: test_policy_fail_iot.FAILS,
 }
 
 

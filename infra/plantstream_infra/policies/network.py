@@ -31,8 +31,13 @@ UNNAMED_TYPES = frozenset(
     {
         "aws:apigateway/resource:Resource",
         "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+        # a private zone and its record are named after the IoT data endpoint they answer for
+        "aws:route53/zone:Zone",
+        "aws:route53/record:Record",
     }
 )
+# Physical names AWS dictates: IoT Core writes its logs to this log group, one per region.
+AWS_DICTATED_NAMES = frozenset({"AWSIotLogsV2"})
 TAGGABLE_TYPES = frozenset(
     {
         VPC,
@@ -72,6 +77,9 @@ TAGGABLE_TYPES = frozenset(
         "aws:cloudwatch/metricAlarm:MetricAlarm",
         "aws:sns/topic:Topic",
         "aws:lambda/function:Function",
+        "aws:iot/thingGroup:ThingGroup",
+        "aws:iot/policy:Policy",
+        "aws:route53/zone:Zone",
     }
 )
 
@@ -311,6 +319,8 @@ def _names(resources: Sequence[GraphResource]) -> Iterable[tuple[GraphResource, 
             return
         for prop in NAME_PROPS:
             value = r.props.get(prop)
+            if value in AWS_DICTATED_NAMES:
+                continue
             if isinstance(value, str) and value and not ends_with_suffix(value, suffix):
                 yield r, f"{prop} {value!r} does not end with -{suffix}"
         name_tag = tags_of(r.props).get("Name")

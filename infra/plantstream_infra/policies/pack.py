@@ -24,7 +24,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
-from . import compute, data, network
+from . import compute, data, iot, network
 from .base import Control, waiver
 
 PACK_NAME = "plantstream-aws"
@@ -35,6 +35,7 @@ CONTROLS: tuple[Control, ...] = (
     *data.registry.controls,
     *compute.registry.controls,
     *network.registry.controls,
+    *iot.registry.controls,
 )
 CONTROLS_BY_ID: Mapping[str, Control] = {c.id: c for c in CONTROLS}
 
