@@ -10,9 +10,10 @@ what ``plantstream model apply`` compares.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from plantstream.model.signals import SignalDef, UnknownSignalPolicy
+from plantstream.errors import InvalidModelError
+from plantstream.model.signals import DEFAULT_SIGNALS, SignalDef, UnknownSignalPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,39 @@ class PlantModel:
     machines: dict[str, Machine] = field(default_factory=dict)
 
 
+def resolved(model: PlantModel, *, source: str = "model") -> PlantModel:
+    """``model`` with the default signals its types name added to its signals.
+
+    A model parsed from a file is resolved already; one built in code may name a default
+    signal without declaring it. Raises ``InvalidModelError`` for a reference to nothing
+    (a signal, machine type, area or line that is not declared).
+    """
+    missing: list[tuple[int, int, str, str]] = []
+    signals = dict(model.signals)
+    for t in model.machine_types.values():
+        for name in t.signals:
+            if name not in signals and name in DEFAULT_SIGNALS:
+                signals[name] = DEFAULT_SIGNALS[name]
+            elif name not in signals:
+                missing.append((0, 0, t.name, f"machine type {t.name!r}: no signal {name!r}"))
+    for line in model.lines.values():
+        if line.area is not None and line.area not in model.areas:
+            missing.append((0, 0, line.id, f"line {line.id!r}: no area {line.area!r}"))
+    for m in model.machines.values():
+        for what, ref, known in (
+            ("machine type", m.machine_type, model.machine_types),
+            ("area", m.area, model.areas),
+            ("line", m.line, model.lines),
+        ):
+            if ref is not None and ref not in known:
+                missing.append((0, 0, m.id, f"machine {m.id!r}: no {what} {ref!r}"))
+        if m.line is not None and m.line in model.lines and model.lines[m.line].area != m.area:
+            missing.append((0, 0, m.id, f"machine {m.id!r}: its area is not its line's"))
+    if missing:
+        raise InvalidModelError(source, missing[:100])
+    return model if signals == model.signals else replace(model, signals=signals)
+
+
 # the bounds of one facility's model (a model file or document); each is checked with an error
 MAX_AREAS = 1_000
 MAX_LINES = 10_000
@@ -85,4 +119,5 @@ __all__ = [
     "Machine",
     "MachineType",
     "PlantModel",
+    "resolved",
 ]

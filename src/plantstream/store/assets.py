@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import psycopg
 
-from plantstream.model.plant import Area, Line, Machine, MachineType, PlantModel
+from plantstream.model.plant import Area, Line, Machine, MachineType, PlantModel, resolved
 from plantstream.model.plantdiff import KINDS, Action, Change, diff
 from plantstream.model.signals import UnknownSignalPolicy
 from plantstream.store import signal_defs
@@ -81,8 +81,10 @@ def apply_model(
 ) -> list[Change]:
     """Make the store hold ``model`` for its facility; the changes made (none: nothing written).
 
-    With ``dry_run`` the changes are computed and rolled back.
+    With ``dry_run`` the changes are computed and rolled back. Raises ``InvalidModelError``
+    when the model refers to something it does not declare (``model.plant.resolved``).
     """
+    model = resolved(model)
     facility = model.facility
     with conn.transaction(force_rollback=dry_run):
         conn.execute(
