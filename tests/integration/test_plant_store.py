@@ -11,6 +11,7 @@ from plantstream.api.state import open_pool
 from plantstream.model.plantdiff import Action
 from plantstream.model.plantfile import parse_model
 from plantstream.model.signals import DEFAULT_SIGNALS, UnknownSignalPolicy, ValueType
+from plantstream.settings import load_settings
 from plantstream.store import assets, signal_defs
 from plantstream.store.catalog import StoreCatalog
 from plantstream.store.schema import migrate
@@ -126,6 +127,8 @@ def test_the_store_catalog_falls_back_to_defaults_and_sees_changes(database_url:
         assert len(catalog.signals("f")) == len(DEFAULT_SIGNALS) + 2
         catalog.get("h", "x")  # a third facility evicts the least recently used (g)
         assert set(catalog._entries) == {"f", "h"}
+        configured = StoreCatalog.from_settings(load_settings(catalog_ttl_seconds=0.5), pool)
+        assert configured.get("f", "voltage") is not None
 
 
 def test_the_store_catalog_keeps_the_last_definitions_when_postgres_is_away(

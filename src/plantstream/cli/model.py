@@ -21,8 +21,8 @@ from plantstream.settings import load_settings
 from plantstream.store import assets
 
 app = typer.Typer(help="The plant model: areas, lines, machines, machine types and signals.")
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+console = Console(highlight=False, markup=False)  # ids and names are printed as they are
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 def _connect() -> psycopg.Connection:

@@ -25,6 +25,7 @@ from plantstream.model.signals import (
     SignalDef,
     UnknownSignalPolicy,
 )
+from plantstream.settings import Settings
 from plantstream.store import signal_defs
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,13 @@ class StoreCatalog:
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pool: ConnectionPool) -> StoreCatalog:
+        """The catalog with ``PLANTSTREAM_CATALOG_TTL_SECONDS`` and ``..._MAX_FACILITIES``."""
+        return cls(
+            pool, ttl=settings.catalog_ttl_seconds, max_facilities=settings.catalog_max_facilities
+        )
 
     def get(self, facility: str, name: str) -> SignalDef | None:
         """The facility's definition of ``name``, else the default one, else None."""
