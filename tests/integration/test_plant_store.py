@@ -6,13 +6,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine
 
 from plantstream.api.state import open_pool
 from plantstream.model.plantdiff import Action
 from plantstream.model.plantfile import parse_model
 from plantstream.model.signals import DEFAULT_SIGNALS, UnknownSignalPolicy, ValueType
 from plantstream.settings import load_settings
-from plantstream.store import assets, signal_defs
+from plantstream.store import assets, schema, signal_defs
 from plantstream.store.catalog import StoreCatalog
 from plantstream.store.schema import migrate
 
@@ -124,9 +127,13 @@ def test_the_store_catalog_falls_back_to_defaults_and_sees_changes(database_url:
         assert catalog.get("f", "pressure") == DEFAULT_SIGNALS["pressure"]
         assert catalog.get("g", "voltage") is None  # another facility does not see it
         assert catalog.policy("f") is UnknownSignalPolicy.REGISTER
-        assert len(catalog.signals("f")) == len(DEFAULT_SIGNALS) + 2
+        assert len(catalog.signals("f")) == len(DEFAULT_SIGNALS) + 2  # temperature overridden
         catalog.get("h", "x")  # a third facility evicts the least recently used (g)
         assert set(catalog._entries) == {"f", "h"}
+        registered = catalog.register("f", "spindle_load", "%")
+        assert registered is not None
+        assert registered.unclassified
+        assert catalog.get("f", "spindle_load") == registered  # seen at once, not after the ttl
         configured = StoreCatalog.from_settings(load_settings(catalog_ttl_seconds=0.5), pool)
         assert configured.get("f", "voltage") is not None
 
@@ -147,9 +154,30 @@ def test_the_store_catalog_keeps_the_last_definitions_when_postgres_is_away(
         catalog.get("other", "v")
 
 
+def _downgrade(database_url: str, revision: str) -> None:
+    engine = create_engine(f"postgresql+psycopg://{database_url.partition('://')[2]}")
+    try:
+        with engine.connect() as connection:
+            config = Config()
+            config.set_main_option(
+                "script_location", str(Path(schema.__file__).parent / "migrations")
+            )
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
 def test_the_migration_goes_down_and_up(empty_database_url: str) -> None:
-    assert migrate(empty_database_url) == "0003"
-    migrate(empty_database_url, revision="0002")
-    migrate(empty_database_url)
+    # by revision: later migrations (0004, ...) build on this one
+    assert migrate(empty_database_url, revision="0003") == "0003"
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        assets.apply_model(conn=conn, model=model_of("facility: f\nmachines: [{id: m}]\n"))
+    _downgrade(empty_database_url, "0002")
+    assert schema.current_revision(empty_database_url) == "0002"
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("SELECT to_regclass('machines')").fetchone() == (None,)
+    assert migrate(empty_database_url, revision="0003") == "0003"
     with psycopg.connect(empty_database_url) as conn:
         assert assets.facilities(conn=conn) == []

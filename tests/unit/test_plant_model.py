@@ -76,6 +76,8 @@ def test_export_parses_back_to_the_same_model_as_yaml_and_json() -> None:
         ("facility: f\nunknown_signals: drop\n", 2, 18, "not one of refuse, register"),
         ("facility: f\nmachines: [{id: m}\n", 3, 1, "not valid YAML"),
         ("a: &x [1]\nb: *x\nfacility: f\n", 2, 1, "aliases are not supported"),
+        ("facility: f\nm: &m {id: x}\nmachines: [{<<: *m}]\n", 3, 13, "merge keys"),
+        ("facility: f\nmachines: [{id: !!python/name:os.system x}]\n", 2, 17, "unsupported type"),
     ],
 )
 def test_a_bad_document_names_the_line_and_column_and_what_is_wrong(

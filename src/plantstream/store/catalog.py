@@ -77,6 +77,18 @@ class StoreCatalog:
         """Every signal the facility may send: the defaults, overridden by its own."""
         return {**self._defaults, **self._entry(facility).signals}
 
+    def register(self, facility: str, name: str, unit: str = "") -> SignalDef | None:
+        """What the ``register`` policy does with ``name``: record it as unclassified (for an
+        admin to review) and answer its definition; None when the facility holds its bound
+        of unclassified signals already (the reading must then be refused, not dropped)."""
+        with self._pool.connection() as conn:
+            if not signal_defs.register_unclassified(
+                conn=conn, facility=facility, name=name, unit=unit
+            ):
+                return None
+        self.invalidate(facility)
+        return self.get(facility, name)
+
     def invalidate(self, facility: str | None = None) -> None:
         """Forget one facility (after applying its model here) or all of them."""
         with self._lock:
