@@ -167,11 +167,18 @@ def test_the_machine_list_pages_searches_and_filters_by_state(
         assert answer.status_code == 200, answer.text
         return answer.json()  # type: ignore[no-any-return]
 
+    db.execute(  # a device that sends but has no declared place: listed, unplaced
+        "INSERT INTO sensors (facility, device, metric, unit) "
+        "VALUES (%s, 'zz-flat', 'power', 'kW')",
+        (OWN,),
+    )
     first = page(page_size=50)
-    assert first["total"] == 121
+    assert first["total"] == 122
+    [flat] = page(q="zz-")["machines"]  # type: ignore[misc]
+    assert (flat["id"], flat["placed"], flat["state"]) == ("zz-flat", False, "silent")
     assert [m["id"] for m in first["machines"]][:2] == ["lathe-x", "m-0000"]  # type: ignore[index]
     last = page(page_size=50, page=3)
-    assert len(last["machines"]) == 21  # type: ignore[arg-type]
+    assert len(last["machines"]) == 22  # type: ignore[arg-type]
     assert page(q="machine 11")["total"] == 11  # 11, 110-119: by name, case-insensitive
     assert page(q="100_")["total"] == 0  # _ is a character, not a wildcard
     assert [m["id"] for m in page(type="lathe")["machines"]] == ["lathe-x"]  # type: ignore[union-attr]
@@ -184,7 +191,8 @@ def test_the_machine_list_pages_searches_and_filters_by_state(
     assert [m["id"] for m in page(state="running")["machines"]] == ["m-0001"]  # type: ignore[union-attr]
     assert [m["id"] for m in page(alerting="true")["machines"]] == ["m-0003"]  # type: ignore[union-attr]
     assert page(silent="false")["total"] == 2
-    assert page(silent="true")["total"] == 119
+    assert page(silent="true")["total"] == 120
+    assert page(area="a1", q="zz")["total"] == 0  # a place asked for: unplaced ones are not
     too_big = api.client.get(
         "/v1/assets/machines",
         params={"facility": OWN, "page_size": 10_000},
