@@ -14,6 +14,7 @@ PlantstreamError
 │   ├── OverloadedError         this process holds as many requests as it will (``overloaded``)
 │   └── StreamThrottledError    the stream pushes back (``stream_throttled``, ``stream_full``)
 └── InvalidInputError           bad input; has a machine-readable ``code`` (an ``ErrorCode``)
+    ├── InvalidModelError       a plant model document, with every issue's line and column
     └── AuthError               missing, bad, expired or out-of-scope key
 
 Every code a client can see is an ``ErrorCode`` member carrying its HTTP status, so the
@@ -65,6 +66,7 @@ class ErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
     INVALID_TIME = "invalid_time"
     INVALID_CONFIG = "invalid_config"
+    INVALID_MODEL = "invalid_model"  # a plant model file or document (``model.plantfile``)
     INVALID_KEY_SCOPE = "invalid_key_scope"
     INVALID_SECRET_NAME = "invalid_secret_name"  # noqa: S105  # pragma: allowlist secret (a code)
     # a receiver of our webhook refusing a delivery (``detect.webhook.verify``)
@@ -180,6 +182,19 @@ class InvalidInputError(PlantstreamError):
     @property
     def status(self) -> int:
         return self.code.status
+
+
+class InvalidModelError(InvalidInputError):
+    """A plant model document is not valid; ``issues`` says where (line, column) and what."""
+
+    def __init__(self, source: str, issues: list[tuple[int, int, str, str]]) -> None:
+        first = issues[0] if issues else (0, 0, "", "the model is not valid")
+        more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
+        super().__init__(
+            ErrorCode.INVALID_MODEL, f"{source}:{first[0]}:{first[1]}: {first[3]}{more}"
+        )
+        self.source = source
+        self.issues = issues  # (line, column, path, message), lines and columns from 1
 
 
 class AuthError(InvalidInputError):

@@ -278,6 +278,24 @@ class Settings(BaseSettings):
     mqtt_share_group: str = Field(default="", description="shared-subscription group ($share)")
     sparkplug_host_id: str = Field(default="", description="Sparkplug B primary host id")
 
+    # --- plant model and signal catalog (issue 12: store/catalog.py, api/assets.py) ---
+    catalog_ttl_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="how long a facility's signal definitions are cached: a model applied "
+        "elsewhere is in force within this time",
+    )
+    catalog_max_facilities: int = Field(
+        default=1024, ge=1, description="facilities whose signal definitions are cached at once"
+    )
+    silent_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="a machine whose newest reading is older than this is shown as silent",
+    )
+    # --- end plant model ---
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:

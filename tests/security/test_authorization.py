@@ -41,7 +41,18 @@ def request(api: Api, endpoint: str, facility: str, key: str | None) -> int:
         return api.client.get("/v1/detection/config", headers=headers).status_code
     if endpoint == "config_put":
         return api.client.put("/v1/detection/config", json={}, headers=headers).status_code
-    path = {"latest": "/v1/latest", "alerts": "/v1/alerts"}[endpoint]
+    if endpoint == "model_put":
+        document = {"facility": facility, "machines": [{"id": "m1"}]}
+        return api.client.put(
+            "/v1/assets/model", params={"facility": facility}, json=document, headers=headers
+        ).status_code
+    path = {
+        "latest": "/v1/latest",
+        "alerts": "/v1/alerts",
+        "assets": "/v1/assets",
+        "machines": "/v1/assets/machines",
+        "model_get": "/v1/assets/model",
+    }[endpoint]
     return api.client.get(path, params={"facility": facility}, headers=headers).status_code
 
 
@@ -53,6 +64,10 @@ MATRIX = {
     "alerts": {"ingest": (403, 403), "read": (200, 403), "admin": (200, 200)},
     "facilities": {"ingest": (403, 403), "read": (200, 200), "admin": (200, 200)},
     "config_put": {"ingest": (403, 403), "read": (403, 403), "admin": (200, 200)},
+    "assets": {"ingest": (403, 403), "read": (200, 403), "admin": (200, 200)},
+    "machines": {"ingest": (403, 403), "read": (200, 403), "admin": (200, 200)},
+    "model_get": {"ingest": (403, 403), "read": (200, 403), "admin": (200, 200)},
+    "model_put": {"ingest": (403, 403), "read": (403, 403), "admin": (200, 200)},
     # no facility in the request: what a key sees of the answer is checked below
     "config_get": {"ingest": (403, 403), "read": (200, 200), "admin": (200, 200)},
 }

@@ -76,6 +76,15 @@ def seeded(
     admin = api.make_key("admin", None)
     put = api.client.put("/v1/detection/config", json={"rules": rules}, headers=api.headers(admin))
     assert put.status_code == 200, put.text
+    for facility, device in ((OWN, OWN_DEVICE), (OTHER, OTHER_DEVICE)):  # a plant model each
+        model = {"facility": facility, "machines": [{"id": device, "name": f"{device} name"}]}
+        put = api.client.put(
+            "/v1/assets/model",
+            params={"facility": facility},
+            json=model,
+            headers=api.headers(admin),
+        )
+        assert put.status_code == 200, put.text
     return alert_ids
 
 
@@ -173,6 +182,8 @@ def test_no_answer_to_a_plant_a_key_carries_plant_b_data(api: Api, seeded: dict[
     assert str(OTHER_LIMIT) in config.text
     alerts = api.client.get("/v1/alerts", params={"facility": OTHER}, headers=api.headers(admin))
     assert OTHER_MESSAGE in alerts.text
+    tree = api.client.get("/v1/assets", params={"facility": OTHER}, headers=api.headers(admin))
+    assert OTHER_DEVICE in tree.text
     # and every route of the app was called, whatever routes are added later
     assert {
         "/v1/readings",
@@ -183,6 +194,9 @@ def test_no_answer_to_a_plant_a_key_carries_plant_b_data(api: Api, seeded: dict[
         "/v1/alerts/{alert_id}/ack",
         "/v1/detection/config",
         "/v1/detection/config/history",
+        "/v1/assets",
+        "/v1/assets/machines",
+        "/v1/assets/model",
         "/healthz",
         "/readyz",
         "/metrics",

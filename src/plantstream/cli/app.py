@@ -19,13 +19,14 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    from plantstream.cli import db, demo, detect, edge, keys, serve, services, simulate
+    from plantstream.cli import db, demo, detect, edge, keys, model, serve, services, simulate
 
     app.add_typer(db.app, name="db")
     app.add_typer(services.app, name="services")
     app.add_typer(keys.app, name="keys")
     app.add_typer(detect.app, name="detect")
     app.add_typer(edge.app, name="edge")
+    app.add_typer(model.app, name="model")
     app.command("serve")(serve.serve)
     app.command("simulate")(simulate.simulate)
     app.command("demo")(demo.demo)

@@ -60,6 +60,8 @@ export const get = {
   latest: (facility, device, opts) => call(query("/v1/latest", { facility, device }), opts),
   series: (params, opts) => call(query("/v1/series", params), opts),
   alerts: (facility, state, opts) => call(query("/v1/alerts", { facility, state }), opts),
+  assets: (facility, params, opts) => call(query("/v1/assets", { facility, ...params }), opts),
+  machines: (facility, params, opts) => call(query("/v1/assets/machines", { facility, ...params }), opts),
 };
 
 export const acknowledge = (id) => call(`/v1/alerts/${encodeURIComponent(id)}/ack`, { method: "POST" });

@@ -6,6 +6,7 @@ import { loginView } from "./views/login.js";
 import { homeView, overviewView } from "./views/overview.js";
 import { machineView } from "./views/machine.js";
 import { alertsView } from "./views/alerts.js";
+import { machinesView } from "./views/machines.js";
 
 const main = document.getElementById("main");
 const topbar = document.getElementById("topbar");
@@ -17,6 +18,7 @@ const ROUTES = [
   [/^\/facility\/([^/]+)\/device\/([^/]+)$/, machineView],
   [/^\/facility\/([^/]+)$/, overviewView],
   [/^\/alerts\/([^/]+)$/, alertsView],
+  [/^\/machines\/([^/]+)$/, machinesView],
   [/^\/?$/, homeView],
 ];
 
@@ -76,6 +78,7 @@ function renderNav(ctx, facility, active) {
   if (facility) {
     items.push(
       h("a", { href: hashLink("facility", facility), class: active === "overview" ? "active" : "" }, "Overview"),
+      h("a", { href: hashLink("machines", facility), class: active === "machines" ? "active" : "" }, "Machines"),
       h("a", { href: hashLink("alerts", facility), class: active === "alerts" ? "active" : "" }, "Alerts"),
     );
   }

@@ -7,6 +7,8 @@ import {
 } from "../dom.js";
 
 const POLL_MS = 5000;
+// past this many machines the overview shows its summary and sends to the paged machine list
+export const OVERVIEW_MAX_MACHINES = 200;
 
 export async function homeView(ctx) {
   const list = ctx.facilities;
@@ -90,7 +92,7 @@ function deviceCard(facility, device, readings, openAlerts, now) {
     h(
       "header",
       { class: "card-head" },
-      h("a", { class: "device-link", href: hashLink("facility", facility, "device", device) }, device),
+      h("a", { class: "device-link", href: hashLink("facility", facility, "device", device), title: device }, device),
       h("span", { class: "kind" }, kind),
       openAlerts
         ? h(
@@ -123,13 +125,33 @@ export async function overviewView(ctx) {
     body,
   );
   await ctx.poll(async () => {
-    const [latest, open, facilities] = await Promise.all([
-      get.latest(facility, null, { signal: ctx.signal }),
+    const [open, facilities] = await Promise.all([
       get.alerts(facility, "open", { signal: ctx.signal }),
       get.facilities({ signal: ctx.signal }),
     ]);
     if (!ctx.active) return;
     const info = facilities.facilities.find((f) => f.facility === facility);
+    if (info && info.devices > OVERVIEW_MAX_MACHINES) {
+      replace(
+        summary,
+        tile("Machines", info.devices, "", hashLink("machines", facility)),
+        tile("Sensors", info.sensors),
+        tile("Open alerts", open.alerts.length, open.alerts.length ? "alarm" : "ok", hashLink("alerts", facility)),
+      );
+      replace(
+        body,
+        h(
+          "div",
+          { class: "panel", id: "too-many" },
+          `${info.devices} machines are more than one page shows: `,
+          h("a", { href: hashLink("machines", facility) }, "browse them by area and line, search and filter"),
+          ".",
+        ),
+      );
+      return;
+    }
+    const latest = await get.latest(facility, null, { signal: ctx.signal });
+    if (!ctx.active) return;
     const now = Date.now();
     const alertsByDevice = new Map();
     for (const alert of open.alerts) alertsByDevice.set(alert.device, (alertsByDevice.get(alert.device) || 0) + 1);
