@@ -110,6 +110,8 @@ def test_opcua_values_types_quality_and_units(
 
         eu = collector.engineering[node_id("Temperature")]  # type: ignore[union-attr]
         assert (eu.unit, eu.low, eu.high) == ("degC", -20.0, 300.0)
+        shown = health(agent)["sources"]["press"]["engineering"]  # type: ignore[index]
+        assert shown["press-1/pressure"] == {"unit": "bar", "low": 0.0, "high": 250.0}
         wait_until(lambda: health(agent)["queue"]["held"], timeout=10, what="a held state")
         doc = health(agent)
         dead_letters = agent.queue.dead_letter_rows(1000)
