@@ -110,6 +110,8 @@ def test_opcua_values_types_quality_and_units(
 
         eu = collector.engineering[node_id("Temperature")]  # type: ignore[union-attr]
         assert (eu.unit, eu.low, eu.high) == ("degC", -20.0, 300.0)
+        shown = health(agent)["sources"]["press"]["engineering"]  # type: ignore[index]
+        assert shown["press-1/pressure"] == {"unit": "bar", "low": 0.0, "high": 250.0}
         wait_until(lambda: health(agent)["queue"]["held"], timeout=10, what="a held state")
         doc = health(agent)
         dead_letters = agent.queue.dead_letter_rows(1000)
@@ -152,3 +154,30 @@ def test_readings_refused_not_now_are_retried_in_order(
     series = {key: [ts for ts, _ in points] for key, points in stored.items()}
     first = max(points[0] for points in series.values())
     assert len({tuple(ts for ts in points if ts >= first) for points in series.values()}) == 1
+
+
+def test_browse_lists_the_servers_variables_as_a_config(
+    tmp_path: Path, opcua_shared: OpcUaMachine
+) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+    from fixtures.opcua import node_id
+
+    from plantstream.edge.config import parse_config
+
+    ran = subprocess.run(
+        [sys.executable, "-m", "plantstream", "edge", "browse", opcua_shared.endpoint],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    skeleton = yaml.safe_load(ran.stdout)
+    signals = {s["node"]: s for s in skeleton["sources"][0]["signals"]}
+    assert signals[node_id("Temperature")]["type"] == "double"
+    assert signals[node_id("Running")]["type"] == "bool"
+    assert signals[node_id("State")]["type"] == "string"
+    assert signals[node_id("Temperature")]["device"] == "Press1"
+    # with a facility and a destination it is a config the agent takes
+    skeleton |= {"facility": "plant-01", "destination": {"url": "http://127.0.0.1:1"}}
+    assert parse_config(skeleton, {}, where="browse").sources[0].endpoint == opcua_shared.endpoint

@@ -107,6 +107,8 @@ class ModbusSignal(SignalBase):
 
     @model_validator(mode="after")
     def _bits_are_bool(self) -> ModbusSignal:
+        if "type" in self.model_fields_set:
+            raise ValueError("a Modbus signal's type follows its data_type: leave type out")
         bit_table = self.table in ("coil", "discrete")
         if bit_table != (self.data_type == "bool"):
             raise ValueError("coils and discrete inputs are data_type bool, registers are not")

@@ -46,6 +46,7 @@ def health(queue: EdgeQueue, status: EdgeStatus) -> dict[str, Any]:
             "since": _iso(s.since_us),
             "last_value_time": _iso(s.last_value_us),
             "last_error": s.last_error,
+            "engineering": s.engineering,
             "gaps": [
                 {
                     "start": _iso(g.start_us),

@@ -180,6 +180,11 @@ class OpcUaCollector:
                     rng = await prop.read_value()
                     info.low, info.high = (rng.Low, rng.High) if rng else (None, None)
             self.engineering[signal.node] = info
+            self.st.engineering[f"{signal.device}/{signal.metric}"] = {
+                "unit": info.unit,
+                "low": info.low,
+                "high": info.high,
+            }
 
     async def _subscribe(self, client: Any, ua: Any) -> None:
         sub = await client.create_subscription(self.source.publishing_ms, self)

@@ -42,6 +42,8 @@ class SourceStatus:
     last_error: str | None = None
     gaps: deque[Gap] = field(default_factory=lambda: deque(maxlen=20))
     down_since_us: int | None = None
+    # what the server says of each signal: OPC UA EUInformation / EURange, by device/metric
+    engineering: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 @dataclass
