@@ -260,6 +260,21 @@ class Settings(BaseSettings):
         "answers 429 stream_full",
     )
 
+    # --- line protocol and process layout (issues 15.4 and 18.2) ---
+    line_signal_naming: Literal["field", "measurement_field"] = Field(
+        default="field",
+        description="the signal a line-protocol field becomes: the field key, or "
+        "<measurement>_<field>",
+    )
+    web_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="HTTP worker processes of the ingest role, sharing one port (SO_REUSEPORT); "
+        "0: one per CPU",
+    )
+    # --- end line protocol and process layout ---
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
