@@ -270,8 +270,13 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         le=64,
-        description="HTTP worker processes of the ingest role, sharing one port (SO_REUSEPORT); "
-        "0: one per CPU",
+        description="web worker processes sharing one port; 0: one per CPU for serve all, "
+        "one for serve ingest and serve api",
+    )
+    process_layout: Literal["processes", "threads"] = Field(
+        default="processes",
+        description="serve all: web workers and the processor in processes of their own "
+        "(processes), or everything in one process (threads)",
     )
     # --- end line protocol and process layout ---
 
