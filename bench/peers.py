@@ -217,27 +217,28 @@ def cpu_seconds(proc: psutil.Process) -> float:
 
 
 def plantstream_cpu(server: psutil.Process, postgres: psutil.Process, redis_pid: int) -> dict:
-    """CPU seconds so far by part: web workers (ingest), processor, the rest, PostgreSQL, Redis."""
-    parts = {"ingest": 0.0, "processor": 0.0, "supervisor": 0.0}
+    """CPU seconds so far by part: the web workers (ingest), the processor, the rest of
+    plantstream (supervisor and fork server; everything with ``process_layout=threads``),
+    PostgreSQL and Redis."""
+    parts = {"ingest": 0.0, "processor": 0.0, "plantstream_other": 0.0}
     for p in [server, *server.children(recursive=True)]:
         try:
             name, t = p.name(), p.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        part = (
-            "ingest"
-            if name.startswith("ps-web")
-            else "processor"
-            if name == "ps-processor"
-            else ("supervisor")
-        )
+        if name.startswith("ps-web-"):
+            part = "ingest"
+        elif name.startswith("ps-processor"):
+            part = "processor"
+        else:
+            part = "plantstream_other"
         parts[part] += t.user + t.system
     parts["postgres"] = cpu_seconds(postgres)
     parts["redis"] = cpu_seconds(psutil.Process(redis_pid))
     return parts
 
 
-def run_plantstream(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_plantstream(fmt: str, layout: str, args: argparse.Namespace) -> dict[str, Any]:
     with fresh_services(f"plantstream_bench_peers_{fmt}") as (database_url, redis_url):
         with psycopg.connect(database_url, autocommit=True) as conn:
             key, _ = create_key(
@@ -251,11 +252,12 @@ def run_plantstream(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
             database_url=database_url,
             redis_url=redis_url,
             **BENCH_SERVER_SETTINGS,
+            process_layout=layout,
             **dict(s.split("=", 1) for s in args.set),
         )
         path = "/v1/readings" if fmt == "json" else f"/api/v2/write?bucket={FACILITY}&org=bench"
         with (
-            plantstream_server("all", env=env) as (url, proc),
+            plantstream_server("all", env=env, timeout=300) as (url, proc),
             psycopg.connect(database_url, autocommit=True) as watch,
         ):
             assert postgres is not None
@@ -294,6 +296,12 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="a plantstream setting for serve all, e.g. web_workers=1",
     )
+    parser.add_argument(
+        "--layouts",
+        default="processes",
+        help="plantstream process layouts to measure, comma-separated: processes, threads "
+        "(the A/B of the process layout)",
+    )
     args = parser.parse_args()
     runs: dict[str, Any] = {}
     if shutil.which("victoria-metrics"):
@@ -313,13 +321,15 @@ def main() -> None:
             "victoria-metrics is not installed (apt-get install victoria-metrics): "
             "measuring plantstream only"
         )
-    for fmt, name in (("json", "plantstream_v1_readings"), ("line", "plantstream_line")):
-        runs[name] = run_plantstream(fmt, args)
-        print(f"plantstream {fmt}:", runs[name])
+    for layout in args.layouts.split(","):
+        for fmt, path in (("json", "v1_readings"), ("line", "line")):
+            name = f"plantstream_{path}_{layout}"
+            runs[name] = run_plantstream(fmt, layout, args)
+            print(f"{name}:", runs[name])
     ratios = {}
     if "victoriametrics_line" in runs:
         vm = runs["victoriametrics_line"]
-        for name in ("plantstream_v1_readings", "plantstream_line"):
+        for name in [n for n in runs if n.startswith("plantstream_")]:
             ratios[name] = {
                 k: round(runs[name][k] / vm[k], 3)
                 for k in ("ingest_readings_per_s", "sent_to_queryable_readings_per_s")

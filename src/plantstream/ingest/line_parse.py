@@ -145,6 +145,8 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
 
 
 def _partition_unescaped(text: str, sep: str) -> tuple[str, str, str]:
+    if "\\" not in text:
+        return text.partition(sep)
     i = 0
     while i < len(text):
         if text[i] == "\\":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest.line_parse import Line, LineSyntaxError, StringValue, parse_line
 from plantstream.model import ParsedBatch, Reading, Reject, TimeWindow, check_id
+from plantstream.model.metrics import METRICS
 from plantstream.model.readings import validate_fields
 
 HEADER = "#plantstream-line"
@@ -131,13 +132,29 @@ class LineProtocolCodec:
         readings: list[Reading] = []
         rejected: list[Reject] = []
         index = 0
+        ts_low, ts_high = received_us - window.max_past_us, received_us + window.max_future_us
+        by_field = options.signal == "field"
         for number, line in lines:
             refusal = _line_refusal(line, facility)
             ts_us = received_us if line.timestamp is None else line.timestamp * scale // 1000
             device = line.tags.get("device") or line.tags.get("machine") or line.measurement
             unit = line.tags.get("unit")
             quality = line.tags.get("quality", "good")
+            plain = refusal is None and quality == "good" and ts_low <= ts_us <= ts_high
+            plain = plain and _valid_id(device)
             for key, value in line.fields.items():
+                metric = key if by_field else f"{line.measurement}_{key}"
+                spec = METRICS.get(metric)
+                if (  # the ordinary field, checked inline; anything else gets its reason below
+                    plain
+                    and spec is not None
+                    and type(value) is float
+                    and (unit is None or unit == spec.unit)
+                    and spec.low <= value <= spec.high
+                ):
+                    readings.append(Reading(device, metric, ts_us, value + 0.0, 0))
+                    index += 1
+                    continue
                 where = f"line {number}, field {key[:64]!r}"
                 try:
                     if refusal is not None:
@@ -145,9 +162,7 @@ class LineProtocolCodec:
                     readings.append(
                         validate_fields(
                             device=device,
-                            metric=key
-                            if options.signal == "field"
-                            else f"{line.measurement}_{key}",
+                            metric=metric,
                             ts_us=ts_us,
                             value=_number(value),
                             unit=unit,
@@ -160,6 +175,14 @@ class LineProtocolCodec:
                     rejected.append(Reject(index, ErrorCode(exc.code), f"{where}: {exc.message}"))
                 index += 1
         return ParsedBatch(facility, readings, rejected)
+
+
+def _valid_id(value: str) -> bool:
+    try:
+        check_id(value, "device")  # remembered per value: cheap for the devices of a plant
+    except InvalidInputError:
+        return False
+    return True
 
 
 def _facility_from_tags(lines: list[tuple[int, Line]]) -> str:
