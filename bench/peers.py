@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import shutil
 import tempfile
 import time
@@ -303,6 +304,7 @@ def main() -> None:
         "(the A/B of the process layout)",
     )
     args = parser.parse_args()
+    load_before = os.getloadavg()
     runs: dict[str, Any] = {}
     if shutil.which("victoria-metrics"):
         with victoria_metrics() as vm:
@@ -339,6 +341,10 @@ def main() -> None:
         "peers",
         {
             "machine_note": MACHINE_NOTE,
+            "load_average_1m": {
+                "before": round(load_before[0], 1),
+                "after": round(os.getloadavg()[0], 1),
+            },  # fmt: skip
             "batch_size": BATCH,
             "client_processes": args.clients,
             "connections_per_client": args.connections,
