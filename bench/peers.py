@@ -344,7 +344,7 @@ def main() -> None:
             "load_average_1m": {
                 "before": round(load_before[0], 1),
                 "after": round(os.getloadavg()[0], 1),
-            },  # fmt: skip
+            },
             "batch_size": BATCH,
             "client_processes": args.clients,
             "connections_per_client": args.connections,
