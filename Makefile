@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-storage test-fast lint audit secrets lock bench setup clean services-stop
+.PHONY: demo test test-storage test-fast lint audit secrets lock bench bench-peers setup clean services-stop
 
 setup: $(STAMP)
 
@@ -58,6 +58,10 @@ bench: $(STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/detection.py
 	$(PY) bench/soak.py
+
+# plantstream beside VictoriaMetrics (apt-get install victoria-metrics), one run, < 3 minutes
+bench-peers: $(STAMP)
+	$(PY) bench/peers.py
 
 services-stop: $(STAMP)
 	$(VENV)/bin/plantstream services stop

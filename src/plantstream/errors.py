@@ -62,6 +62,10 @@ class ErrorCode(StrEnum):
     UNKNOWN_FORMAT = "unknown_format", 415
     BAD_PARTITION_KEY = "bad_partition_key"
     RECORD_TOO_LARGE = "record_too_large"
+    # the InfluxDB line protocol (ingest/line_protocol.py)
+    INVALID_LINE_PROTOCOL = "invalid_line_protocol"
+    UNMAPPED_TAG = "unmapped_tag"
+    UNSUPPORTED_VALUE_TYPE = "unsupported_value_type"
     # requests and resources
     INVALID_REQUEST = "invalid_request"
     INVALID_TIME = "invalid_time"

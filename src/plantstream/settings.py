@@ -296,6 +296,26 @@ class Settings(BaseSettings):
     )
     # --- end plant model ---
 
+    # --- line protocol and process layout (issues 15.4 and 18.2) ---
+    line_signal_naming: Literal["field", "measurement_field"] = Field(
+        default="field",
+        description="the signal a line-protocol field becomes: the field key, or "
+        "<measurement>_<field>",
+    )
+    web_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="web worker processes sharing one port; 0: one per CPU for serve all, "
+        "one for serve ingest and serve api",
+    )
+    process_layout: Literal["processes", "threads"] = Field(
+        default="processes",
+        description="serve all: web workers and the processor in processes of their own "
+        "(processes), or everything in one process (threads)",
+    )
+    # --- end line protocol and process layout ---
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Route
 
 from plantstream import __version__
-from plantstream.api import assets, detection, docs, errors, health, ingest, query
+from plantstream.api import assets, detection, docs, errors, health, ingest, line_protocol, query
 from plantstream.api.errors import ErrorBody
 from plantstream.api.state import AppState
 
@@ -23,7 +23,7 @@ STATIC = Path(__file__).parent / "static"
 # The web surfaces a role can serve; adding one is a router module and one entry here.
 # ``query`` also serves the dashboard.
 SURFACES: dict[str, list[APIRouter]] = {
-    "ingest": [ingest.router],
+    "ingest": [ingest.router, line_protocol.router],
     "query": [query.router, detection.router, assets.router],
 }
 ALL_SURFACES = ("ingest", "query")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -61,5 +62,10 @@ async def readyz(state: State) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 def prometheus() -> Response:
-    """Prometheus metrics of this process."""
+    """Prometheus metrics of this process, or of every process of the layout (``serve all``
+    runs web workers and a processor apart; their values meet in PROMETHEUS_MULTIPROC_DIR)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

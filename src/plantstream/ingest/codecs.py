@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from plantstream.errors import ErrorCode, InvalidInputError
+from plantstream.ingest import line_protocol as _line_protocol
 from plantstream.model import ParsedBatch, TimeWindow, check_id, parse_batch
 
 # a Kinesis record holds at most 1 MiB, so a gateway body is bounded there, not here
@@ -168,3 +169,4 @@ class CodecRegistry:
 CODECS = CodecRegistry()
 JSON = CODECS.register(JsonBatchCodec())
 GATEWAY_BODY = CODECS.register(GatewayBodyCodec())
+LINE = CODECS.register(_line_protocol.LineProtocolCodec())

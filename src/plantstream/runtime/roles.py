@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from plantstream.errors import ConfigError
+from plantstream.runtime.layout import layout_of, serve_layout
 from plantstream.runtime.runtime import Runtime
 from plantstream.runtime.web import serve_web
 
@@ -49,10 +50,25 @@ class RoleRegistry:
         return iter(self._roles)
 
 
-def web_role(surfaces: Sequence[str], *, processor: bool = False) -> RunRole:
-    """A role serving the web ``surfaces``, with the processor beside it if asked."""
+def web_role(
+    surfaces: Sequence[str], *, processor: bool = False, default_workers: int | None = 1
+) -> RunRole:
+    """A role serving the web ``surfaces``, with the processor beside it if asked.
+
+    With more than one web worker (``PLANTSTREAM_WEB_WORKERS``; ``default_workers`` when it
+    is 0, None for one per CPU) or a processor, and ``PLANTSTREAM_PROCESS_LAYOUT=processes``,
+    each runs in a process of its own under a supervisor (``runtime.layout``); otherwise all
+    of it runs in this process, the processor on a thread.
+    """
 
     def run(runtime: Runtime, stop: threading.Event) -> None:
+        layout = layout_of(
+            runtime.settings, surfaces, processor=processor, default_workers=default_workers
+        )
+        split = layout.web_workers > 1 or layout.processors
+        if split and runtime.settings.process_layout == "processes":
+            serve_layout(runtime.settings, stop, layout)
+            return
         app = runtime.app(surfaces)  # the state (pool, stream) before anything is served
         worker = runtime.start_processor(stop) if processor else None
         try:
@@ -76,7 +92,7 @@ ROLES.register(RoleSpec("api", "queries, alerts and the dashboard", web_role(["q
 ROLES.register(
     RoleSpec(
         "all",
-        "ingest, api and the processor in one process",
-        web_role(["ingest", "query"], processor=True),
+        "ingest and api in one web worker per CPU, and the processor, each in its own process",
+        web_role(["ingest", "query"], processor=True, default_workers=None),
     )
 )
