@@ -10,6 +10,7 @@ pytest_plugins = [
     "fixtures.kinesis",
     "fixtures.api",
     "fixtures.browser",
+    "fixtures.mqtt",
 ]
 
 _STORAGE_FIXTURES = {"postgres_admin_url", "redis_server_url"}

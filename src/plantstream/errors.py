@@ -61,6 +61,14 @@ class ErrorCode(StrEnum):
     UNKNOWN_FORMAT = "unknown_format", 415
     BAD_PARTITION_KEY = "bad_partition_key"
     RECORD_TOO_LARGE = "record_too_large"
+    # MQTT bridge (docs/mqtt.md): a message refused whole is dead-lettered with its topic
+    UNDECODABLE_PAYLOAD = "undecodable_payload"
+    INVALID_TOPIC = "invalid_topic"
+    DEVICE_MISMATCH = "device_mismatch"
+    UNKNOWN_ALIAS = "unknown_alias"
+    NODE_NOT_BORN = "node_not_born"
+    UNSUPPORTED_DATATYPE = "unsupported_datatype"
+    NULL_VALUE = "null_value"
     # requests and resources
     INVALID_REQUEST = "invalid_request"
     INVALID_TIME = "invalid_time"
