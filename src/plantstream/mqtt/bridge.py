@@ -65,6 +65,9 @@ class _Batch:
     deaths: dict[str, int] = field(default_factory=dict)
     seqs: dict[str, int] = field(default_factory=dict)
     rebirths: list[tuple[str, str]] = field(default_factory=list)
+    parked: list[tuple[str, str, bytes, int]] = field(default_factory=list)
+    replay: list[str] = field(default_factory=list)
+    replaced: dict[str, list[tuple[str, bytes, int]]] = field(default_factory=dict)
 
 
 class Bridge:
@@ -83,6 +86,7 @@ class Bridge:
         batch_wait_s: float = 0.005,
         dead_letter_max: int = 10_000,
         on_batch: Callable[[], None] = lambda: None,
+        ready: Callable[[str], bool] = lambda topic: True,
     ) -> None:
         self.ingest = ingest
         self.redis = redis_client
@@ -94,6 +98,7 @@ class Bridge:
         self.batch_wait_s = batch_wait_s
         self.dead_letter_max = dead_letter_max
         self.on_batch = on_batch
+        self.ready = ready
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self._principals: dict[str, Principal] = {}
 
@@ -146,6 +151,36 @@ class Bridge:
             self.rebirth(group, edge_node)
             metrics.REBIRTHS.inc()
         self.on_batch()
+        for node in batch.replay:
+            self._replay(node, stop)
+
+    def _replay(self, node: str, stop: threading.Event | None) -> None:
+        """Take the messages parked for ``node`` that its births now let through; the others
+        stay parked. Replayed messages were acked when parked: nothing is acked here."""
+        try:
+            waiting = state_store.parked(client=self.redis, node=node)
+        except redis.RedisError as exc:
+            log.warning("parked messages of %s not read (kept): %s", node, exc)
+            return
+        if not waiting:
+            return
+        flags = [self.ready(topic) for topic, _, _ in waiting]
+        ready = [w for w, ok in zip(waiting, flags, strict=True) if ok]
+        still = [w for w, ok in zip(waiting, flags, strict=True) if not ok]
+        if not ready:
+            return
+        batch = _Batch(items=[Inbound(t, p, 0, 0, -1, r) for t, p, r in ready])
+        for item in batch.items:
+            self._route(item, batch)
+        batch.replay.clear()
+        batch.replaced[node] = still + [(t, p, r) for n, t, p, r in batch.parked if n == node]
+        batch.parked = [b for b in batch.parked if b[0] != node]
+        delay = 0.05
+        while not self._commit(batch):
+            if stop is not None and stop.wait(delay):
+                return
+            delay = min(delay * 2, 5.0)
+        metrics.REPLAYED.inc(len(ready))
 
     def _route(self, item: Inbound, batch: _Batch) -> None:
         route = next((r for r in self.routes if item.topic.startswith(r.prefix)), None)
@@ -177,6 +212,9 @@ class Bridge:
         batch.deaths.update(out.deaths)
         batch.seqs.update(out.seqs)
         batch.rebirths.extend(out.rebirths)
+        if out.park is not None:
+            batch.parked.append((out.park, item.topic, item.payload, item.received_us))
+        batch.replay.extend(k for k in out.replay if k not in batch.replay)
 
     def _commit(self, batch: _Batch) -> bool:
         """Put the readings and write the state; False (logged, counted) if it must be retried."""
@@ -194,6 +232,13 @@ class Bridge:
                 client=self.redis, letters=batch.letters, max_len=self.dead_letter_max
             )
             metrics.DEAD_LETTERS_DROPPED.inc(dropped)
+            over = state_store.park(
+                client=self.redis, messages=batch.parked, max_len=self.dead_letter_max
+            )
+            metrics.PARKED.inc(len(batch.parked) - over)
+            metrics.DEAD_LETTERS_DROPPED.inc(over)
+            for node, waiting in batch.replaced.items():
+                state_store.keep_parked(client=self.redis, node=node, messages=waiting)
         except (PlantstreamError, redis.RedisError, OSError) as exc:
             metrics.COMMIT_RETRIES.labels(type(exc).__name__).inc()
             log.warning("MQTT batch not durable yet, retrying: %s", exc)

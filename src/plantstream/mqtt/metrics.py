@@ -43,3 +43,11 @@ STALE_NODES = Gauge(
     "plantstream_sparkplug_stale_nodes",
     "Edge nodes and devices this bridge saw die (NDEATH/DDEATH) and not born again.",
 )
+PARKED = Counter(
+    "plantstream_sparkplug_parked",
+    "Sparkplug messages of a node without a birth (or with aliases not in it), kept in Redis "
+    "and acked, to be taken after its rebirth.",
+)
+REPLAYED = Counter(
+    "plantstream_sparkplug_replayed", "Parked Sparkplug messages taken after their node's birth."
+)

@@ -16,7 +16,8 @@ from plantstream.store.sparkplug_state import BirthState
 
 @dataclass(slots=True)
 class Outcome:
-    """The effect of one message. ``dead_letter`` is set when it was refused whole."""
+    """The effect of one message. ``dead_letter`` is set when it was refused whole; ``park``
+    when it was kept to be taken once its node is born again (Sparkplug, after a rebirth)."""
 
     facility: str | None = None
     readings: list[Reading] = field(default_factory=list)
@@ -27,6 +28,8 @@ class Outcome:
     seqs: dict[str, int] = field(default_factory=dict)
     rebirths: list[tuple[str, str]] = field(default_factory=list)  # (group, edge node)
     historical: int = 0
+    park: str | None = None  # the node key this message waits for (kept, replayed on birth)
+    replay: list[str] = field(default_factory=list)  # node keys born: replay their parked ones
 
     @classmethod
     def refused(cls, code: ErrorCode, reason: str) -> Outcome:

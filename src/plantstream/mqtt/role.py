@@ -82,6 +82,7 @@ def build_bridge(runtime: BridgeRuntime, session: BrokerSession) -> tuple[Bridge
         batch_wait_s=s.mqtt_batch_wait_ms / 1000,
         dead_letter_max=s.mqtt_dead_letter_max,
         on_batch=lambda: metrics.STALE_NODES.set(host.stale()),
+        ready=host.ready,
     )
     return bridge, host
 

@@ -204,3 +204,54 @@ class RedisBirthStore:
 
     def devices(self, facility: str, node: str) -> list[str]:
         return device_keys(client=self.client, facility=facility, node=node)
+
+
+def _parked_key(node: str) -> str:
+    return f"{_PREFIX}parked:{node.removeprefix(_PREFIX + 'node:')}"
+
+
+def park(*, client: redis.Redis, messages: list[tuple[str, str, bytes, int]], max_len: int) -> int:
+    """Keep ``(node_key, topic, payload, received_us)`` messages that wait for their node's
+    birth, at most ``max_len`` per node (oldest first); returns how many did not fit."""
+    if not messages:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for node, topic, payload, received_us in messages:
+        entry = {
+            "topic": topic,
+            "payload_b64": base64.b64encode(payload).decode(),
+            "received_us": received_us,
+        }
+        pipe.rpush(_parked_key(node), json.dumps(entry))
+    lengths = pipe.execute()
+    over = sum(1 for n in lengths if int(n) > max_len)
+    if over:
+        pipe = client.pipeline(transaction=False)
+        for node in {m[0] for m in messages}:
+            pipe.ltrim(_parked_key(node), 0, max_len - 1)
+        pipe.execute()
+    return over
+
+
+def parked(*, client: redis.Redis, node: str) -> list[tuple[str, bytes, int]]:
+    """The messages parked for ``node``: (topic, payload, received_us), oldest first."""
+    raw = cast("list[bytes]", client.lrange(_parked_key(node), 0, -1))
+    out = []
+    for item in raw:
+        entry = json.loads(item)
+        out.append((entry["topic"], base64.b64decode(entry["payload_b64"]), entry["received_us"]))
+    return out
+
+
+def keep_parked(*, client: redis.Redis, node: str, messages: list[tuple[str, bytes, int]]) -> None:
+    """Replace ``node``'s parked messages with ``messages`` (those still waiting)."""
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(_parked_key(node))
+    for topic, payload, received_us in messages:
+        entry = {
+            "topic": topic,
+            "payload_b64": base64.b64encode(payload).decode(),
+            "received_us": received_us,
+        }
+        pipe.rpush(_parked_key(node), json.dumps(entry))
+    pipe.execute()

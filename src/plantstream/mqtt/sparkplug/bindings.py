@@ -6,10 +6,12 @@ so a data message's metric costs one dict lookup by alias before its value is va
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from plantstream.errors import ErrorCode
+from plantstream.errors import ErrorCode, InvalidInputError
+from plantstream.model import METRICS, check_id
 from plantstream.mqtt.sparkplug.datatypes import rule_of
 from plantstream.mqtt.sparkplug.mapping import is_control, split_metric
 from plantstream.mqtt.sparkplug.sparkplug_b_pb2 import Payload
@@ -38,6 +40,12 @@ class Binding:
     quality: int = 0
     refuse: ErrorCode | None = None
     control: bool = False
+    # the fast path: a known metric on valid ids, its unit's conversion, its plausible range
+    # (a value outside it, or any other doubt, goes through ``validate_fields`` for its reason)
+    fast: bool = False
+    convert: Callable[[float], float] | None = None
+    low: float = 0.0
+    high: float = 0.0
 
 
 def properties_of(metric: Payload.Metric) -> dict[str, Any]:
@@ -78,6 +86,12 @@ def bind(machine: str, name: str, spec: dict[str, Any]) -> Binding:
     rule = rule_of(int(spec.get("datatype", 0)))
     props = spec.get("properties") or {}
     unit = next((str(props[k]) for k in UNIT_KEYS if isinstance(props.get(k), str)), None)
+    spec = METRICS.get(signal)
+    fast = (
+        spec is not None
+        and _valid_id(target)
+        and (unit in (None, spec.unit) or unit in spec.conversions)
+    )
     return Binding(
         target,
         signal,
@@ -85,7 +99,19 @@ def bind(machine: str, name: str, spec: dict[str, Any]) -> Binding:
         unit=unit or None,
         quality=quality_of(props),
         refuse=None if rule.value_type is not None else ErrorCode.UNSUPPORTED_DATATYPE,
+        fast=fast,
+        convert=spec.conversions.get(unit) if spec is not None and unit else None,
+        low=spec.low if spec is not None else 0.0,
+        high=spec.high if spec is not None else 0.0,
     )
+
+
+def _valid_id(value: str) -> bool:
+    try:
+        check_id(value, "machine")
+    except InvalidInputError:
+        return False
+    return True
 
 
 @dataclass(slots=True)
