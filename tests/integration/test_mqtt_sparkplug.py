@@ -46,7 +46,8 @@ def test_births_data_and_deaths_from_a_tahu_edge_node(
 
     nodes = _nodes(redis_url, facility)
     device = nodes[f"{facility}/edge1/dev1"]
-    assert device["online"] and device["machine"] == "edge1.dev1"
+    assert device["online"]
+    assert device["machine"] == "edge1.dev1"
     assert device["signals"]["temperature"]["properties"] == {"engUnit": "degF"}
     assert device["signals"]["mode"]["type"] == "String"
 

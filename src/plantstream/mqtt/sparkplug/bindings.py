@@ -86,11 +86,11 @@ def bind(machine: str, name: str, spec: dict[str, Any]) -> Binding:
     rule = rule_of(int(spec.get("datatype", 0)))
     props = spec.get("properties") or {}
     unit = next((str(props[k]) for k in UNIT_KEYS if isinstance(props.get(k), str)), None)
-    spec = METRICS.get(signal)
+    known = METRICS.get(signal)
     fast = (
-        spec is not None
+        known is not None
         and _valid_id(target)
-        and (unit in (None, spec.unit) or unit in spec.conversions)
+        and (unit in (None, known.unit) or unit in known.conversions)
     )
     return Binding(
         target,
@@ -100,9 +100,9 @@ def bind(machine: str, name: str, spec: dict[str, Any]) -> Binding:
         quality=quality_of(props),
         refuse=None if rule.value_type is not None else ErrorCode.UNSUPPORTED_DATATYPE,
         fast=fast,
-        convert=spec.conversions.get(unit) if spec is not None and unit else None,
-        low=spec.low if spec is not None else 0.0,
-        high=spec.high if spec is not None else 0.0,
+        convert=known.conversions.get(unit) if known is not None and unit else None,
+        low=known.low if known is not None else 0.0,
+        high=known.high if known is not None else 0.0,
     )
 
 
