@@ -22,7 +22,7 @@ def _nodes(redis_url: str, facility: str) -> dict[str, dict]:
 
 
 def test_births_data_and_deaths_from_a_tahu_edge_node(
-    mosquitto_url, start_bridge, tahu_edge_node, redis_url, facility
+    mosquitto_url, start_bridge, tahu_edge_node, redis_url, facility, api
 ):
     start_bridge(mosquitto_url)
     node = tahu_edge_node(mosquitto_url, facility, "edge1", "dev1")
@@ -64,6 +64,20 @@ def test_births_data_and_deaths_from_a_tahu_edge_node(
         timeout=20,
         what="the node marked stale by its NDEATH",
     )
+    # what the dashboard reads, with a read key of that facility only
+    answer = api.client.get(
+        f"/v1/sparkplug/nodes?facility={facility}",
+        headers=api.headers(api.make_key("read", facility)),
+    )
+    assert answer.status_code == 200
+    shown = {n["node"]: n for n in answer.json()["nodes"]}
+    assert shown[f"{facility}/edge1/dev1"]["stale"]
+    assert shown[f"{facility}/edge1/dev1"]["signals"]["temperature"]["type"] == "Double"
+    other = api.client.get(
+        f"/v1/sparkplug/nodes?facility={facility}",
+        headers=api.headers(api.make_key("read", "plant-01")),
+    )
+    assert other.status_code == 403
 
 
 def test_a_host_that_lost_the_births_asks_for_a_rebirth_and_recovers(

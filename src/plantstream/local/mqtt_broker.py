@@ -69,6 +69,7 @@ class EmbeddedBroker:
         self.pidfile = home / "broker.pid"
         self.logfile = home / "broker.log"
         self.stopped_marker = home / "stopped"
+        self._proc: subprocess.Popen[bytes] | None = None  # when this object started it
 
     # -- where and who ---------------------------------------------------------------
 
@@ -171,6 +172,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self._proc = proc
         self.pidfile.write_text(str(proc.pid))
         deadline = time.monotonic() + 30
         while not self.is_running():
@@ -192,4 +194,7 @@ class EmbeddedBroker:
                 os.kill(pid, signal.SIGKILL)
                 break
             time.sleep(0.05)
+        if self._proc is not None:
+            self._proc.wait(timeout=15)  # reap it
+            self._proc = None
         return True

@@ -94,7 +94,9 @@ def open_session(settings: Settings) -> BrokerSession:
     broker = EmbeddedBroker(settings.data_dir / "mqtt")
     url = broker.start()
     username, password = broker.bridge_credentials()
-    return BrokerSession(settings, parse_url(url), username=username, password=password)
+    # amqtt speaks MQTT 3.1.1 only: a persistent session there is clean session off
+    embedded = settings.model_copy(update={"mqtt_protocol": "3.1.1"})
+    return BrokerSession(embedded, parse_url(url), username=username, password=password)
 
 
 def run(runtime: BridgeRuntime, stop: threading.Event) -> None:

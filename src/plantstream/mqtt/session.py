@@ -130,3 +130,5 @@ class BrokerSession:
             log.warning("MQTT disconnect: %s", exc)
         finally:
             self.client.loop_stop()
+            # paho has no public close: its loop can leave its wake-up socket pair open
+            self.client._reset_sockets()
