@@ -196,7 +196,9 @@ class SparkplugHost:
         if node is None or (bdseq >= 0 and bdseq != node.state.bdseq):
             return  # the will of an older connection: its birth was already replaced
         death_ms = int(p.timestamp) or received_us // 1000
-        for dead in [key, *self.store.devices(facility, key)]:
+        devices = {k for k in self._sessions if k.startswith(key + "/")}
+        devices.update(self.store.devices(facility, key))
+        for dead in [key, *sorted(devices)]:
             out.deaths[dead] = death_ms
             if (session := self._sessions.get(dead)) is not None:
                 session.state.online = False
