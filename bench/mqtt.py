@@ -5,7 +5,8 @@
     first accepted reading to its last, read off its Prometheus counters.
 (2) Latency: ``serve all`` (ingest, API, processor) and the bridge, a QoS 1 edge node at
     ``--latency-rate`` readings/s; probe DDATA on their own device, publish -> visible in
-    ``/v1/latest``: p50 and p99.
+    ``/v1/latest``: p50 and p99; alternating with them, HTTP probes (``POST /v1/readings``,
+    202 -> visible) on the same server under the same load, as the A/B pair.
 Writes bench/results/mqtt.json.
 """
 
@@ -143,17 +144,15 @@ def _bridge(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _bridge_env(database_url: str, redis_url: str, port: int, **settings: str) -> dict[str, str]:
-    return server_env(
-        port=free_port(),
-        database_url=database_url,
-        redis_url=redis_url,
-        mqtt_url=f"mqtt://127.0.0.1:{port}",
-        mqtt_client_id="bench-bridge",
-        mqtt_metrics_port=str(free_port()),
-        mqtt_plain_topics="false",
+    options = {
+        "mqtt_url": f"mqtt://127.0.0.1:{port}",
+        "mqtt_client_id": "bench-bridge",
+        "mqtt_metrics_port": str(free_port()),
+        "mqtt_plain_topics": "false",
         **BENCH_SERVER_SETTINGS,
         **settings,
-    )
+    }
+    return server_env(port=free_port(), database_url=database_url, redis_url=redis_url, **options)
 
 
 def throughput(database_url: str, redis_url: str, *, messages: int) -> dict[str, float]:
@@ -203,6 +202,9 @@ def latency(
         read_key, _ = create_key(
             conn, server_secret=SERVER_SECRET.encode(), role=Role.READ, facility=FACILITY
         )
+        ingest_key, _ = create_key(
+            conn, server_secret=SERVER_SECRET.encode(), role=Role.INGEST, facility=FACILITY
+        )
     with private_mosquitto() as port:
         web_env = server_env(
             port=free_port(),
@@ -213,15 +215,27 @@ def latency(
         with plantstream_server("all", env=web_env) as (url, _):
             bridge, _ = _bridge(_bridge_env(database_url, redis_url, port, mqtt_client_id="lat"))
             try:
-                return _measure(url, read_key, port, rate=rate, seconds=seconds, samples=samples)
+                return _measure(
+                    url, read_key, ingest_key, port, rate=rate, seconds=seconds, samples=samples
+                )
             finally:
                 stop_process(bridge)
 
 
 def _measure(
-    url: str, read_key: str, port: int, *, rate: float, seconds: float, samples: int
+    url: str,
+    read_key: str,
+    ingest_key: str,
+    port: int,
+    *,
+    rate: float,
+    seconds: float,
+    samples: int,
 ) -> dict[str, float]:
+    """MQTT probes and, alternating with them, HTTP probes (POST /v1/readings, 202 -> visible)
+    on the same server under the same Sparkplug load: the A/B pair a busy machine allows."""
     client = httpx.Client(timeout=30, headers={"Authorization": f"Bearer {read_key}"})
+    poster = httpx.Client(timeout=30, headers={"Authorization": f"Bearer {ingest_key}"})
     load = EdgeNode(port, "load", "d1", _names())
     probe = EdgeNode(port, "probe", "d1", {"pressure": 1})
     now_ms = int(time.time() * 1000)
@@ -239,40 +253,64 @@ def _measure(
             next_at += interval
             time.sleep(max(0.0, next_at - time.perf_counter()))
 
-    def one(value: float, timeout: float) -> float:
-        published = time.perf_counter()
-        probe.data(int(time.time() * 1000), value)
-        while time.perf_counter() - published < timeout:
-            latest = client.get(url + f"/v1/latest?facility={FACILITY}&device=probe.d1").json()[
+    def visible(device: str, value: float, since: float, timeout: float) -> float:
+        while time.perf_counter() - since < timeout:
+            latest = client.get(url + f"/v1/latest?facility={FACILITY}&device={device}").json()[
                 "readings"
             ]
             if latest and latest[0]["value"] == value:
                 break
             time.sleep(0.002)
-        return time.perf_counter() - published
+        return time.perf_counter() - since
+
+    def one(value: float, timeout: float) -> float:
+        published = time.perf_counter()
+        probe.data(int(time.time() * 1000), value)
+        return visible("probe.d1", value, published, timeout)
+
+    def one_http(value: float, timeout: float) -> float:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+        body = {
+            "facility": FACILITY,
+            "readings": [{"device": "probe-http", "metric": "pressure", "ts": ts, "value": value}],
+        }
+        answer = poster.post(url + "/v1/readings", json=body)
+        acknowledged = time.perf_counter()
+        assert answer.status_code == 202, answer.text
+        return visible("probe-http", value, acknowledged, timeout)
 
     one(-1.0, 60)  # warm-up: the processor took its leases, the births are in
+    one_http(-1.0, 60)
     worker = threading.Thread(target=background, daemon=True)
     started = time.perf_counter()
     worker.start()
     gap = seconds / (samples + 2)
     time.sleep(gap)
-    delays = []
+    delays, http_delays = [], []
     for n in range(samples):
-        time.sleep(gap)
+        time.sleep(gap / 2)
         delays.append(one(float(n), 10.0))
+        time.sleep(gap / 2)
+        http_delays.append(one_http(float(n), 10.0))
     stop.set()
     worker.join()
     elapsed = time.perf_counter() - started
     load.close()
     probe.close()
-    delays.sort()
     return {
         "background_readings_per_s": sent[0] / elapsed,
         "samples": len(delays),
-        "p50_ms": statistics.median(delays) * 1000,
-        "p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))] * 1000,
-        "max_ms": delays[-1] * 1000,
+        **_percentiles(delays, "mqtt_"),
+        **_percentiles(http_delays, "http_"),
+    }
+
+
+def _percentiles(delays: list[float], prefix: str) -> dict[str, float]:
+    delays = sorted(delays)
+    return {
+        f"{prefix}p50_ms": statistics.median(delays) * 1000,
+        f"{prefix}p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))] * 1000,
+        f"{prefix}max_ms": delays[-1] * 1000,
     }
 
 
@@ -299,7 +337,9 @@ def main() -> None:
         )
         print(
             f"publish -> visible in /v1/latest at {lat['background_readings_per_s']:,.0f} "
-            f"readings/s: p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"
+            f"readings/s: p50 {lat['mqtt_p50_ms']:.0f} ms, p99 {lat['mqtt_p99_ms']:.0f} ms "
+            f"(HTTP 202 -> visible, alternating, same load: p50 {lat['http_p50_ms']:.0f} ms, "
+            f"p99 {lat['http_p99_ms']:.0f} ms)"
         )
     path = write_result(
         "mqtt",

@@ -91,7 +91,10 @@ def open_session(settings: Settings) -> BrokerSession:
     """A session on the configured broker, or on the embedded one (started if needed)."""
     if settings.mqtt_url:
         return BrokerSession(settings, parse_url(settings.mqtt_url))
-    broker = EmbeddedBroker(settings.data_dir / "mqtt")
+    # a login per facility the bridge serves: its password is in <data dir>/mqtt/<facility>.password
+    broker = EmbeddedBroker(
+        settings.data_dir / "mqtt", facilities=tuple(sorted(facilities_of(settings)))
+    )
     url = broker.start()
     username, password = broker.bridge_credentials()
     # amqtt speaks MQTT 3.1.1 only: a persistent session there is clean session off
