@@ -351,6 +351,7 @@ def main() -> None:
             "bridge_processes": 1,
             "throughput": {k: round(v, 1) for k, v in through.items()},
             "latency": {k: round(v, 1) for k, v in lat.items()},
+            "probe_timeout_s": 10,
             "goal": {"readings_per_s": 150_000, "p99_ms": 250},
         },
         RESULTS,
