@@ -51,3 +51,35 @@ def test_a_wrong_password_and_anonymous_clients_are_refused(needs_mosquitto_pub,
         check=False,
     )
     assert anonymous.returncode != 0
+
+
+def test_serve_mqtt_without_a_url_runs_on_the_embedded_broker(
+    needs_mosquitto_pub, tmp_path, redis_url
+):
+    from fixtures.mqtt import BridgeRuntime
+
+    from plantstream.mqtt import build_bridge, open_session
+    from plantstream.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, mqtt_facilities="plant-x", mqtt_client_id="emb")
+    session = open_session(settings)  # starts the broker under <data dir>/mqtt
+    broker = session.embedded
+    assert broker is not None
+    try:
+        assert session.settings.mqtt_protocol == "3.1.1"
+        bridge, _ = build_bridge(BridgeRuntime(settings, redis_url), session)
+        session.start(bridge)
+        import threading
+
+        stop = threading.Event()
+        worker = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+        worker.start()
+        user, password = broker.facility_credentials("plant-x")
+        assert _pub(broker, "plantstream/v1/plant-x/m1/humidity", "44", user, password) == 0
+        wait_until(lambda: stream_readings(redis_url), timeout=30, what="the reading")
+        assert [(r[0], r[4]) for r in stream_readings(redis_url)] == [("plant-x", 44.0)]
+        stop.set()
+        worker.join(timeout=30)
+        session.close()
+    finally:
+        broker.stop()

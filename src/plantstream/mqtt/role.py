@@ -99,7 +99,9 @@ def open_session(settings: Settings) -> BrokerSession:
     username, password = broker.bridge_credentials()
     # amqtt speaks MQTT 3.1.1 only: a persistent session there is clean session off
     embedded = settings.model_copy(update={"mqtt_protocol": "3.1.1"})
-    return BrokerSession(embedded, parse_url(url), username=username, password=password)
+    session = BrokerSession(embedded, parse_url(url), username=username, password=password)
+    session.embedded = broker  # left running when the bridge stops, like the embedded Redis
+    return session
 
 
 def run(runtime: BridgeRuntime, stop: threading.Event) -> None:

@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from plantstream.errors import ServiceError
+from plantstream.local.mqtt_broker import EmbeddedBroker
 from plantstream.model import now_us
 from plantstream.mqtt.bridge import Bridge, Inbound
 from plantstream.mqtt.client import BrokerAddress, connect, make_client, subscriptions
@@ -43,6 +44,7 @@ class BrokerSession:
         self.address = address
         self.client = make_client(settings, username=username, password=password)
         self.bridge: Bridge | None = None
+        self.embedded: EmbeddedBroker | None = None  # the broker open_session started, if any
         self.connection = 0
         self.connected = threading.Event()
         self._state_ms = 0
