@@ -13,6 +13,7 @@ pytest_plugins = [
     "fixtures.opcua",
     "fixtures.modbus",
     "fixtures.edge",
+    "fixtures.mqtt",
 ]
 
 _STORAGE_FIXTURES = {"postgres_admin_url", "redis_server_url"}

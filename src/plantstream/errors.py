@@ -66,6 +66,14 @@ class ErrorCode(StrEnum):
     INVALID_LINE_PROTOCOL = "invalid_line_protocol"
     UNMAPPED_TAG = "unmapped_tag"
     UNSUPPORTED_VALUE_TYPE = "unsupported_value_type"
+    # MQTT bridge (docs/mqtt.md): a message refused whole is dead-lettered with its topic
+    UNDECODABLE_PAYLOAD = "undecodable_payload"
+    INVALID_TOPIC = "invalid_topic"
+    DEVICE_MISMATCH = "device_mismatch"
+    UNKNOWN_ALIAS = "unknown_alias"
+    NODE_NOT_BORN = "node_not_born"
+    UNSUPPORTED_DATATYPE = "unsupported_datatype"
+    NULL_VALUE = "null_value"
     # requests and resources
     INVALID_REQUEST = "invalid_request"
     INVALID_TIME = "invalid_time"

@@ -316,6 +316,58 @@ class Settings(BaseSettings):
     )
     # --- end line protocol and process layout ---
 
+    # --- mqtt bridge ---
+    # `plantstream serve mqtt` (docs/mqtt.md): the broker, its credentials, the session, the
+    # Sparkplug B host application and how its names map onto facility and machine
+    mqtt_url: str = Field(
+        default="",
+        pattern=r"^$|^mqtts?://[^/\s]+$",
+        description="mqtt://host:1883 or mqtts://host:8883; empty: the embedded broker",
+    )
+    mqtt_client_id: str = Field(default="plantstream-bridge", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker")
+    mqtt_cert_pem: SecretStr | None = Field(default=None, description="client certificate PEM")
+    mqtt_key_pem: SecretStr | None = Field(default=None, description="client private key PEM")
+    mqtt_share_group: str = Field(
+        default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$", description="$share group; empty: none"
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    mqtt_session_expiry_seconds: int = Field(default=3600, ge=0, le=2**32 - 1)
+    mqtt_keepalive_seconds: int = Field(default=30, ge=5, le=3600)
+    mqtt_receive_maximum: int = Field(
+        default=2000, ge=1, le=65535, description="unacknowledged messages the broker may send"
+    )
+    mqtt_batch_messages: int = Field(
+        default=400, ge=1, le=10_000, description="messages put to the stream in one go at most"
+    )
+    mqtt_batch_wait_ms: float = Field(
+        default=5.0, ge=0, le=1000, description="how long a batch waits for more messages"
+    )
+    mqtt_facilities: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_.:,-]*$",
+        description="comma-separated facilities this bridge takes; empty: any",
+    )
+    mqtt_plain_topics: bool = Field(default=True, description="take plantstream/v1/# JSON")
+    mqtt_sparkplug: bool = Field(
+        default=True, description="be a Sparkplug B host (never under $share: seq is per node)"
+    )
+    mqtt_dead_letter_max: int = Field(default=10_000, ge=1, le=1_000_000)
+    mqtt_metrics_port: int = Field(default=0, ge=0, le=65535, description="0: no metrics server")
+    sparkplug_host_id: str = Field(default="plantstream", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    sparkplug_facility: str = Field(default="{group}", description="facility from group/node")
+    sparkplug_machine: str = Field(
+        default="{edge_node}.{device}", description="machine of a device's metrics"
+    )
+    sparkplug_node_machine: str = Field(
+        default="{edge_node}", description="machine of an edge node's own metrics"
+    )
+    sparkplug_rebirth_interval_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="at most one rebirth request per node this often"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:

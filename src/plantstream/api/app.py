@@ -13,7 +13,17 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Route
 
 from plantstream import __version__
-from plantstream.api import assets, detection, docs, errors, health, ingest, line_protocol, query
+from plantstream.api import (
+    assets,
+    detection,
+    docs,
+    errors,
+    health,
+    ingest,
+    line_protocol,
+    query,
+    sparkplug,
+)
 from plantstream.api.errors import ErrorBody
 from plantstream.api.state import AppState
 
@@ -24,7 +34,7 @@ STATIC = Path(__file__).parent / "static"
 # ``query`` also serves the dashboard.
 SURFACES: dict[str, list[APIRouter]] = {
     "ingest": [ingest.router, line_protocol.router],
-    "query": [query.router, detection.router, assets.router],
+    "query": [query.router, detection.router, assets.router, sparkplug.router],
 }
 ALL_SURFACES = ("ingest", "query")
 

@@ -123,6 +123,36 @@ class IngestService:
             INGESTED.labels(label, "rejected").inc(len(rejected))
         return Accepted(facility, len(readings), rejected)
 
+    def accept_decoded(self, who: Principal, batch: ParsedBatch, *, received_us: int) -> Accepted:
+        """Authorize and put readings an adapter decoded itself (MQTT: Sparkplug B, topic
+        JSON), with the quotas of ``accept``; blocking, returns once the stream holds them.
+
+        ``batch.rejected`` is passed through as it is (the adapter counted it).
+        """
+        if not who.may_access(batch.facility):
+            raise AuthError(
+                ErrorCode.FORBIDDEN_FACILITY, "this key does not belong to that facility"
+            )
+        facility, readings, rejected = batch.facility, batch.readings, list(batch.rejected)
+        if not readings:
+            return Accepted(facility, 0, rejected)
+        self._check_readings_rate(facility, len(readings), take=True)
+        try:
+            if self.quotas.sensors is not None:
+                indexes = list(range(len(readings)))
+                readings, refused = self.quotas.sensors.admit(facility, readings, indexes)
+                for code in {r.code for r in refused}:
+                    count_refusal(code, facility, sum(1 for r in refused if r.code is code))
+                rejected += refused
+            if readings:
+                self.stream.put(pack(facility, received_us, readings))
+        except BaseException:
+            if self.quotas.readings is not None:
+                self.quotas.readings.refund(facility, len(batch.readings))
+            raise
+        INGESTED.labels(facility_label(facility), "accepted").inc(len(readings))
+        return Accepted(facility, len(readings), rejected)
+
     def _check_readings_rate(self, facility: str, readings: int, *, take: bool) -> None:
         """429 ``quota_readings_rate`` if ``facility`` may not send ``readings`` more now."""
         limiter = self.quotas.readings

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from plantstream.errors import ConfigError
+from plantstream.mqtt import run as run_mqtt
 from plantstream.runtime.layout import layout_of, serve_layout
 from plantstream.runtime.runtime import Runtime
 from plantstream.runtime.web import serve_web
@@ -96,3 +97,4 @@ ROLES.register(
         web_role(["ingest", "query"], processor=True, default_workers=None),
     )
 )
+ROLES.register(RoleSpec("mqtt", "MQTT and Sparkplug B (primary host) into the stream", run_mqtt))
