@@ -17,8 +17,14 @@ from redis.cluster import RedisCluster
 
 from plantstream.detect.alerts import AlertEvent, AlertLifecycle, publish
 from plantstream.detect.buckets import Bucket, make_buckets
-from plantstream.detect.config import DetectionConfig, SensorLimits, current_config, limits_for
-from plantstream.detect.detectors import DETECTORS, evaluate
+from plantstream.detect.config import (
+    DetectionConfig,
+    SensorLimits,
+    Tuning,
+    current_config,
+    limits_for,
+)
+from plantstream.detect.detectors import DETECTORS, evaluate, learn
 from plantstream.detect.dropout import KIND as DROPOUT
 from plantstream.detect.dropout import Dropouts
 from plantstream.detect.registry import Registry
@@ -55,7 +61,10 @@ class DetectionEngine:
         config_refresh_s: float = 10.0,
         connect: Callable[[str], psycopg.Connection] | None = None,
         detectors: Registry = DETECTORS,
+        config: DetectionConfig | None = None,
     ) -> None:
+        """``config``: settings fixed for this engine's life (an evaluation); by default the
+        versioned settings in PostgreSQL, read again every ``config_refresh_s``."""
         self.database_url = database_url
         self.redis = redis_client
         self.notify = notify
@@ -64,7 +73,8 @@ class DetectionEngine:
         self._connect = connect or (lambda url: psycopg.connect(url, autocommit=True))
         self._conn: psycopg.Connection | None = None
         self.version = 0
-        self.config = DetectionConfig()  # the settings in force; ``refresh_config`` moves it
+        self.config = config or DetectionConfig()  # in force; ``refresh_config`` moves it
+        self._fixed = config is not None
         self._config_at = -1e9
         self._limits: dict[SensorKey, SensorLimits] = {}
         self.store = DetectionStateStore(redis_client)
@@ -86,6 +96,8 @@ class DetectionEngine:
 
     def refresh_config(self, *, force: bool = False) -> DetectionConfig:
         """The settings in force, read again from PostgreSQL once ``config_refresh_s`` old."""
+        if self._fixed:
+            return self.config
         if force or time.monotonic() - self._config_at > self.config_refresh_s:
             version, config = current_config(self.connection())
             if version != self.version:
@@ -106,16 +118,7 @@ class DetectionEngine:
 
     def __call__(self, rows: StoredRows, keys: Mapping[int, SensorKey]) -> None:
         tuning = self.refresh_config().tuning
-        buckets = make_buckets(
-            rows.sensor_id,
-            rows.ts_us,
-            rows.value,
-            rows.received_us,
-            bucket_us=int(tuning.bucket_seconds * 1e6),
-        )
-        by_sensor: dict[int, list[Bucket]] = defaultdict(list)
-        for bucket in buckets:
-            by_sensor[bucket.sensor_id].append(bucket)
+        by_sensor = _by_sensor(rows, tuning)
         conn = self.connection()
         states = self.states.load(
             {sid: keys[sid] for sid in by_sensor},
@@ -178,6 +181,31 @@ class DetectionEngine:
             events += self.sweep_missing(facility, now_us=now)
         self._emit(events)
 
+    def learn_history(self, rows: StoredRows, keys: Mapping[int, SensorKey]) -> None:
+        """Learn baselines from history (imported, or an evaluation's training rows): every
+        complete bucket teaches as healthy data, nothing alerts. Sorted as for a batch."""
+        tuning = self.refresh_config().tuning
+        by_sensor = _by_sensor(rows, tuning)
+        states = self.states.load(
+            {sid: keys[sid] for sid in by_sensor},
+            before={sid: b[0].start_us for sid, b in by_sensor.items()},
+            conn=self.connection(),
+            tuning=tuning,
+        )
+        for sensor_id, sensor_buckets in by_sensor.items():
+            state = states[sensor_id]
+            for incoming in sensor_buckets:
+                for bucket in _complete(state, incoming):
+                    self.detectors.judge(
+                        state,
+                        bucket,
+                        metric=keys[sensor_id][2],
+                        limits=self.limits(*keys[sensor_id]),
+                        tuning=tuning,
+                    )
+                    learn(state, bucket, tuning, healthy=True)
+        self.states.save(states, keys)
+
     def sweep_missing(self, facility: str, *, now_us: int) -> list[AlertEvent]:
         """Open ``dropout`` alerts for whole devices of the facility quiet at ``now_us``."""
         return self.dropouts.sweep(facility, now_us=now_us, tuning=self.config.tuning)
@@ -189,6 +217,20 @@ class DetectionEngine:
         publish(self.redis, events)
         if self.notify is not None:
             self.notify(events)
+
+
+def _by_sensor(rows: StoredRows, tuning: Tuning) -> dict[int, list[Bucket]]:
+    buckets = make_buckets(
+        rows.sensor_id,
+        rows.ts_us,
+        rows.value,
+        rows.received_us,
+        bucket_us=int(tuning.bucket_seconds * 1e6),
+    )
+    by_sensor: dict[int, list[Bucket]] = defaultdict(list)
+    for bucket in buckets:
+        by_sensor[bucket.sensor_id].append(bucket)
+    return by_sensor
 
 
 def _complete(state: SensorState, bucket: Bucket) -> list[Bucket]:

@@ -192,3 +192,29 @@ __all__ = [
     "touch_alert",
     "unresolved_kinds",
 ]
+
+
+# -- evaluation (``plantstream evaluate``): a scratch facility's alerts, then none ---------
+
+
+def alert_spans(*, conn: psycopg.Connection, facility: str) -> list[tuple[str, str, int, int | None]]:
+    """(device, kind, opened epoch us, resolved epoch us or None) of every alert of the
+    facility, in the order they opened."""
+    rows = conn.execute(
+        "SELECT device, detector, (extract(epoch FROM opened_at) * 1e6)::bigint, "
+        "(extract(epoch FROM resolved_at) * 1e6)::bigint FROM alerts WHERE facility = %s "
+        "ORDER BY opened_at, id",
+        (facility,),
+    ).fetchall()
+    return [(d, k, int(o), None if r is None else int(r)) for d, k, o, r in rows]
+
+
+def delete_facility(*, conn: psycopg.Connection, facility: str) -> None:
+    """Remove a scratch facility's alerts and the sensors that hold no readings."""
+    with conn.transaction():
+        conn.execute("DELETE FROM alerts WHERE facility = %s", (facility,))
+        conn.execute(
+            "DELETE FROM sensors s WHERE facility = %s AND NOT EXISTS "
+            "(SELECT 1 FROM readings r WHERE r.sensor_id = s.id)",
+            (facility,),
+        )

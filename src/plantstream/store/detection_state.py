@@ -138,6 +138,18 @@ class DetectionStateStore:
         }
 
 
+    def forget(self, facility: str) -> None:
+        """Drop every detection key of a facility (an evaluation's scratch facility)."""
+        for key in (
+            state_key(facility),
+            missing_key(facility),
+            clock_key(facility),
+            sweep_key(facility),
+            f"ps:alerts:{facility}",
+        ):
+            self.client.delete(key)
+
+
 def rollup_baselines(
     *, conn: psycopg.Connection, cutoffs: Mapping[int, int]
 ) -> list[tuple[int, int, float, float, float, int, int]]:
