@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -16,7 +16,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from plantstream.detect.alerts import AlertEvent, AlertLifecycle, publish
-from plantstream.detect.buckets import Bucket, make_buckets
+from plantstream.detect.buckets import Bucket, sensor_slices
 from plantstream.detect.config import (
     DetectionConfig,
     SensorLimits,
@@ -27,6 +27,7 @@ from plantstream.detect.config import (
 from plantstream.detect.detectors import DETECTORS, evaluate, learn
 from plantstream.detect.dropout import KIND as DROPOUT
 from plantstream.detect.dropout import Dropouts
+from plantstream.detect.feed import feed
 from plantstream.detect.registry import Registry
 from plantstream.detect.state import SensorState, SensorStates
 from plantstream.store.detection_state import DetectionStateStore, state_key
@@ -118,21 +119,17 @@ class DetectionEngine:
 
     def __call__(self, rows: StoredRows, keys: Mapping[int, SensorKey]) -> None:
         tuning = self.refresh_config().tuning
-        by_sensor = _by_sensor(rows, tuning)
+        bucket_us = int(tuning.bucket_seconds * 1e6)
+        slices = sensor_slices(rows.sensor_id)
         conn = self.connection()
-        states = self.states.load(
-            {sid: keys[sid] for sid in by_sensor},
-            before={sid: b[0].start_us for sid, b in by_sensor.items()},
-            conn=conn,
-            tuning=tuning,
-        )
+        states = self._load(rows, slices, keys, tuning)
         events: list[AlertEvent] = []
         clocks: dict[str, int] = {}
         device_clocks: dict[tuple[str, str], int] = {}
         present: set[SensorKey] = set()
         with conn.transaction():
-            flagged = self.store.flagged({keys[sid] for sid in by_sensor})
-            for sensor_id, sensor_buckets in by_sensor.items():
+            flagged = self.store.flagged({keys[sid] for sid, _, _ in slices})
+            for sensor_id, a, b in slices:
                 sensor = keys[sensor_id]
                 facility, device, metric = sensor
                 state = states[sensor_id]
@@ -140,32 +137,38 @@ class DetectionEngine:
                 # state was rebuilt) ends as its readings come back
                 back = sensor in flagged or DROPOUT in state.active
                 if back:
-                    events += self.dropouts.returned(sensor, state, sensor_buckets[0].first_ts_us)
-                for incoming in sensor_buckets:
-                    # bucket by bucket: a silence inside a large (backlog) batch is judged with
-                    # what the detectors knew at that moment
-                    if not back:
-                        events += self.dropouts.gap(sensor, state, incoming, tuning)
-                    for bucket in _complete(state, incoming):
-                        findings = evaluate(
-                            state,
-                            bucket,
-                            metric=metric,
-                            limits=self.limits(*sensor),
-                            tuning=tuning,
-                            registry=self.detectors,
-                        )
-                        events += self.lifecycle.apply(
-                            sensor,
-                            sensor_id,
-                            state,
-                            findings,
-                            bucket,
-                            clear_buckets=tuning.clear_buckets,
-                        )
-                last = sensor_buckets[-1]
+                    events += self.dropouts.returned(sensor, state, int(rows.ts_us[a]))
+                # a silence inside a large (backlog) batch is judged as it happened
+                gap = partial(self._gap, events, sensor, state, tuning)
+
+                limits = self.limits(*sensor)
+                for bucket in feed(
+                    state,
+                    sensor_id,
+                    rows.ts_us[a:b],
+                    rows.value[a:b],
+                    rows.received_us[a:b],
+                    bucket_us=bucket_us,
+                    before_part=None if back else gap,
+                ):
+                    findings = evaluate(
+                        state,
+                        bucket,
+                        metric=metric,
+                        limits=limits,
+                        tuning=tuning,
+                        registry=self.detectors,
+                    )
+                    events += self.lifecycle.apply(
+                        sensor,
+                        sensor_id,
+                        state,
+                        findings,
+                        bucket,
+                        clear_buckets=tuning.clear_buckets,
+                    )
                 # true time: a gateway clock running ahead must not drag the facility's along
-                true_last = last.last_ts_us - max(0, last.max_ahead_us)
+                true_last = state.seen_us - state.ahead_us
                 clocks[facility] = max(clocks.get(facility, -1), true_last)
                 device_clocks[(facility, device)] = max(
                     device_clocks.get((facility, device), -1), true_last
@@ -181,29 +184,50 @@ class DetectionEngine:
             events += self.sweep_missing(facility, now_us=now)
         self._emit(events)
 
+    def _gap(
+        self,
+        events: list[AlertEvent],
+        sensor: SensorKey,
+        state: SensorState,
+        tuning: Tuning,
+        part: Bucket,
+    ) -> None:
+        events.extend(self.dropouts.gap(sensor, state, part, tuning))
+
+    def _load(
+        self,
+        rows: StoredRows,
+        slices: list[tuple[int, int, int]],
+        keys: Mapping[int, SensorKey],
+        tuning: Tuning,
+    ) -> dict[int, SensorState]:
+        return self.states.load(
+            {sid: keys[sid] for sid, _, _ in slices},
+            before={sid: int(rows.ts_us[a]) for sid, a, _ in slices},
+            conn=self.connection(),
+            tuning=tuning,
+        )
+
     def learn_history(self, rows: StoredRows, keys: Mapping[int, SensorKey]) -> None:
         """Learn baselines from history (imported, or an evaluation's training rows): every
         complete bucket teaches as healthy data, nothing alerts. Sorted as for a batch."""
         tuning = self.refresh_config().tuning
-        by_sensor = _by_sensor(rows, tuning)
-        states = self.states.load(
-            {sid: keys[sid] for sid in by_sensor},
-            before={sid: b[0].start_us for sid, b in by_sensor.items()},
-            conn=self.connection(),
-            tuning=tuning,
-        )
-        for sensor_id, sensor_buckets in by_sensor.items():
-            state = states[sensor_id]
-            for incoming in sensor_buckets:
-                for bucket in _complete(state, incoming):
-                    self.detectors.judge(
-                        state,
-                        bucket,
-                        metric=keys[sensor_id][2],
-                        limits=self.limits(*keys[sensor_id]),
-                        tuning=tuning,
-                    )
-                    learn(state, bucket, tuning, healthy=True)
+        slices = sensor_slices(rows.sensor_id)
+        states = self._load(rows, slices, keys, tuning)
+        for sensor_id, a, b in slices:
+            state, sensor = states[sensor_id], keys[sensor_id]
+            for bucket in feed(
+                state,
+                sensor_id,
+                rows.ts_us[a:b],
+                rows.value[a:b],
+                rows.received_us[a:b],
+                bucket_us=int(tuning.bucket_seconds * 1e6),
+            ):
+                self.detectors.judge(
+                    state, bucket, metric=sensor[2], limits=self.limits(*sensor), tuning=tuning
+                )
+                learn(state, bucket, tuning, healthy=True)
         self.states.save(states, keys)
 
     def sweep_missing(self, facility: str, *, now_us: int) -> list[AlertEvent]:
@@ -217,35 +241,6 @@ class DetectionEngine:
         publish(self.redis, events)
         if self.notify is not None:
             self.notify(events)
-
-
-def _by_sensor(rows: StoredRows, tuning: Tuning) -> dict[int, list[Bucket]]:
-    buckets = make_buckets(
-        rows.sensor_id,
-        rows.ts_us,
-        rows.value,
-        rows.received_us,
-        bucket_us=int(tuning.bucket_seconds * 1e6),
-    )
-    by_sensor: dict[int, list[Bucket]] = defaultdict(list)
-    for bucket in buckets:
-        by_sensor[bucket.sensor_id].append(bucket)
-    return by_sensor
-
-
-def _complete(state: SensorState, bucket: Bucket) -> list[Bucket]:
-    """Buckets now complete, in order; the newest stays open for more readings."""
-    state.seen_us = max(state.seen_us, bucket.last_ts_us)
-    state.ahead_us = max(0, bucket.max_ahead_us)
-    if bucket.start_us <= state.last_bucket_us:
-        return []  # already judged: a replay, or data too late to matter here
-    current = state.open_bucket
-    if current is None or bucket.start_us > current.start_us:
-        state.open_bucket = bucket
-        return [] if current is None else [current]
-    if bucket.start_us == current.start_us and bucket.first_ts_us > current.last_ts_us:
-        state.open_bucket = current.merge(bucket)
-    return []
 
 
 # ``state_key`` stays importable from here, where it was before the state store had it

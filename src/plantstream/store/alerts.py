@@ -197,7 +197,9 @@ __all__ = [
 # -- evaluation (``plantstream evaluate``): a scratch facility's alerts, then none ---------
 
 
-def alert_spans(*, conn: psycopg.Connection, facility: str) -> list[tuple[str, str, int, int | None]]:
+def alert_spans(
+    *, conn: psycopg.Connection, facility: str
+) -> list[tuple[str, str, int, int | None]]:
     """(device, kind, opened epoch us, resolved epoch us or None) of every alert of the
     facility, in the order they opened."""
     rows = conn.execute(

@@ -137,7 +137,6 @@ class DetectionStateStore:
             if name not in flags
         }
 
-
     def forget(self, facility: str) -> None:
         """Drop every detection key of a facility (an evaluation's scratch facility)."""
         for key in (

@@ -46,7 +46,7 @@ def parse_time(text: str) -> int:
     """Epoch microseconds of an ISO time (naive = UTC) or of epoch seconds."""
     text = text.strip()
     try:
-        return int(round(float(text) * 1e6))
+        return round(float(text) * 1e6)
     except ValueError:
         pass
     try:
@@ -55,10 +55,12 @@ def parse_time(text: str) -> int:
         raise _bad(f"{text[:40]!r} is neither an ISO time nor epoch seconds") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return int(round(when.timestamp() * 1e6))
+    return round(when.timestamp() * 1e6)
 
 
-def windows_from_labels(ts_us: npt.NDArray[np.int64], labels: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+def windows_from_labels(
+    ts_us: npt.NDArray[np.int64], labels: npt.NDArray[np.bool_]
+) -> list[tuple[int, int]]:
     """Contiguous runs of labeled rows as (first, last) times."""
     if not labels.any():
         return []
@@ -135,12 +137,13 @@ def load_csv(
         except ValueError:
             raise _bad(f"{path}: labels in {label_column!r} must be 0 or 1") from None
         spans = windows_from_labels(ts, labels)
-    else:
-        assert windows is not None
+    elif windows is not None:
         spans = load_windows(windows, path.name)
         labels = np.zeros(len(ts), dtype=bool)
         for a, b in spans:
             labels |= (ts >= a) & (ts <= b)
+    else:
+        raise _bad("no labels")  # unreachable: checked above
     return LabeledSeries(
         name=label_name,
         ts_us=ts,
@@ -152,4 +155,11 @@ def load_csv(
     )
 
 
-__all__ = ["MAX_ROWS", "LabeledSeries", "load_csv", "load_windows", "parse_time", "windows_from_labels"]
+__all__ = [
+    "MAX_ROWS",
+    "LabeledSeries",
+    "load_csv",
+    "load_windows",
+    "parse_time",
+    "windows_from_labels",
+]

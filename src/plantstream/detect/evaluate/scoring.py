@@ -88,11 +88,7 @@ def score(
                 entry["false_positives"] += 1
     precision = _ratio(tp, tp + fp)
     recall = _ratio(tp, tp + fn)
-    f1 = (
-        round(2 * precision * recall / (precision + recall), 4)
-        if precision and recall
-        else 0.0
-    )
+    f1 = round(2 * precision * recall / (precision + recall), 4) if precision and recall else 0.0
     months = scored_s / MONTH_S
     return {
         "nab": {
@@ -121,7 +117,9 @@ def alarms_from_flags(ts_us: npt.NDArray[np.int64], flags: npt.NDArray[np.bool_]
         return []
     edges = np.diff(np.concatenate(([0], flags.astype(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    return [Alarm(int(ts_us[a]), int(ts_us[b]), "baseline") for a, b in zip(starts, ends, strict=True)]
+    return [
+        Alarm(int(ts_us[a]), int(ts_us[b]), "baseline") for a, b in zip(starts, ends, strict=True)
+    ]
 
 
 __all__ = ["MONTH_S", "Alarm", "alarms_from_flags", "predicted", "score"]
