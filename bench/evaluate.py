@@ -17,6 +17,7 @@ Each data set is replayed through the real detection engine on real PostgreSQL a
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
+from plantstream.detect.config import DetectionConfig, Tuning
 from plantstream.detect.evaluate.dataset import LabeledSeries, load_csv
 from plantstream.detect.evaluate.replay import Replay
 from plantstream.detect.evaluate.scoring import Alarm, alarms_from_flags, score
@@ -113,14 +115,21 @@ def main() -> None:
     parser.add_argument(
         "--datasets", default="nab_machine_temperature,skab", help="comma-separated"
     )
+    parser.add_argument(
+        "--tuning", nargs="*", default=[], help="NAME=VALUE overrides of the detection tuning"
+    )
     args = parser.parse_args()
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.tuning)}
+    config = DetectionConfig(tuning=Tuning(**overrides)) if overrides else None
     results: dict[str, Any] = {"machine": "shared, busy", "datasets": {}}
     with fresh_services("plantstream_bench_evaluate") as (database_url, redis_url):
         client = redis.Redis.from_url(redis_url)
         for name in args.datasets.split(","):
             recordings = load(args.data, name)
             started = time.perf_counter()
-            replay = Replay(database_url=database_url, redis_client=client).run(recordings)
+            replay = Replay(database_url=database_url, redis_client=client, config=config).run(
+                recordings
+            )
             elapsed = time.perf_counter() - started
             entry: dict[str, Any] = {
                 "recordings": len(recordings),
@@ -140,7 +149,10 @@ def main() -> None:
             print(f"{name}: {ours['nab']} {ours['pointwise']}")
             for b, scored in entry["baselines"].items():
                 print(f"  {b}: {scored['nab']} {scored['pointwise']}")
-    results["command"] = "python bench/evaluate.py --data DIR (see the docstring for DIR)"
+    results["tuning"] = (config or DetectionConfig()).tuning.model_dump()
+    results["command"] = "python bench/evaluate.py --data DIR (see the docstring for DIR)" + (
+        f" --tuning {' '.join(args.tuning)}" if args.tuning else ""
+    )
     path = write_result("evaluate", results, RESULTS)
     print(f"written to {path}")
 

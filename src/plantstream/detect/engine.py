@@ -78,6 +78,7 @@ class DetectionEngine:
         self._fixed = config is not None
         self._config_at = -1e9
         self._limits: dict[SensorKey, SensorLimits] = {}
+        self._tunings: dict[SensorKey, Tuning] = {}
         self.store = DetectionStateStore(redis_client)
         self.states = SensorStates(self.store)
         self.lifecycle = AlertLifecycle(self.connection)
@@ -104,6 +105,7 @@ class DetectionEngine:
             if version != self.version:
                 log.info("detection settings version %d in force", version)
                 self._limits.clear()
+                self._tunings.clear()
             self.version, self.config = version, config
             self._config_at = time.monotonic()
         return self.config
@@ -113,6 +115,16 @@ class DetectionEngine:
         found = self._limits.get(key)
         if found is None:
             found = self._limits[key] = limits_for(self.config, facility, device, metric)
+        return found
+
+    def tuning(self, sensor: SensorKey) -> Tuning:
+        """The global tuning with the sensor's rules' overrides (per signal or machine type)."""
+        overrides = self.limits(*sensor).tuning
+        if not overrides:
+            return self.config.tuning
+        found = self._tunings.get(sensor)
+        if found is None:
+            found = self._tunings[sensor] = self.config.tuning.model_copy(update=overrides)
         return found
 
     # -- the hook ---------------------------------------------------------------------
@@ -142,6 +154,7 @@ class DetectionEngine:
                 gap = partial(self._gap, events, sensor, state, tuning)
 
                 limits = self.limits(*sensor)
+                sensor_tuning = self.tuning(sensor)
                 for bucket in feed(
                     state,
                     sensor_id,
@@ -156,7 +169,7 @@ class DetectionEngine:
                         bucket,
                         metric=metric,
                         limits=limits,
-                        tuning=tuning,
+                        tuning=sensor_tuning,
                         registry=self.detectors,
                     )
                     events += self.lifecycle.apply(
@@ -224,10 +237,15 @@ class DetectionEngine:
                 rows.received_us[a:b],
                 bucket_us=int(tuning.bucket_seconds * 1e6),
             ):
+                sensor_tuning = self.tuning(sensor)
                 self.detectors.judge(
-                    state, bucket, metric=sensor[2], limits=self.limits(*sensor), tuning=tuning
+                    state,
+                    bucket,
+                    metric=sensor[2],
+                    limits=self.limits(*sensor),
+                    tuning=sensor_tuning,
                 )
-                learn(state, bucket, tuning, healthy=True)
+                learn(state, bucket, sensor_tuning, healthy=True)
         self.states.save(states, keys)
 
     def sweep_missing(self, facility: str, *, now_us: int) -> list[AlertEvent]:
