@@ -51,7 +51,7 @@ def test_a_collapse_in_a_slow_recording_is_found_and_nothing_is_left(
     assert scores[0]["pointwise"]["recall"] > 0.5
     assert db.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM sensors").fetchone() == (0,)
-    assert not [k for k in redis_client.keys("ps:*evaluate-*")]
+    assert not redis_client.keys("ps:*evaluate-*")
 
 
 def test_the_command_line_scores_a_labeled_csv(
@@ -96,4 +96,5 @@ def test_the_command_line_scores_a_labeled_csv(
         timeout=120,
         check=False,
     )
-    assert bad.returncode == 2 and "labels" in bad.stderr
+    assert bad.returncode == 2
+    assert "labels" in bad.stderr

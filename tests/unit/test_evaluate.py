@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from plantstream.detect.buckets import Bucket
-from plantstream.detect.config import Rule, SensorLimits, Tuning, limits_for, DetectionConfig
+from plantstream.detect.config import DetectionConfig, Rule, SensorLimits, Tuning, limits_for
 from plantstream.detect.detectors import evaluate, fault_kind
 from plantstream.detect.evaluate.dataset import load_csv
 from plantstream.detect.evaluate.scoring import Alarm, score
@@ -38,7 +38,8 @@ def test_labels_from_a_column_with_semicolons(tmp_path: Path) -> None:
     series = load_csv(csv, label_column="anomaly", ignore=("changepoint",), train_rows=2)
     assert series.columns == ("a", "b")
     assert series.labels.tolist() == [3 <= s <= 5 for s in range(10)]
-    assert len(series.windows) == 1 and series.interval_s == 1.0
+    assert len(series.windows) == 1
+    assert series.interval_s == 1.0
     assert series.train_rows == 2
 
 
@@ -96,7 +97,8 @@ def test_simulator_scoring_counts_unmatched_alerts_as_false() -> None:
     result = score_simulated([fault], alerts, machine_days=2.0)
     overall = result["overall"]
     assert (overall["precision"], overall["recall"]) == (round(1 / 3, 3), 1.0)
-    assert overall["false_alarms"] == 2 and overall["false_alarms_wrong_name"] == 1
+    assert overall["false_alarms"] == 2
+    assert overall["false_alarms_wrong_name"] == 1
     assert overall["false_alarms_per_machine_day"] == 1.0
     assert result["by_fault_type"]["spike"]["precision"] == 0.5
 
@@ -187,7 +189,8 @@ def test_an_alert_stays_open_while_the_condition_persists() -> None:
         limits=limits,
         tuning=tuning,
     )
-    assert found == [] and state.active["level_shift"].quiet == 0
+    assert found == []
+    assert state.active["level_shift"].quiet == 0
     back = state.base
     t += 5 * MINUTE
     evaluate(
@@ -221,6 +224,7 @@ def test_drift_detection_finds_a_slow_leak_when_switched_on() -> None:
     flow += [76.3 - 0.02 * i + rng.gauss(0, 0.3) for i in range(200)]  # -> 72.3
     off = _run(flow, Tuning())
     on = _run(flow, Tuning(drift_h=10.0, drift_k=1.0))
-    assert not any(off[:100]) and not any(on[:100])
+    assert not any(off[:100])
+    assert not any(on[:100])
     first = next(i for i, f in enumerate(on) if "drift" in f)
     assert 100 < first < 200
