@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Route
 
 from plantstream import __version__
-from plantstream.api import detection, docs, errors, health, ingest, query
+from plantstream.api import alerts, detection, docs, errors, health, ingest, query
 from plantstream.api.errors import ErrorBody
 from plantstream.api.state import AppState
 
@@ -24,7 +24,7 @@ STATIC = Path(__file__).parent / "static"
 # ``query`` also serves the dashboard.
 SURFACES: dict[str, list[APIRouter]] = {
     "ingest": [ingest.router],
-    "query": [query.router, detection.router],
+    "query": [query.router, alerts.router, detection.router],
 }
 ALL_SURFACES = ("ingest", "query")
 

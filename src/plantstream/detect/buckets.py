@@ -106,6 +106,37 @@ def bucket_of(
     )
 
 
+def bucket_from_lists(
+    sensor_id: int, ts_us: list[int], value: list[float], ahead_us: int
+) -> Bucket:
+    """``bucket_of`` for readings already in Python lists (a few at a time: no numpy)."""
+    n = len(value)
+    if n == 1:
+        v, t = value[0], ts_us[0]
+        return Bucket(sensor_id, t, 1, v, v, 0.0, v, v, t, t, v, v, ahead_us, (v,))
+    ordered = sorted(value)
+    half = n // 2
+    median = ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2
+    mean = sum(value) / n
+    second = sum(v * v for v in value) / n
+    return Bucket(
+        sensor_id,
+        ts_us[0],
+        n,
+        median,
+        mean,
+        max(0.0, second - mean * mean),
+        ordered[0],
+        ordered[-1],
+        ts_us[0],
+        ts_us[-1],
+        value[0],
+        value[-1],
+        ahead_us,
+        tuple(value) if n <= KEEP_VALUES else (),
+    )
+
+
 def sensor_slices(sensor_id: npt.NDArray[np.int32]) -> list[tuple[int, int, int]]:
     """(sensor id, start, end) of each sensor's run in rows sorted by sensor."""
     n = len(sensor_id)

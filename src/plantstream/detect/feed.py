@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import numpy.typing as npt
 
-from plantstream.detect.buckets import Bucket, bucket_of, per_bucket
+from plantstream.detect.buckets import Bucket, bucket_from_lists, per_bucket
 from plantstream.detect.state import SensorState
 
 
@@ -32,25 +32,28 @@ def feed(
     if state.seen_us >= 0 and len(ts_us) and ts_us[0] <= state.seen_us:
         keep = ts_us > state.seen_us  # a replay, or data too late: judged already
         ts_us, value, received_us = ts_us[keep], value[keep], received_us[keep]
-    pos, n = 0, len(ts_us)
+    # a few readings a bucket: plain Python lists beat numpy calls on tiny arrays
+    times: list[int] = ts_us.tolist()
+    values: list[float] = value.tolist()
+    ahead: list[int] = (ts_us - received_us).tolist()
+    pos, n = 0, len(times)
     while pos < n:
         current = state.open_bucket
         if state.per_bucket == 0:
             if current is None and n - pos < 2:
-                part = bucket_of(sensor_id, ts_us[pos:], value[pos:], received_us[pos:])
+                part = bucket_from_lists(sensor_id, times[pos:], values[pos:], max(ahead[pos:]))
                 _seen(state, part, before_part)
                 state.open_bucket = part
                 return
-            gap = ts_us[pos] - current.last_ts_us if current else ts_us[pos + 1] - ts_us[pos]
+            gap = times[pos] - current.last_ts_us if current else times[pos + 1] - times[pos]
             state.per_bucket = per_bucket(float(gap), bucket_us)
         have = current.count if current is not None else 0
         if current is not None and have >= state.per_bucket:
             state.open_bucket = None
             yield current
             continue
-        take = min(state.per_bucket - have, n - pos)
-        end = pos + take
-        part = bucket_of(sensor_id, ts_us[pos:end], value[pos:end], received_us[pos:end])
+        end = pos + min(state.per_bucket - have, n - pos)
+        part = bucket_from_lists(sensor_id, times[pos:end], values[pos:end], max(ahead[pos:end]))
         _seen(state, part, before_part)
         bucket = part if current is None else current.merge(part)
         pos = end
