@@ -9,17 +9,21 @@ reading. Writes bench/results/processor.json.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import psycopg
 import redis
 
+from plantstream.detect import DetectionEngine
 from plantstream.model import Reading, now_us
-from plantstream.processor import Processor, ProcessorConfig, RedisLatestSink
+from plantstream.processor import DetectionSink, Processor, ProcessorConfig, RedisLatestSink
 from plantstream.processor.rows import Columns
+from plantstream.processor.sinks.base import PostCommitSink
 from plantstream.processor.writer import readings_copy_buffer
 from plantstream.simulate import Plant
 from plantstream.store.partitions import ensure_window
@@ -76,7 +80,12 @@ def twin_table(conn: psycopg.Connection, name: str) -> None:
 
 
 def run_processor(
-    database_url: str, client: redis.Redis, args: argparse.Namespace, round_no: int
+    database_url: str,
+    client: redis.Redis,
+    args: argparse.Namespace,
+    round_no: int,
+    *,
+    detection: bool = False,
 ) -> tuple[float, int]:
     """Prefill a fresh stream, then drain it with the processor; return (readings/s, count)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -89,11 +98,16 @@ def run_processor(
     stream = RedisStream(client, f"bench-{round_no}", retention_hours=0)
     stream.create(4)
     produced = prefill(stream, args.readings, facilities=args.facilities, machines=args.machines)
+    sinks: list[PostCommitSink] = [RedisLatestSink(client)]
+    engine = None
+    if detection:  # the detection engine as `serve processor` runs it: after Redis latest
+        engine = DetectionEngine(database_url=database_url, redis_client=client)
+        sinks.append(DetectionSink(engine))
     processor = Processor(
         database_url=database_url,
         stream=stream,
         config=ProcessorConfig(stream_name=stream.name, batch_records=args.batch_records),
-        sinks=[RedisLatestSink(client)],
+        sinks=sinks,
     )
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")  # every phase starts with no dirty pages to flush
@@ -103,6 +117,8 @@ def run_processor(
             processor.rebalance()
     seconds = time.perf_counter() - started
     processor.shutdown()
+    if engine is not None:
+        engine.close()
     return produced / seconds, produced
 
 
@@ -128,7 +144,15 @@ def main() -> None:
     parser.add_argument("--facilities", type=int, default=4)
     parser.add_argument("--machines", type=int, default=12)
     parser.add_argument("--batch-records", type=int, default=1000)
+    parser.add_argument(
+        "--detection",
+        action="store_true",
+        help="also drain each round with detection on; writes the 'detection' section only",
+    )
     args = parser.parse_args()
+    if args.detection:
+        detection_main(args)
+        return
 
     with fresh_services("plantstream_bench_processor") as (database_url, redis_url):
         client = redis.Redis.from_url(redis_url)
@@ -196,6 +220,72 @@ def main() -> None:
         )
         print(f"processor / naive      = {result['ratio_to_naive']:.1f}x (goal >= 50x)")
         print(f"written to {path}")
+
+
+def detection_main(args: argparse.Namespace) -> None:
+    """Per round, alternately: the processor without detection, with it, and the COPY limit
+    of the same rows; the ratios go into the ``detection`` section of processor.json (the
+    rest of that file is left as it is)."""
+    with fresh_services("plantstream_bench_processor") as (database_url, redis_url):
+        client = redis.Redis.from_url(redis_url)
+        plain, detecting, copies = [], [], []
+        for round_no in range(args.rounds):
+            plain.append(run_processor(database_url, client, args, 2 * round_no)[0])
+            rate, produced = run_processor(
+                database_url, client, args, 2 * round_no + 1, detection=True
+            )
+            detecting.append(rate)
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                copies.append(copy_limit(conn, _stored_buffer(conn, produced), produced))
+            print(
+                f"round {round_no + 1}: processor {plain[-1]:,.0f}/s, with detection "
+                f"{detecting[-1]:,.0f}/s, COPY limit {copies[-1]:,.0f} rows/s"
+            )
+    copy_rate = statistics.median(copies)
+    section = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": "shared, busy",
+        "command": f"python bench/processor.py --detection --readings {args.readings} "
+        f"--rounds {args.rounds}",
+        "readings_per_round": produced,
+        "processor_readings_per_s": round(statistics.median(plain)),
+        "processor_with_detection_readings_per_s": round(statistics.median(detecting)),
+        "copy_limit_rows_per_s": round(copy_rate),
+        "ratio_to_copy_limit": round(statistics.median(plain) / copy_rate, 3),
+        "ratio_with_detection_to_copy_limit": round(statistics.median(detecting) / copy_rate, 3),
+        "samples": {
+            "processor": [round(r) for r in plain],
+            "with_detection": [round(r) for r in detecting],
+            "copy_limit": [round(r) for r in copies],
+        },
+        "goal": {"ratio_with_detection_to_copy_limit": 0.5},
+    }
+    path = RESULTS / "processor.json"
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    existing["detection"] = section
+    path.write_text(json.dumps(existing, indent=2) + "\n")
+    print(
+        f"with detection / COPY limit = {section['ratio_with_detection_to_copy_limit']:.2f} "
+        f"(goal >= 0.5); written to {path}"
+    )
+
+
+def _stored_buffer(conn: psycopg.Connection, produced: int) -> bytes:
+    rows = conn.execute(
+        "SELECT sensor_id, (extract(epoch FROM ts) * 1000000)::bigint, value, quality FROM readings"
+    ).fetchall()
+    assert len(rows) == produced, (len(rows), produced)
+    sensor_id, ts_us, value, quality = (list(c) for c in zip(*rows, strict=True))
+    return readings_copy_buffer(
+        Columns(
+            np.array(sensor_id, np.int32),
+            np.array(ts_us, np.int64),
+            np.array(value, np.float64),
+            np.array(quality, np.int16),
+            np.zeros(len(rows), np.int32),
+            np.zeros(len(rows), np.int64),
+        )
+    )
 
 
 if __name__ == "__main__":

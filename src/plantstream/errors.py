@@ -79,6 +79,7 @@ class ErrorCode(StrEnum):
     INVALID_TIME = "invalid_time"
     INVALID_CONFIG = "invalid_config"
     INVALID_MODEL = "invalid_model"  # a plant model file or document (``model.plantfile``)
+    INVALID_DATASET = "invalid_dataset"  # ``plantstream evaluate``: a labeled CSV it cannot use
     INVALID_KEY_SCOPE = "invalid_key_scope"
     INVALID_SECRET_NAME = "invalid_secret_name"  # noqa: S105  # pragma: allowlist secret (a code)
     # a receiver of our webhook refusing a delivery (``detect.webhook.verify``)

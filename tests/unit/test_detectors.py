@@ -167,7 +167,7 @@ def test_rate_of_change_limit() -> None:
         metric="pressure",
         limits=SensorLimits(max_rate_per_s=1.0, disabled=frozenset({"zscore"})),
     )
-    assert found[-1] == ["rate_anomaly"]
+    assert found[-1] == ["rate_of_change"]
 
 
 def test_overdue_after_its_usual_gaps() -> None:
@@ -221,7 +221,9 @@ def test_rules_merge_most_specific_last_and_validate() -> None:
     [
         ("zscore", "temperature", True, "overheating"),
         ("trend", "vibration_rms", True, "bearing_wear"),
-        ("zscore", "temperature", False, "zscore_anomaly"),
+        ("zscore", "temperature", False, "level_shift"),
+        ("cusum", "flow_rate", False, "drift"),
+        ("spike", "pressure", True, "spike"),
         ("missing", "pressure", False, "dropout"),
         ("stuck", "pressure", False, "stuck_sensor"),
     ],
@@ -263,7 +265,7 @@ def test_a_registered_detector_runs_after_the_built_in_ones() -> None:
         state.__copy__(), hot, metric="pressure", limits=limits, tuning=TUNING, registry=registry
     )
     assert [f.detector for f in found][-1] == "ceiling"
-    assert found[0].kind == "limit_anomaly"  # the built-in limit came first
+    assert found[0].kind == "out_of_limits"  # the built-in limit came first
     off = SensorLimits(high=90.0, disabled=frozenset({"ceiling"}))
     quiet = evaluate(state, hot, metric="pressure", limits=off, tuning=TUNING, registry=registry)
     assert "ceiling" not in [f.detector for f in quiet]
@@ -273,6 +275,7 @@ def test_a_registered_detector_runs_after_the_built_in_ones() -> None:
         "zscore",
         "spike",
         "trend",
+        "cusum",
         "rate",
         "stuck",
     ]

@@ -14,6 +14,7 @@ from starlette.routing import Match, Route
 
 from plantstream import __version__
 from plantstream.api import (
+    alerts,
     assets,
     detection,
     docs,
@@ -34,7 +35,7 @@ STATIC = Path(__file__).parent / "static"
 # ``query`` also serves the dashboard.
 SURFACES: dict[str, list[APIRouter]] = {
     "ingest": [ingest.router, line_protocol.router],
-    "query": [query.router, detection.router, assets.router, sparkplug.router],
+    "query": [query.router, alerts.router, detection.router, assets.router, sparkplug.router],
 }
 ALL_SURFACES = ("ingest", "query")
 

@@ -1,11 +1,11 @@
-"""Read endpoints: facilities, latest values, series, alerts (with acknowledge)."""
+"""Read endpoints: facilities, latest values, series (alerts: ``api/alerts.py``)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from plantstream.api.auth import State, check_facility
@@ -13,7 +13,6 @@ from plantstream.api.quotas import QuotaReader as Reader
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest.metrics import count_refusal
 from plantstream.model import METRICS, check_id, from_epoch_us
-from plantstream.store import alerts as alert_store
 from plantstream.store import latest_pages, queries
 from plantstream.store.hot import LatestValue as HotValue
 
@@ -71,27 +70,6 @@ class Series(BaseModel):
     next_from: datetime | None = Field(
         default=None, description="when truncated: ask again with this as `from` for the rest"
     )
-
-
-class Alert(BaseModel):
-    id: int
-    facility: str
-    device: str
-    metric: str
-    detector: str
-    severity: str
-    state: str
-    message: str
-    opened_at: datetime
-    last_seen_at: datetime
-    acknowledged_at: datetime | None
-    acknowledged_by: str | None
-    resolved_at: datetime | None
-    details: dict[str, object]
-
-
-class Alerts(BaseModel):
-    alerts: list[Alert]
 
 
 @router.get("/v1/facilities", response_model=Facilities)
@@ -241,35 +219,3 @@ def series(
         truncated=truncated,
         next_from=points[cap]["ts"] if truncated else None,
     )
-
-
-@router.get("/v1/alerts", response_model=Alerts)
-def alerts(
-    who: Reader,
-    state: State,
-    facility: FacilityParam,
-    state_: Annotated[
-        Literal["open", "acknowledged", "resolved"] | None, Query(alias="state")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> Alerts:
-    """Alerts of a facility, newest first, optionally of one state."""
-    check_id(facility, "facility")
-    check_facility(who, facility)
-    with state.pool.connection() as conn:
-        rows = alert_store.list_alerts(conn=conn, facility=facility, state=state_, limit=limit)
-    return Alerts(alerts=[Alert(**row) for row in rows])
-
-
-@router.post("/v1/alerts/{alert_id}/ack", response_model=Alert)
-def acknowledge(who: Reader, state: State, alert_id: Annotated[int, Path(ge=1, le=2**62)]) -> Alert:
-    """Acknowledge an open alert (someone is on it). Acknowledging again changes nothing."""
-    with state.pool.connection() as conn:
-        row = alert_store.get_alert(conn=conn, alert_id=alert_id)
-        if row is None or not who.may_access(str(row["facility"])):
-            # the same answer for "absent" and "not yours": ids of other facilities stay secret
-            raise InvalidInputError("not_found", f"no alert {alert_id}")
-        if row["state"] == "resolved":
-            raise InvalidInputError("conflict", "the alert is already resolved")
-        row = alert_store.acknowledge_alert(conn=conn, alert_id=alert_id, by=who.key_id) or row
-    return Alert(**row)

@@ -19,7 +19,18 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    from plantstream.cli import db, demo, detect, edge, keys, model, serve, services, simulate
+    from plantstream.cli import (
+        db,
+        demo,
+        detect,
+        edge,
+        evaluate,
+        keys,
+        model,
+        serve,
+        services,
+        simulate,
+    )
 
     app.add_typer(db.app, name="db")
     app.add_typer(services.app, name="services")
@@ -30,6 +41,7 @@ def _register() -> None:
     app.command("serve")(serve.serve)
     app.command("simulate")(simulate.simulate)
     app.command("demo")(demo.demo)
+    app.command("evaluate")(evaluate.evaluate)
 
 
 _register()

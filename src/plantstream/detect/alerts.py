@@ -147,6 +147,16 @@ class AlertLifecycle:
                         "detector": finding.detector,
                         "value": finding.value,
                         "bucket_start": bucket.start_us,
+                        # the evidence: the window judged, and what the verdict rests on
+                        "window": {
+                            "from_us": bucket.first_ts_us,
+                            "to_us": bucket.last_ts_us,
+                            "readings": bucket.count,
+                            "median": bucket.median,
+                            "min": bucket.min,
+                            "max": bucket.max,
+                        },
+                        **finding.evidence,
                     },
                 )
                 state.active[kind] = ActiveAlert(finding.detector, finding.severity, 0, at)
@@ -173,6 +183,8 @@ class AlertLifecycle:
             active = state.active[kind]
             active.quiet += 1
             if active.quiet >= clear_buckets:
+                if active.detector == "cusum":
+                    state.cusum_hi = state.cusum_lo = 0.0  # the drift is over: sums start anew
                 events += self.resolve(sensor, state, kind, at)
         return events
 

@@ -1,6 +1,10 @@
-"""Stored readings (sorted by sensor and time) -> per-sensor time buckets, without a loop
-per reading. Detection works on buckets so its verdicts do not depend on how the stream
-happened to batch the readings.
+"""Stored readings (sorted by sensor and time) -> per-sensor buckets. Detection works on
+buckets so its verdicts do not depend on how the stream happened to batch the readings.
+
+A bucket is a fixed COUNT of one sensor's consecutive readings, chosen from the sensor's own
+sampling rate so that a bucket spans about ``bucket_seconds`` (10 readings at 1 Hz, one
+reading at one per 5 minutes): not a wall-clock grid, so the same data shifted in time, or
+cut into batches differently, gives the same buckets and the same verdicts.
 """
 
 from __future__ import annotations
@@ -64,6 +68,88 @@ class Bucket:
         )
 
 
+def per_bucket(first_gap_us: float, bucket_us: int) -> int:
+    """Readings per bucket for a sensor whose readings come ``first_gap_us`` apart."""
+    if first_gap_us <= 0:
+        return 1
+    return max(1, min(KEEP_VALUES, round(bucket_us / first_gap_us)))
+
+
+def bucket_of(
+    sensor_id: int,
+    ts_us: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+    received_us: npt.NDArray[np.int64],
+) -> Bucket:
+    """One bucket of a sensor's consecutive readings (at least one)."""
+    n = len(value)
+    if n == 1:
+        v, t = float(value[0]), int(ts_us[0])
+        return Bucket(sensor_id, t, 1, v, v, 0.0, v, v, t, t, v, v, t - int(received_us[0]), (v,))
+    values = value.tolist()
+    mean = float(value.mean())
+    return Bucket(
+        sensor_id,
+        int(ts_us[0]),
+        n,
+        float(np.median(value)),
+        mean,
+        max(0.0, float((value * value).mean()) - mean * mean),
+        min(values),
+        max(values),
+        int(ts_us[0]),
+        int(ts_us[-1]),
+        values[0],
+        values[-1],
+        int((ts_us - received_us).max()),
+        tuple(values) if n <= KEEP_VALUES else (),
+    )
+
+
+def bucket_from_lists(
+    sensor_id: int, ts_us: list[int], value: list[float], ahead_us: int
+) -> Bucket:
+    """``bucket_of`` for readings already in Python lists (a few at a time: no numpy)."""
+    n = len(value)
+    if n == 1:
+        v, t = value[0], ts_us[0]
+        return Bucket(sensor_id, t, 1, v, v, 0.0, v, v, t, t, v, v, ahead_us, (v,))
+    ordered = sorted(value)
+    half = n // 2
+    median = ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2
+    mean = sum(value) / n
+    second = sum(v * v for v in value) / n
+    return Bucket(
+        sensor_id,
+        ts_us[0],
+        n,
+        median,
+        mean,
+        max(0.0, second - mean * mean),
+        ordered[0],
+        ordered[-1],
+        ts_us[0],
+        ts_us[-1],
+        value[0],
+        value[-1],
+        ahead_us,
+        tuple(value) if n <= KEEP_VALUES else (),
+    )
+
+
+def sensor_slices(sensor_id: npt.NDArray[np.int32]) -> list[tuple[int, int, int]]:
+    """(sensor id, start, end) of each sensor's run in rows sorted by sensor."""
+    n = len(sensor_id)
+    if n == 0:
+        return []
+    starts = np.flatnonzero(np.concatenate(([True], sensor_id[1:] != sensor_id[:-1])))
+    ends = np.append(starts[1:], n)
+    return [
+        (int(sensor_id[a]), int(a), int(b))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
+
+
 def make_buckets(
     sensor_id: npt.NDArray[np.int32],
     ts_us: npt.NDArray[np.int64],
@@ -72,7 +158,8 @@ def make_buckets(
     *,
     bucket_us: int,
 ) -> list[Bucket]:
-    """Buckets of rows already sorted by (sensor, time)."""
+    """Buckets on a fixed time grid of rows sorted by (sensor, time): the grid the engine used
+    before count buckets; kept for tools that summarise by time."""
     n = len(sensor_id)
     if n == 0:
         return []

@@ -8,6 +8,7 @@ every change is a new row with who made it and when; the newest row is in force.
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import Any, Literal
 
 import psycopg
@@ -21,7 +22,26 @@ from plantstream.store import detector_config
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 _NO_NUL = r"^[^\x00]*$"
 
-DetectorName = Literal["limit", "zscore", "spike", "rate", "trend", "stuck", "missing", "clock"]
+DetectorName = Literal[
+    "limit", "zscore", "spike", "rate", "trend", "cusum", "stuck", "missing", "clock"
+]
+# what a rule's ``causes`` may name: a detector's observation, optionally with a direction
+Observation = Literal[
+    "level_shift",
+    "level_shift_up",
+    "level_shift_down",
+    "drift",
+    "drift_up",
+    "drift_down",
+    "rate_of_change",
+    "rate_of_change_up",
+    "rate_of_change_down",
+    "out_of_limits",
+    "out_of_limits_up",
+    "out_of_limits_down",
+    "spike",
+    "stuck_sensor",
+]
 
 
 class Tuning(BaseModel):
@@ -42,9 +62,21 @@ class Tuning(BaseModel):
         300.0, ge=10, description="a whole device quiet this long (facility clock): dropout"
     )
     clock_skew_seconds: float = Field(60.0, gt=0, description="timestamps ahead of arrival")
-    clear_buckets: int = Field(6, ge=1, description="normal buckets in a row to resolve")
+    clear_buckets: int = Field(3, ge=1, description="normal buckets in a row to resolve")
     fast_half_life_s: float = Field(30.0, gt=0)
     slow_half_life_s: float = Field(1800.0, gt=0)
+    # robust, adaptive detection (issue 17)
+    huber: float = Field(6.0, gt=0, description="a bucket teaches at most this many sigmas")
+    drift_k: float = Field(2.0, ge=0, description="CUSUM slack, in sigmas per bucket")
+    drift_h: float | None = Field(
+        None,
+        gt=0,
+        description="CUSUM sum that makes a drift (e.g. 20); None: off, as it costs false "
+        "alarms on signals that wander (docs/detection.md has the measurements)",
+    )
+    release_ratio: float = Field(
+        0.9, gt=0, lt=1, description="an open alert goes on while above this share of its bound"
+    )
 
 
 class Rule(BaseModel):
@@ -63,9 +95,25 @@ class Rule(BaseModel):
     high_critical: float | None = None
     max_rate_per_s: float | None = Field(None, gt=0)
     disabled: list[DetectorName] = Field(default_factory=list)
+    causes: dict[Observation, str] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="name what was seen as a cause, e.g. {'drift_down': 'leak'}",
+    )
+    tuning: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="per-signal or per-machine-type tuning (zscore, drift_h, ...)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
+        for cause in self.causes.values():
+            if not _CAUSE.match(cause):
+                raise ValueError(f"cause {cause[:40]!r}: lowercase letters, digits, _ (<= 40)")
+        for name in self.tuning:
+            if name not in _TUNABLE:
+                raise ValueError(f"tuning {name[:40]!r}: one of {', '.join(sorted(_TUNABLE))}")
         if self.metric is not None and self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r}")
         if self.low is not None and self.high is not None and self.low >= self.high:
@@ -105,6 +153,13 @@ class Rule(BaseModel):
         )
 
 
+_CAUSE = re.compile(r"^[a-z0-9_]{1,40}$")
+# the tuning fields a rule may set for its sensors (numbers that matter per signal)
+_TUNABLE = frozenset(
+    {"zscore", "spike_sigma", "trend_sigma", "drift_k", "drift_h", "huber", "release_ratio"}
+)
+
+
 # signals that may legitimately stay flat (a counter while the line is stopped)
 _FLAT_OK = {"production_count"}
 
@@ -127,6 +182,8 @@ class SensorLimits(BaseModel):
     high_critical: float | None = None
     max_rate_per_s: float | None = None
     disabled: frozenset[str] = frozenset()
+    causes: dict[str, str] | None = None  # None: the built-in causes of the metric
+    tuning: dict[str, float] = {}  # per-signal overrides of the global tuning
 
 
 def limits_for(config: DetectionConfig, facility: str, device: str, metric: str) -> SensorLimits:
@@ -142,6 +199,10 @@ def limits_for(config: DetectionConfig, facility: str, device: str, metric: str)
             if value is not None:
                 merged[name] = value
         merged["disabled"] |= set(rule.disabled)
+        if rule.causes:
+            merged["causes"] = {**merged.get("causes", {}), **rule.causes}
+        if rule.tuning:
+            merged["tuning"] = {**merged.get("tuning", {}), **rule.tuning}
     merged["disabled"] = frozenset(merged["disabled"])
     return SensorLimits(**merged)
 

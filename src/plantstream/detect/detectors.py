@@ -4,6 +4,7 @@ sensor's completed bucket; ``evaluate`` runs them and lets the state learn from 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from plantstream.detect.buckets import Bucket
 from plantstream.detect.config import SensorLimits, Tuning
@@ -12,20 +13,60 @@ from plantstream.detect.registry import Finding, Judged, Registry
 from plantstream.detect.state import SensorState, Severity
 
 TREND_METRICS = {"temperature", "vibration_rms"}
-LEVEL_KINDS = ("overheating", "bearing_wear")
+
+# what each detector SEES; a cause (overheating, bearing wear) only where a rule maps it
+OBSERVED = {
+    "zscore": "level_shift",
+    "cusum": "drift",
+    "trend": "drift",
+    "rate": "rate_of_change",
+    "limit": "out_of_limits",
+    "spike": "spike",
+    "stuck": "stuck_sensor",
+    "clock": "clock_skew",
+    "missing": "dropout",
+}
+# detectors whose finding means the level itself is off (the spike detector stands down)
+LEVEL_DETECTORS = frozenset({"zscore", "cusum", "trend", "rate", "limit"})
+LEVEL_KINDS = frozenset({"level_shift", "drift", "rate_of_change", "out_of_limits"})
 
 
-def fault_kind(detector: str, metric: str, *, rising: bool) -> str:
-    """What a detector's finding points to, so one fault gives one alert."""
-    if detector in ("spike", "stuck", "clock"):
-        return {"spike": "spike", "stuck": "stuck_sensor", "clock": "clock_skew"}[detector]
-    if detector == "missing":
-        return "dropout"
-    if metric == "temperature" and rising:
-        return "overheating"
-    if metric == "vibration_rms" and rising:
-        return "bearing_wear"
-    return f"{detector}_anomaly"
+def fault_kind(
+    detector: str, metric: str, *, rising: bool, causes: Mapping[str, str] | None = None
+) -> str:
+    """The alert's kind: what was seen (``level_shift``, ``drift``, ``spike``, ...), or the
+    cause a rule maps it to, keyed ``<seen>_up`` / ``<seen>_down`` (or ``<seen>``).
+    ``causes`` default to the built-in map (rising temperature: overheating, rising
+    vibration: bearing wear)."""
+    seen = OBSERVED.get(detector, f"{detector}_anomaly")
+    key = f"{seen}_{'up' if rising else 'down'}"
+    for table in (causes or {}, default_causes(metric)):
+        found = table.get(key) or table.get(seen)
+        if found:
+            return found
+    return seen
+
+
+_BUILT_IN_CAUSES = {
+    "temperature": "overheating",
+    "vibration_rms": "bearing_wear",
+}
+
+
+def default_causes(metric: str) -> dict[str, str]:
+    """The built-in causes of a metric: a rising level of an oven's temperature is
+    overheating, of a machine's vibration bearing wear; everything else is named as seen."""
+    cause = _BUILT_IN_CAUSES.get(metric)
+    if cause is None:
+        return {}
+    return {f"{seen}_up": cause for seen in LEVEL_KINDS}
+
+
+def _level_open(state: SensorState) -> bool:
+    return any(
+        a.detector in LEVEL_DETECTORS or k in LEVEL_KINDS or k in _BUILT_IN_CAUSES.values()
+        for k, a in state.active.items()
+    )
 
 
 class ClockSkew:
@@ -72,11 +113,12 @@ class StaticLimits:
                 continue
             found.append(
                 Finding(
-                    fault_kind("limit", metric, rising=above),
+                    fault_kind("limit", metric, rising=above, causes=limits.causes),
                     "limit",
                     severity,
                     f"{metric} {extreme:.4g} {'above' if above else 'below'} limit {limit:.4g}",
                     extreme,
+                    {"threshold": limit},
                 )
             )
         return found
@@ -92,19 +134,25 @@ class LevelShift:
         if not judged.warm:
             return []
         z = (median - state.base) / judged.sd_base
+        if abs(z) <= tuning.zscore * tuning.release_ratio:
+            return []
+        kind = fault_kind("zscore", judged.metric, rising=z > 0, causes=judged.limits.causes)
         # a flat bucket is the stuck-sensor detector's business, and a burst of spikes can
         # drag a median: neither is a level shift
         if abs(z) > tuning.zscore and not judged.flat and "spike" not in state.active:
             return [
                 Finding(
-                    fault_kind("zscore", judged.metric, rising=z > 0),
+                    kind,
                     "zscore",
                     Severity.CRITICAL if abs(z) > 2 * tuning.zscore else Severity.WARNING,
                     f"{judged.metric} level {median:.4g} is {z:+.1f} sigma "
                     f"from its usual {state.base:.4g}",
                     median,
+                    _evidence(judged, z, tuning.zscore),
                 )
             ]
+        if kind in state.active:
+            judged.holding.add(kind)  # hysteresis: not over while still well off
         return []
 
 
@@ -118,9 +166,7 @@ class Spike:
         if not judged.warm or any(f.detector == "zscore" for f in judged.findings):
             return []
         # while a level fault is open, its start and end look like spikes: they are not
-        if any(k in state.active for k in LEVEL_KINDS) or any(
-            k.endswith("_anomaly") for k in state.active
-        ):
+        if _level_open(state):
             return []
         high = (bucket.max - bucket.median) / judged.sd_raw
         low = (bucket.median - bucket.min) / judged.sd_raw
@@ -153,11 +199,14 @@ class Trend:
         ):
             return [
                 Finding(
-                    fault_kind("trend", metric, rising=True),
+                    fault_kind("trend", metric, rising=True, causes=judged.limits.causes),
                     "trend",
                     Severity.WARNING,
                     f"{metric} trending up: {state.fast:.4g} against a usual {state.base:.4g}",
                     state.fast,
+                    _evidence(
+                        judged, (state.fast - state.base) / judged.sd_base, tuning.trend_sigma
+                    ),
                 )
             ]
         return []
@@ -176,11 +225,12 @@ class RateOfChange:
         if abs(rate) > limit:
             return [
                 Finding(
-                    fault_kind("rate", judged.metric, rising=rate > 0),
+                    fault_kind("rate", judged.metric, rising=rate > 0, causes=judged.limits.causes),
                     "rate",
                     Severity.WARNING,
                     f"{judged.metric} changing at {rate:+.3g}/s (limit {limit:g}/s)",
                     rate,
+                    {"threshold": limit},
                 )
             ]
         return []
@@ -206,13 +256,73 @@ class Stuck:
         return []
 
 
+class Drift:
+    """A slow drift: one-sided CUSUMs of the bucket z-score (each bucket's share capped, so
+    one outlier cannot make a drift) pass ``drift_h``; finds what a level shift is too
+    slow to show, before it has moved the baseline."""
+
+    name = "cusum"
+
+    def check(self, judged: Judged) -> list[Finding]:
+        state, tuning = judged.state, judged.tuning
+        limit = tuning.drift_h
+        if limit is None or not judged.warm or judged.flat:
+            return []
+        cap = tuning.zscore
+        z = max(-cap, min(cap, (judged.bucket.median - state.base) / judged.sd_base))
+        state.cusum_hi = max(0.0, state.cusum_hi + z - tuning.drift_k)
+        state.cusum_lo = max(0.0, state.cusum_lo - z - tuning.drift_k)
+        rising = state.cusum_hi >= state.cusum_lo
+        stat = max(state.cusum_hi, state.cusum_lo)
+        if stat <= limit * tuning.release_ratio:
+            return []
+        # a level shift seen this bucket is the same fault, seen more directly
+        if any(f.detector in LEVEL_DETECTORS for f in judged.findings):
+            return []
+        kind = fault_kind("cusum", judged.metric, rising=rising, causes=judged.limits.causes)
+        if stat > limit:
+            return [
+                Finding(
+                    kind,
+                    "cusum",
+                    Severity.WARNING,
+                    f"{judged.metric} drifting {'up' if rising else 'down'}: "
+                    f"{judged.bucket.median:.4g} against a usual {state.base:.4g}",
+                    judged.bucket.median,
+                    _evidence(judged, stat, limit),
+                )
+            ]
+        if kind in state.active:
+            judged.holding.add(kind)
+        return []
+
+
+def _evidence(judged: Judged, statistic: float, threshold: float) -> dict[str, float]:
+    """What a person needs to check a level finding: baseline, spread, statistic, bound."""
+    return {
+        "baseline": judged.state.base,
+        "sigma": judged.sd_base,
+        "statistic": statistic,
+        "threshold": threshold,
+    }
+
+
 # Clock skew, static limits, EWMA z-score of the bucket median (level shift), spikes (single
 # readings far from the baseline while the median is not), slow trend (fast vs slow average),
 # rate of change, stuck sensor. Missing data is ``dropout.py``'s: silence makes no buckets.
 # The order matters: the spike detector stands down when the level-shift one fired, and
 # when several name one fault the first names its alert.
 DETECTORS = Registry(
-    [ClockSkew(), StaticLimits(), LevelShift(), Spike(), Trend(), RateOfChange(), Stuck()]
+    [
+        ClockSkew(),
+        StaticLimits(),
+        LevelShift(),
+        Spike(),
+        Trend(),
+        Drift(),
+        RateOfChange(),
+        Stuck(),
+    ]
 )
 
 
@@ -226,18 +336,33 @@ def evaluate(
     registry: Registry = DETECTORS,
 ) -> list[Finding]:
     """Findings for one completed bucket; updates ``state`` (learning only from healthy data)."""
-    findings = registry.judge(state, bucket, metric=metric, limits=limits, tuning=tuning)
-    learn(
-        state,
-        bucket,
-        tuning,
-        healthy=not findings or all(f.detector in ("spike", "clock") for f in findings),
+    holding: set[str] = set()
+    findings = registry.judge(
+        state, bucket, metric=metric, limits=limits, tuning=tuning, holding=holding
     )
+    healthy = not holding and all(f.detector in ("spike", "clock") for f in findings)
+    learn(state, bucket, tuning, healthy=healthy)
+    if holding:
+        for kind in holding:
+            if kind in state.active:
+                state.active[kind].quiet = 0
     return findings
 
 
 def _alpha(bucket_seconds: float, half_life: float) -> float:
     return float(1.0 - 0.5 ** (bucket_seconds / half_life))
+
+
+def _robust_start(state: SensorState) -> None:
+    """At the end of warm-up: baseline and spread from the median and MAD of the warm-up
+    buckets, so an anomaly inside warm-up does not become the normal."""
+    ordered = sorted(state.warm)
+    mid = ordered[len(ordered) // 2]
+    mad = sorted(abs(v - mid) for v in ordered)[len(ordered) // 2]
+    state.base = mid
+    if mad > 0:
+        state.base_var = min(state.base_var, (1.4826 * mad) ** 2)
+    state.warm = []
 
 
 def learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool) -> None:
@@ -257,10 +382,19 @@ def learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool) 
         rate = max(slow, 1.0 / (state.n + 1))
         deviation = median - state.base
         state.base += rate * deviation
-        state.base_var = (1 - rate) * (state.base_var + rate * deviation * deviation)
+        square = deviation * deviation
+        if state.n >= tuning.warmup_buckets and state.base_var > 0:
+            # bounded adaptation: one bucket widens the spread by at most ``huber`` sigmas'
+            # worth, so a slow excursion cannot teach a wide sigma before it is caught
+            square = min(square, tuning.huber * tuning.huber * state.base_var)
+        state.base_var = (1 - rate) * (state.base_var + rate * square)
         if bucket.count > 1:
             state.raw_var += rate * (bucket.var - state.raw_var)
         state.n += 1
+        if state.n <= tuning.warmup_buckets:
+            state.warm.append(median)
+            if state.n == tuning.warmup_buckets:
+                _robust_start(state)
     if bucket.count > 1:
         gap = (bucket.last_ts_us - bucket.first_ts_us) / (bucket.count - 1)
         state.interval_us = gap if state.interval_us == 0 else (0.9 * state.interval_us + 0.1 * gap)
@@ -275,8 +409,12 @@ def learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool) 
 
 __all__ = [
     "DETECTORS",
+    "LEVEL_DETECTORS",
+    "LEVEL_KINDS",
+    "OBSERVED",
     "TREND_METRICS",
     "ClockSkew",
+    "Drift",
     "Finding",
     "LevelShift",
     "RateOfChange",
@@ -286,6 +424,7 @@ __all__ = [
     "Stuck",
     "Trend",
     "allowed_gap_us",
+    "default_causes",
     "evaluate",
     "fault_kind",
     "learn",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -16,11 +16,18 @@ import redis
 from redis.cluster import RedisCluster
 
 from plantstream.detect.alerts import AlertEvent, AlertLifecycle, publish
-from plantstream.detect.buckets import Bucket, make_buckets
-from plantstream.detect.config import DetectionConfig, SensorLimits, current_config, limits_for
-from plantstream.detect.detectors import DETECTORS, evaluate
+from plantstream.detect.buckets import Bucket, sensor_slices
+from plantstream.detect.config import (
+    DetectionConfig,
+    SensorLimits,
+    Tuning,
+    current_config,
+    limits_for,
+)
+from plantstream.detect.detectors import DETECTORS, evaluate, learn
 from plantstream.detect.dropout import KIND as DROPOUT
 from plantstream.detect.dropout import Dropouts
+from plantstream.detect.feed import feed
 from plantstream.detect.registry import Registry
 from plantstream.detect.state import SensorState, SensorStates
 from plantstream.store.detection_state import DetectionStateStore, state_key
@@ -55,7 +62,10 @@ class DetectionEngine:
         config_refresh_s: float = 10.0,
         connect: Callable[[str], psycopg.Connection] | None = None,
         detectors: Registry = DETECTORS,
+        config: DetectionConfig | None = None,
     ) -> None:
+        """``config``: settings fixed for this engine's life (an evaluation); by default the
+        versioned settings in PostgreSQL, read again every ``config_refresh_s``."""
         self.database_url = database_url
         self.redis = redis_client
         self.notify = notify
@@ -64,9 +74,11 @@ class DetectionEngine:
         self._connect = connect or (lambda url: psycopg.connect(url, autocommit=True))
         self._conn: psycopg.Connection | None = None
         self.version = 0
-        self.config = DetectionConfig()  # the settings in force; ``refresh_config`` moves it
+        self.config = config or DetectionConfig()  # in force; ``refresh_config`` moves it
+        self._fixed = config is not None
         self._config_at = -1e9
         self._limits: dict[SensorKey, SensorLimits] = {}
+        self._tunings: dict[SensorKey, Tuning] = {}
         self.store = DetectionStateStore(redis_client)
         self.states = SensorStates(self.store)
         self.lifecycle = AlertLifecycle(self.connection)
@@ -86,11 +98,14 @@ class DetectionEngine:
 
     def refresh_config(self, *, force: bool = False) -> DetectionConfig:
         """The settings in force, read again from PostgreSQL once ``config_refresh_s`` old."""
+        if self._fixed:
+            return self.config
         if force or time.monotonic() - self._config_at > self.config_refresh_s:
             version, config = current_config(self.connection())
             if version != self.version:
                 log.info("detection settings version %d in force", version)
                 self._limits.clear()
+                self._tunings.clear()
             self.version, self.config = version, config
             self._config_at = time.monotonic()
         return self.config
@@ -102,34 +117,31 @@ class DetectionEngine:
             found = self._limits[key] = limits_for(self.config, facility, device, metric)
         return found
 
+    def tuning(self, sensor: SensorKey) -> Tuning:
+        """The global tuning with the sensor's rules' overrides (per signal or machine type)."""
+        overrides = self.limits(*sensor).tuning
+        if not overrides:
+            return self.config.tuning
+        found = self._tunings.get(sensor)
+        if found is None:
+            found = self._tunings[sensor] = self.config.tuning.model_copy(update=overrides)
+        return found
+
     # -- the hook ---------------------------------------------------------------------
 
     def __call__(self, rows: StoredRows, keys: Mapping[int, SensorKey]) -> None:
         tuning = self.refresh_config().tuning
-        buckets = make_buckets(
-            rows.sensor_id,
-            rows.ts_us,
-            rows.value,
-            rows.received_us,
-            bucket_us=int(tuning.bucket_seconds * 1e6),
-        )
-        by_sensor: dict[int, list[Bucket]] = defaultdict(list)
-        for bucket in buckets:
-            by_sensor[bucket.sensor_id].append(bucket)
+        bucket_us = int(tuning.bucket_seconds * 1e6)
+        slices = sensor_slices(rows.sensor_id)
         conn = self.connection()
-        states = self.states.load(
-            {sid: keys[sid] for sid in by_sensor},
-            before={sid: b[0].start_us for sid, b in by_sensor.items()},
-            conn=conn,
-            tuning=tuning,
-        )
+        states = self._load(rows, slices, keys, tuning)
         events: list[AlertEvent] = []
         clocks: dict[str, int] = {}
         device_clocks: dict[tuple[str, str], int] = {}
         present: set[SensorKey] = set()
         with conn.transaction():
-            flagged = self.store.flagged({keys[sid] for sid in by_sensor})
-            for sensor_id, sensor_buckets in by_sensor.items():
+            flagged = self.store.flagged({keys[sid] for sid, _, _ in slices})
+            for sensor_id, a, b in slices:
                 sensor = keys[sensor_id]
                 facility, device, metric = sensor
                 state = states[sensor_id]
@@ -137,32 +149,39 @@ class DetectionEngine:
                 # state was rebuilt) ends as its readings come back
                 back = sensor in flagged or DROPOUT in state.active
                 if back:
-                    events += self.dropouts.returned(sensor, state, sensor_buckets[0].first_ts_us)
-                for incoming in sensor_buckets:
-                    # bucket by bucket: a silence inside a large (backlog) batch is judged with
-                    # what the detectors knew at that moment
-                    if not back:
-                        events += self.dropouts.gap(sensor, state, incoming, tuning)
-                    for bucket in _complete(state, incoming):
-                        findings = evaluate(
-                            state,
-                            bucket,
-                            metric=metric,
-                            limits=self.limits(*sensor),
-                            tuning=tuning,
-                            registry=self.detectors,
-                        )
-                        events += self.lifecycle.apply(
-                            sensor,
-                            sensor_id,
-                            state,
-                            findings,
-                            bucket,
-                            clear_buckets=tuning.clear_buckets,
-                        )
-                last = sensor_buckets[-1]
+                    events += self.dropouts.returned(sensor, state, int(rows.ts_us[a]))
+                # a silence inside a large (backlog) batch is judged as it happened
+                gap = partial(self._gap, events, sensor, state, tuning)
+
+                limits = self.limits(*sensor)
+                sensor_tuning = self.tuning(sensor)
+                for bucket in feed(
+                    state,
+                    sensor_id,
+                    rows.ts_us[a:b],
+                    rows.value[a:b],
+                    rows.received_us[a:b],
+                    bucket_us=bucket_us,
+                    before_part=None if back else gap,
+                ):
+                    findings = evaluate(
+                        state,
+                        bucket,
+                        metric=metric,
+                        limits=limits,
+                        tuning=sensor_tuning,
+                        registry=self.detectors,
+                    )
+                    events += self.lifecycle.apply(
+                        sensor,
+                        sensor_id,
+                        state,
+                        findings,
+                        bucket,
+                        clear_buckets=tuning.clear_buckets,
+                    )
                 # true time: a gateway clock running ahead must not drag the facility's along
-                true_last = last.last_ts_us - max(0, last.max_ahead_us)
+                true_last = state.seen_us - state.ahead_us
                 clocks[facility] = max(clocks.get(facility, -1), true_last)
                 device_clocks[(facility, device)] = max(
                     device_clocks.get((facility, device), -1), true_last
@@ -178,6 +197,57 @@ class DetectionEngine:
             events += self.sweep_missing(facility, now_us=now)
         self._emit(events)
 
+    def _gap(
+        self,
+        events: list[AlertEvent],
+        sensor: SensorKey,
+        state: SensorState,
+        tuning: Tuning,
+        part: Bucket,
+    ) -> None:
+        events.extend(self.dropouts.gap(sensor, state, part, tuning))
+
+    def _load(
+        self,
+        rows: StoredRows,
+        slices: list[tuple[int, int, int]],
+        keys: Mapping[int, SensorKey],
+        tuning: Tuning,
+    ) -> dict[int, SensorState]:
+        return self.states.load(
+            {sid: keys[sid] for sid, _, _ in slices},
+            before={sid: int(rows.ts_us[a]) for sid, a, _ in slices},
+            conn=self.connection(),
+            tuning=tuning,
+        )
+
+    def learn_history(self, rows: StoredRows, keys: Mapping[int, SensorKey]) -> None:
+        """Learn baselines from history (imported, or an evaluation's training rows): every
+        complete bucket teaches as healthy data, nothing alerts. Sorted as for a batch."""
+        tuning = self.refresh_config().tuning
+        slices = sensor_slices(rows.sensor_id)
+        states = self._load(rows, slices, keys, tuning)
+        for sensor_id, a, b in slices:
+            state, sensor = states[sensor_id], keys[sensor_id]
+            for bucket in feed(
+                state,
+                sensor_id,
+                rows.ts_us[a:b],
+                rows.value[a:b],
+                rows.received_us[a:b],
+                bucket_us=int(tuning.bucket_seconds * 1e6),
+            ):
+                sensor_tuning = self.tuning(sensor)
+                self.detectors.judge(
+                    state,
+                    bucket,
+                    metric=sensor[2],
+                    limits=self.limits(*sensor),
+                    tuning=sensor_tuning,
+                )
+                learn(state, bucket, sensor_tuning, healthy=True)
+        self.states.save(states, keys)
+
     def sweep_missing(self, facility: str, *, now_us: int) -> list[AlertEvent]:
         """Open ``dropout`` alerts for whole devices of the facility quiet at ``now_us``."""
         return self.dropouts.sweep(facility, now_us=now_us, tuning=self.config.tuning)
@@ -189,21 +259,6 @@ class DetectionEngine:
         publish(self.redis, events)
         if self.notify is not None:
             self.notify(events)
-
-
-def _complete(state: SensorState, bucket: Bucket) -> list[Bucket]:
-    """Buckets now complete, in order; the newest stays open for more readings."""
-    state.seen_us = max(state.seen_us, bucket.last_ts_us)
-    state.ahead_us = max(0, bucket.max_ahead_us)
-    if bucket.start_us <= state.last_bucket_us:
-        return []  # already judged: a replay, or data too late to matter here
-    current = state.open_bucket
-    if current is None or bucket.start_us > current.start_us:
-        state.open_bucket = bucket
-        return [] if current is None else [current]
-    if bucket.start_us == current.start_us and bucket.first_ts_us > current.last_ts_us:
-        state.open_bucket = current.merge(bucket)
-    return []
 
 
 # ``state_key`` stays importable from here, where it was before the state store had it

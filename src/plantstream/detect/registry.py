@@ -9,8 +9,8 @@ engine). Rules switch a detector off by its name once ``config.DetectorName`` li
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from plantstream.detect.buckets import Bucket
@@ -27,6 +27,8 @@ class Finding:
     severity: Severity
     message: str
     value: float
+    # what the verdict rests on (baseline, sigma, statistic, threshold): kept with the alert
+    evidence: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)  # not frozen: built once per bucket, a frozen one costs twice
@@ -43,6 +45,7 @@ class Judged:
     sd_raw: float  # spread of readings within a bucket, floored
     flat: bool  # every reading of the bucket has one value
     findings: list[Finding]  # what the detectors before this one found
+    holding: set[str]  # open kinds still clearly present (hysteresis): not over yet
 
 
 class Detector(Protocol):
@@ -82,9 +85,11 @@ class Registry:
         metric: str,
         limits: SensorLimits,
         tuning: Tuning,
+        holding: set[str] | None = None,
     ) -> list[Finding]:
         """Findings of every enabled detector on one completed bucket (``state`` unchanged
-        but for its count of flat buckets)."""
+        but for its count of flat buckets and the drift sums); ``holding`` collects the open
+        kinds that are below their opening threshold but not yet back to normal."""
         sd_base = math.sqrt(state.base_var) if state.base_var > 0 else 0.0
         sd_raw = math.sqrt(state.raw_var) if state.raw_var > 0 else 0.0
         # floors keep a perfectly quiet signal from making every wobble an anomaly
@@ -104,6 +109,7 @@ class Registry:
             sd_raw=max(sd_raw, floor),
             flat=flat,
             findings=findings,
+            holding=set() if holding is None else holding,
         )
         state.flat = state.flat + 1 if flat else 0
         checks = self._enabled.get(limits.disabled)

@@ -67,6 +67,10 @@ class SensorState(msgspec.Struct, kw_only=True):
     seen_us: int = -1  # the newest reading seen, complete bucket or not
     active: dict[str, ActiveAlert] = {}  # open alerts by kind
     open_bucket: Bucket | None = None
+    per_bucket: int = 0  # readings per bucket, from the sensor's own rate (0: not known yet)
+    cusum_hi: float = 0.0  # one-sided CUSUMs of the bucket z-score: slow drifts
+    cusum_lo: float = 0.0
+    warm: list[float] = []  # bucket medians while warming up: a robust first baseline
 
 
 _encoder = msgspec.msgpack.Encoder()

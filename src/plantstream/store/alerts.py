@@ -142,6 +142,45 @@ def list_alerts(
         ).fetchall()
 
 
+def page_alerts(
+    *,
+    conn: psycopg.Connection,
+    facility: str,
+    state: str | None,
+    device: str | None,
+    kind: str | None,
+    from_us: int | None,
+    to_us: int | None,
+    before: tuple[int, int] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A facility's alerts, newest first, filtered; ``before`` = (opened epoch us, id) of
+    the last row of the previous page (keyset paging: stable while alerts open)."""
+    opened = "(extract(epoch FROM opened_at) * 1e6)::bigint"
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT {COLUMNS} FROM alerts WHERE facility = %(f)s "
+            "AND (%(s)s::text IS NULL OR state = %(s)s) "
+            "AND (%(d)s::text IS NULL OR device = %(d)s) "
+            "AND (%(k)s::text IS NULL OR detector = %(k)s) "
+            "AND (%(a)s::bigint IS NULL OR opened_at >= to_timestamp(%(a)s / 1e6)) "
+            "AND (%(b)s::bigint IS NULL OR opened_at < to_timestamp(%(b)s / 1e6)) "
+            f"AND (%(cu)s::bigint IS NULL OR ({opened}, id) < (%(cu)s, %(ci)s)) "
+            f"ORDER BY {opened} DESC, id DESC LIMIT %(n)s",
+            {
+                "f": facility,
+                "s": state,
+                "d": device,
+                "k": kind,
+                "a": from_us,
+                "b": to_us,
+                "cu": None if before is None else before[0],
+                "ci": None if before is None else before[1],
+                "n": limit,
+            },
+        ).fetchall()
+
+
 def get_alert(*, conn: psycopg.Connection, alert_id: int) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(f"SELECT {COLUMNS} FROM alerts WHERE id = %s", (alert_id,)).fetchone()
@@ -192,3 +231,31 @@ __all__ = [
     "touch_alert",
     "unresolved_kinds",
 ]
+
+
+# -- evaluation (``plantstream evaluate``): a scratch facility's alerts, then none ---------
+
+
+def alert_spans(
+    *, conn: psycopg.Connection, facility: str
+) -> list[tuple[str, str, int, int | None]]:
+    """(device, kind, opened epoch us, resolved epoch us or None) of every alert of the
+    facility, in the order they opened."""
+    rows = conn.execute(
+        "SELECT device, detector, (extract(epoch FROM opened_at) * 1e6)::bigint, "
+        "(extract(epoch FROM resolved_at) * 1e6)::bigint FROM alerts WHERE facility = %s "
+        "ORDER BY opened_at, id",
+        (facility,),
+    ).fetchall()
+    return [(d, k, int(o), None if r is None else int(r)) for d, k, o, r in rows]
+
+
+def delete_facility(*, conn: psycopg.Connection, facility: str) -> None:
+    """Remove a scratch facility's alerts and the sensors that hold no readings."""
+    with conn.transaction():
+        conn.execute("DELETE FROM alerts WHERE facility = %s", (facility,))
+        conn.execute(
+            "DELETE FROM sensors s WHERE facility = %s AND NOT EXISTS "
+            "(SELECT 1 FROM readings r WHERE r.sensor_id = s.id)",
+            (facility,),
+        )

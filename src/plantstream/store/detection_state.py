@@ -137,6 +137,17 @@ class DetectionStateStore:
             if name not in flags
         }
 
+    def forget(self, facility: str) -> None:
+        """Drop every detection key of a facility (an evaluation's scratch facility)."""
+        for key in (
+            state_key(facility),
+            missing_key(facility),
+            clock_key(facility),
+            sweep_key(facility),
+            f"ps:alerts:{facility}",
+        ):
+            self.client.delete(key)
+
 
 def rollup_baselines(
     *, conn: psycopg.Connection, cutoffs: Mapping[int, int]
