@@ -197,7 +197,9 @@ async def post_readings(request: Request, who: Writer, state: State) -> Response
                 drain_limit=state.settings.max_drain_bytes,
                 max_members=state.settings.max_gzip_members,
             )
-            answer = await run_in_threadpool(state.ingest.accept, who, body, "json")
+            # decoded on the loop, put from a thread (IngestService.prepare says why)
+            prepared = state.ingest.prepare(who, body, "json")
+            answer = await run_in_threadpool(state.ingest.commit, prepared)
         except InvalidInputError as exc:
             REFUSED.labels(str(exc.code)).inc()  # the codes are a closed set: bounded labels
             raise
