@@ -166,7 +166,14 @@ def _inflate(body: bytes, encoding: str, limit: int, max_members: int) -> bytes:
     "/v1/readings",
     status_code=202,
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _BODY_SCHEMA},
+                # the same fields in MessagePack (ingest/msgpack_batch.py)
+                "application/msgpack": {"schema": _BODY_SCHEMA},
+            },
+        }
     },
     responses={
         202: {
@@ -182,7 +189,8 @@ def _inflate(body: bytes, encoding: str, limit: int, max_members: int) -> bytes:
     },
 )
 async def post_readings(request: Request, who: Writer, state: State) -> Response:
-    """Send a batch of readings for one facility.
+    """Send a batch of readings for one facility: JSON, or the same fields in MessagePack
+    (``Content-Type: application/msgpack``).
 
     Answers 202 once the stream holds the accepted readings durably; each refused reading is
     listed by its index with a machine-readable code. A reading is identified by (device,
@@ -198,7 +206,8 @@ async def post_readings(request: Request, who: Writer, state: State) -> Response
                 max_members=state.settings.max_gzip_members,
             )
             # decoded on the loop, put from a thread (IngestService.prepare says why)
-            prepared = state.ingest.prepare(who, body, "json")
+            fmt = state.ingest.codecs.for_media_type(request.headers.get("content-type", ""))
+            prepared = state.ingest.prepare(who, body, fmt)
             answer = await run_in_threadpool(state.ingest.commit, prepared)
         except InvalidInputError as exc:
             REFUSED.labels(str(exc.code)).inc()  # the codes are a closed set: bounded labels
