@@ -260,6 +260,21 @@ class Settings(BaseSettings):
         "answers 429 stream_full",
     )
 
+    # -- backlog-aware admission (ingest/backlog.py; issue 14, per-facility fairness) -----
+    quota_backlog_readings: int = Field(
+        default=200_000,
+        ge=0,
+        description="readings of one facility accepted into the stream and not yet stored "
+        "by the processor; past it ingest answers 429 quota_backlog, so another facility "
+        "waits behind a flooder about this many readings / the processor's rate (0: off)",
+    )
+    quota_backlog_horizon_seconds: float = Field(
+        default=600.0,
+        ge=10.0,
+        description="how long a count of the backlog counters lives: their errors (re-sent "
+        "batches, crashes) are forgotten after this, so they never drift for ever",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:

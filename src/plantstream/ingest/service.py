@@ -47,7 +47,8 @@ class IngestService:
     ``admit`` may raise a push-back error (``RateLimitedError``, ``OverloadedError``) before
     a payload is even read; ``accept`` raises ``InvalidInputError`` for a payload that is
     not a batch, ``AuthError`` for a facility the key does not own, ``RateLimitedError``
-    (``quota_readings_rate``) for a facility past its readings/s, and the stream's own
+    (``quota_readings_rate``) for a facility past its readings/s, ``RateLimitedError``
+    (``quota_backlog``) for one whose readings wait unprocessed past its bound, and the stream's own
     ``StreamThrottledError`` / ``StreamUnavailableError``: in each case nothing was accepted.
     Readings for new sensors past the facility's sensor quota are rejected one by one
     (``quota_sensors``), the others accepted.
@@ -81,8 +82,11 @@ class IngestService:
             PUSHED_BACK.labels(ErrorCode.RATE_LIMITED).inc()
             raise RateLimitedError("too many requests for this key", retry_after=wait)
         if who.facility is not None:
-            # a facility already past its rate is turned away before its body is even read
+            # a facility already past its rate or its backlog is turned away before its body
+            # is even read
             self._check_readings_rate(who.facility, 1, take=False)
+            if self.quotas.backlog is not None:
+                self.quotas.backlog.check(who.facility)
         if not self.gate.try_enter():
             PUSHED_BACK.labels(ErrorCode.OVERLOADED).inc()
             raise OverloadedError(
@@ -123,6 +127,8 @@ class IngestService:
             )
         facility = batch.facility
         readings, rejected = batch.readings, batch.rejected
+        if readings and self.quotas.backlog is not None:
+            self.quotas.backlog.check(facility)
         if readings:
             self._check_readings_rate(facility, len(readings), take=True)
         prepared = Prepared(facility, [], len(batch.readings), [])
@@ -152,6 +158,8 @@ class IngestService:
         except BaseException:
             self.release(prepared)
             raise
+        if self.quotas.backlog is not None:
+            self.quotas.backlog.added(prepared.facility, prepared.accepted)
         label = facility_label(prepared.facility)
         INGESTED.labels(label, "accepted").inc(prepared.accepted)
         if prepared.rejected:
