@@ -262,12 +262,12 @@ class Settings(BaseSettings):
 
     # -- backlog-aware admission (ingest/backlog.py; issue 14, per-facility fairness) -----
     quota_backlog_readings: int = Field(
-        default=50_000,
+        default=10_000,
         ge=0,
         description="readings of one facility accepted into the stream and not yet stored "
         "by the processor; past it ingest answers 429 quota_backlog, so another facility "
         "waits behind a flooder about this many readings / the processor's rate (0: off); "
-        "five seconds of the default readings/s quota",
+        "one second of the default readings/s quota",
     )
     quota_backlog_horizon_seconds: float = Field(
         default=600.0,
