@@ -12,6 +12,7 @@ Writes bench/results/ingest.json.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import threading
 import time
@@ -28,6 +29,7 @@ from plantstream.store.keys import Role, create_key
 from plantstream.testing import (
     BATCH,
     BENCH_SERVER_SETTINGS,
+    CONTENT_TYPES,
     SERVER_SECRET,
     fresh_services,
     plantstream_server,
@@ -37,6 +39,7 @@ from plantstream.testing import (
 )
 
 RESULTS = Path(__file__).parent / "results"
+_HAS_PROC = Path("/proc/self/stat").exists()
 
 
 def _env(database_url: str, redis_url: str) -> dict[str, str]:
@@ -45,14 +48,42 @@ def _env(database_url: str, redis_url: str) -> dict[str, str]:
     )
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(
-    url: str, key: str, *, clients: int, connections: int, seconds: float
+    url: str,
+    key: str,
+    *,
+    clients: int,
+    connections: int,
+    seconds: float,
+    fmt: str = "json",
+    server_pid: int | None = None,
+    first_id: int = 0,
 ) -> dict[str, float]:
+    """Readings/s accepted, and the server's CPU seconds per million readings (on Linux):
+    on a shared machine the CPU cost is the steadier figure of the two."""
+    cpu_before = _cpu_seconds(server_pid) if server_pid and _HAS_PROC else 0.0
     run = run_clients(
-        url, key, first_id=0, count=clients, seconds=seconds, rate=None, connections=connections
+        url,
+        key,
+        first_id=first_id,
+        count=clients,
+        seconds=seconds,
+        rate=None,
+        connections=connections,
+        fmt=fmt,
     )
     failed = sum(n for answer, n in run["answers"].items() if answer != "202")
-    return {"readings_per_s": run["accepted"] / seconds, "failed_requests": failed}
+    result = {"readings_per_s": run["accepted"] / seconds, "failed_requests": failed}
+    if server_pid and _HAS_PROC and run["accepted"]:
+        spent = _cpu_seconds(server_pid) - cpu_before
+        result["server_cpu_s_per_million"] = spent / run["accepted"] * 1e6
+    return result
 
 
 def latency(
@@ -127,7 +158,18 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4, help="requests in flight each")
     parser.add_argument("--latency-rate", type=float, default=10_000)
     parser.add_argument("--latency-samples", type=int, default=100)
+    parser.add_argument(
+        "--format",
+        choices=[*CONTENT_TYPES, "both"],
+        default="json",
+        help="wire format of the throughput bodies; 'both' runs json and msgpack alternately",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="throughput runs per format")
+    parser.add_argument(
+        "--throughput-only", action="store_true", help="skip the latency phase (serve all)"
+    )
     args = parser.parse_args()
+    formats = list(CONTENT_TYPES) if args.format == "both" else [args.format]
 
     with fresh_services("plantstream_bench_ingest") as (database_url, redis_url):
         with psycopg.connect(database_url, autocommit=True) as conn:
@@ -137,19 +179,30 @@ def main() -> None:
             read_key, _ = create_key(
                 conn, server_secret=SERVER_SECRET.encode(), role=Role.READ, facility="plant-01"
             )
-        with plantstream_server("ingest", env=_env(database_url, redis_url)) as (url, _):
-            through = throughput(
-                url,
-                ingest_key,
-                clients=args.clients,
-                connections=args.connections,
-                seconds=args.seconds,
-            )
-        print(
-            f"ingest: {through['readings_per_s']:,.0f} readings/s with batches of 500 "
-            f"(one server process; {args.clients} client processes "
-            f"x {args.connections} connections)"
-        )
+        runs: dict[str, list[dict[str, float]]] = {fmt: [] for fmt in formats}
+        with plantstream_server("ingest", env=_env(database_url, redis_url)) as (url, proc):
+            for round_ in range(args.rounds):
+                for fmt in formats:  # alternately, so a busy moment hits both alike
+                    run = throughput(
+                        url,
+                        ingest_key,
+                        clients=args.clients,
+                        connections=args.connections,
+                        seconds=args.seconds,
+                        fmt=fmt,
+                        server_pid=proc.pid,
+                        first_id=100 * (1 + len(formats) * round_ + formats.index(fmt)),
+                    )
+                    runs[fmt].append({k: round(v, 2) for k, v in run.items()})
+                    print(
+                        f"ingest ({fmt}): {run['readings_per_s']:,.0f} readings/s with batches "
+                        f"of 500 (one server process; {args.clients} client processes "
+                        f"x {args.connections} connections); server "
+                        f"{run.get('server_cpu_s_per_million', 0):.1f} CPU s per million"
+                    )
+        through = runs[formats[0]][0]
+        if args.throughput_only:
+            return  # a quick look (A/B pairs): nothing recorded
         with plantstream_server("all", env=_env(database_url, redis_url)) as (url, _):
             lat = latency(
                 url,
@@ -171,6 +224,7 @@ def main() -> None:
                 "client_processes": args.clients,
                 "connections_per_client": args.connections,
                 "throughput": {k: round(v, 1) for k, v in through.items()},
+                "throughput_by_format": runs,
                 "latency": {k: round(v, 1) for k, v in lat.items()},
                 "goal": {"readings_per_s": 100_000, "p99_ms": 250},
             },

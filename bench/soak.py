@@ -268,10 +268,14 @@ def noisy_neighbour(
     clients: int,
     floods: tuple[str, ...] = ("rate", "sensors"),
     quota_readings_per_second: float | None = None,
+    quota_backlog_readings: int | None = None,
 ) -> dict[str, Any]:
     """B's 202 -> visible latency alone and while A floods past its quotas (``floods``: the
     readings/s flood, the new-sensors flood or both; quotas at their defaults unless given)."""
     readings_quota = quota_readings_per_second or _default("quota_readings_per_second")
+    backlog_quota = quota_backlog_readings
+    if backlog_quota is None:
+        backlog_quota = _default("quota_backlog_readings")
     with fresh_services("plantstream_bench_noisy") as (database_url, redis_url):
         with psycopg.connect(database_url, autocommit=True) as conn:
             keys = {
@@ -290,6 +294,7 @@ def noisy_neighbour(
             redis_url,
             quota_readings_per_second=str(readings_quota),
             quota_read_requests_per_second="1000",
+            quota_backlog_readings=str(backlog_quota),  # BENCH_SERVER_SETTINGS lift it
         )
         with plantstream_server("all", env=env) as (url, _proc):
             writer, reader = keys[(Role.INGEST, VICTIM)], keys[(Role.READ, VICTIM)]
@@ -346,6 +351,7 @@ def noisy_neighbour(
             "quota_readings_per_second": readings_quota,
             "quota_max_sensors_per_facility": _default("quota_max_sensors_per_facility"),
             "quota_new_sensors_per_second": _default("quota_new_sensors_per_second"),
+            "quota_backlog_readings": backlog_quota,
         },
         "seconds": seconds,
         "victim_alone": baseline,
@@ -412,6 +418,12 @@ def main() -> None:
         default=None,
         help="noisy neighbour: the facility readings quota (default: the settings' default)",
     )
+    parser.add_argument(
+        "--quota-backlog-readings",
+        type=int,
+        default=None,
+        help="noisy neighbour: the facility backlog quota (default: the settings' default; 0 off)",
+    )
     parser.add_argument("--name", default="soak_noisy", help="noisy neighbour: result file name")
     args = parser.parse_args()
     if args.noisy_neighbour:
@@ -421,6 +433,7 @@ def main() -> None:
             clients=args.clients,
             floods=tuple(args.floods.split(",")),
             quota_readings_per_second=args.quota_readings_per_second,
+            quota_backlog_readings=args.quota_backlog_readings,
         )
         path = write_result(args.name, noisy, args.results)
         print(

@@ -108,6 +108,7 @@ class ErrorCode(StrEnum):
     QUOTA_READINGS_RATE = "quota_readings_rate", 429
     QUOTA_READ_RATE = "quota_read_rate", 429
     QUOTA_RESULT_SIZE = "quota_result_size", 403
+    QUOTA_BACKLOG = "quota_backlog", 429  # the facility's readings wait unprocessed
     # a dependency is away: nothing was done
     STREAM_UNAVAILABLE = "stream_unavailable", 503
     DATABASE_UNAVAILABLE = "database_unavailable", 503

@@ -368,6 +368,22 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=3600, description="at most one rebirth request per node this often"
     )
 
+    # -- backlog-aware admission (ingest/backlog.py; issue 14, per-facility fairness) -----
+    quota_backlog_readings: int = Field(
+        default=10_000,
+        ge=0,
+        description="readings of one facility accepted into the stream and not yet stored "
+        "by the processor; past it ingest answers 429 quota_backlog, so another facility "
+        "waits behind a flooder about this many readings / the processor's rate (0: off); "
+        "one second of the default readings/s quota",
+    )
+    quota_backlog_horizon_seconds: float = Field(
+        default=600.0,
+        ge=10.0,
+        description="how long a count of the backlog counters lives: their errors (re-sent "
+        "batches, crashes) are forgotten after this, so they never drift for ever",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:

@@ -102,3 +102,38 @@ def test_a_read_key_may_not_send(stream: RedisStream) -> None:
     with pytest.raises(AuthError) as refused, service(stream).admit(reader):
         pass
     assert refused.value.code is ErrorCode.FORBIDDEN_ROLE
+
+
+def test_prepare_then_commit_is_accept_and_a_failed_put_gives_its_tokens_back(
+    stream: RedisStream, make_reading: Callable[..., dict]
+) -> None:
+    from plantstream.ingest.quotas import IngestQuotas
+
+    limiter = RateLimiter(0.001, burst=10.0)  # no refill while the test runs
+    ingest = IngestService(
+        stream=stream,
+        window=TimeWindow(),
+        max_readings=100,
+        limiter=RateLimiter(1000.0),
+        gate=InflightGate(4),
+        quotas=IngestQuotas(readings=limiter),
+    )
+    payload = orjson.dumps(
+        {"facility": "plant-01", "readings": [make_reading(), make_reading(metric="nope")]}
+    )
+    prepared = ingest.prepare(WRITER, payload, "json")
+    assert records(stream) == []  # nothing is put before commit
+    accepted = ingest.commit(prepared)
+    assert (accepted.accepted, [r.index for r in accepted.rejected]) == (1, [1])
+    assert len(records(stream)) == 1
+    assert limiter.wait_for("plant-01", 9) == 0  # 9 of 10 tokens left
+    prepared = ingest.prepare(WRITER, payload, "json")
+    ingest.stream = _Broken()
+    with pytest.raises(RuntimeError):
+        ingest.commit(prepared)
+    assert limiter.wait_for("plant-01", 9) == 0  # the failed batch's token came back
+
+
+class _Broken:
+    def put(self, entries: object) -> list[str]:
+        raise RuntimeError("the stream went away")

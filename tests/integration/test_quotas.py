@@ -412,6 +412,7 @@ def test_a_flooding_facility_is_refused_while_another_stays_visible_within_a_bou
         "202:quota_new_sensors_rate",
         "202:quota_new_sensors_rate:quota_sensors",
         "429:quota_readings_rate",
+        "429:quota_backlog",  # its readings waited unprocessed past the backlog bound
     }, flood
     assert max(latencies) < VICTIM_BOUND_S, latencies
     assert refused(metrics_text, "quota_readings_rate", A) > 0

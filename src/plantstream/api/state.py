@@ -137,7 +137,7 @@ class AppState:
             gate=ingest_gate
             if ingest_gate is not None
             else InflightGate(settings.max_inflight_ingest),
-            quotas=IngestQuotas.from_settings(settings, pool=pool),
+            quotas=IngestQuotas.from_settings(settings, pool=pool, redis_client=redis),
         )
 
     # the ingest service's parts, reachable (and replaceable, in tests) from the state
@@ -194,6 +194,8 @@ class AppState:
         return principal
 
     def close(self) -> None:
+        if self.ingest.quotas.backlog is not None:
+            self.ingest.quotas.backlog.close()  # what was accepted is counted first
         self.pool.close()
         self.redis.close()
 

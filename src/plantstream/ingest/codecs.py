@@ -10,6 +10,7 @@ from typing import Protocol
 
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest import line_protocol as _line_protocol
+from plantstream.ingest.msgpack_batch import MsgpackBatchCodec
 from plantstream.model import ParsedBatch, TimeWindow, check_id, parse_batch
 
 # a Kinesis record holds at most 1 MiB, so a gateway body is bounded there, not here
@@ -34,6 +35,7 @@ class JsonBatchCodec:
     """The ``POST /v1/readings`` body: ``{"facility": f, "readings": [{...}, ...]}``."""
 
     name = "json"
+    media_types = ("application/json",)
 
     def decode(
         self, payload: bytes, *, received_us: int, window: TimeWindow, max_readings: int
@@ -142,12 +144,28 @@ class CodecRegistry:
 
     def __init__(self) -> None:
         self._codecs: dict[str, Codec] = {}
+        self._by_media_type: dict[str, str] = {}
 
     def register(self, codec: Codec) -> Codec:
+        """Add ``codec``; a ``media_types`` tuple on it names the HTTP ``Content-Type`` values
+        that select it (``for_media_type``); a codec without one is chosen by name only."""
         if codec.name in self._codecs:
             raise ValueError(f"an ingest format {codec.name!r} is already registered")
+        media_types: tuple[str, ...] = getattr(codec, "media_types", ())
+        taken = [t for t in media_types if t in self._by_media_type]
+        if taken:
+            raise ValueError(f"media type {taken[0]!r} already selects another ingest format")
         self._codecs[codec.name] = codec
+        for media_type in media_types:
+            self._by_media_type[media_type] = codec.name
         return codec
+
+    def for_media_type(self, content_type: str, default: str = "json") -> str:
+        """The format a ``Content-Type`` header selects (parameters such as ``charset`` are
+        ignored); ``default`` for one no codec claims, so clients that send JSON without the
+        header, or as ``text/plain``, keep working as they always did."""
+        media_type = content_type.partition(";")[0].strip().lower()
+        return self._by_media_type.get(media_type, default)
 
     def get(self, name: str) -> Codec:
         """The codec of ``name``; ``InvalidInputError(unknown_format)`` if there is none."""
@@ -170,3 +188,4 @@ CODECS = CodecRegistry()
 JSON = CODECS.register(JsonBatchCodec())
 GATEWAY_BODY = CODECS.register(GatewayBodyCodec())
 LINE = CODECS.register(_line_protocol.LineProtocolCodec())
+MSGPACK = CODECS.register(MsgpackBatchCodec())

@@ -14,13 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
+import redis
 from psycopg_pool import ConnectionPool
 
 from plantstream.errors import ErrorCode
 from plantstream.ingest.admission import RateLimiter
+from plantstream.ingest.backlog import BacklogGate
 from plantstream.ingest.metrics import facility_label
 from plantstream.model import Reading, Reject
 from plantstream.settings import Settings
+from plantstream.store.backlog import BacklogCounters
 from plantstream.store.sensors import facility_sensors
 
 # facility -> its registered (device, metric) pairs, or None when they cannot be read now
@@ -128,10 +131,14 @@ class IngestQuotas:
 
     sensors: SensorQuota | None = None
     readings: RateLimiter | None = None  # per facility; one token per reading
+    backlog: BacklogGate | None = None  # per facility; readings not yet stored
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, pool: ConnectionPool) -> IngestQuotas:
-        """Every quota ``settings`` names, reading registered sensors through ``pool``.
+    def from_settings(
+        cls, settings: Settings, *, pool: ConnectionPool, redis_client: redis.Redis | None = None
+    ) -> IngestQuotas:
+        """Every quota ``settings`` names, reading registered sensors through ``pool`` and the
+        backlog counters through ``redis_client`` (no backlog quota without one).
 
         Also bounds the facility labels of this process's metrics as ``settings`` say.
         """
@@ -155,4 +162,19 @@ class IngestQuotas:
             ),
             # a burst always holds one whole batch, or a full batch could never pass
             readings=RateLimiter(rate, burst=max(2 * rate, settings.max_batch_readings)),
+            backlog=backlog_gate(settings, redis_client) if redis_client is not None else None,
         )
+
+
+def backlog_counters(settings: Settings, client: redis.Redis) -> BacklogCounters:
+    """The backlog counters as ``settings`` say: ten windows over the horizon."""
+    return BacklogCounters(
+        client, window_seconds=settings.quota_backlog_horizon_seconds / 10, horizon_windows=10
+    )
+
+
+def backlog_gate(settings: Settings, client: redis.Redis) -> BacklogGate | None:
+    """The backlog quota of ``settings``; None when it is off (``quota_backlog_readings=0``)."""
+    if not settings.quota_backlog_readings:
+        return None
+    return BacklogGate(backlog_counters(settings, client), limit=settings.quota_backlog_readings)

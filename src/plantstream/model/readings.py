@@ -9,6 +9,7 @@ import functools
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -376,6 +377,21 @@ def parse_batch(
     readings returns the good ones and a ``Reject`` for each bad one, by index.
     """
     facility, items = _decode_body(body)
+    return validate_batch(
+        facility, items, received_us=received_us, window=window, max_readings=max_readings
+    )
+
+
+def validate_batch(
+    facility: str,
+    items: Sequence[ReadingIn | Reject],
+    *,
+    received_us: int,
+    window: TimeWindow,
+    max_readings: int,
+) -> ParsedBatch:
+    """Validate a decoded batch (of any wire format): the readings of ``facility``, each a
+    ``ReadingIn`` or already a ``Reject`` (it did not decode), in request order."""
     check_id(facility, "facility")
     if not items:
         raise InvalidInputError(RejectCode.EMPTY_BATCH, "readings must not be empty")

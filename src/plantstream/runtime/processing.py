@@ -14,6 +14,7 @@ from plantstream.detect import DetectionEngine
 from plantstream.detect.webhook import WebhookNotifier
 from plantstream.errors import ConfigError
 from plantstream.ingest.metrics import facility_label
+from plantstream.ingest.quotas import backlog_counters
 from plantstream.model import TimeWindow
 from plantstream.processor import (
     BatchHook,
@@ -23,6 +24,7 @@ from plantstream.processor import (
     ProcessorConfig,
     RedisLatestSink,
 )
+from plantstream.processor.sinks.backlog import BacklogSink
 from plantstream.settings import Settings
 from plantstream.stream.base import Stream
 
@@ -66,6 +68,8 @@ def post_commit_sinks(
             max_ahead_us=int(settings.latest_max_ahead_seconds * 1_000_000),
         )
     ]
+    if settings.quota_backlog_readings:  # ingest's backlog quota: readings stored come off it
+        sinks.append(BacklogSink(backlog_counters(settings, redis_client)))
     sinks += [
         DetectionSink(hook)
         for hook in detection_hooks(

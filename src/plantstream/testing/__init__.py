@@ -12,7 +12,14 @@ from plantstream.testing.databases import (
     with_database,
 )
 from plantstream.testing.live import app_in_thread
-from plantstream.testing.load import BATCH, FACILITY, in_processes, run_clients, unique_body
+from plantstream.testing.load import (
+    BATCH,
+    CONTENT_TYPES,
+    FACILITY,
+    in_processes,
+    run_clients,
+    unique_body,
+)
 from plantstream.testing.processes import (
     SERVER_SECRET,
     answers_ok,
@@ -28,6 +35,7 @@ from plantstream.testing.waiting import POLL_SECONDS, wait_until
 __all__ = [
     "BATCH",
     "BENCH_SERVER_SETTINGS",
+    "CONTENT_TYPES",
     "FACILITY",
     "POLL_SECONDS",
     "SERVER_SECRET",

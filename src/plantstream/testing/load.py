@@ -19,6 +19,7 @@ from multiprocessing.queues import Queue
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 
 BATCH = 500
@@ -26,14 +27,22 @@ DEVICES = 50  # per client; each request covers BATCH // DEVICES timestamps of e
 FACILITY = "plant-01"
 
 
-def unique_body(client: int, seq: int, origin: datetime) -> bytes:
-    """Batch ``seq`` of ``client``: readings no other request of the run repeats."""
+# the wire formats a load client can send (the server's codecs), by their Content-Type
+CONTENT_TYPES = {"json": "application/json", "msgpack": "application/msgpack"}
+
+
+def unique_body(client: int, seq: int, origin: datetime, fmt: str = "json") -> bytes:
+    """Batch ``seq`` of ``client``: readings no other request of the run repeats.
+
+    ``fmt`` ``msgpack`` sends the same fields in MessagePack, timestamps as its own type.
+    """
     slots = BATCH // DEVICES
-    stamps = [
-        (origin + timedelta(milliseconds=seq * slots + k)).isoformat().replace("+00:00", "Z")
-        for k in range(slots)
-    ]
-    return orjson.dumps(
+    times = [origin + timedelta(milliseconds=seq * slots + k) for k in range(slots)]
+    stamps: list[Any] = (
+        times if fmt == "msgpack" else [t.isoformat().replace("+00:00", "Z") for t in times]
+    )
+    encode = msgspec.msgpack.encode if fmt == "msgpack" else orjson.dumps
+    return encode(
         {
             "facility": FACILITY,
             "readings": [
@@ -99,6 +108,7 @@ async def _run_client(
     seconds: float,
     rate: float | None,
     connections: int,
+    fmt: str = "json",
 ) -> Tally:
     """Closed loop when ``rate`` is None, else open loop at ``rate`` requests/s.
 
@@ -106,7 +116,7 @@ async def _run_client(
     counts as skipped a request due while all ``connections`` still wait for answers.
     """
     tally = Tally()
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": CONTENT_TYPES[fmt]}
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         target = url + "/v1/readings"
@@ -118,7 +128,7 @@ async def _run_client(
 
             async def one_connection() -> None:
                 while loop.time() - start < seconds:
-                    body = unique_body(client_id, next(numbers), origin)
+                    body = unique_body(client_id, next(numbers), origin, fmt)
                     await _post(client, target, headers, body, tally)
 
             await asyncio.gather(*(one_connection() for _ in range(connections)))
@@ -128,7 +138,7 @@ async def _run_client(
             due = start + seq / rate
             if due > now:
                 await asyncio.sleep(due - now)
-            body = unique_body(client_id, seq, origin)
+            body = unique_body(client_id, seq, origin, fmt)
             seq += 1
             if len(outstanding) >= connections:
                 tally.skipped += 1
@@ -156,9 +166,9 @@ def in_processes(target: Callable[..., None], arguments: Sequence[tuple[Any, ...
 
 
 def _client_process(args: tuple[Any, ...], out: Queue[Any]) -> None:
-    url, key, client_id, origin, seconds, rate, connections = args
+    url, key, client_id, origin, seconds, rate, connections, fmt = args
     tally = _run_client(
-        url, key, client_id, origin, seconds=seconds, rate=rate, connections=connections
+        url, key, client_id, origin, seconds=seconds, rate=rate, connections=connections, fmt=fmt
     )
     out.put(asyncio.run(tally).as_dict())
 
@@ -172,8 +182,11 @@ def run_clients(
     seconds: float,
     rate: float | None,
     connections: int,
+    fmt: str = "json",
 ) -> dict[str, Any]:
     """``count`` client processes of ``connections`` each; ``rate`` (requests/s) is shared.
+
+    ``fmt`` is the wire format of the bodies (``CONTENT_TYPES``).
 
     ``first_id`` numbers the clients: runs against one database need ids of their own.
     """
@@ -181,7 +194,10 @@ def run_clients(
     each = None if rate is None else rate / count
     tallies = in_processes(
         _client_process,
-        [((url, key, first_id + n, origin, seconds, each, connections),) for n in range(count)],
+        [
+            ((url, key, first_id + n, origin, seconds, each, connections, fmt),)
+            for n in range(count)
+        ],
     )
     answers: Counter[str] = Counter()
     for t in tallies:

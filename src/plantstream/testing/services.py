@@ -26,6 +26,8 @@ BENCH_SERVER_SETTINGS = {
     "quota_read_requests_per_second": "1e9",  # the latency probes poll /v1/latest every 2 ms
     "auth_cache_seconds": "30",
     "max_connections_per_address": "0",
+    # serve ingest alone has no processor: every reading stays backlog (soak.py sets its own)
+    "quota_backlog_readings": "0",
 }
 
 
