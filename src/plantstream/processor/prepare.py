@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from psycopg_pool import ConnectionPool
 
 from plantstream.errors import ErrorCode
-from plantstream.model import TimeWindow
+from plantstream.model import DEFAULT_CATALOG, SignalCatalog, TimeWindow
 from plantstream.processor import metrics
 from plantstream.processor.decode import Decoded, decode_records, reading_payload
 from plantstream.processor.rows import Columns, DeadLetter, RowBatch
@@ -56,7 +58,9 @@ class BatchPreparer:
         window: TimeWindow,
         limit: int,
         max_sensors_per_facility: int | None = None,
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> None:
+        self.catalog = catalog
         self.stream = stream
         self.pool = pool
         self.window = window
@@ -72,7 +76,9 @@ class BatchPreparer:
         if result.behind_ms is not None:
             metrics.SHARD_LAG_MS.labels(shard_id).set(result.behind_ms)
         checkpoint = result.records[-1].sequence if result.records else after
-        decoded = decode_records(result.records, shard_id=shard_id, window=self.window)
+        decoded = decode_records(
+            result.records, shard_id=shard_id, window=self.window, catalog=self.catalog
+        )
         rows, facilities = self._columns(decoded, shard_id)
         if len(rows):
             self._ensure_days(set(np.unique(rows.ts_us // _DAY_US).tolist()))
@@ -103,7 +109,7 @@ class BatchPreparer:
         if ids is None:
             with self.pool.connection() as conn:
                 ids = self.registry.resolve(
-                    conn, keys, max_per_facility=self.max_sensors_per_facility
+                    conn, keys, max_per_facility=self.max_sensors_per_facility, catalog=self.catalog
                 )
             for key, sensor_id in ids.items():
                 self.keys_by_id[sensor_id] = key
@@ -120,16 +126,17 @@ class BatchPreparer:
             sensor_parts.append(table[rec.metric_idx])
             code = facilities.setdefault(rec.facility, len(facilities))
             facility_parts.append(np.full(len(rec), code, dtype=np.int32))
+        records = decoded.records
         rows = Columns(
             np.concatenate(sensor_parts),
-            np.concatenate([rec.ts_us for rec in decoded.records]),
-            np.concatenate([rec.values for rec in decoded.records]),
-            np.concatenate([rec.quality for rec in decoded.records]).astype(np.int16),
+            np.concatenate([rec.ts_us for rec in records]),
+            np.concatenate([rec.values for rec in records]),
+            np.concatenate([rec.quality for rec in records]).astype(np.int16),
             np.concatenate(facility_parts),
-            np.concatenate(
-                [np.full(len(rec), rec.received_us, dtype=np.int64) for rec in decoded.records]
-            ),
+            np.concatenate([np.full(len(rec), rec.received_us, dtype=np.int64) for rec in records]),
         )
+        if any(rec.vtype is not None for rec in records):
+            _add_typed(rows, records)
         return rows, list(facilities)
 
     def _ensure_days(self, days: set[int]) -> None:
@@ -138,6 +145,25 @@ class BatchPreparer:
             with self.pool.connection() as conn:
                 ensure_partitions(conn, [_EPOCH_DAY + timedelta(days=d) for d in missing])
             self._known_days |= missing
+
+
+def _add_typed(rows: Columns, records: list[DeviceColumns]) -> None:
+    """The typed columns of a batch where some record is typed (plain records: doubles)."""
+
+    def column(get: str, dtype: type | str, fill: object) -> npt.NDArray[Any]:
+        return np.concatenate(
+            [
+                getattr(rec, get)
+                if getattr(rec, get) is not None
+                else np.full(len(rec), fill, dtype=dtype)
+                for rec in records
+            ]
+        )
+
+    rows.vtype = column("vtype", np.uint8, 0)
+    rows.ivalue = column("ints", np.int64, 0)
+    rows.text = column("texts", object, None)
+    rows.qcode = column("qcode", np.int64, -1)
 
 
 def _refuse_unregistered(
@@ -170,17 +196,6 @@ def _refuse_unregistered(
         decoded.counters[(rec.facility, "rejected")] += n
         decoded.counters[(rec.facility, f"rejected:{ErrorCode.QUOTA_SENSORS}")] += n
         if n < len(rec):
-            records.append(
-                DeviceColumns(
-                    rec.facility,
-                    rec.device,
-                    rec.received_us,
-                    rec.metrics,
-                    rec.metric_idx[~out],
-                    rec.ts_us[~out],
-                    rec.values[~out],
-                    rec.quality[~out],
-                )
-            )
+            records.append(rec.subset(~out))
             sequences.append(sequence)
     decoded.records, decoded.sequences = records, sequences

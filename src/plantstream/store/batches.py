@@ -4,7 +4,8 @@ counters, plus the per-session staging tables they use. Callers own the transact
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 import psycopg
 from psycopg import sql
@@ -12,6 +13,23 @@ from psycopg import sql
 from plantstream.model import to_epoch_us
 
 DeadLetterRow = tuple[str, str, str | None, str, str, bytes]  # shard, seq, facility, code, why, raw
+# sensor, ts, value, value_int, value_text, quality, quality_code: a repeat with another value
+ConflictRow = tuple[int, object, float | None, int | None, str | None, int, int | None]
+
+
+class ReadingCopy(Protocol):
+    """One COPY of readings (``processor/writer.py`` ``CopyPart``): a binary buffer of
+    ``columns`` or, for variable-width rows, the rows themselves with their types."""
+
+    @property
+    def columns(self) -> tuple[str, ...]: ...
+    @property
+    def buffer(self) -> bytes: ...
+    @property
+    def rows(self) -> tuple[tuple[object, ...], ...]: ...
+    @property
+    def types(self) -> tuple[str, ...]: ...
+
 
 _SESSION_TABLES = """
 CREATE TEMP TABLE IF NOT EXISTS _stage (LIKE readings) ON COMMIT DELETE ROWS;
@@ -51,33 +69,78 @@ def create_session_tables(conn: psycopg.Connection) -> None:
     conn.execute(_SESSION_TABLES)
 
 
-def copy_new_readings(cur: psycopg.Cursor, buffer: bytes) -> bool:
+def _copy_parts(cur: psycopg.Cursor, table: str, parts: Sequence[ReadingCopy | bytes]) -> None:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[object, ...], ...]
+    types: tuple[str, ...]
+    for part in parts:
+        if isinstance(part, bytes):  # one binary buffer of the plain columns
+            columns, buffer, rows, types = ("sensor_id", "ts", "value", "quality"), part, (), ()
+        else:
+            columns, buffer, rows, types = part.columns, part.buffer, part.rows, part.types
+        statement = sql.SQL("COPY {} ({}) FROM STDIN BINARY").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with cur.copy(statement) as cp:
+            if rows:
+                cp.set_types(list(types))
+                for row in rows:
+                    cp.write_row(row)
+            else:
+                cp.write(buffer)
+
+
+def copy_new_readings(cur: psycopg.Cursor, parts: Sequence[ReadingCopy | bytes] | bytes) -> bool:
     """COPY readings (binary, in-batch unique) straight into ``readings``.
 
-    Returns False, having written nothing, when one of them is stored already (a producer
-    retry or a replay); the caller then uses ``insert_missing_readings``.
+    ``parts`` are the COPYs of one batch (or one buffer of plain doubles). Returns False,
+    having written nothing, when one of them is stored already (a producer retry or a
+    replay); the caller then uses ``insert_missing_readings``.
     """
+    parts = [parts] if isinstance(parts, bytes) else parts
     try:
-        # a savepoint: a duplicate of an earlier batch undoes only this COPY
-        with (
-            cur.connection.transaction(),
-            cur.copy("COPY readings (sensor_id, ts, value, quality) FROM STDIN BINARY") as cp,
-        ):
-            cp.write(buffer)
+        # a savepoint: a duplicate of an earlier batch undoes only these COPYs
+        with cur.connection.transaction():
+            _copy_parts(cur, "readings", parts)
         return True
     except psycopg.errors.UniqueViolation:
         return False
 
 
-def insert_missing_readings(cur: psycopg.Cursor, buffer: bytes) -> set[tuple[int, int]]:
-    """Stage the readings and insert those not stored yet; return their (sensor, ts_us)."""
-    with cur.copy("COPY _stage (sensor_id, ts, value, quality) FROM STDIN BINARY") as cp:
-        cp.write(buffer)
+def insert_missing_readings(
+    cur: psycopg.Cursor, parts: Sequence[ReadingCopy | bytes] | bytes
+) -> tuple[set[tuple[int, int]], list[int]]:
+    """Stage the readings and insert those not stored yet; return their (sensor, ts_us), and
+    the sensor id of each conflict.
+
+    A staged reading whose (sensor, time) is stored with another value is a conflict: it is
+    kept in ``reading_conflicts`` for review (the stored one still wins).
+    """
+    parts = [parts] if isinstance(parts, bytes) else parts
+    _copy_parts(cur, "_stage", parts)
     cur.execute(
-        "INSERT INTO readings SELECT sensor_id, ts, value, quality FROM _stage "
-        "ON CONFLICT DO NOTHING RETURNING sensor_id, ts"
+        "INSERT INTO reading_conflicts "
+        "(sensor_id, ts, value, value_int, value_text, quality, quality_code) "
+        "SELECT s.sensor_id, s.ts, s.value, s.value_int, s.value_text, s.quality, s.quality_code "
+        "FROM _stage s JOIN readings r ON r.sensor_id = s.sensor_id AND r.ts = s.ts "
+        "WHERE (r.value, r.value_int, r.value_text) "
+        "IS DISTINCT FROM (s.value, s.value_int, s.value_text) RETURNING sensor_id"
     )
-    return {(sensor_id, to_epoch_us(ts)) for sensor_id, ts in cur.fetchall()}
+    conflicts = [int(row[0]) for row in cur.fetchall()]
+    cur.execute(
+        "INSERT INTO readings SELECT * FROM _stage ON CONFLICT DO NOTHING RETURNING sensor_id, ts"
+    )
+    return {(sensor_id, to_epoch_us(ts)) for sensor_id, ts in cur.fetchall()}, conflicts
+
+
+def insert_conflicts(cur: psycopg.Cursor, rows: Iterable[ConflictRow]) -> None:
+    """Keep in-batch conflicts (a repeat of a reading's identity with another value)."""
+    with cur.copy(
+        "COPY reading_conflicts "
+        "(sensor_id, ts, value, value_int, value_text, quality, quality_code) FROM STDIN"
+    ) as cp:
+        for row in rows:
+            cp.write_row(row)
 
 
 def merge_rollups(cur: psycopg.Cursor, buffer: bytes) -> None:
