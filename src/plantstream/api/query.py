@@ -54,9 +54,13 @@ class _Additive(BaseModel):
         out: dict[str, object] = handler(self)
         if out.get("value_type") == "double":
             del out["value_type"]
-        if "quality_code" in out and out["quality_code"] is None:
-            del out["quality_code"]
+        for name in _ADDITIVE:
+            if name in out and out[name] is None:
+                del out[name]
         return out
+
+
+_ADDITIVE = ("quality_code", "twa", "increase", "first", "last")
 
 
 class LatestValue(_Additive):
@@ -89,6 +93,14 @@ class Point(_Additive):
     max: float | None = None
     count: int | None = None
     quality_code: int | None = None
+    twa: float | None = Field(
+        default=None, description="rollups: the time-weighted average (value carried over)"
+    )
+    increase: float | None = Field(
+        default=None, description="rollups of a counter: its increase (resets, wraps handled)"
+    )
+    first: float | None = None
+    last: float | None = None
 
 
 class Series(BaseModel):
@@ -96,7 +108,7 @@ class Series(BaseModel):
     device: str
     metric: str
     unit: str
-    step: Literal["raw", "1m", "1h"]
+    step: Literal["raw", "1m", "1h", "1d"]
     points: list[Point]
     truncated: bool = Field(
         default=False, description="more points lie in the range than one answer holds"
@@ -241,11 +253,14 @@ def series(
     metric: Annotated[str, Query(min_length=1, max_length=64)],
     from_: Annotated[str | None, Query(alias="from", description="RFC 3339; default to-1h")] = None,
     to: Annotated[str | None, Query(description="RFC 3339; default now")] = None,
-    step: Literal["raw", "1m", "1h", "auto"] = "auto",
+    step: Literal["raw", "1m", "1h", "1d", "auto"] = "auto",
 ) -> Series:
     """Points of one sensor between ``from`` and ``to``; ``auto`` picks raw, 1m or 1h by range.
 
-    Rollup points carry the bucket's average as ``value`` with its min, max and count. One
+    Rollup points carry the bucket's average as ``value`` with its min, max and count, and
+    (additive) its time-weighted average `twa` (a value holds until the next reading, carried
+    across bucket edges), `first`, `last` and, for a counter, its `increase` (resets and
+    wraps handled); `1d` is a step too. A string or state signal always answers raw. One
     answer holds at most the server's `quota_max_series_points` (20,000 by default): when
     the range holds more, the answer says `truncated: true` and `next_from`, the `from` that
     gets the rest.

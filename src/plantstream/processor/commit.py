@@ -12,7 +12,7 @@ import psycopg
 
 from plantstream.model import from_epoch_us
 from plantstream.processor.rows import Columns, RowBatch
-from plantstream.processor.writer import CopyReady, copy_ready, rollup_buffer
+from plantstream.processor.writer import CopyReady, copy_ready, rollups_of
 from plantstream.store import batches
 from plantstream.store.leases import CheckpointClaim, claim_checkpoint
 
@@ -65,7 +65,7 @@ def commit_batch(
         if len(stored):
             # the prepared rollups hold when every row was new, the usual case
             batches.merge_rollups(
-                cur, ready.rollups if stored is ready.unique else rollup_buffer(stored)
+                cur, ready.rollups if stored is ready.unique else rollups_of(stored)
             )
         if batch.dead_letters:
             batches.insert_dead_letters(

@@ -13,7 +13,7 @@ import numpy.typing as npt
 from psycopg_pool import ConnectionPool
 
 from plantstream.errors import ErrorCode
-from plantstream.model import DEFAULT_CATALOG, SignalCatalog, TimeWindow
+from plantstream.model import DEFAULT_CATALOG, SignalCatalog, SignalKind, TimeWindow
 from plantstream.processor import metrics
 from plantstream.processor.decode import Decoded, decode_records, reading_payload
 from plantstream.processor.rows import Columns, DeadLetter, RowBatch
@@ -24,6 +24,7 @@ from plantstream.stream.base import StreamConsumer
 from plantstream.stream.records import DeviceColumns
 
 _DAY_US = 86_400_000_000
+KIND_CODES: dict[SignalKind, int] = {k: i for i, k in enumerate(SignalKind)}
 _EPOCH_DAY = date(1970, 1, 1)
 
 
@@ -69,6 +70,7 @@ class BatchPreparer:
         self.registry = SensorRegistry()
         self.keys_by_id: dict[int, SensorKey] = {}  # ids never change: only ever grows
         self._known_days: set[int] = set()
+        self._kinds: dict[int, tuple[int, float]] = {}  # sensor id -> (kind code, wrap)
 
     def prepare(self, shard_id: str, after: str | None) -> Prepared:
         """Read and decode the next batch of a shard after ``after``."""
@@ -137,7 +139,28 @@ class BatchPreparer:
         )
         if any(rec.vtype is not None for rec in records):
             _add_typed(rows, records)
+        self._add_kinds(rows)
         return rows, list(facilities)
+
+    def _add_kinds(self, rows: Columns) -> None:
+        """Each row's rollup kind and wrap, from its sensor's signal (left None when every
+        sensor of the batch is a gauge: the common case costs one lookup per sensor)."""
+        sensors = np.unique(rows.sensor_id)
+        kinds = [self._kind_of(int(s)) for s in sensors.tolist()]
+        if not any(k for k, _ in kinds):
+            return
+        at = np.searchsorted(sensors, rows.sensor_id)
+        rows.kind = np.array([k for k, _ in kinds], dtype=np.int16)[at]
+        rows.wrap = np.array([w for _, w in kinds], dtype=np.float64)[at]
+
+    def _kind_of(self, sensor_id: int) -> tuple[int, float]:
+        known = self._kinds.get(sensor_id)
+        if known is None:
+            facility, _, metric = self.keys_by_id[sensor_id]
+            spec = self.catalog.get(facility, metric)
+            known = (0, 0.0) if spec is None else (KIND_CODES[spec.kind], float(spec.wrap or 0))
+            self._kinds[sensor_id] = known
+        return known
 
     def _ensure_days(self, days: set[int]) -> None:
         missing = days - self._known_days

@@ -44,6 +44,10 @@ class Columns:
     ivalue: npt.NDArray[np.int64] | None = None
     text: npt.NDArray[np.object_] | None = None
     qcode: npt.NDArray[np.int64] | None = None  # the source's quality code; -1 for none
+    # how each reading's sensor is rolled up (None: every one a gauge): SignalKind code, and
+    # a counter's wrap modulus (0: none)
+    kind: npt.NDArray[np.int16] | None = None
+    wrap: npt.NDArray[np.float64] | None = None
 
     @property
     def typed(self) -> bool:
@@ -75,6 +79,8 @@ class Columns:
             None if self.ivalue is None else self.ivalue[index],
             None if self.text is None else self.text[index],
             None if self.qcode is None else self.qcode[index],
+            None if self.kind is None else self.kind[index],
+            None if self.wrap is None else self.wrap[index],
         )
 
     def values(self) -> list[Value]:

@@ -1,6 +1,6 @@
 """The CPU half of a commit: rows sorted by (sensor, time), de-duplicated in memory (the first
 in stream order wins; a repeat with another value is kept apart as a conflict) and encoded as
-binary COPY streams of readings and 1-minute rollups.
+binary COPY streams of readings and rollup deltas (``processor/rollups.py``).
 
 A batch of plain doubles is one binary COPY of fixed-width rows, as before value types. A
 typed batch is split by shape: doubles and booleans (a bool is stored as 0/1 in ``value``)
@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from plantstream.model import from_epoch_us
 from plantstream.model.values import INT_CODE, TEXT_CODES
+from plantstream.processor.rollups import rollup_buffers
 from plantstream.processor.rows import Columns
 
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's zero for timestamps
@@ -37,19 +38,6 @@ def _copy_dtype(*columns: tuple[str, str]) -> np.dtype:
 
 _READING_ROW = _copy_dtype(
     ("sensor_id", ">i4"), ("ts", ">i8"), ("value", ">f8"), ("quality", ">i2")
-)
-_ROLLUP_ROW = _copy_dtype(
-    ("sensor_id", ">i4"),
-    ("bucket", ">i8"),
-    ("count", ">i8"),
-    ("sum", ">f8"),
-    ("min", ">f8"),
-    ("max", ">f8"),
-    ("sum_sq", ">f8"),
-    ("first_ts", ">i8"),
-    ("first", ">f8"),
-    ("last_ts", ">i8"),
-    ("last", ">f8"),
 )
 
 
@@ -103,31 +91,6 @@ def _differs(rows: Columns, first: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_
     return out
 
 
-def rollup_buffer(rows: Columns) -> bytes:
-    """Per (sensor, minute) of sorted rows: count, sum, min, max, sum of squares, first, last."""
-    bucket = rows.ts_us - rows.ts_us % _MINUTE_US
-    change = np.empty(len(rows), dtype=bool)
-    change[0] = True
-    change[1:] = (rows.sensor_id[1:] != rows.sensor_id[:-1]) | (bucket[1:] != bucket[:-1])
-    starts = np.flatnonzero(change)
-    ends = np.append(starts[1:], len(rows)) - 1
-    values = rows.value
-    return copy_buffer(
-        _ROLLUP_ROW,
-        sensor_id=rows.sensor_id[starts],
-        bucket=bucket[starts] - _PG_EPOCH_US,
-        count=ends - starts + 1,
-        sum=np.add.reduceat(values, starts),
-        min=np.minimum.reduceat(values, starts),
-        max=np.maximum.reduceat(values, starts),
-        sum_sq=np.add.reduceat(values * values, starts),
-        first_ts=rows.ts_us[starts] - _PG_EPOCH_US,
-        first=values[starts],
-        last_ts=rows.ts_us[ends] - _PG_EPOCH_US,
-        last=values[ends],
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class CopyPart:
     """One COPY of readings: its column list and either a binary buffer or rows to write."""
@@ -147,7 +110,7 @@ class CopyReady:
 
     unique: Columns
     readings: bytes  # the first part's buffer (the doubles), kept for callers of one COPY
-    rollups: bytes
+    rollups: tuple[bytes, bytes, bytes]  # 1-minute, 1-hour and 1-day deltas
     parts: tuple[CopyPart, ...] = ()
     conflicts: Columns | None = None
 
@@ -155,10 +118,15 @@ class CopyReady:
 def copy_ready(rows: Columns) -> CopyReady:
     unique, _, conflicts = sort_dedupe_conflicts(rows)
     if not len(unique):
-        return CopyReady(unique, b"", b"", (), conflicts)
+        return CopyReady(unique, b"", (b"", b"", b""), (), conflicts)
     parts = reading_parts(unique)
     first = parts[0].buffer if parts and parts[0].columns == PLAIN_COLUMNS else b""
-    return CopyReady(unique, first, rollup_buffer(unique), parts, conflicts)
+    return CopyReady(unique, first, rollups_of(unique), parts, conflicts)
+
+
+def rollups_of(rows: Columns) -> tuple[bytes, bytes, bytes]:
+    """The rollup deltas of sorted, unique ``rows`` (``processor/rollups.py``)."""
+    return rollup_buffers(rows, rows.kind, rows.wrap)
 
 
 PLAIN_COLUMNS = ("sensor_id", "ts", "value", "quality")

@@ -34,10 +34,19 @@ class ReadingCopy(Protocol):
 _SESSION_TABLES = """
 CREATE TEMP TABLE IF NOT EXISTS _stage (LIKE readings) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS _rollup_delta (LIKE rollup_1m) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _rollup_delta_1h (LIKE rollup_1h) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _rollup_delta_1d (LIKE rollup_1d) ON COMMIT DELETE ROWS;
 """
 
-_MERGE = """
-INSERT INTO {table} AS r SELECT {select}
+# A delta wholly after (or before) a stored bucket adds the one joint between them; one that
+# overlaps it (late data between stored readings) marks it dirty for _RECOMPUTE. Every SET
+# expression reads the stored row as it was.
+_APPEND = "excluded.first_ts > r.last_ts"
+_PREPEND = "excluded.last_ts < r.first_ts"
+_WRAP = "(SELECT wrap FROM sensors WHERE id = r.sensor_id)"
+_MERGE = f"""
+WITH merged AS (
+INSERT INTO {{table}} AS r SELECT * FROM {{delta}}
 ON CONFLICT (sensor_id, bucket) DO UPDATE SET
     count = r.count + excluded.count,
     sum = r.sum + excluded.sum,
@@ -47,21 +56,63 @@ ON CONFLICT (sensor_id, bucket) DO UPDATE SET
     first = CASE WHEN excluded.first_ts < r.first_ts THEN excluded.first ELSE r.first END,
     first_ts = least(r.first_ts, excluded.first_ts),
     last = CASE WHEN excluded.last_ts >= r.last_ts THEN excluded.last ELSE r.last END,
-    last_ts = greatest(r.last_ts, excluded.last_ts)
+    last_ts = greatest(r.last_ts, excluded.last_ts),
+    area = CASE
+        WHEN {_APPEND} THEN r.area + excluded.area
+            + r.last * extract(epoch FROM excluded.first_ts - r.last_ts)
+        WHEN {_PREPEND} THEN r.area + excluded.area
+            + excluded.last * extract(epoch FROM r.first_ts - excluded.last_ts)
+        ELSE r.area END,
+    increase = CASE
+        WHEN r.kind <> 1 THEN r.increase + excluded.increase
+        WHEN {_APPEND} THEN r.increase + excluded.increase
+            + ps_increase(r.last, excluded.first, {_WRAP})
+        WHEN {_PREPEND} THEN r.increase + excluded.increase
+            + ps_increase(excluded.last, r.first, {_WRAP})
+        ELSE r.increase END,
+    dirty = r.dirty OR NOT ({_APPEND} OR {_PREPEND})
+RETURNING dirty
+)
+SELECT coalesce(bool_or(dirty), false) FROM merged
 """
-_MERGE_1M = sql.SQL(_MERGE).format(
-    table=sql.Identifier("rollup_1m"), select=sql.SQL("* FROM _rollup_delta")
+
+# the dirty buckets a delta touched, recomputed from the raw readings they cover
+_RECOMPUTE = """
+WITH dirty AS (
+    SELECT r.sensor_id, r.bucket FROM {table} r JOIN {delta} d USING (sensor_id, bucket)
+    WHERE r.dirty
+), raw AS (
+    SELECT d.sensor_id, d.bucket, x.ts, x.v,
+           lead(x.ts) OVER w AS next_ts, lead(x.v) OVER w AS next_v
+    FROM dirty d CROSS JOIN LATERAL (
+        SELECT ts, coalesce(value_int::double precision, value, 0) AS v FROM readings
+        WHERE sensor_id = d.sensor_id AND ts >= d.bucket AND ts < d.bucket + {width}
+    ) x
+    WINDOW w AS (PARTITION BY d.sensor_id, d.bucket ORDER BY x.ts)
+), sums AS (
+    SELECT raw.sensor_id, raw.bucket,
+           coalesce(sum(v * extract(epoch FROM next_ts - ts)), 0) AS area,
+           coalesce(sum(CASE WHEN s.kind = 'counter' THEN ps_increase(v, next_v, s.wrap) END), 0)
+               AS increase
+    FROM raw JOIN sensors s ON s.id = raw.sensor_id GROUP BY 1, 2
 )
-_MERGE_1H = sql.SQL(_MERGE).format(
-    table=sql.Identifier("rollup_1h"),
-    select=sql.SQL(
-        "sensor_id, date_bin('1 hour', bucket, timestamptz '2000-01-01 00:00:00+00'), "
-        "sum(count), sum(sum), min(min), max(max), sum(sum_sq), "
-        "min(first_ts), (array_agg(first ORDER BY first_ts))[1], "
-        "max(last_ts), (array_agg(last ORDER BY last_ts DESC))[1] "
-        "FROM _rollup_delta GROUP BY 1, 2"
-    ),
+UPDATE {table} r SET area = sums.area, increase = sums.increase, dirty = false
+FROM sums WHERE r.sensor_id = sums.sensor_id AND r.bucket = sums.bucket
+"""
+
+ROLLUP_TABLES = (
+    ("rollup_1m", "_rollup_delta", "interval '1 minute'"),
+    ("rollup_1h", "_rollup_delta_1h", "interval '1 hour'"),
+    ("rollup_1d", "_rollup_delta_1d", "interval '1 day'"),
 )
+_MERGES = [
+    (
+        delta,
+        sql.SQL(_MERGE.format(table=table, delta=delta)),  # fixed names: no user input
+        sql.SQL(_RECOMPUTE.format(table=table, delta=delta, width=width)),
+    )
+    for table, delta, width in ROLLUP_TABLES
+]
 
 
 def create_session_tables(conn: psycopg.Connection) -> None:
@@ -143,12 +194,15 @@ def insert_conflicts(cur: psycopg.Cursor, rows: Iterable[ConflictRow]) -> None:
             cp.write_row(row)
 
 
-def merge_rollups(cur: psycopg.Cursor, buffer: bytes) -> None:
-    """Add 1-minute deltas (binary COPY of ``rollup_1m`` rows) into both rollup tables."""
-    with cur.copy("COPY _rollup_delta FROM STDIN BINARY") as cp:
-        cp.write(buffer)
-    cur.execute(_MERGE_1M)
-    cur.execute(_MERGE_1H)
+def merge_rollups(cur: psycopg.Cursor, buffers: Sequence[bytes]) -> None:
+    """Merge the 1-minute, 1-hour and 1-day deltas (binary COPYs of rollup rows,
+    ``processor/rollups.py``) into their tables; recompute the buckets they made dirty."""
+    for (delta, merge, recompute), buffer in zip(_MERGES, buffers, strict=True):
+        with cur.copy(sql.SQL("COPY {} FROM STDIN BINARY").format(sql.Identifier(delta))) as cp:
+            cp.write(buffer)
+        row = cur.execute(merge).fetchone()
+        if row is not None and row[0]:  # late data: some bucket needs its raw readings
+            cur.execute(recompute)
 
 
 def insert_dead_letters(

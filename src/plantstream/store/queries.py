@@ -12,6 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from plantstream.store.hot import stored_value
+from plantstream.store.rollup_series import rollup_points
 
 
 def facilities(conn: psycopg.Connection, *, only: str | None) -> list[dict[str, Any]]:
@@ -42,13 +43,15 @@ def series(
     step: str,
     max_points: int = 20_000,
 ) -> list[dict[str, Any]]:
-    """Points of one sensor in [start, end): raw rows, or 1m / 1h rollup buckets.
+    """Points of one sensor in [start, end): raw rows, or 1m / 1h / 1d rollup buckets (with
+    the time-weighted average ``twa``, and a counter's ``increase``: ``store/rollup_series``).
 
     A raw point's ``value`` has its sensor's type (int64 exact, bool, text); with
     ``quality_code`` when the source sent one.
     """
     sensor = conn.execute(
-        "SELECT id, value_type FROM sensors WHERE facility = %s AND device = %s AND metric = %s",
+        "SELECT id, value_type, wrap FROM sensors "
+        "WHERE facility = %s AND device = %s AND metric = %s",
         (facility, device, metric),
     ).fetchone()
     if sensor is None:
@@ -67,10 +70,12 @@ def series(
                 point["quality_code"] = code
             points.append(point)
         return points
-    table = "rollup_1m" if step == "1m" else "rollup_1h"
-    sql = (
-        f"SELECT bucket AS ts, sum / count AS value, min, max, count FROM {table} "
-        "WHERE sensor_id = %s AND bucket >= %s AND bucket < %s ORDER BY bucket LIMIT %s"
+    return rollup_points(
+        conn,
+        sensor_id=sensor[0],
+        wrap=None if sensor[2] is None else float(sensor[2]),
+        step=step,
+        start=start,
+        end=end,
+        max_points=max_points,
     )
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql, (sensor[0], start, end, max_points)).fetchall()
