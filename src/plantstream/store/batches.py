@@ -120,7 +120,9 @@ def create_session_tables(conn: psycopg.Connection) -> None:
     conn.execute(_SESSION_TABLES)
 
 
-def _copy_parts(cur: psycopg.Cursor, table: str, parts: Sequence[ReadingCopy | bytes]) -> None:
+def copy_parts(cur: psycopg.Cursor, table: str, parts: Sequence[ReadingCopy | bytes]) -> None:
+    """COPY each part (``processor/writer.py`` ``CopyPart``, or a plain binary buffer) into
+    ``table`` (``readings`` or a table like it)."""
     columns: tuple[str, ...]
     rows: tuple[tuple[object, ...], ...]
     types: tuple[str, ...]
@@ -152,7 +154,7 @@ def copy_new_readings(cur: psycopg.Cursor, parts: Sequence[ReadingCopy | bytes] 
     try:
         # a savepoint: a duplicate of an earlier batch undoes only these COPYs
         with cur.connection.transaction():
-            _copy_parts(cur, "readings", parts)
+            copy_parts(cur, "readings", parts)
         return True
     except psycopg.errors.UniqueViolation:
         return False
@@ -168,7 +170,7 @@ def insert_missing_readings(
     kept in ``reading_conflicts`` for review (the stored one still wins).
     """
     parts = [parts] if isinstance(parts, bytes) else parts
-    _copy_parts(cur, "_stage", parts)
+    copy_parts(cur, "_stage", parts)
     cur.execute(
         "INSERT INTO reading_conflicts "
         "(sensor_id, ts, value, value_int, value_text, quality, quality_code) "
