@@ -1,6 +1,7 @@
 """Rollups right for plant data, checked against a brute-force reference on real PostgreSQL:
 a gauge's time-weighted average (value carried across bucket edges), min, max, first, last and
-count, and a counter's increase (resets and wraps), per 1 m, 1 h and 1 d bucket, exact when
+count, a counter's increase (resets and wraps) and a state's time in each state, per 1 m, 1 h
+and 1 d bucket, exact when
 the readings arrive in any order, in several batches, some of them twice."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from plantstream.store import queries
 from plantstream.stream import RedisStream, pack_readings
 
 WRAP = 2**16
+MODES = ("idle", "run", "fault")
 CATALOG = FixedCatalog(
     {
         **DEFAULT_SIGNALS,
@@ -37,6 +39,7 @@ CATALOG = FixedCatalog(
         "parts": SignalDef(
             "parts", ValueType.INT64, SignalKind.COUNTER, unit="count", low=0, high=WRAP, wrap=WRAP
         ),
+        "mode": SignalDef("mode", ValueType.STATE, SignalKind.STATE, states=MODES),
     }
 )
 WIDTHS = {"1m": 60, "1h": 3600, "1d": 86400}
@@ -52,7 +55,17 @@ def increase(before: float, after: float) -> float:
     return after - before + WRAP if before - after > WRAP / 2 else after
 
 
-def reference(points: list[tuple[int, float]], width: int, counter: bool) -> list[dict[str, Any]]:
+def _spans(inside: list[tuple[int, Any]], before: list[tuple[int, Any]], bucket: int, end: int):
+    """Seconds each value holds inside the bucket (the value before it carried in)."""
+    spans: dict[Any, float] = {}
+    if before:
+        spans[before[-1][1]] = inside[0][0] - bucket
+    for (t, v), (t2, _) in zip(inside, [*inside[1:], (end, None)], strict=True):
+        spans[v] = spans.get(v, 0.0) + (t2 - t)
+    return spans
+
+
+def reference(points: list[tuple[int, Any]], width: int, counter: bool) -> list[dict[str, Any]]:
     """Every bucket with readings, computed from the whole series by brute force."""
     points = sorted(points)
     out: list[dict[str, Any]] = []
@@ -60,11 +73,13 @@ def reference(points: list[tuple[int, float]], width: int, counter: bool) -> lis
         inside = [(t, v) for t, v in points if bucket <= t < bucket + width]
         before = [(t, v) for t, v in points if t < bucket]
         end = bucket + width
-        integral, start = 0.0, inside[0][0]
-        if before:
-            integral, start = before[-1][1] * (inside[0][0] - bucket), bucket
-        for (t, v), (t2, _) in zip(inside, [*inside[1:], (end, 0.0)], strict=True):
-            integral += v * (t2 - t)
+        spans = _spans(inside, before, bucket, end)
+        bucket_out: dict[str, Any] = {"ts": bucket, "count": len(inside)}
+        if isinstance(inside[0][1], str):
+            bucket_out["states"] = {k: v for k, v in spans.items() if v > 0}
+            out.append(bucket_out)
+            continue
+        held = sum(spans.values())  # the bucket's length, or from the first reading ever
         grown = 0.0
         previous = before[-1][1] if before else None
         for _, v in inside:
@@ -72,18 +87,17 @@ def reference(points: list[tuple[int, float]], width: int, counter: bool) -> lis
                 grown += increase(previous, v)
             previous = v
         values = [v for _, v in inside]
-        out.append(
+        bucket_out.update(
             {
-                "ts": bucket,
-                "count": len(inside),
                 "min": min(values),
                 "max": max(values),
                 "first": values[0],
                 "last": values[-1],
-                "twa": integral / (end - start),
+                "twa": sum(v * s for v, s in spans.items()) / held,
                 "increase": grown if counter else None,
             }
         )
+        out.append(bucket_out)
     return out
 
 
@@ -117,6 +131,7 @@ def test_rollups_equal_a_brute_force_reference(
     @given(
         gauge=series_of,
         counter=series_of,
+        modes=series_of,
         cuts=st.lists(st.integers(0, 80), max_size=4),
         order=st.randoms(use_true_random=False),
         again=st.booleans(),
@@ -124,6 +139,7 @@ def test_rollups_equal_a_brute_force_reference(
     def check(
         gauge: list[tuple[int, int]],
         counter: list[tuple[int, int]],
+        modes: list[tuple[int, int]],
         cuts: list[int],
         order: Any,
         again: bool,
@@ -133,12 +149,20 @@ def test_rollups_equal_a_brute_force_reference(
             "processor_counters"
         )
         base_us = int(BASE.timestamp()) * 1_000_000
-        readings = [
-            Reading("m1", "level", base_us + t * 1_000_000, float(v) / 7 - 4000.0) for t, v in gauge
-        ] + [
-            Reading("m1", "parts", base_us + t * 1_000_000, v, 0, ValueType.INT64)
-            for t, v in counter
-        ]
+        readings = (
+            [
+                Reading("m1", "level", base_us + t * 1_000_000, float(v) / 7 - 4000.0)
+                for t, v in gauge
+            ]
+            + [
+                Reading("m1", "parts", base_us + t * 1_000_000, v, 0, ValueType.INT64)
+                for t, v in counter
+            ]
+            + [
+                Reading("m1", "mode", base_us + t * 1_000_000, MODES[v % 3], 0, ValueType.STATE)
+                for t, v in modes
+            ]
+        )
         order.shuffle(readings)  # late data: any order, in batches
         bounds = sorted({0, len(readings), *(c % (len(readings) + 1) for c in cuts)})
         batches = [readings[a:b] for a, b in itertools.pairwise(bounds) if b > a]
@@ -150,6 +174,7 @@ def test_rollups_equal_a_brute_force_reference(
         for metric, points, is_counter in (
             ("level", [(t, float(v) / 7 - 4000.0) for t, v in gauge], False),
             ("parts", [(t, float(v)) for t, v in counter], True),
+            ("mode", [(t, MODES[v % 3]) for t, v in modes], False),
         ):
             for step, width in WIDTHS.items():
                 got = queries.series(
@@ -165,9 +190,15 @@ def test_rollups_equal_a_brute_force_reference(
                 want = reference([(base_s + t, v) for t, v in points], width, is_counter)
                 assert [int(p["ts"].timestamp()) for p in got] == [w["ts"] for w in want], step
                 for p, w in zip(got, want, strict=True):
-                    assert (p["count"], p["min"], p["max"]) == (w["count"], w["min"], w["max"])
+                    assert p["count"] == w["count"], (step, metric)
+                    if metric == "mode":  # time in each state
+                        assert p["states"].keys() == w["states"].keys(), (step, p, w)
+                        assert all(_close(p["states"][k], w["states"][k]) for k in w["states"])
+                        continue
+                    assert (p["min"], p["max"]) == (w["min"], w["max"])
                     assert (p["first"], p["last"]) == (w["first"], w["last"]), (step, metric)
                     assert _close(p["twa"], w["twa"]), (step, metric, p, w)
                     assert _close(p["increase"], w["increase"]), (step, metric, p, w)
+                    assert p["states"] is None
 
     check()

@@ -60,7 +60,7 @@ class _Additive(BaseModel):
         return out
 
 
-_ADDITIVE = ("quality_code", "twa", "increase", "first", "last")
+_ADDITIVE = ("quality_code", "twa", "increase", "first", "last", "states")
 
 
 class LatestValue(_Additive):
@@ -101,6 +101,9 @@ class Point(_Additive):
     )
     first: float | None = None
     last: float | None = None
+    states: dict[str, float] | None = Field(
+        default=None, description="rollups of a state signal: seconds in each state"
+    )
 
 
 class Series(BaseModel):
@@ -278,8 +281,8 @@ def series(
     if start >= end:
         raise InvalidInputError("invalid_time", "from must be before to")
     chosen = choose_step(end - start) if step == "auto" else step
-    if spec is not None and spec.value_type in _TEXT_TYPES:
-        chosen = "raw"  # a text has no average: its points are its changes
+    if spec is not None and spec.value_type is ValueType.STRING:
+        chosen = "raw"  # a free text has no rollup: its points are its changes
     cap = state.settings.quota_max_series_points
     with state.pool.connection() as conn:
         points = queries.series(

@@ -11,6 +11,7 @@ import numpy as np
 import psycopg
 
 from plantstream.model import from_epoch_us
+from plantstream.processor.rollups import state_deltas
 from plantstream.processor.rows import Columns, RowBatch
 from plantstream.processor.writer import CopyReady, copy_ready, rollups_of
 from plantstream.store import batches
@@ -64,9 +65,10 @@ def commit_batch(
             counters[(facility, "conflict")] += n
         if len(stored):
             # the prepared rollups hold when every row was new, the usual case
-            batches.merge_rollups(
-                cur, ready.rollups if stored is ready.unique else rollups_of(stored)
-            )
+            if stored is ready.unique:  # the prepared rollups hold
+                batches.merge_rollups(cur, ready.rollups, ready.states)
+            else:
+                batches.merge_rollups(cur, rollups_of(stored), state_deltas(stored))
         if batch.dead_letters:
             batches.insert_dead_letters(
                 cur,

@@ -11,6 +11,8 @@ consecutive readings give:
 - ``increase``: a counter's increase between its first and last reading, a drop counted as
   a reset (the new value is the increase since zero) or, for a counter with a ``wrap``
   modulus and a drop of more than half of it, as a wrap.
+- ``durations`` (state signals, a delta of its own: ``state_deltas``): the seconds spent in
+  each state between the bucket's first and last reading, with its first and last state.
 
 A delta is exact for the rows of the batch; merging it into a stored bucket is exact when it
 lies wholly after (or before) what the bucket holds, adding the one joint between them. A
@@ -20,9 +22,14 @@ dirty, and the commit recomputes it from the raw readings (``store/batches.py``)
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+
 import numpy as np
 import numpy.typing as npt
 
+from plantstream.model import from_epoch_us
+from plantstream.model.values import BOOL_CODE, TEXT_CODES
 from plantstream.processor.rows import Columns
 
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's zero for timestamps
@@ -134,3 +141,56 @@ def rollup_buffers(
     """The 1-minute, 1-hour and 1-day deltas of sorted, unique ``rows``."""
     one_minute, one_hour, one_day = (rollup_buffer(rows, w, kind, wrap) for w in WIDTHS_US)
     return one_minute, one_hour, one_day
+
+
+STATE = 2
+StateRow = tuple[int, datetime, datetime, datetime, str, str, str]
+
+
+def _label(code: int, value: float, text: object) -> str:
+    if code in TEXT_CODES:
+        return str(text)
+    if code == BOOL_CODE:
+        return "true" if value else "false"
+    return repr(value)
+
+
+def state_deltas(rows: Columns) -> tuple[list[StateRow], list[StateRow], list[StateRow]]:
+    """Per width, the time-in-state delta of each (state sensor, bucket) of sorted, unique
+    ``rows``: (sensor, bucket, first ts, last ts, durations JSON, first state, last state)."""
+    if rows.kind is None or not (rows.kind == STATE).any():
+        return [], [], []
+    picked = rows.take(rows.kind == STATE)
+    codes = picked.vtype.tolist() if picked.vtype is not None else [0] * len(picked)
+    texts = picked.text.tolist() if picked.text is not None else [None] * len(picked)
+    labels = [_label(c, v, t) for c, v, t in zip(codes, picked.value.tolist(), texts, strict=True)]
+    sensors, stamps = picked.sensor_id.tolist(), picked.ts_us.tolist()
+    out: list[list[StateRow]] = []
+    for width in WIDTHS_US:
+        groups: list[StateRow] = []
+        i = 0
+        while i < len(sensors):
+            bucket = stamps[i] - stamps[i] % width
+            j = i
+            spans: dict[str, float] = {}
+            while (
+                j + 1 < len(sensors)
+                and sensors[j + 1] == sensors[i]
+                and stamps[j + 1] - stamps[j + 1] % width == bucket
+            ):
+                spans[labels[j]] = spans.get(labels[j], 0.0) + (stamps[j + 1] - stamps[j]) / 1e6
+                j += 1
+            groups.append(
+                (
+                    sensors[i],
+                    from_epoch_us(bucket),
+                    from_epoch_us(stamps[i]),
+                    from_epoch_us(stamps[j]),
+                    json.dumps(spans),
+                    labels[i],
+                    labels[j],
+                )
+            )
+            i = j + 1
+        out.append(groups)
+    return out[0], out[1], out[2]

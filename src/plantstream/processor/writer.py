@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from plantstream.model import from_epoch_us
 from plantstream.model.values import INT_CODE, TEXT_CODES
-from plantstream.processor.rollups import rollup_buffers
+from plantstream.processor.rollups import StateRow, rollup_buffers, state_deltas
 from plantstream.processor.rows import Columns
 
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's zero for timestamps
@@ -113,6 +113,7 @@ class CopyReady:
     rollups: tuple[bytes, bytes, bytes]  # 1-minute, 1-hour and 1-day deltas
     parts: tuple[CopyPart, ...] = ()
     conflicts: Columns | None = None
+    states: tuple[list[StateRow], list[StateRow], list[StateRow]] = ([], [], [])
 
 
 def copy_ready(rows: Columns) -> CopyReady:
@@ -121,7 +122,7 @@ def copy_ready(rows: Columns) -> CopyReady:
         return CopyReady(unique, b"", (b"", b"", b""), (), conflicts)
     parts = reading_parts(unique)
     first = parts[0].buffer if parts and parts[0].columns == PLAIN_COLUMNS else b""
-    return CopyReady(unique, first, rollups_of(unique), parts, conflicts)
+    return CopyReady(unique, first, rollups_of(unique), parts, conflicts, state_deltas(unique))
 
 
 def rollups_of(rows: Columns) -> tuple[bytes, bytes, bytes]:

@@ -36,6 +36,59 @@ CREATE TEMP TABLE IF NOT EXISTS _stage (LIKE readings) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS _rollup_delta (LIKE rollup_1m) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS _rollup_delta_1h (LIKE rollup_1h) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS _rollup_delta_1d (LIKE rollup_1d) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _state_delta (
+    sensor_id integer, bucket timestamptz, first_ts timestamptz, last_ts timestamptz,
+    durations jsonb, first_text text, last_text text
+) ON COMMIT DELETE ROWS;
+"""
+
+# a state signal's time in each state: merged before the plain merge moves first/last, in the
+# same append / prepend / overlap (dirty) cases; a new bucket takes the delta's as it is
+_STATE_MERGE = """
+UPDATE {table} r SET
+    durations = CASE
+        WHEN d.first_ts > r.last_ts THEN ps_add_durations(
+            ps_add_durations(r.durations, d.durations),
+            jsonb_build_object(r.last_text, extract(epoch FROM d.first_ts - r.last_ts)))
+        WHEN d.last_ts < r.first_ts THEN ps_add_durations(
+            ps_add_durations(r.durations, d.durations),
+            jsonb_build_object(d.last_text, extract(epoch FROM r.first_ts - d.last_ts)))
+        ELSE r.durations END,
+    first_text = CASE WHEN d.first_ts < r.first_ts THEN d.first_text ELSE r.first_text END,
+    last_text = CASE WHEN d.last_ts >= r.last_ts THEN d.last_text ELSE r.last_text END
+FROM _state_delta d WHERE r.sensor_id = d.sensor_id AND r.bucket = d.bucket
+"""
+_STATE_NEW = """
+UPDATE {table} r SET durations = d.durations, first_text = d.first_text, last_text = d.last_text
+FROM _state_delta d
+WHERE r.sensor_id = d.sensor_id AND r.bucket = d.bucket AND r.durations IS NULL
+"""
+_STATE_RECOMPUTE = """
+WITH dirty AS (
+    SELECT r.sensor_id, r.bucket FROM {table} r JOIN _state_delta d USING (sensor_id, bucket)
+    WHERE r.dirty
+), raw AS (
+    SELECT d.sensor_id, d.bucket, x.ts, x.label, lead(x.ts) OVER w AS next_ts
+    FROM dirty d CROSS JOIN LATERAL (
+        SELECT ts, coalesce(value_text, CASE WHEN value <> 0 THEN 'true' ELSE 'false' END)
+            AS label
+        FROM readings
+        WHERE sensor_id = d.sensor_id AND ts >= d.bucket AND ts < d.bucket + {width}
+    ) x
+    WINDOW w AS (PARTITION BY d.sensor_id, d.bucket ORDER BY x.ts)
+), spans AS (
+    SELECT sensor_id, bucket, label, sum(extract(epoch FROM next_ts - ts)) AS seconds
+    FROM raw WHERE next_ts IS NOT NULL GROUP BY 1, 2, 3
+), ends AS (
+    SELECT sensor_id, bucket, (array_agg(label ORDER BY ts))[1] AS first_text,
+           (array_agg(label ORDER BY ts DESC))[1] AS last_text
+    FROM raw GROUP BY 1, 2
+)
+UPDATE {table} r SET first_text = ends.first_text, last_text = ends.last_text,
+    durations = coalesce((SELECT jsonb_object_agg(label, seconds) FROM spans
+                          WHERE spans.sensor_id = r.sensor_id AND spans.bucket = r.bucket),
+                         '{{}}'::jsonb)
+FROM ends WHERE r.sensor_id = ends.sensor_id AND r.bucket = ends.bucket
 """
 
 # A delta wholly after (or before) a stored bucket adds the one joint between them; one that
@@ -110,9 +163,19 @@ _MERGES = [
         delta,
         sql.SQL(_MERGE.format(table=table, delta=delta)),  # fixed names: no user input
         sql.SQL(_RECOMPUTE.format(table=table, delta=delta, width=width)),
+        (
+            sql.SQL(_STATE_MERGE.format(table=table)),
+            sql.SQL(_STATE_NEW.format(table=table)),
+            sql.SQL(_STATE_RECOMPUTE.format(table=table, width=width)),
+        ),
     )
     for table, delta, width in ROLLUP_TABLES
 ]
+_DELTA_COLUMNS = sql.SQL(
+    "sensor_id, bucket, count, sum, min, max, sum_sq, first_ts, first, last_ts, last, area, "
+    "increase, kind, dirty"
+)
+StateDelta = tuple[int, object, object, object, str, str, str]
 
 
 def create_session_tables(conn: psycopg.Connection) -> None:
@@ -196,14 +259,36 @@ def insert_conflicts(cur: psycopg.Cursor, rows: Iterable[ConflictRow]) -> None:
             cp.write_row(row)
 
 
-def merge_rollups(cur: psycopg.Cursor, buffers: Sequence[bytes]) -> None:
+def merge_rollups(
+    cur: psycopg.Cursor,
+    buffers: Sequence[bytes],
+    states: Sequence[Sequence[StateDelta]] = ((), (), ()),
+) -> None:
     """Merge the 1-minute, 1-hour and 1-day deltas (binary COPYs of rollup rows,
-    ``processor/rollups.py``) into their tables; recompute the buckets they made dirty."""
-    for (delta, merge, recompute), buffer in zip(_MERGES, buffers, strict=True):
-        with cur.copy(sql.SQL("COPY {} FROM STDIN BINARY").format(sql.Identifier(delta))) as cp:
+    ``processor/rollups.py``), and the time-in-state deltas of state signals, into their
+    tables; recompute from the raw readings the buckets they made dirty."""
+    for (delta, merge, recompute, state_sql), buffer, state_rows in zip(
+        _MERGES, buffers, states, strict=True
+    ):
+        with cur.copy(
+            sql.SQL("COPY {} ({}) FROM STDIN BINARY").format(sql.Identifier(delta), _DELTA_COLUMNS)
+        ) as cp:
             cp.write(buffer)
+        if state_rows:
+            cur.execute("DELETE FROM _state_delta")
+            with cur.copy(
+                "COPY _state_delta (sensor_id, bucket, first_ts, last_ts, durations, "
+                "first_text, last_text) FROM STDIN"
+            ) as cp:
+                for state_row in state_rows:
+                    cp.write_row(state_row)
+            cur.execute(state_sql[0])
         row = cur.execute(merge).fetchone()
+        if state_rows:
+            cur.execute(state_sql[1])
         if row is not None and row[0]:  # late data: some bucket needs its raw readings
+            if state_rows:
+                cur.execute(state_sql[2])
             cur.execute(recompute)
 
 

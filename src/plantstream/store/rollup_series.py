@@ -1,7 +1,9 @@
 """Rollup points of one sensor: the plain aggregates, the time-weighted average and a
 counter's increase per bucket, with the value carried in from the bucket before.
 
-A bucket's time-weighted average is its step function's integral over the bucket divided by
+A state signal's bucket tells the seconds spent in each state (``states``), counted the
+same way: carried in, its own spans, its last state to the end. A bucket's time-weighted
+average is its step function's integral over the bucket divided by
 the bucket's length: the value carried in from the previous bucket until the first reading
 (``lag(last)``), the bucket's own ``area`` between its first and last reading, and its last
 value from then to the bucket's end (or now, for the bucket in progress). A sensor's first
@@ -36,9 +38,14 @@ SELECT bucket AS ts, sum / count AS value, min, max, count, first, last,
        END AS twa,
        CASE WHEN kind = 1 AND NOT dirty THEN
            increase + coalesce(ps_increase(carried, first, %(wrap)s::numeric), 0)
-       END AS increase
+       END AS increase,
+       CASE WHEN kind = 2 AND NOT dirty THEN durations END AS durations,
+       carried_text, last_text,
+       extract(epoch FROM first_ts - bucket) AS head_s,
+       extract(epoch FROM greatest(least(bucket + {width}, now()), last_ts) - last_ts) AS tail_s
 FROM (
-    SELECT *, lag(last) OVER (ORDER BY bucket) AS carried FROM {table}
+    SELECT *, lag(last) OVER (ORDER BY bucket) AS carried,
+           lag(last_text) OVER (ORDER BY bucket) AS carried_text FROM {table}
     WHERE sensor_id = %(sensor)s AND bucket < %(end)s
       AND bucket >= coalesce(
           (SELECT max(bucket) FROM {table} WHERE sensor_id = %(sensor)s AND bucket < %(start)s),
@@ -62,7 +69,7 @@ def rollup_points(
     table, width = TABLES[step]
     query = _POINTS.format(table=table, width=f"interval '{width}'")
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
+        rows = cur.execute(
             query,  # the table and width come from TABLES only
             {
                 "sensor": sensor_id,
@@ -72,3 +79,25 @@ def rollup_points(
                 "limit": max_points,
             },
         ).fetchall()
+    for row in rows:
+        row["states"] = _time_in_state(row)
+    return rows
+
+
+def _time_in_state(row: dict[str, Any]) -> dict[str, float] | None:
+    """Seconds in each state over the bucket: the carried-in state until the first reading,
+    the bucket's own spans, its last state until the bucket's end (or now)."""
+    durations, carried, last = (
+        row.pop("durations"),
+        row.pop("carried_text"),
+        row.pop("last_text"),
+    )
+    head, tail = float(row.pop("head_s")), float(row.pop("tail_s"))
+    if durations is None:
+        return None
+    spans = {k: float(v) for k, v in durations.items()}
+    if carried is not None and head > 0:
+        spans[carried] = spans.get(carried, 0.0) + head
+    if tail > 0:
+        spans[last] = spans.get(last, 0.0) + tail
+    return spans

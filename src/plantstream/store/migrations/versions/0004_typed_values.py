@@ -71,6 +71,20 @@ ALTER TABLE rollup_1m ADD COLUMN area double precision, ADD COLUMN increase doub
     ADD COLUMN kind smallint NOT NULL DEFAULT 0, ADD COLUMN dirty boolean NOT NULL DEFAULT false;
 ALTER TABLE rollup_1h ADD COLUMN area double precision, ADD COLUMN increase double precision,
     ADD COLUMN kind smallint NOT NULL DEFAULT 0, ADD COLUMN dirty boolean NOT NULL DEFAULT false;
+-- a state signal's time in each state between the bucket's first and last reading (seconds)
+ALTER TABLE rollup_1m ADD COLUMN durations jsonb, ADD COLUMN first_text text,
+    ADD COLUMN last_text text;
+ALTER TABLE rollup_1h ADD COLUMN durations jsonb, ADD COLUMN first_text text,
+    ADD COLUMN last_text text;
+CREATE FUNCTION ps_add_durations(a jsonb, b jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(jsonb_object_agg(k, s), '{}'::jsonb) FROM (
+        SELECT k, sum(v::double precision) AS s
+        FROM (SELECT * FROM jsonb_each_text(coalesce(a, '{}'::jsonb))
+              UNION ALL SELECT * FROM jsonb_each_text(coalesce(b, '{}'::jsonb))) x (k, v)
+        GROUP BY k
+    ) y
+$$;
 CREATE TABLE rollup_1d (LIKE rollup_1h INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
 ALTER TABLE rollup_1d ADD PRIMARY KEY (sensor_id, bucket),
     ADD FOREIGN KEY (sensor_id) REFERENCES sensors (id);
@@ -113,6 +127,9 @@ ALTER TABLE rollup_1m DROP COLUMN area, DROP COLUMN increase, DROP COLUMN kind,
 ALTER TABLE rollup_1h DROP COLUMN area, DROP COLUMN increase, DROP COLUMN kind,
     DROP COLUMN dirty;
 DROP FUNCTION ps_increase;
+DROP FUNCTION ps_add_durations;
+ALTER TABLE rollup_1m DROP COLUMN durations, DROP COLUMN first_text, DROP COLUMN last_text;
+ALTER TABLE rollup_1h DROP COLUMN durations, DROP COLUMN first_text, DROP COLUMN last_text;
 DROP TABLE reading_conflicts;
 DELETE FROM readings WHERE value IS NULL;
 ALTER TABLE readings
