@@ -204,3 +204,47 @@ def test_the_machine_list_pages_searches_and_filters_by_state(
     )
     assert other.status_code == 403
     assert json.loads(other.text)["error"]["code"] == "forbidden_facility"
+
+
+def test_hostile_documents_answer_400_and_another_facility_stays_untouched(api: Api) -> None:
+    """Tried against the app: keys of plant-02 neither read nor change plant-01's model
+    (admin keys are global by design), and documents that used to crash the handler (500)
+    answer 400 ``invalid_model``."""
+    admin = api.make_key("admin", None)
+    put_model(api, admin, press_shop())
+    mine = api.headers(api.make_key("read", OWN))
+    before = api.client.get("/v1/assets/model", params={"facility": OWN}, headers=mine).json()
+    for role in ("read", "ingest"):
+        key = api.make_key(role, "plant-02")
+        assert put_model(api, key, "facility: plant-01\n").status_code == 403  # type: ignore[attr-defined]
+        for path in ("/v1/assets/model", "/v1/assets/machines", "/v1/assets"):
+            read = api.client.get(path, params={"facility": OWN}, headers=api.headers(key))
+            assert read.status_code == 403, (role, path)
+    theirs = admin
+    hostile = [
+        ("application/json", '{"facility": ' + "[" * 5_000 + "]" * 5_000 + "}"),
+        ("application/yaml", "facility: plant-02\nsignals: [{name: s, unit: m/0}]\n"),
+        (
+            "application/yaml",
+            "facility: plant-02\nsignals: [{name: s, unit: m, accepted_units: ['m^(2']}]\n",
+        ),
+        (
+            "application/yaml",
+            "facility: plant-02\nsignals: [{name: s, unit: m, accepted_units: ['m**9**9**9']}]\n",
+        ),
+    ]
+    for content_type, text in hostile:
+        answer = api.client.put(
+            "/v1/assets/model",
+            params={"facility": "plant-02"},
+            content=text.encode(),
+            headers={**api.headers(theirs), "Content-Type": content_type},
+        )
+        if "accepted_units" in text or content_type.endswith("json"):
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"]["code"] == "invalid_model"
+        else:  # an unknown canonical unit is allowed (identity only), with a warning
+            assert answer.status_code == 200, answer.text
+            assert "pint does not know" in answer.json()["warnings"][0]["message"]
+    after = api.client.get("/v1/assets/model", params={"facility": OWN}, headers=mine).json()
+    assert after == before

@@ -51,6 +51,8 @@ def parse_document(text: str | bytes, *, source: str, fmt: str | None = None) ->
             json.loads(text)  # strict JSON first: YAML would accept what JSON does not
         except json.JSONDecodeError as exc:
             _fail(source, exc.lineno, exc.colno, f"not valid JSON: {exc.msg}")
+        except RecursionError:  # json raises it, not JSONDecodeError, for deep nesting
+            _fail(source, 1, 1, f"not valid JSON: nested deeper than {MAX_DEPTH} levels")
         text = text.replace("\t", " ")  # JSON allows tabs between tokens, YAML does not
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)

@@ -3,11 +3,19 @@
 Conversions on the hot path are linear (``factor * value + offset``): the pair is resolved by
 pint once and cached, so ingest never calls pint per reading. Plant spellings that pint does
 not parse (``m3/h``, ``%RH``, ``count``) are mapped to pint's names first.
+
+A unit string comes from a model document, so it is hostile until parsed: pint evaluates it as
+arithmetic (``9**9**9`` would compute a number of 370 million digits, ``1/0`` raises
+ZeroDivisionError, ``m^(2`` a tokenizer error), so exponents are bounded before pint sees the
+text and anything pint raises means "not a unit". A conversion that is not linear (decibels
+and other logarithmic units) is refused rather than approximated by a wrong factor.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import re
 
 import pint
 
@@ -28,16 +36,35 @@ _ALIASES: dict[str, str] = {
 }
 
 
+_EXPONENT = re.compile(r"(\*\*|\^)\s*")
+_SMALL_POWER = re.compile(r"[-+]?\d{1,2}(\.\d{1,3})?(?![\d.eE])")
+
+
 def _pint_name(unit: str) -> str:
     return _ALIASES.get(unit, unit)
+
+
+def _bounded(text: str) -> bool:
+    """True when every exponent in ``text`` is a small number raising a unit or a number
+    (not a parenthesis, not another exponent): what pint then computes stays small."""
+    for match in _EXPONENT.finditer(text):
+        if text[: match.start()].rstrip().endswith(")"):
+            return False
+        power = _SMALL_POWER.match(text, match.end())
+        if power is None or text[power.end() :].lstrip().startswith(("**", "^")):
+            return False
+    return True
 
 
 @functools.lru_cache(maxsize=4096)
 def is_known(unit: str) -> bool:
     """True when pint can parse ``unit`` (after the plant aliases)."""
+    name = _pint_name(unit)
+    if not _bounded(name):
+        return False
     try:
-        _REGISTRY.parse_units(_pint_name(unit))
-    except (pint.errors.PintError, ValueError, TypeError, AttributeError, SyntaxError):
+        _REGISTRY.parse_units(name)
+    except Exception:  # pint evaluates the text: any error it raises means "not a unit"
         return False
     return True
 
@@ -53,12 +80,19 @@ def linear(from_unit: str, to_unit: str) -> tuple[float, float] | None:
         return (1.0, 0.0)
     if not (is_known(from_unit) and is_known(to_unit)):
         return None
+    source, target = _pint_name(from_unit), _pint_name(to_unit)
     try:
-        zero = _REGISTRY.Quantity(0.0, _pint_name(from_unit)).to(_pint_name(to_unit)).magnitude
-        one = _REGISTRY.Quantity(1.0, _pint_name(from_unit)).to(_pint_name(to_unit)).magnitude
-    except (pint.errors.PintError, ValueError, TypeError):
+        zero, one, ten = (
+            float(_REGISTRY.Quantity(x, source).to(target).magnitude) for x in (0.0, 1.0, 10.0)
+        )
+    except Exception:  # incompatible dimensions, or a unit pint cannot compute with
         return None
-    return (float(one - zero), float(zero))
+    factor = one - zero
+    if not all(map(math.isfinite, (zero, factor, ten))) or not math.isclose(
+        ten, zero + 10.0 * factor, rel_tol=1e-9, abs_tol=1e-12 * max(1.0, abs(factor))
+    ):
+        return None  # not linear (a logarithmic unit): one factor and offset would be wrong
+    return (factor, zero)
 
 
 def convert(value: float, from_unit: str, to_unit: str) -> float:
