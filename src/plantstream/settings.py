@@ -259,24 +259,6 @@ class Settings(BaseSettings):
         description="memory cap of the embedded Redis (noeviction): when reached, ingest "
         "answers 429 stream_full",
     )
-    # --- mqtt bridge ---
-    # `plantstream serve mqtt`: the broker it consumes (mqtt:// or mqtts://host:port), its
-    # identity there (username/password, or a client certificate and key as PEM text, as
-    # ECS injects them from Secrets Manager), the CA bundle it trusts, the shared-subscription
-    # group several bridges split the load in, and the Sparkplug primary host id (STATE topic).
-    mqtt_url: str = Field(default="", description="the broker, mqtt:// or mqtts://host:port")
-    mqtt_client_id: str = Field(default="", description="MQTT client id (persistent session)")
-    mqtt_username: str = Field(default="", description="MQTT user name, if the broker wants one")
-    mqtt_password: SecretStr = Field(default=SecretStr(""), description="MQTT password")
-    mqtt_ca_file: str = Field(default="", description="CA bundle for mqtts:// (empty: system)")
-    mqtt_cert_pem: SecretStr = Field(
-        default=SecretStr(""), description="client certificate (PEM text) for mutual TLS"
-    )
-    mqtt_key_pem: SecretStr = Field(
-        default=SecretStr(""), description="client private key (PEM text) for mutual TLS"
-    )
-    mqtt_share_group: str = Field(default="", description="shared-subscription group ($share)")
-    sparkplug_host_id: str = Field(default="", description="Sparkplug B primary host id")
 
     # --- plant model and signal catalog (issue 12: store/catalog.py, api/assets.py) ---
     catalog_ttl_seconds: float = Field(
