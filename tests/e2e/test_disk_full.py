@@ -80,8 +80,10 @@ class Stack:
             "PLANTSTREAM_LOG_LEVEL": "WARNING",
             "PLANTSTREAM_DETECTION": "false",
             # a drill of the disk: the gateway fills it as fast as it can, past a facility's
-            # readings quota (tests/integration/test_quotas.py drills that one)
+            # readings quota and its backlog bound (tests/integration/test_quotas.py and
+            # test_backlog_admission.py drill those): batches of 25,000 wait in the stream here
             "PLANTSTREAM_QUOTA_READINGS_PER_SECOND": "1e9",
+            "PLANTSTREAM_QUOTA_BACKLOG_READINGS": "0",
         }
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
