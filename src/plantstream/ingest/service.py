@@ -121,6 +121,13 @@ class IngestService:
         batch = codec.decode(
             payload, received_us=received, window=self.window, max_readings=self.max_readings
         )
+        return self._prepare_batch(who, batch, received, _valid_indexes(batch))
+
+    def _prepare_batch(
+        self, who: Principal, batch: ParsedBatch, received: int, indexes: list[int]
+    ) -> Prepared:
+        """Authorize, apply the quotas and pack a decoded batch (``indexes``: the request
+        index of each of ``batch.readings``, for the per-reading refusals)."""
         if not who.may_access(batch.facility):
             raise AuthError(
                 ErrorCode.FORBIDDEN_FACILITY, "this key does not belong to that facility"
@@ -134,9 +141,7 @@ class IngestService:
         prepared = Prepared(facility, [], len(batch.readings), [])
         try:
             if readings and self.quotas.sensors is not None:
-                readings, refused = self.quotas.sensors.admit(
-                    facility, readings, _valid_indexes(batch)
-                )
+                readings, refused = self.quotas.sensors.admit(facility, readings, indexes)
                 if refused:
                     for code in {r.code for r in refused}:
                         n = sum(1 for r in refused if r.code is code)
@@ -176,31 +181,10 @@ class IngestService:
         """Authorize and put readings an adapter decoded itself (MQTT: Sparkplug B, topic
         JSON), with the quotas of ``accept``; blocking, returns once the stream holds them.
 
-        ``batch.rejected`` is passed through as it is (the adapter counted it).
+        ``batch.rejected`` comes back in the answer and is counted, as for ``accept``.
         """
-        if not who.may_access(batch.facility):
-            raise AuthError(
-                ErrorCode.FORBIDDEN_FACILITY, "this key does not belong to that facility"
-            )
-        facility, readings, rejected = batch.facility, batch.readings, list(batch.rejected)
-        if not readings:
-            return Accepted(facility, 0, rejected)
-        self._check_readings_rate(facility, len(readings), take=True)
-        try:
-            if self.quotas.sensors is not None:
-                indexes = list(range(len(readings)))
-                readings, refused = self.quotas.sensors.admit(facility, readings, indexes)
-                for code in {r.code for r in refused}:
-                    count_refusal(code, facility, sum(1 for r in refused if r.code is code))
-                rejected += refused
-            if readings:
-                self.stream.put(pack(facility, received_us, readings))
-        except BaseException:
-            if self.quotas.readings is not None:
-                self.quotas.readings.refund(facility, len(batch.readings))
-            raise
-        INGESTED.labels(facility_label(facility), "accepted").inc(len(readings))
-        return Accepted(facility, len(readings), rejected)
+        indexes = list(range(len(batch.readings)))
+        return self.commit(self._prepare_batch(who, batch, received_us, indexes))
 
     def _check_readings_rate(self, facility: str, readings: int, *, take: bool) -> None:
         """429 ``quota_readings_rate`` if ``facility`` may not send ``readings`` more now."""
