@@ -88,15 +88,16 @@ def test_workers_and_processor_run_apart_restart_and_stop_together(
         first = children(server)
         psutil.Process(first["ps-web-0"]).kill()
         psutil.Process(first["ps-processor"]).kill()
-        wait_until(
-            lambda: (
-                set(children(server)) == CHILDREN
-                and children(server)["ps-web-0"] != first["ps-web-0"]
-                and children(server)["ps-processor"] != first["ps-processor"]
-            ),
-            timeout=30,
-            what="the killed children started again",
-        )
+
+        def restarted() -> bool:
+            now = children(server)  # one snapshot: a child may die between two looks
+            return (
+                set(now) == CHILDREN
+                and now["ps-web-0"] != first["ps-web-0"]
+                and now["ps-processor"] != first["ps-processor"]
+            )
+
+        wait_until(restarted, timeout=30, what="the killed children started again")
         assert httpx.get(url + "/healthz", timeout=10).status_code == 200
         pids = list(children(server).values())
         server.send_signal(signal.SIGTERM)
