@@ -181,6 +181,26 @@ class FrontDoor(pulumi.ComponentResource):
             tags=ctx.tags(aws.lb.ListenerRule, ctx.name("alb-ingest-rule")),
             opts=child,
         )
+        # /metrics (Prometheus, per-facility counters) is for scrapers inside the VPC, never
+        # for whoever reaches the load balancer: one facility must not read another's figures.
+        self.metrics_rule = aws.lb.ListenerRule(
+            f"{name}-metrics-rule",
+            listener_arn=self.listener.arn,
+            priority=1,
+            conditions=[{"path_pattern": {"values": ["/metrics", "/metrics/*"]}}],
+            actions=[
+                {
+                    "type": "fixed-response",
+                    "fixed_response": {
+                        "content_type": "text/plain",
+                        "status_code": "404",
+                        "message_body": "not found",
+                    },
+                }
+            ],
+            tags=ctx.tags(aws.lb.ListenerRule, ctx.name("alb-metrics-rule")),
+            opts=child,
+        )
         self.alb_security_group_id = sg.id
         self.alb_arn_suffix = alb.arn_suffix
         self.alb_dns_name = alb.dns_name

@@ -456,6 +456,19 @@ def test_with_a_certificate_only_https_443_is_public(check_with: Callable[..., R
     assert report.outputs["api_url"].startswith("https://")
 
 
+@pytest.mark.parametrize("stack", ["iiot-sa-east-1", "fedramp-moderate"])
+def test_the_load_balancer_never_serves_metrics(reports: dict[str, Report], stack: str) -> None:
+    """/metrics names facilities and their counts: the ALB answers it 404 itself, before any
+    rule that forwards to a service."""
+    report = reports[stack]
+    rules = [r["inputs"] for r in report.of_type("aws:lb/listenerRule:ListenerRule")]
+    (metrics,) = [r for r in rules if "/metrics" in r["conditions"][0]["pathPattern"]["values"]]
+    assert metrics["priority"] == min(r["priority"] for r in rules)
+    (action,) = metrics["actions"]
+    assert action["type"] == "fixed-response"
+    assert action["fixedResponse"]["statusCode"] == "404"
+
+
 def test_api_gateway_ingest_writes_to_kinesis_with_iam_auth(reports: dict[str, Report]) -> None:
     report = reports["fedramp-moderate"]
     method = report.one("aws:apigateway/method:Method")
