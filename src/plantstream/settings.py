@@ -296,6 +296,13 @@ class Settings(BaseSettings):
         description="serve all: web workers and the processor in processes of their own "
         "(processes), or everything in one process (threads)",
     )
+    processor_processes: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="serve all and serve processor in the process layout: processor "
+        "processes, each leasing its share of the shards (exactly-once is the leases' job)",
+    )
     # --- end line protocol and process layout ---
 
     # --- mqtt bridge ---

@@ -4,6 +4,8 @@ under a supervisor that restarts a dead child and leaves no orphan however it is
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -28,10 +30,12 @@ CHILDREN = {"ps-web-0", "ps-web-1", "ps-processor"}
 
 
 @contextmanager
-def stack(database_url: str, redis_url: str) -> Iterator[tuple[str, psutil.Process]]:
+def stack(
+    database_url: str, redis_url: str, **settings: str
+) -> Iterator[tuple[str, psutil.Process]]:
     env = server_env(
-        port=free_port(), database_url=database_url, redis_url=redis_url, web_workers="2",
-        detection="false",
+        port=free_port(), database_url=database_url, redis_url=redis_url,
+        **{"web_workers": "2", "detection": "false", **settings},
     )  # fmt: skip
     with plantstream_server("all", env=env, ready_path="/readyz") as (url, proc):
         yield url, psutil.Process(proc.pid)
@@ -127,3 +131,74 @@ def test_no_child_outlives_the_supervisor(
         assert time.monotonic() - started < 45
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def test_several_processors_share_the_shards_and_store_each_reading_once(
+    database_url: str, redis_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        key, _ = create_key(
+            conn, server_secret=SERVER_SECRET.encode(), role=Role.INGEST, facility="plant-01"
+        )
+    expected = {"ps-web-0", "ps-processor", "ps-processor-1"}
+    with stack(database_url, redis_url, web_workers="1", processor_processes="2") as (url, srv):
+        wait_until(lambda: set(children(srv)) == expected, timeout=30, what="three children")
+        start = datetime.now(UTC) - timedelta(minutes=5)
+        readings = [
+            {
+                "device": f"press-{d}",  # 16 devices: every one of the 4 shards gets some
+                "metric": "temperature",
+                "value": float(i),
+                "ts": (start + timedelta(seconds=i)).isoformat(),
+            }
+            for d in range(16)
+            for i in range(50)
+        ]
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            # both processors hold leases before anything is sent
+            wait_until(
+                lambda: lease_owners(conn) == 2, timeout=60, what="two processors with leases"
+            )
+            for first in range(0, len(readings), 100):
+                answer = httpx.post(
+                    url + "/v1/readings",
+                    json={"facility": "plant-01", "readings": readings[first : first + 100]},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                assert answer.status_code == 202, answer.text
+            wait_until(lambda: readings_count(conn) == 800, timeout=60, what="800 stored")
+            row = conn.execute("SELECT sum(count) FROM rollup_1m").fetchone()
+            assert row is not None and row[0] == 800  # each reading merged into rollups once
+        srv.send_signal(signal.SIGTERM)
+        assert srv.wait(60) == 0
+
+
+def lease_owners(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT count(DISTINCT owner) FROM shard_leases WHERE expires_at > now()"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_serve_processor_runs_several_processors_under_one_supervisor(
+    database_url: str, redis_url: str
+) -> None:
+    env = server_env(
+        port=free_port(), database_url=database_url, redis_url=redis_url,
+        processor_processes="2", detection="false",
+    )  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "plantstream", "serve", "processor"], env=env)
+    try:
+        server = psutil.Process(proc.pid)
+        expected = {"ps-processor", "ps-processor-1"}
+        wait_until(lambda: set(children(server)) == expected, timeout=60, what="two processors")
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            wait_until(lambda: lease_owners(conn) == 2, timeout=60, what="leases in both")
+        pids = list(children(server).values())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert not [pid for pid in pids if psutil.pid_exists(pid)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

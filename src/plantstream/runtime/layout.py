@@ -170,5 +170,5 @@ def layout_of(
     return Layout(
         surfaces=tuple(surfaces),
         web_workers=web_workers(settings, default=default_workers) if surfaces else 0,
-        processors=1 if processor else 0,
+        processors=settings.processor_processes if processor else 0,
     )

@@ -83,6 +83,12 @@ def web_role(
 
 
 def run_processor(runtime: Runtime, stop: threading.Event) -> None:
+    """One processor here, or ``PLANTSTREAM_PROCESSOR_PROCESSES`` of them under a supervisor
+    (each leases its fair share of the shards)."""
+    settings = runtime.settings
+    if settings.processor_processes > 1 and settings.process_layout == "processes":
+        serve_layout(settings, stop, layout_of(settings, [], processor=True, default_workers=1))
+        return
     runtime.processor.run(stop)
 
 
