@@ -18,7 +18,7 @@ import psycopg
 
 from plantstream.errors import LeaseLostError, StreamError
 from plantstream.ingest.metrics import facility_label
-from plantstream.model import TimeWindow
+from plantstream.model import DEFAULT_CATALOG, SignalCatalog, TimeWindow
 from plantstream.processor import metrics
 from plantstream.processor.backoff import ShardBackoff
 from plantstream.processor.commit import Committed, commit_batch
@@ -48,6 +48,8 @@ class ProcessorConfig:
     max_sensors_per_facility: int | None = None  # the sensor quota (None: unbounded)
     # trim a shard's committed entries from the stream at most this often (None: never)
     trim_every: float | None = None
+    # the signal definitions readings are validated and typed against (issue 12)
+    catalog: SignalCatalog = DEFAULT_CATALOG
 
 
 class Processor:
@@ -85,6 +87,7 @@ class Processor:
             window=config.window,
             limit=config.batch_records,
             max_sensors_per_facility=config.max_sensors_per_facility,
+            catalog=config.catalog,
         )
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self._carry: Future[Prepared] | None = None

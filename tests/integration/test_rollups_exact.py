@@ -1,0 +1,204 @@
+"""Rollups right for plant data, checked against a brute-force reference on real PostgreSQL:
+a gauge's time-weighted average (value carried across bucket edges), min, max, first, last and
+count, a counter's increase (resets and wraps) and a state's time in each state, per 1 m, 1 h
+and 1 d bucket, exact when
+the readings arrive in any order, in several batches, some of them twice."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from fixtures.pipeline import drain
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from plantstream.model import (
+    DEFAULT_SIGNALS,
+    FixedCatalog,
+    Reading,
+    SignalDef,
+    SignalKind,
+    ValueType,
+    now_us,
+)
+from plantstream.processor import Processor
+from plantstream.store import queries
+from plantstream.stream import RedisStream, pack_readings
+
+WRAP = 2**16
+MODES = ("idle", "run", "fault")
+CATALOG = FixedCatalog(
+    {
+        **DEFAULT_SIGNALS,
+        "level": SignalDef("level", unit="m", low=-1e6, high=1e6),
+        "parts": SignalDef(
+            "parts", ValueType.INT64, SignalKind.COUNTER, unit="count", low=0, high=WRAP, wrap=WRAP
+        ),
+        "mode": SignalDef("mode", ValueType.STATE, SignalKind.STATE, states=MODES),
+    }
+)
+WIDTHS = {"1m": 60, "1h": 3600, "1d": 86400}
+# readings around a day boundary three days back: every bucket is closed, every kind of edge met
+_DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+BASE = _DAY - timedelta(minutes=90)
+SPAN_S = 3 * 3600
+
+
+def increase(before: float, after: float) -> float:
+    if after >= before:
+        return after - before
+    return after - before + WRAP if before - after > WRAP / 2 else after
+
+
+def _spans(inside: list[tuple[int, Any]], before: list[tuple[int, Any]], bucket: int, end: int):
+    """Seconds each value holds inside the bucket (the value before it carried in)."""
+    spans: dict[Any, float] = {}
+    if before:
+        spans[before[-1][1]] = inside[0][0] - bucket
+    for (t, v), (t2, _) in zip(inside, [*inside[1:], (end, None)], strict=True):
+        spans[v] = spans.get(v, 0.0) + (t2 - t)
+    return spans
+
+
+def reference(points: list[tuple[int, Any]], width: int, counter: bool) -> list[dict[str, Any]]:
+    """Every bucket with readings, computed from the whole series by brute force."""
+    points = sorted(points)
+    out: list[dict[str, Any]] = []
+    for bucket in sorted({t - t % width for t, _ in points}):
+        inside = [(t, v) for t, v in points if bucket <= t < bucket + width]
+        before = [(t, v) for t, v in points if t < bucket]
+        end = bucket + width
+        spans = _spans(inside, before, bucket, end)
+        bucket_out: dict[str, Any] = {"ts": bucket, "count": len(inside)}
+        if isinstance(inside[0][1], str):
+            bucket_out["states"] = {k: v for k, v in spans.items() if v > 0}
+            out.append(bucket_out)
+            continue
+        held = sum(spans.values())  # the bucket's length, or from the first reading ever
+        grown = 0.0
+        previous = before[-1][1] if before else None
+        for _, v in inside:
+            if previous is not None:
+                grown += increase(previous, v)
+            previous = v
+        values = [v for _, v in inside]
+        bucket_out.update(
+            {
+                "min": min(values),
+                "max": max(values),
+                "first": values[0],
+                "last": values[-1],
+                "twa": sum(v * s for v, s in spans.items()) / held,
+                "increase": grown if counter else None,
+            }
+        )
+        out.append(bucket_out)
+    return out
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+
+
+series_of = st.lists(
+    st.tuples(st.integers(0, SPAN_S - 1), st.integers(0, WRAP - 1)),
+    min_size=1,
+    max_size=30,
+    unique_by=lambda p: p[0],
+)
+
+
+def test_rollups_equal_a_brute_force_reference(
+    stream: RedisStream,
+    db: psycopg.Connection,
+    make_processor: Callable[..., Processor],
+    database_url: str,
+) -> None:
+    processor = make_processor(database_url, stream, None, catalog=CATALOG)
+
+    @settings(
+        max_examples=10,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(
+        gauge=series_of,
+        counter=series_of,
+        modes=series_of,
+        cuts=st.lists(st.integers(0, 80), max_size=4),
+        order=st.randoms(use_true_random=False),
+        again=st.booleans(),
+    )
+    def check(
+        gauge: list[tuple[int, int]],
+        counter: list[tuple[int, int]],
+        modes: list[tuple[int, int]],
+        cuts: list[int],
+        order: Any,
+        again: bool,
+    ) -> None:
+        db.execute(
+            "TRUNCATE readings, rollup_1m, rollup_1h, rollup_1d, reading_conflicts, "
+            "processor_counters"
+        )
+        base_us = int(BASE.timestamp()) * 1_000_000
+        readings = (
+            [
+                Reading("m1", "level", base_us + t * 1_000_000, float(v) / 7 - 4000.0)
+                for t, v in gauge
+            ]
+            + [
+                Reading("m1", "parts", base_us + t * 1_000_000, v, 0, ValueType.INT64)
+                for t, v in counter
+            ]
+            + [
+                Reading("m1", "mode", base_us + t * 1_000_000, MODES[v % 3], 0, ValueType.STATE)
+                for t, v in modes
+            ]
+        )
+        order.shuffle(readings)  # late data: any order, in batches
+        bounds = sorted({0, len(readings), *(c % (len(readings) + 1) for c in cuts)})
+        batches = [readings[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+        if again:
+            batches.append(batches[0])  # a producer retry: stored once, counted once
+        for batch in batches:
+            stream.put(pack_readings("plant-01", now_us(), batch))
+            drain(processor)
+        for metric, points, is_counter in (
+            ("level", [(t, float(v) / 7 - 4000.0) for t, v in gauge], False),
+            ("parts", [(t, float(v)) for t, v in counter], True),
+            ("mode", [(t, MODES[v % 3]) for t, v in modes], False),
+        ):
+            for step, width in WIDTHS.items():
+                got = queries.series(
+                    db,
+                    facility="plant-01",
+                    device="m1",
+                    metric=metric,
+                    start=BASE - timedelta(days=1),
+                    end=BASE + timedelta(days=2),
+                    step=step,
+                )
+                base_s = int(BASE.timestamp())
+                want = reference([(base_s + t, v) for t, v in points], width, is_counter)
+                assert [int(p["ts"].timestamp()) for p in got] == [w["ts"] for w in want], step
+                for p, w in zip(got, want, strict=True):
+                    assert p["count"] == w["count"], (step, metric)
+                    if metric == "mode":  # time in each state
+                        assert p["states"].keys() == w["states"].keys(), (step, p, w)
+                        assert all(_close(p["states"][k], w["states"][k]) for k in w["states"])
+                        continue
+                    assert (p["min"], p["max"]) == (w["min"], w["max"])
+                    assert (p["first"], p["last"]) == (w["first"], w["last"]), (step, metric)
+                    assert _close(p["twa"], w["twa"]), (step, metric, p, w)
+                    assert _close(p["increase"], w["increase"]), (step, metric, p, w)
+                    assert p["states"] is None
+
+    check()
