@@ -153,6 +153,34 @@ UPDATE {table} r SET area = sums.area, increase = sums.increase, dirty = false
 FROM sums WHERE r.sensor_id = sums.sensor_id AND r.bucket = sums.bucket
 """
 
+# A dirty 1-hour or 1-day bucket is rebuilt from the 1-minute buckets it holds (already exact:
+# they are merged and recomputed first), not from raw readings: a day at 1 Hz is 86,400 raw
+# rows but 1,440 minute rows. Within a minute the area and increase are the minute's own; the
+# joint between two consecutive minutes (the earlier's last value held until the later's
+# first reading) is added here, exactly as the raw recompute's window would add it.
+_RECOMPUTE_FROM_MINUTES = """
+WITH dirty AS (
+    SELECT r.sensor_id, r.bucket FROM {table} r JOIN {delta} d USING (sensor_id, bucket)
+    WHERE r.dirty
+), parts AS (
+    SELECT d.sensor_id, d.bucket, m.kind, m.first, m.first_ts, m.area, m.increase,
+           lag(m.last) OVER w AS prev_last, lag(m.last_ts) OVER w AS prev_last_ts
+    FROM dirty d JOIN rollup_1m m
+      ON m.sensor_id = d.sensor_id AND m.bucket >= d.bucket AND m.bucket < d.bucket + {width}
+    WINDOW w AS (PARTITION BY d.sensor_id, d.bucket ORDER BY m.bucket)
+), sums AS (
+    SELECT p.sensor_id, p.bucket,
+           sum(p.area + coalesce(p.prev_last * extract(epoch FROM p.first_ts - p.prev_last_ts), 0))
+               AS area,
+           sum(p.increase + CASE WHEN p.kind = 1 AND p.prev_last IS NOT NULL
+                                 THEN ps_increase(p.prev_last, p.first, s.wrap) ELSE 0 END)
+               AS increase
+    FROM parts p JOIN sensors s ON s.id = p.sensor_id GROUP BY 1, 2
+)
+UPDATE {table} r SET area = sums.area, increase = sums.increase, dirty = false
+FROM sums WHERE r.sensor_id = sums.sensor_id AND r.bucket = sums.bucket
+"""
+
 ROLLUP_TABLES = (
     ("rollup_1m", "_rollup_delta", "interval '1 minute'"),
     ("rollup_1h", "_rollup_delta_1h", "interval '1 hour'"),
@@ -162,7 +190,11 @@ _MERGES = [
     (
         delta,
         sql.SQL(_MERGE.format(table=table, delta=delta)),  # fixed names: no user input
-        sql.SQL(_RECOMPUTE.format(table=table, delta=delta, width=width)),
+        sql.SQL(
+            (_RECOMPUTE if table == "rollup_1m" else _RECOMPUTE_FROM_MINUTES).format(
+                table=table, delta=delta, width=width
+            )
+        ),
         (
             sql.SQL(_STATE_MERGE.format(table=table)),
             sql.SQL(_STATE_NEW.format(table=table)),
