@@ -2,7 +2,8 @@
 a gauge's time-weighted average (value carried across bucket edges), min, max, first, last and
 count, a counter's increase (resets and wraps) and a state's time in each state, per 1 m, 1 h
 and 1 d bucket, exact when
-the readings arrive in any order, in several batches, some of them twice."""
+the readings arrive in any order, in several batches, some of them twice, once the repair pass
+has recomputed the buckets late data made dirty (and flagged ``pending`` until then)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from plantstream.model import (
 )
 from plantstream.processor import Processor
 from plantstream.store import queries
+from plantstream.store.rollup_repair import dirty_buckets, repair_rollups
 from plantstream.stream import RedisStream, pack_readings
 
 WRAP = 2**16
@@ -171,34 +173,114 @@ def test_rollups_equal_a_brute_force_reference(
         for batch in batches:
             stream.put(pack_readings("plant-01", now_us(), batch))
             drain(processor)
-        for metric, points, is_counter in (
-            ("level", [(t, float(v) / 7 - 4000.0) for t, v in gauge], False),
-            ("parts", [(t, float(v)) for t, v in counter], True),
-            ("mode", [(t, MODES[v % 3]) for t, v in modes], False),
-        ):
-            for step, width in WIDTHS.items():
-                got = queries.series(
-                    db,
-                    facility="plant-01",
-                    device="m1",
-                    metric=metric,
-                    start=BASE - timedelta(days=1),
-                    end=BASE + timedelta(days=2),
-                    step=step,
-                )
-                base_s = int(BASE.timestamp())
-                want = reference([(base_s + t, v) for t, v in points], width, is_counter)
-                assert [int(p["ts"].timestamp()) for p in got] == [w["ts"] for w in want], step
-                for p, w in zip(got, want, strict=True):
-                    assert p["count"] == w["count"], (step, metric)
-                    if metric == "mode":  # time in each state
-                        assert p["states"].keys() == w["states"].keys(), (step, p, w)
-                        assert all(_close(p["states"][k], w["states"][k]) for k in w["states"])
-                        continue
-                    assert (p["min"], p["max"]) == (w["min"], w["max"])
-                    assert (p["first"], p["last"]) == (w["first"], w["last"]), (step, metric)
-                    assert _close(p["twa"], w["twa"]), (step, metric, p, w)
-                    assert _close(p["increase"], w["increase"]), (step, metric, p, w)
-                    assert p["states"] is None
+        assert dirty_buckets(db) == (0, 0, 0)  # drained: the repair ran
+        assert_equals_reference(db, gauge, counter, modes)
 
     check()
+
+
+def assert_equals_reference(
+    db: psycopg.Connection,
+    gauge: list[tuple[int, int]],
+    counter: list[tuple[int, int]],
+    modes: list[tuple[int, int]],
+) -> None:
+    """Every 1m / 1h / 1d point of the three signals equals the brute-force reference."""
+    for metric, points, is_counter in (
+        ("level", [(t, float(v) / 7 - 4000.0) for t, v in gauge], False),
+        ("parts", [(t, float(v)) for t, v in counter], True),
+        ("mode", [(t, MODES[v % 3]) for t, v in modes], False),
+    ):
+        for step, width in WIDTHS.items():
+            got = queries.series(
+                db,
+                facility="plant-01",
+                device="m1",
+                metric=metric,
+                start=BASE - timedelta(days=1),
+                end=BASE + timedelta(days=2),
+                step=step,
+            )
+            base_s = int(BASE.timestamp())
+            want = reference([(base_s + t, v) for t, v in points], width, is_counter)
+            assert [int(p["ts"].timestamp()) for p in got] == [w["ts"] for w in want], step
+            for p, w in zip(got, want, strict=True):
+                assert p["count"] == w["count"], (step, metric)
+                assert p["pending"] is None, (step, metric, p)  # repaired: exact
+                if metric == "mode":  # time in each state
+                    assert p["states"].keys() == w["states"].keys(), (step, p, w)
+                    assert all(_close(p["states"][k], w["states"][k]) for k in w["states"])
+                    continue
+                assert (p["min"], p["max"]) == (w["min"], w["max"])
+                assert (p["first"], p["last"]) == (w["first"], w["last"]), (step, metric)
+                assert _close(p["twa"], w["twa"]), (step, metric, p, w)
+                assert _close(p["increase"], w["increase"]), (step, metric, p, w)
+                assert p["states"] is None
+
+
+def test_heavy_late_data_is_flagged_then_repaired_once_per_bucket(
+    stream: RedisStream,
+    db: psycopg.Connection,
+    make_processor: Callable[..., Processor],
+    database_url: str,
+) -> None:
+    """Forty late batches over the same minutes around a day's edge, one batch per commit:
+    the commits only mark buckets dirty, a dirty bucket answers ``pending`` without a
+    time-weighted average, and bounded repair passes make every bucket exact, each bucket
+    recomputed once however many batches touched it."""
+    db.execute(
+        "TRUNCATE readings, rollup_1m, rollup_1h, rollup_1d, reading_conflicts, processor_counters"
+    )
+    # the busy-time repair is off (a pass only when idle): the late batches pile up first
+    processor = make_processor(
+        database_url, stream, None, catalog=CATALOG, batch_records=1, repair_every=3600.0
+    )
+    processor.step()  # the start-up pass (nothing dirty yet)
+    day_edge = 5400  # seconds after BASE: midnight, so 1 m, 1 h and 1 d buckets all meet late data
+    stamps = list(range(day_edge - 150, day_edge + 150, 3))
+    gauge = [(t, (t * 7919) % 5000) for t in stamps]
+    counter = [(t, (t * 13) % WRAP) for t in stamps]  # wraps and drops: resets
+    modes = [(t, t // 7) for t in stamps]
+    base_us = int(BASE.timestamp()) * 1_000_000
+    readings = [
+        r
+        for t, v in zip(stamps, range(len(stamps)), strict=True)
+        for r in (
+            Reading("m1", "level", base_us + t * 1_000_000, float(gauge[v][1]) / 7 - 4000.0),
+            Reading("m1", "parts", base_us + t * 1_000_000, counter[v][1], 0, ValueType.INT64),
+            Reading(
+                "m1", "mode", base_us + t * 1_000_000, MODES[modes[v][1] % 3], 0, ValueType.STATE
+            ),
+        )
+    ]
+    # every 40th reading per batch: each batch interleaves between the ones stored before
+    batches = [readings[i::40] for i in range(40)]
+    for batch in batches:
+        stream.put(pack_readings("plant-01", now_us(), batch))
+    for _ in range(200):  # one batch per shard and step (a step may find a prefetch stale)
+        if processor.processed == len(readings):
+            break
+        processor.step()
+    assert processor.processed == len(readings)
+    dirty = dirty_buckets(db)
+    assert dirty[0] > 0 and dirty[1] > 0 and dirty[2] > 0, dirty  # late data: overlapped
+    pending = queries.series(
+        db,
+        facility="plant-01",
+        device="m1",
+        metric="level",
+        start=BASE,
+        end=BASE + timedelta(days=1),
+        step="1m",
+    )
+    flagged = [p for p in pending if p.get("pending")]
+    assert flagged and all(p["twa"] is None for p in flagged)  # flagged, never wrong
+    passes, repaired = 0, [0, 0, 0]
+    while dirty_buckets(db) != (0, 0, 0):
+        done = repair_rollups(db, limit=2)
+        assert all(n <= 2 for n in done.repaired)  # every pass bounded
+        repaired = [a + b for a, b in zip(repaired, done.repaired, strict=True)]
+        passes += 1
+        assert passes <= 200, "the repair does not converge"
+    assert tuple(repaired) == dirty  # each dirty bucket recomputed exactly once
+    assert_equals_reference(db, gauge, counter, modes)

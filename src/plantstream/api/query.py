@@ -59,7 +59,7 @@ class _Additive(BaseModel):
         return out
 
 
-_ADDITIVE = ("quality_code", "twa", "increase", "first", "last", "states")
+_ADDITIVE = ("quality_code", "twa", "increase", "first", "last", "states", "pending")
 
 
 class LatestValue(_Additive):
@@ -102,6 +102,12 @@ class Point(_Additive):
     last: float | None = None
     states: dict[str, float] | None = Field(
         default=None, description="rollups of a state signal: seconds in each state"
+    )
+    pending: bool | None = Field(
+        default=None,
+        description="rollups only, true while late data's recompute of this bucket is due: "
+        "`twa`, `increase` and `states` are left out until it ran (seconds later); "
+        "absent when the bucket is exact",
     )
 
 

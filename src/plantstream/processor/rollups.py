@@ -17,7 +17,8 @@ consecutive readings give:
 A delta is exact for the rows of the batch; merging it into a stored bucket is exact when it
 lies wholly after (or before) what the bucket holds, adding the one joint between them. A
 delta that overlaps a stored bucket (late data between stored readings) marks the bucket
-dirty, and the commit recomputes it from the raw readings (``store/batches.py``).
+dirty; the processor's repair pass recomputes it once, after the commit
+(``processor/repair.py``, ``store/rollup_repair.py``).
 """
 
 from __future__ import annotations

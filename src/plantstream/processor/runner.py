@@ -25,6 +25,7 @@ from plantstream.processor.commit import Committed, commit_batch
 from plantstream.processor.connections import Conninfo, processor_pool
 from plantstream.processor.lifecycle import Lease, ShardLifecycle
 from plantstream.processor.prepare import BatchPreparer, Prepared
+from plantstream.processor.repair import RollupRepairer
 from plantstream.processor.rows import Columns
 from plantstream.processor.sinks import PostCommitSink, SinkManager
 from plantstream.processor.trim import StreamTrimmer, TrimmableStream
@@ -50,6 +51,10 @@ class ProcessorConfig:
     trim_every: float | None = None
     # the signal definitions readings are validated and typed against (issue 12)
     catalog: SignalCatalog = DEFAULT_CATALOG
+    # repair rollup buckets late data made dirty: a pass at most this often while busy (and
+    # on every idle step), each of at most repair_limit buckets per width
+    repair_every: float = 1.0
+    repair_limit: int = 500
 
 
 class Processor:
@@ -93,6 +98,7 @@ class Processor:
         self._carry: Future[Prepared] | None = None
         self._last_rebalance = 0.0
         self.processed = 0
+        self.repairer = RollupRepairer(every_s=config.repair_every, limit=config.repair_limit)
         self.trimmer = (
             StreamTrimmer(stream, every_s=config.trim_every)
             if config.trim_every is not None and isinstance(stream, TrimmableStream)
@@ -161,7 +167,8 @@ class Processor:
         self._last_rebalance = time.monotonic()
 
     def step(self) -> int:
-        """One batch from each owned shard not backing off; returns the records handled.
+        """One batch from each owned shard not backing off, then a rollup repair pass when
+        due; returns the records handled plus the buckets repaired (0: nothing to do).
 
         While one shard's batch commits (PostgreSQL works, the GIL is free), the next
         shard's batch is read and decoded on the prefetch thread.
@@ -192,6 +199,7 @@ class Processor:
                     self._discard(upcoming)
                     raise
             self._carry = upcoming
+            handled += self.repairer.repair_due(conn, idle=not handled)
         if self.trimmer is not None:
             self.trimmer.trim_due()
         return handled

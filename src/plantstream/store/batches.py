@@ -63,42 +63,14 @@ UPDATE {table} r SET durations = d.durations, first_text = d.first_text, last_te
 FROM _state_delta d
 WHERE r.sensor_id = d.sensor_id AND r.bucket = d.bucket AND r.durations IS NULL
 """
-_STATE_RECOMPUTE = """
-WITH dirty AS (
-    SELECT r.sensor_id, r.bucket FROM {table} r JOIN _state_delta d USING (sensor_id, bucket)
-    WHERE r.dirty
-), raw AS (
-    SELECT d.sensor_id, d.bucket, x.ts, x.label, lead(x.ts) OVER w AS next_ts
-    FROM dirty d CROSS JOIN LATERAL (
-        SELECT ts, coalesce(value_text, CASE WHEN value <> 0 THEN 'true' ELSE 'false' END)
-            AS label
-        FROM readings
-        WHERE sensor_id = d.sensor_id AND ts >= d.bucket AND ts < d.bucket + {width}
-    ) x
-    WINDOW w AS (PARTITION BY d.sensor_id, d.bucket ORDER BY x.ts)
-), spans AS (
-    SELECT sensor_id, bucket, label, sum(extract(epoch FROM next_ts - ts)) AS seconds
-    FROM raw WHERE next_ts IS NOT NULL GROUP BY 1, 2, 3
-), ends AS (
-    SELECT sensor_id, bucket, (array_agg(label ORDER BY ts))[1] AS first_text,
-           (array_agg(label ORDER BY ts DESC))[1] AS last_text
-    FROM raw GROUP BY 1, 2
-)
-UPDATE {table} r SET first_text = ends.first_text, last_text = ends.last_text,
-    durations = coalesce((SELECT jsonb_object_agg(label, seconds) FROM spans
-                          WHERE spans.sensor_id = r.sensor_id AND spans.bucket = r.bucket),
-                         '{{}}'::jsonb)
-FROM ends WHERE r.sensor_id = ends.sensor_id AND r.bucket = ends.bucket
-"""
-
 # A delta wholly after (or before) a stored bucket adds the one joint between them; one that
-# overlaps it (late data between stored readings) marks it dirty for _RECOMPUTE. Every SET
-# expression reads the stored row as it was.
+# overlaps it (late data between stored readings) marks it dirty, for the repair pass
+# (store/rollup_repair.py) to recompute once, off the commit path. Every SET expression reads
+# the stored row as it was.
 _APPEND = "excluded.first_ts > r.last_ts"
 _PREPEND = "excluded.last_ts < r.first_ts"
 _WRAP = "(SELECT wrap FROM sensors WHERE id = r.sensor_id)"
 _MERGE = f"""
-WITH merged AS (
 INSERT INTO {{table}} AS r SELECT * FROM {{delta}}
 ON CONFLICT (sensor_id, bucket) DO UPDATE SET
     count = r.count + excluded.count,
@@ -124,61 +96,6 @@ ON CONFLICT (sensor_id, bucket) DO UPDATE SET
             + ps_increase(excluded.last, r.first, {_WRAP})
         ELSE r.increase END,
     dirty = r.dirty OR NOT ({_APPEND} OR {_PREPEND})
-RETURNING dirty
-)
-SELECT coalesce(bool_or(dirty), false) FROM merged
-"""
-
-# the dirty buckets a delta touched, recomputed from the raw readings they cover
-_RECOMPUTE = """
-WITH dirty AS (
-    SELECT r.sensor_id, r.bucket FROM {table} r JOIN {delta} d USING (sensor_id, bucket)
-    WHERE r.dirty
-), raw AS (
-    SELECT d.sensor_id, d.bucket, x.ts, x.v,
-           lead(x.ts) OVER w AS next_ts, lead(x.v) OVER w AS next_v
-    FROM dirty d CROSS JOIN LATERAL (
-        SELECT ts, coalesce(value_int::double precision, value, 0) AS v FROM readings
-        WHERE sensor_id = d.sensor_id AND ts >= d.bucket AND ts < d.bucket + {width}
-    ) x
-    WINDOW w AS (PARTITION BY d.sensor_id, d.bucket ORDER BY x.ts)
-), sums AS (
-    SELECT raw.sensor_id, raw.bucket,
-           coalesce(sum(v * extract(epoch FROM next_ts - ts)), 0) AS area,
-           coalesce(sum(CASE WHEN s.kind = 'counter' THEN ps_increase(v, next_v, s.wrap) END), 0)
-               AS increase
-    FROM raw JOIN sensors s ON s.id = raw.sensor_id GROUP BY 1, 2
-)
-UPDATE {table} r SET area = sums.area, increase = sums.increase, dirty = false
-FROM sums WHERE r.sensor_id = sums.sensor_id AND r.bucket = sums.bucket
-"""
-
-# A dirty 1-hour or 1-day bucket is rebuilt from the 1-minute buckets it holds (already exact:
-# they are merged and recomputed first), not from raw readings: a day at 1 Hz is 86,400 raw
-# rows but 1,440 minute rows. Within a minute the area and increase are the minute's own; the
-# joint between two consecutive minutes (the earlier's last value held until the later's
-# first reading) is added here, exactly as the raw recompute's window would add it.
-_RECOMPUTE_FROM_MINUTES = """
-WITH dirty AS (
-    SELECT r.sensor_id, r.bucket FROM {table} r JOIN {delta} d USING (sensor_id, bucket)
-    WHERE r.dirty
-), parts AS (
-    SELECT d.sensor_id, d.bucket, m.kind, m.first, m.first_ts, m.area, m.increase,
-           lag(m.last) OVER w AS prev_last, lag(m.last_ts) OVER w AS prev_last_ts
-    FROM dirty d JOIN rollup_1m m
-      ON m.sensor_id = d.sensor_id AND m.bucket >= d.bucket AND m.bucket < d.bucket + {width}
-    WINDOW w AS (PARTITION BY d.sensor_id, d.bucket ORDER BY m.bucket)
-), sums AS (
-    SELECT p.sensor_id, p.bucket,
-           sum(p.area + coalesce(p.prev_last * extract(epoch FROM p.first_ts - p.prev_last_ts), 0))
-               AS area,
-           sum(p.increase + CASE WHEN p.kind = 1 AND p.prev_last IS NOT NULL
-                                 THEN ps_increase(p.prev_last, p.first, s.wrap) ELSE 0 END)
-               AS increase
-    FROM parts p JOIN sensors s ON s.id = p.sensor_id GROUP BY 1, 2
-)
-UPDATE {table} r SET area = sums.area, increase = sums.increase, dirty = false
-FROM sums WHERE r.sensor_id = sums.sensor_id AND r.bucket = sums.bucket
 """
 
 ROLLUP_TABLES = (
@@ -190,18 +107,9 @@ _MERGES = [
     (
         delta,
         sql.SQL(_MERGE.format(table=table, delta=delta)),  # fixed names: no user input
-        sql.SQL(
-            (_RECOMPUTE if table == "rollup_1m" else _RECOMPUTE_FROM_MINUTES).format(
-                table=table, delta=delta, width=width
-            )
-        ),
-        (
-            sql.SQL(_STATE_MERGE.format(table=table)),
-            sql.SQL(_STATE_NEW.format(table=table)),
-            sql.SQL(_STATE_RECOMPUTE.format(table=table, width=width)),
-        ),
+        (sql.SQL(_STATE_MERGE.format(table=table)), sql.SQL(_STATE_NEW.format(table=table))),
     )
-    for table, delta, width in ROLLUP_TABLES
+    for table, delta, _width in ROLLUP_TABLES
 ]
 _DELTA_COLUMNS = sql.SQL(
     "sensor_id, bucket, count, sum, min, max, sum_sq, first_ts, first, last_ts, last, area, "
@@ -298,10 +206,9 @@ def merge_rollups(
 ) -> None:
     """Merge the 1-minute, 1-hour and 1-day deltas (binary COPYs of rollup rows,
     ``processor/rollups.py``), and the time-in-state deltas of state signals, into their
-    tables; recompute from the raw readings the buckets they made dirty."""
-    for (delta, merge, recompute, state_sql), buffer, state_rows in zip(
-        _MERGES, buffers, states, strict=True
-    ):
+    tables. A bucket a delta overlaps is only marked dirty here (O(batch)); its area,
+    increase and durations are recomputed by ``store/rollup_repair.py``."""
+    for (delta, merge, state_sql), buffer, state_rows in zip(_MERGES, buffers, states, strict=True):
         with cur.copy(
             sql.SQL("COPY {} ({}) FROM STDIN BINARY").format(sql.Identifier(delta), _DELTA_COLUMNS)
         ) as cp:
@@ -315,13 +222,9 @@ def merge_rollups(
                 for state_row in state_rows:
                     cp.write_row(state_row)
             cur.execute(state_sql[0])
-        row = cur.execute(merge).fetchone()
+        cur.execute(merge)
         if state_rows:
             cur.execute(state_sql[1])
-        if row is not None and row[0]:  # late data: some bucket needs its raw readings
-            if state_rows:
-                cur.execute(state_sql[2])
-            cur.execute(recompute)
 
 
 def insert_dead_letters(

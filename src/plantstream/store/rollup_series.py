@@ -9,7 +9,12 @@ the bucket's length: the value carried in from the previous bucket until the fir
 value from then to the bucket's end (or now, for the bucket in progress). A sensor's first
 bucket averages over the time from its first reading. A counter's increase adds the step
 from the previous bucket's last value to its first. ``area`` NULL (a bucket from before the
-upgrade whose raw readings were gone) or a bucket still marked dirty gives no average.
+upgrade whose raw readings were gone) gives no average.
+
+A bucket that late data made dirty and that the repair pass (``store/rollup_repair.py``) has
+not recomputed yet answers ``pending: true`` and leaves out ``twa``, ``increase`` and
+``states`` (its count, min, max, first and last are exact all along): a point is exact or
+flagged, never silently wrong. The repair follows the commit within a pass or two.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ SELECT bucket AS ts, sum / count AS value, min, max, count, first, last,
            increase + coalesce(ps_increase(carried, first, %(wrap)s::numeric), 0)
        END AS increase,
        CASE WHEN kind = 2 AND NOT dirty THEN durations END AS durations,
-       carried_text, last_text,
+       carried_text, last_text, dirty AS pending,
        extract(epoch FROM first_ts - bucket) AS head_s,
        extract(epoch FROM greatest(least(bucket + {width}, now()), last_ts) - last_ts) AS tail_s
 FROM (
@@ -81,6 +86,7 @@ def rollup_points(
         ).fetchall()
     for row in rows:
         row["states"] = _time_in_state(row)
+        row["pending"] = True if row["pending"] else None  # absent while exact
     return rows
 
 

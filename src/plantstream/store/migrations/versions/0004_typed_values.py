@@ -66,7 +66,7 @@ $$;
 
 -- area: the step function's integral from the bucket's first to its last reading (value x s);
 -- increase: a counter's increase over the same span; kind: 0 gauge, 1 counter, 2 state;
--- dirty: a merge overlapped stored readings and the bucket awaits its recompute
+-- dirty: a merge overlapped stored readings and the bucket awaits its repair
 ALTER TABLE rollup_1m ADD COLUMN area double precision, ADD COLUMN increase double precision,
     ADD COLUMN kind smallint NOT NULL DEFAULT 0, ADD COLUMN dirty boolean NOT NULL DEFAULT false;
 ALTER TABLE rollup_1h ADD COLUMN area double precision, ADD COLUMN increase double precision,
@@ -95,6 +95,11 @@ SELECT sensor_id, date_bin('1 day', bucket, timestamptz '2000-01-01 00:00:00+00'
        min(first_ts), (array_agg(first ORDER BY first_ts))[1],
        max(last_ts), (array_agg(last ORDER BY last_ts DESC))[1]
 FROM rollup_1h GROUP BY 1, 2;
+-- the buckets late data made dirty, found by the repair pass (store/rollup_repair.py) without
+-- a scan; a clean bucket is not in these indexes, so a merge that keeps it clean stays HOT
+CREATE INDEX rollup_1m_dirty ON rollup_1m (bucket) WHERE dirty;
+CREATE INDEX rollup_1h_dirty ON rollup_1h (bucket) WHERE dirty;
+CREATE INDEX rollup_1d_dirty ON rollup_1d (bucket) WHERE dirty;
 """
 
 _KIND = """
@@ -122,6 +127,7 @@ UPDATE {table} r SET area = a.area, increase = a.increase FROM (
 
 DOWNGRADE = """
 DROP TABLE rollup_1d;
+DROP INDEX rollup_1m_dirty, rollup_1h_dirty;
 ALTER TABLE rollup_1m DROP COLUMN area, DROP COLUMN increase, DROP COLUMN kind,
     DROP COLUMN dirty;
 ALTER TABLE rollup_1h DROP COLUMN area, DROP COLUMN increase, DROP COLUMN kind,
