@@ -263,7 +263,7 @@ def test_heavy_late_data_is_flagged_then_repaired_once_per_bucket(
         processor.step()
     assert processor.processed == len(readings)
     dirty = dirty_buckets(db)
-    assert dirty[0] > 0 and dirty[1] > 0 and dirty[2] > 0, dirty  # late data: overlapped
+    assert min(dirty) > 0, dirty  # late data overlapped buckets of every width
     pending = queries.series(
         db,
         facility="plant-01",
@@ -274,7 +274,8 @@ def test_heavy_late_data_is_flagged_then_repaired_once_per_bucket(
         step="1m",
     )
     flagged = [p for p in pending if p.get("pending")]
-    assert flagged and all(p["twa"] is None for p in flagged)  # flagged, never wrong
+    assert flagged
+    assert all(p["twa"] is None for p in flagged)  # flagged, never wrong
     passes, repaired = 0, [0, 0, 0]
     while dirty_buckets(db) != (0, 0, 0):
         done = repair_rollups(db, limit=2)

@@ -4,7 +4,7 @@ Conversions on the hot path are linear (``factor * value + offset``): the pair i
 pint once and cached, so ingest never calls pint per reading. The pair is kept as exact
 fractions (pint's definitions are rational: 1 degF is 5/9 K), and a value is converted with
 rational arithmetic and rounded once, so an exact input gives the exact answer (212 degF is
-100.0 degC, not the 99.99999999999736 a float factor and offset give). Plant spellings that pint does
+100.0 degC, not the 99.99999999999736 of a float factor and offset). Plant spellings that pint does
 not parse (``m3/h``, ``%RH``, ``count``) are mapped to pint's names first.
 
 A unit string comes from a model document, so it is hostile until parsed: pint evaluates it as
@@ -120,9 +120,8 @@ def _exact(from_unit: str, to_unit: str) -> tuple[Fraction, Fraction, float | No
             Fraction(registry.Quantity(Fraction(x), source).to(target).magnitude) for x in (0, 1)
         )
     except Exception:  # pint could not compute it in fractions: the float pair stands
-        pair = linear(from_unit, to_unit)
-        assert pair is not None
-        return (Fraction(pair[0]), Fraction(pair[1]), None)
+        factor_f, offset_f = linear(from_unit, to_unit) or (1.0, 0.0)
+        return (Fraction(factor_f), Fraction(offset_f), None)
     factor = one - zero
     plain = float(factor) if zero == 0 and Fraction(float(factor)) == factor else None
     return (factor, zero, plain)

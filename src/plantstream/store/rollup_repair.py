@@ -189,6 +189,5 @@ def dirty_buckets(conn: psycopg.Connection) -> tuple[int, int, int]:
         "SELECT (SELECT count(*) FROM rollup_1m WHERE dirty), "
         "(SELECT count(*) FROM rollup_1h WHERE dirty), "
         "(SELECT count(*) FROM rollup_1d WHERE dirty)"
-    ).fetchone()
-    assert row is not None
+    ).fetchone() or (0, 0, 0)
     return (int(row[0]), int(row[1]), int(row[2]))
