@@ -1,10 +1,13 @@
 """The processor's repair of rollup buckets that late data made dirty, after its commits.
 
 A commit only marks an overlapped bucket dirty (``store/batches.py``); this runs one bounded
-pass (``store/rollup_repair.py``) at most every ``every_s``, at once again while the last
-pass was full, and on every idle step, so a burst of late batches costs one recompute per
-bucket, not one per batch. A failure is logged and counted; the buckets stay dirty (never
-wrong: the series flags them) and the next pass tries again. It never stops the data.
+pass (``store/rollup_repair.py``) on every idle step and, while busy, at most every
+``every_s`` and only as long as repairs take at most ``share`` of the processor's time (a
+pass of d seconds waits d * (1 - share) / share before the next), so a burst of late batches
+costs one recompute per bucket, not one per batch, and an overload of late data (the
+processor never idle) still leaves the commits most of the time. A failure is logged and
+counted; the buckets stay dirty (never wrong: the series flags them) and the next pass tries
+again. It never stops the data.
 """
 
 from __future__ import annotations
@@ -37,31 +40,35 @@ class RollupRepairer:
         *,
         every_s: float,
         limit: int,
+        max_rows: int = 200_000,
+        share: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if every_s < 0 or limit < 1:
-            raise ValueError("every_s must be >= 0 and limit >= 1")
+        if every_s < 0 or limit < 1 or max_rows < 1 or not 0 < share <= 1:
+            raise ValueError("every_s >= 0, limit >= 1, max_rows >= 1 and 0 < share <= 1")
         self.every_s = every_s
         self.limit = limit
+        self.max_rows = max_rows
+        self.share = share
         self._clock = clock
-        self._last = -float("inf")
-        self._more = True  # a start may find buckets a previous process left dirty
+        self._next = -float("inf")  # the start may find buckets a previous process left dirty
 
     def repair_due(self, conn: psycopg.Connection, *, idle: bool) -> int:
         """Run one pass when due; return how many buckets it repaired (0: none, or not due)."""
-        now = self._clock()
-        if not (idle or self._more or now - self._last >= self.every_s):
+        started = self._clock()
+        if not idle and started < self._next:
             return 0
-        self._last = now
         try:
-            done = repair_rollups(conn, limit=self.limit)
+            done = repair_rollups(conn, limit=self.limit, max_rows=self.max_rows)
         except psycopg.Error as exc:
             metrics.ERRORS.labels("rollup_repair").inc()
             log.warning("rollup repair failed (%s); the buckets stay dirty until the next", exc)
-            self._more = False
+            self._next = started + self.every_s
             return 0
+        took = self._clock() - started
         for width, n in zip(_WIDTHS, done.repaired, strict=True):
             if n:
                 REPAIRED.labels(width).inc(n)
-        self._more = done.full
+        wait = took * (1 - self.share) / self.share
+        self._next = self._clock() + (wait if done.full else max(wait, self.every_s))
         return sum(done.repaired)

@@ -51,10 +51,13 @@ class ProcessorConfig:
     trim_every: float | None = None
     # the signal definitions readings are validated and typed against (issue 12)
     catalog: SignalCatalog = DEFAULT_CATALOG
-    # repair rollup buckets late data made dirty: a pass at most this often while busy (and
-    # on every idle step), each of at most repair_limit buckets per width
+    # repair rollup buckets late data made dirty (processor/repair.py): on every idle step;
+    # while busy at most every repair_every s and repair_share of the time; a pass takes at
+    # most repair_limit buckets per width and repair_max_rows raw readings
     repair_every: float = 1.0
     repair_limit: int = 500
+    repair_max_rows: int = 200_000
+    repair_share: float = 0.1
 
 
 class Processor:
@@ -98,7 +101,12 @@ class Processor:
         self._carry: Future[Prepared] | None = None
         self._last_rebalance = 0.0
         self.processed = 0
-        self.repairer = RollupRepairer(every_s=config.repair_every, limit=config.repair_limit)
+        self.repairer = RollupRepairer(
+            every_s=config.repair_every,
+            limit=config.repair_limit,
+            max_rows=config.repair_max_rows,
+            share=config.repair_share,
+        )
         self.trimmer = (
             StreamTrimmer(stream, every_s=config.trim_every)
             if config.trim_every is not None and isinstance(stream, TrimmableStream)

@@ -20,12 +20,13 @@ is dirty. A bucket whose raw readings retention dropped gets ``area`` NULL (unkn
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 _PICK = """
-SELECT sensor_id, bucket FROM {table} r WHERE dirty {clean_below}
+SELECT sensor_id, bucket, count FROM {table} r WHERE dirty {clean_below}
 ORDER BY bucket LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 """
 _CLEAN_BELOW = """
@@ -165,14 +166,21 @@ class RepairPass:
     full: bool
 
 
-def repair_rollups(conn: psycopg.Connection, *, limit: int = 500) -> RepairPass:
-    """One bounded pass: recompute up to ``limit`` dirty buckets per width, in one transaction."""
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
+def repair_rollups(
+    conn: psycopg.Connection, *, limit: int = 500, max_rows: int = 200_000
+) -> RepairPass:
+    """One bounded pass, in one transaction: recompute up to ``limit`` dirty buckets per
+    width, and 1-minute buckets covering at most ``max_rows`` raw readings together (always
+    at least one bucket, so a pass makes progress whatever a bucket holds)."""
+    if limit < 1 or max_rows < 1:
+        raise ValueError("limit and max_rows must be at least 1")
     counts: list[int] = []
+    cut = False
     with conn.transaction(), conn.cursor() as cur:
-        for pick, values, states in _STATEMENTS:
+        for level, (pick, values, states) in enumerate(_STATEMENTS):
             picked = cur.execute(pick, {"limit": limit}).fetchall()
+            if level == 0:  # raw readings are read: bound them (a 1 kHz sensor's minute is 60k)
+                picked, cut = _within(picked, max_rows)
             counts.append(len(picked))
             if not picked:
                 continue
@@ -180,7 +188,18 @@ def repair_rollups(conn: psycopg.Connection, *, limit: int = 500) -> RepairPass:
             cur.execute(values, params)
             cur.execute(states, params)
     repaired = (counts[0], counts[1], counts[2])
-    return RepairPass(repaired, any(n >= limit for n in repaired))
+    return RepairPass(repaired, cut or any(n >= limit for n in repaired))
+
+
+def _within(picked: list[tuple[int, object, int]], max_rows: int) -> tuple[list[Any], bool]:
+    """The first buckets covering at most ``max_rows`` readings (at least one), and whether
+    some were left (they stay dirty: locked only until this pass commits)."""
+    total = 0
+    for i, row in enumerate(picked):
+        total += int(row[2])
+        if total > max_rows and i:
+            return picked[:i], True
+    return picked, False
 
 
 def dirty_buckets(conn: psycopg.Connection) -> tuple[int, int, int]:
