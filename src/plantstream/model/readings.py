@@ -250,6 +250,7 @@ def validate_columns(
     ints: npt.NDArray[np.int64] | None = None,
     texts: npt.NDArray[np.object_] | None = None,
     qcode: npt.NDArray[np.int64] | None = None,
+    memo: dict[tuple[str, tuple[str, ...]], MetricTables] | None = None,
 ) -> tuple[npt.NDArray[np.bool_], list[tuple[int, InvalidInputError]]]:
     """Re-check one device's readings, already in canonical form, column-wise.
 
@@ -258,27 +259,24 @@ def validate_columns(
     common case; ``validate_fields`` stays the one place that words each reason. NaN fails
     every comparison, so it never slips through. ``vtype`` (None: all doubles) says each
     reading's value type (``model/values.py`` codes); ints and texts hold the exact values.
+    ``memo`` (one per batch: the catalog does not change within it) keeps the per-signal
+    tables of each (facility, metric list) across the batch's devices.
     """
     n = len(ts_us)
     if not (_is_valid_id(facility) and _is_valid_id(device)):
         what = "facility" if not _is_valid_id(facility) else "device"
         error = InvalidInputError(RejectCode.INVALID_ID, f"{what} is not an allowed identifier")
         return np.zeros(n, dtype=bool), [(i, error) for i in range(n)]
-    known: list[SignalDef | None] = []
-    for name in metrics:
-        try:
-            known.append(signal_for(catalog, facility, name, None))
-        except InvalidInputError:
-            known.append(None)
-    known.append(None)  # None: index past the table
-    numeric = [m is not None and m.value_type in _RANGED for m in known]
-    low = np.array([_low(m) if ok else -np.inf for m, ok in zip(known, numeric, strict=True)])
-    high = np.array([_high(m) if ok else np.inf for m, ok in zip(known, numeric, strict=True)])
-    low[[i for i, m in enumerate(known) if m is None]] = np.inf  # unknown: never valid
-    want = np.array([TYPE_CODES[m.value_type] if m else 255 for m in known], dtype=np.uint8)
+    key = (facility, tuple(metrics))
+    tables = memo.get(key) if memo is not None else None
+    if tables is None:
+        tables = metric_tables(catalog, facility, metrics)
+        if memo is not None:
+            memo[key] = tables
+    known, numeric, low, high, want = tables
     idx = np.minimum(metric_idx, len(metrics)).astype(np.intp)
     row_type = vtype if vtype is not None else np.zeros(n, dtype=np.uint8)
-    ranged = np.array(numeric)[idx]
+    ranged = numeric[idx]
     ok = (
         (want[idx] == row_type)
         & (~ranged | ((low[idx] <= values) & (values <= high[idx])))
@@ -321,6 +319,33 @@ def validate_columns(
 
 
 _RANGED = frozenset({ValueType.DOUBLE, ValueType.INT64})
+# per metric of a record (and one past the end): its signal, ranged or not, low, high, type code
+MetricTables = tuple[
+    list[SignalDef | None],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.uint8],
+]
+
+
+def metric_tables(catalog: SignalCatalog, facility: str, metrics: list[str]) -> MetricTables:
+    """What ``validate_columns`` checks per metric index, built once per metric list."""
+    known: list[SignalDef | None] = []
+    for name in metrics:
+        try:
+            known.append(signal_for(catalog, facility, name, None))
+        except InvalidInputError:
+            known.append(None)
+    known.append(None)  # None: index past the table
+    numeric = [m is not None and m.value_type in _RANGED for m in known]
+    low = np.array([_low(m) if ok else -np.inf for m, ok in zip(known, numeric, strict=True)])
+    high = np.array([_high(m) if ok else np.inf for m, ok in zip(known, numeric, strict=True)])
+    low[[i for i, m in enumerate(known) if m is None]] = np.inf  # unknown: never valid
+    want = np.array([TYPE_CODES[m.value_type] if m else 255 for m in known], dtype=np.uint8)
+    return known, np.array(numeric), low, high, want
+
+
 _TEXT_CODE_ARRAY = np.array(sorted(TEXT_CODES), dtype=np.uint8)
 
 

@@ -25,6 +25,7 @@ from plantstream.model import (
     now_us,
     validate_columns,
 )
+from plantstream.model.readings import MetricTables
 from plantstream.model.values import INT_CODE
 from plantstream.processor.rows import DeadLetter
 from plantstream.stream.base import StreamRecord
@@ -62,6 +63,9 @@ def decode_records(
     """Decode and re-validate every reading of ``records`` against ``catalog``."""
     out = Decoded()
     counters = out.counters
+    # per (facility, metric list), for this batch: its int64 metrics and validation tables
+    ints_memo: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    tables_memo: dict[tuple[str, tuple[str, ...]], MetricTables] = {}
     for record in records:
         # Two kinds of record, told apart by an explicit marker, not by a guess: the gateway
         # envelope starts with its fixed 40-byte text GATEWAY_ENVELOPE_PREFIX; a packed record
@@ -104,7 +108,7 @@ def decode_records(
             continue
         facility = columns.facility[:64]
         if columns.vtype is None:
-            columns = _typed_from_doubles(columns, catalog)
+            columns = _typed_from_doubles(columns, catalog, ints_memo)
         ok, rejects = validate_columns(
             facility=columns.facility,
             device=columns.device,
@@ -120,6 +124,7 @@ def decode_records(
             ints=columns.ints,
             texts=columns.texts,
             qcode=columns.qcode,
+            memo=tables_memo,
         )
         n = len(columns)
         counters[(facility, "received")] += n
@@ -219,16 +224,23 @@ def _device_columns(
     return out
 
 
-def _typed_from_doubles(columns: DeviceColumns, catalog: SignalCatalog) -> DeviceColumns:
+def _typed_from_doubles(
+    columns: DeviceColumns,
+    catalog: SignalCatalog,
+    memo: dict[tuple[str, tuple[str, ...]], list[int]],
+) -> DeviceColumns:
     """A version 1 record (doubles only) whose signals are now int64 (``production_count``
     before value types existed): its integral values become exact int64 readings, so a
     record written before the upgrade is stored as the signal's type says."""
-    int_metrics = [
-        i
-        for i, name in enumerate(columns.metrics)
-        if (spec := catalog.get(columns.facility, name)) is not None
-        and spec.value_type is ValueType.INT64
-    ]
+    key = (columns.facility, tuple(columns.metrics))
+    int_metrics = memo.get(key)
+    if int_metrics is None:
+        int_metrics = memo[key] = [
+            i
+            for i, name in enumerate(columns.metrics)
+            if (spec := catalog.get(columns.facility, name)) is not None
+            and spec.value_type is ValueType.INT64
+        ]
     if not int_metrics:
         return columns
     values = columns.values

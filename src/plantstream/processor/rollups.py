@@ -80,6 +80,9 @@ def increase(
     return np.where(step >= 0, step, np.where(wrapped, step + wrap, after))
 
 
+Groups = dict[str, npt.NDArray]  # type: ignore[type-arg]  # one delta's columns, native
+
+
 def rollup_buffer(
     rows: Columns,
     width_us: int = MINUTE_US,
@@ -90,6 +93,15 @@ def rollup_buffer(
 
     ``kind`` and ``wrap`` are per row (None: every row a gauge without wrap).
     """
+    return _pack(_groups(rows, width_us, kind, wrap))
+
+
+def _groups(
+    rows: Columns,
+    width_us: int,
+    kind: npt.NDArray[np.int16] | None,
+    wrap: npt.NDArray[np.float64] | None,
+) -> Groups:
     ts, values = rows.ts_us, rows.value
     n = len(rows)
     bucket = ts - ts % width_us
@@ -103,34 +115,88 @@ def rollup_buffer(
     held = np.zeros(n)
     held[:-1] = np.where(inside[:-1], values[:-1] * ((ts[1:] - ts[:-1]) / 1e6), 0.0)
     kinds = np.zeros(n, dtype=np.int16) if kind is None else kind
+    wraps = np.zeros(n) if wrap is None else wrap
     grown = np.zeros(n)
     counters = kinds == COUNTER
     if counters.any():
-        wraps = np.zeros(n) if wrap is None else wrap
         pair = inside[:-1] & counters[:-1]
         grown[:-1] = np.where(pair, increase(values[:-1], values[1:], wraps[1:]), 0.0)
-    out = np.empty(len(starts), dtype=ROLLUP_ROW)
-    columns = {
+    return {
         "sensor_id": rows.sensor_id[starts],
-        "bucket": bucket[starts] - _PG_EPOCH_US,
+        "bucket": bucket[starts],
         "count": ends - starts + 1,
         "sum": np.add.reduceat(values, starts),
         "min": np.minimum.reduceat(values, starts),
         "max": np.maximum.reduceat(values, starts),
         "sum_sq": np.add.reduceat(values * values, starts),
-        "first_ts": ts[starts] - _PG_EPOCH_US,
+        "first_ts": ts[starts],
         "first": values[starts],
-        "last_ts": ts[ends] - _PG_EPOCH_US,
+        "last_ts": ts[ends],
         "last": values[ends],
         "area": np.add.reduceat(held, starts),
         "increase": np.add.reduceat(grown, starts),
         "kind": kinds[starts],
-        "dirty": np.zeros(len(starts), dtype=bool),
+        "wrap": wraps[starts],
     }
-    out["n"] = len(columns)
-    for name, column in columns.items():
+
+
+def _coarser(fine: Groups, width_us: int) -> Groups:
+    """The delta per coarser bucket from the finer delta's groups (a few thousand rows, not
+    the batch's readings): sums add, and the joint between two consecutive finer groups of a
+    bucket (the earlier's last value held until the later's first reading) is added, exactly
+    as the pairs of the readings themselves would add it."""
+    sensor, first_ts = fine["sensor_id"], fine["first_ts"]
+    n = len(sensor)
+    bucket = fine["bucket"] - fine["bucket"] % width_us
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    change[1:] = (sensor[1:] != sensor[:-1]) | (bucket[1:] != bucket[:-1])
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], n) - 1
+    joint = ~change[1:]  # group i and i + 1 lie in one coarser bucket
+    last, first = fine["last"], fine["first"]
+    held = np.zeros(n)
+    held[1:] = np.where(joint, last[:-1] * ((first_ts[1:] - fine["last_ts"][:-1]) / 1e6), 0.0)
+    grown = np.zeros(n)
+    counters = fine["kind"] == COUNTER
+    if counters.any():
+        pair = joint & counters[1:]
+        grown[1:] = np.where(pair, increase(last[:-1], first[1:], fine["wrap"][1:]), 0.0)
+    return {
+        "sensor_id": sensor[starts],
+        "bucket": bucket[starts],
+        "count": np.add.reduceat(fine["count"], starts),
+        "sum": np.add.reduceat(fine["sum"], starts),
+        "min": np.minimum.reduceat(fine["min"], starts),
+        "max": np.maximum.reduceat(fine["max"], starts),
+        "sum_sq": np.add.reduceat(fine["sum_sq"], starts),
+        "first_ts": first_ts[starts],
+        "first": first[starts],
+        "last_ts": fine["last_ts"][ends],
+        "last": last[ends],
+        "area": np.add.reduceat(fine["area"] + held, starts),
+        "increase": np.add.reduceat(fine["increase"] + grown, starts),
+        "kind": fine["kind"][starts],
+        "wrap": fine["wrap"][starts],
+    }
+
+
+_PG_TIME = ("bucket", "first_ts", "last_ts")
+
+
+def _pack(groups: Groups) -> bytes:
+    out = np.empty(len(groups["sensor_id"]), dtype=ROLLUP_ROW)
+    out["n"] = len(ROLLUP_ROW.names or ()) // 2  # (length, value) per column after "n"
+    for name in ROLLUP_ROW.names or ():
+        if name == "n" or name.endswith("_len"):
+            continue
         out[f"{name}_len"] = ROLLUP_ROW[name].itemsize
-        out[name] = column
+        if name == "dirty":
+            out[name] = False
+        elif name in _PG_TIME:
+            out[name] = groups[name] - _PG_EPOCH_US
+        else:
+            out[name] = groups[name]
     return _COPY_HEADER + out.tobytes() + _COPY_TRAILER
 
 
@@ -139,9 +205,12 @@ def rollup_buffers(
     kind: npt.NDArray[np.int16] | None = None,
     wrap: npt.NDArray[np.float64] | None = None,
 ) -> tuple[bytes, bytes, bytes]:
-    """The 1-minute, 1-hour and 1-day deltas of sorted, unique ``rows``."""
-    one_minute, one_hour, one_day = (rollup_buffer(rows, w, kind, wrap) for w in WIDTHS_US)
-    return one_minute, one_hour, one_day
+    """The 1-minute, 1-hour and 1-day deltas of sorted, unique ``rows`` (the coarser two
+    from the 1-minute groups)."""
+    one_minute = _groups(rows, MINUTE_US, kind, wrap)
+    one_hour = _coarser(one_minute, HOUR_US)
+    one_day = _coarser(one_hour, DAY_US)
+    return _pack(one_minute), _pack(one_hour), _pack(one_day)
 
 
 STATE = 2
