@@ -28,7 +28,7 @@ from plantstream.model.signals import (
     UnknownSignalPolicy,
     ValueType,
 )
-from plantstream.model.values import TEXT_CODES, TYPE_CODES, Value, coerce_value, typed_at
+from plantstream.model.values import TEXT_LUT, TYPE_CODES, Value, coerce_value, typed_at
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 _ID = re.compile(ID_PATTERN[1:-1])  # used with fullmatch: "$" would let "id\n" pass
@@ -287,7 +287,7 @@ def validate_columns(
     if qcode is not None:
         ok &= qcode <= QUALITY_CODE_MAX
     if texts is not None and vtype is not None:
-        for i in np.flatnonzero(ok & np.isin(vtype, _TEXT_CODE_ARRAY)).tolist():
+        for i in np.flatnonzero(ok & TEXT_LUT[vtype]).tolist():
             spec = known[int(idx[i])]
             if spec is not None and not _text_ok(spec, texts[i]):
                 ok[i] = False
@@ -344,9 +344,6 @@ def metric_tables(catalog: SignalCatalog, facility: str, metrics: list[str]) -> 
     low[[i for i, m in enumerate(known) if m is None]] = np.inf  # unknown: never valid
     want = np.array([TYPE_CODES[m.value_type] if m else 255 for m in known], dtype=np.uint8)
     return known, np.array(numeric), low, high, want
-
-
-_TEXT_CODE_ARRAY = np.array(sorted(TEXT_CODES), dtype=np.uint8)
 
 
 def _low(spec: SignalDef | None) -> float:

@@ -26,6 +26,9 @@ DOUBLE_CODE = TYPE_CODES[ValueType.DOUBLE]
 INT_CODE = TYPE_CODES[ValueType.INT64]
 BOOL_CODE = TYPE_CODES[ValueType.BOOL]
 TEXT_CODES = frozenset({TYPE_CODES[ValueType.STRING], TYPE_CODES[ValueType.STATE]})
+# TEXT_LUT[vtype]: which readings are text, by table look-up (np.isin costs ~100 us a call)
+TEXT_LUT = np.zeros(256, dtype=bool)
+TEXT_LUT[sorted(TEXT_CODES)] = True
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _EXACT_FLOAT_INT = 2**53  # a float beyond this is not one integer for sure

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest.codecs import (
@@ -64,7 +66,7 @@ def decode_records(
     out = Decoded()
     counters = out.counters
     # per (facility, metric list), for this batch: its int64 metrics and validation tables
-    ints_memo: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    ints_memo: dict[tuple[str, tuple[str, ...]], npt.NDArray[np.bool_] | None] = {}
     tables_memo: dict[tuple[str, tuple[str, ...]], MetricTables] = {}
     for record in records:
         # Two kinds of record, told apart by an explicit marker, not by a guess: the gateway
@@ -227,27 +229,39 @@ def _device_columns(
 def _typed_from_doubles(
     columns: DeviceColumns,
     catalog: SignalCatalog,
-    memo: dict[tuple[str, tuple[str, ...]], list[int]],
+    memo: dict[tuple[str, tuple[str, ...]], npt.NDArray[np.bool_] | None],
 ) -> DeviceColumns:
     """A version 1 record (doubles only) whose signals are now int64 (``production_count``
     before value types existed): its integral values become exact int64 readings, so a
-    record written before the upgrade is stored as the signal's type says."""
+    record written before the upgrade is stored as the signal's type says. ``memo`` keeps,
+    per (facility, metric list) of the batch, which metric indexes are int64 (None: none)."""
     key = (columns.facility, tuple(columns.metrics))
-    int_metrics = memo.get(key)
-    if int_metrics is None:
-        int_metrics = memo[key] = [
+    if key in memo:
+        is_int = memo[key]
+    else:
+        int_metrics = [
             i
             for i, name in enumerate(columns.metrics)
             if (spec := catalog.get(columns.facility, name)) is not None
             and spec.value_type is ValueType.INT64
         ]
-    if not int_metrics:
+        is_int = None
+        if int_metrics:
+            is_int = np.zeros(256, dtype=bool)
+            is_int[int_metrics] = True
+        memo[key] = is_int
+    if is_int is None:
         return columns
-    values = columns.values
-    finite = np.where(np.isfinite(values) & (np.abs(values) <= 2.0**53), values, 0.5)
-    integral = np.floor(finite) == finite
-    rows = np.isin(columns.metric_idx, np.array(int_metrics, dtype=np.uint8)) & integral
+    rows = np.flatnonzero(is_int[columns.metric_idx])
+    picked = columns.values[rows]
+    exact = (np.abs(picked) <= 2.0**53) & (np.floor(picked) == picked)  # NaN, inf: False
+    rows, picked = rows[exact], picked[exact]
     n = len(columns)
+    vtype = np.zeros(n, dtype=np.uint8)
+    vtype[rows] = INT_CODE
+    ints = np.zeros(n, dtype=np.int64)
+    ints[rows] = picked.astype(np.int64)
+    texts, qcode = _untyped(n)
     return DeviceColumns(
         columns.facility,
         columns.device,
@@ -255,13 +269,24 @@ def _typed_from_doubles(
         columns.metrics,
         columns.metric_idx,
         columns.ts_us,
-        values,
+        columns.values,
         columns.quality,
-        np.where(rows, INT_CODE, 0).astype(np.uint8),
-        np.where(rows, finite, 0.0).astype(np.int64),
-        np.full(n, None, dtype=object),
-        np.full(n, -1, dtype=np.int64),
+        vtype,
+        ints,
+        texts,
+        qcode,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _untyped(n: int) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64]]:
+    """Read-only columns of ``n`` readings without text or quality code (shared: records of
+    one length are many)."""
+    texts = np.full(n, None, dtype=object)
+    qcode = np.full(n, -1, dtype=np.int64)
+    texts.flags.writeable = False
+    qcode.flags.writeable = False
+    return texts, qcode
 
 
 def reading_payload(facility: str, reading: Reading) -> bytes:

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from plantstream.model import from_epoch_us
-from plantstream.model.values import INT_CODE, TEXT_CODES
+from plantstream.model.values import INT_CODE, TEXT_LUT
 from plantstream.processor.rollups import StateRow, rollup_buffers, state_deltas
 from plantstream.processor.rows import Columns
 
@@ -151,7 +151,6 @@ _CODED_INT_ROW = _copy_dtype(
 )
 _TEXT_COLUMNS = ("sensor_id", "ts", "value_text", "quality", "quality_code")
 _TEXT_TYPES = ("int4", "timestamptz", "text", "int2", "int8")
-_TEXT_CODE_ARRAY = np.array(sorted(TEXT_CODES), dtype=np.uint8)
 
 
 def reading_parts(rows: Columns) -> tuple[CopyPart, ...]:
@@ -160,7 +159,7 @@ def reading_parts(rows: Columns) -> tuple[CopyPart, ...]:
         return (CopyPart(PLAIN_COLUMNS, readings_copy_buffer(rows)),)
     vtype = rows.vtype
     coded = rows.qcode >= 0 if rows.qcode is not None else np.zeros(len(rows), dtype=bool)
-    text = np.isin(vtype, _TEXT_CODE_ARRAY)
+    text = TEXT_LUT[vtype]
     is_int = vtype == INT_CODE
     parts: list[CopyPart] = []
     plain = ~text & ~is_int & ~coded

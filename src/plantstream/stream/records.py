@@ -22,6 +22,7 @@ from plantstream.model.values import (
     DOUBLE_CODE,
     INT_CODE,
     TEXT_CODES,
+    TEXT_LUT,
     TYPE_CODES,
     TYPES_BY_CODE,
     typed_at,
@@ -167,7 +168,7 @@ def decode_record(data: bytes) -> DeviceColumns:
 def _typed_columns(record: TypedDeviceRecord) -> DeviceColumns:
     vtype = np.frombuffer(record.vtype, dtype=np.uint8)
     n = len(vtype)
-    text_rows = np.flatnonzero(np.isin(vtype, _TEXT_CODE_ARRAY))
+    text_rows = np.flatnonzero(TEXT_LUT[vtype])
     if len(text_rows) != len(record.texts):
         raise ValueError("record texts do not match its text readings")
     texts = np.full(n, None, dtype=object)
@@ -192,7 +193,6 @@ def _typed_columns(record: TypedDeviceRecord) -> DeviceColumns:
     )
 
 
-_TEXT_CODE_ARRAY = np.array(sorted(TEXT_CODES), dtype=np.uint8)
 _DOUBLE = ValueType.DOUBLE
 
 

@@ -9,10 +9,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import psycopg
 
-from plantstream.model.values import TEXT_CODES
+from plantstream.model.values import TEXT_LUT
 from plantstream.processor import metrics
 from plantstream.processor.rows import Columns
 from plantstream.processor.sinks.base import PostCommitSink, SinkBatch
@@ -38,14 +37,11 @@ class _State:
     retry_at: float = 0.0
 
 
-_TEXT_CODES = np.array(sorted(TEXT_CODES), dtype=np.uint8)
-
-
 def numeric_rows(rows: Columns) -> Columns:
     """``rows`` without its text (string, state) readings."""
     if rows.vtype is None:
         return rows
-    text = np.isin(rows.vtype, _TEXT_CODES)
+    text = TEXT_LUT[rows.vtype]
     return rows.take(~text) if text.any() else rows
 
 
