@@ -151,7 +151,7 @@ def _statements(table: str, finer: str | None, width: str) -> tuple[sql.SQL, sql
     pick = _PICK.format(table=table, clean_below=clean_below)
     values, states = (_FROM_FINER, _STATES_FROM_FINER) if finer else (_FROM_RAW, _STATES_FROM_RAW)
     # fixed table names and widths only: no user input reaches these strings
-    return sql.SQL(pick), sql.SQL(values.format(**names)), sql.SQL(states.format(**names))  # type: ignore[arg-type]
+    return sql.SQL(pick), sql.SQL(values.format(**names)), sql.SQL(states.format(**names))
 
 
 _STATEMENTS = tuple(_statements(*level) for level in _LEVELS)
