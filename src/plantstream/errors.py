@@ -55,6 +55,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_QUALITY = "unknown_quality"
     VALUE_NOT_FINITE = "value_not_finite"
     VALUE_OUT_OF_RANGE = "value_out_of_range"
+    # typed values (issue 12): a state a signal does not declare, a text past its bound
+    UNKNOWN_STATE = "unknown_state"
+    VALUE_TOO_LONG = "value_too_long"
     TIMESTAMP_WITHOUT_OFFSET = "timestamp_without_offset"
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"

@@ -6,13 +6,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from plantstream.api.auth import State, check_facility
 from plantstream.api.quotas import QuotaReader as Reader
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest.metrics import count_refusal
-from plantstream.model import METRICS, check_id, from_epoch_us
+from plantstream.model import (
+    DEFAULT_CATALOG,
+    SignalCatalog,
+    SignalDef,
+    UnknownSignalPolicy,
+    ValueType,
+    check_id,
+    from_epoch_us,
+)
 from plantstream.store import latest_pages, queries
 from plantstream.store.hot import LatestValue as HotValue
 
@@ -32,13 +40,41 @@ class Facilities(BaseModel):
     facilities: list[Facility]
 
 
-class LatestValue(BaseModel):
+# a number stays a number (int64 exact); a bool or a string/state value is itself
+TypedValue = bool | int | float | str
+
+
+class _Additive(BaseModel):
+    """A v1 answer with additive fields: they are left out while they hold their default, so
+    a v1 client's view of a plain double (and its exact answers) is what it was."""
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        out: dict[str, object] = handler(self)
+        if out.get("value_type") == "double":
+            del out["value_type"]
+        for name in _ADDITIVE:
+            if name in out and out[name] is None:
+                del out[name]
+        return out
+
+
+_ADDITIVE = ("quality_code", "twa", "increase", "first", "last", "states", "pending")
+
+
+class LatestValue(_Additive):
     device: str
     metric: str
     ts: datetime
-    value: float
+    value: TypedValue
     unit: str
     quality: str
+    value_type: str = Field(
+        default="double", description="double, int64, bool, string or state (the signal's)"
+    )
+    quality_code: int | None = Field(
+        default=None, description="the source's own quality code (OPC UA StatusCode, ...)"
+    )
 
 
 class Latest(BaseModel):
@@ -49,12 +85,30 @@ class Latest(BaseModel):
     )
 
 
-class Point(BaseModel):
+class Point(_Additive):
     ts: datetime
-    value: float
+    value: TypedValue
     min: float | None = None
     max: float | None = None
     count: int | None = None
+    quality_code: int | None = None
+    twa: float | None = Field(
+        default=None, description="rollups: the time-weighted average (value carried over)"
+    )
+    increase: float | None = Field(
+        default=None, description="rollups of a counter: its increase (resets, wraps handled)"
+    )
+    first: float | None = None
+    last: float | None = None
+    states: dict[str, float] | None = Field(
+        default=None, description="rollups of a state signal: seconds in each state"
+    )
+    pending: bool | None = Field(
+        default=None,
+        description="rollups only, true while late data's recompute of this bucket is due: "
+        "`twa`, `increase` and `states` are left out until it ran (seconds later); "
+        "absent when the bucket is exact",
+    )
 
 
 class Series(BaseModel):
@@ -62,7 +116,7 @@ class Series(BaseModel):
     device: str
     metric: str
     unit: str
-    step: Literal["raw", "1m", "1h"]
+    step: Literal["raw", "1m", "1h", "1d"]
     points: list[Point]
     truncated: bool = Field(
         default=False, description="more points lie in the range than one answer holds"
@@ -122,22 +176,34 @@ def latest(
                 "(quota_result_size): page through them with cursor=0, then next_cursor",
             )
         values = state.hot.latest(facility)
+    catalog = _catalog(state)
     return Latest(
-        facility=facility, readings=[_latest_value(v) for v in values], next_cursor=next_cursor
+        facility=facility,
+        readings=[_latest_value(v, catalog.get(facility, v.metric)) for v in values],
+        next_cursor=next_cursor,
     )
 
 
-def _latest_value(v: HotValue) -> LatestValue:
+def _catalog(state: object) -> SignalCatalog:
+    """The signal catalog the API state carries (the store-backed one), else the default."""
+    catalog = getattr(state, "catalog", None)
+    return catalog if catalog is not None else DEFAULT_CATALOG
+
+
+def _latest_value(v: HotValue, spec: SignalDef | None) -> LatestValue:
     return LatestValue(
         device=v.device,
         metric=v.metric,
         ts=from_epoch_us(v.ts_us),
         value=v.value,
-        unit=METRICS[v.metric].unit if v.metric in METRICS else "",
+        unit=spec.unit if spec is not None else "",
         quality=v.quality,
+        value_type=str(spec.value_type) if spec is not None else v.value_type,
+        quality_code=v.quality_code,
     )
 
 
+_TEXT_TYPES = frozenset({ValueType.STRING, ValueType.STATE})
 _HOUR = timedelta(hours=1)
 _DAWN = datetime.min.replace(tzinfo=UTC)
 
@@ -174,11 +240,14 @@ def series(
     metric: Annotated[str, Query(min_length=1, max_length=64)],
     from_: Annotated[str | None, Query(alias="from", description="RFC 3339; default to-1h")] = None,
     to: Annotated[str | None, Query(description="RFC 3339; default now")] = None,
-    step: Literal["raw", "1m", "1h", "auto"] = "auto",
+    step: Literal["raw", "1m", "1h", "1d", "auto"] = "auto",
 ) -> Series:
     """Points of one sensor between ``from`` and ``to``; ``auto`` picks raw, 1m or 1h by range.
 
-    Rollup points carry the bucket's average as ``value`` with its min, max and count. One
+    Rollup points carry the bucket's average as ``value`` with its min, max and count, and
+    (additive) its time-weighted average `twa` (a value holds until the next reading, carried
+    across bucket edges), `first`, `last` and, for a counter, its `increase` (resets and
+    wraps handled); `1d` is a step too. A string or state signal always answers raw. One
     answer holds at most the server's `quota_max_series_points` (20,000 by default): when
     the range holds more, the answer says `truncated: true` and `next_from`, the `from` that
     gets the rest.
@@ -186,7 +255,9 @@ def series(
     check_id(facility, "facility")
     check_id(device, "device")
     check_facility(who, facility)
-    if metric not in METRICS:
+    catalog = _catalog(state)
+    spec = catalog.get(facility, metric)
+    if spec is None and catalog.policy(facility) is not UnknownSignalPolicy.REGISTER:
         raise InvalidInputError("unknown_metric", f"unknown metric {metric[:64]!r}")
     end = _parse_time(to) if to is not None else datetime.now(UTC)
     # the default an hour back stops at the first hour of year 1, where datetime ends
@@ -194,6 +265,8 @@ def series(
     if start >= end:
         raise InvalidInputError("invalid_time", "from must be before to")
     chosen = choose_step(end - start) if step == "auto" else step
+    if spec is not None and spec.value_type is ValueType.STRING:
+        chosen = "raw"  # a free text has no rollup: its points are its changes
     cap = state.settings.quota_max_series_points
     with state.pool.connection() as conn:
         points = queries.series(
@@ -213,7 +286,7 @@ def series(
         facility=facility,
         device=device,
         metric=metric,
-        unit=METRICS[metric].unit,
+        unit=spec.unit if spec is not None else "",
         step=chosen,
         points=[Point(**p) for p in points[:cap]],
         truncated=truncated,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest.line_parse import Line, LineSyntaxError, StringValue, parse_line
-from plantstream.model import ParsedBatch, Reading, Reject, TimeWindow, check_id
+from plantstream.model import ParsedBatch, Reading, Reject, TimeWindow, ValueType, check_id
 from plantstream.model.metrics import METRICS
 from plantstream.model.readings import validate_fields
 
@@ -148,9 +148,11 @@ class LineProtocolCodec:
                 if (  # the ordinary field, checked inline; anything else gets its reason below
                     plain
                     and spec is not None
+                    and spec.value_type is ValueType.DOUBLE
                     and type(value) is float
                     and (unit is None or unit == spec.unit)
-                    and spec.low <= value <= spec.high
+                    and (spec.low is None or spec.low <= value)
+                    and (spec.high is None or value <= spec.high)
                 ):
                     readings.append(Reading(device, metric, ts_us, value + 0.0, 0))
                     index += 1

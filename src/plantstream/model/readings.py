@@ -19,7 +19,16 @@ import numpy as np
 import numpy.typing as npt
 
 from plantstream.errors import ErrorCode, InvalidInputError
-from plantstream.model.metrics import METRICS, QUALITIES
+from plantstream.model import units
+from plantstream.model.metrics import QUALITIES
+from plantstream.model.signals import (
+    DEFAULT_CATALOG,
+    SignalCatalog,
+    SignalDef,
+    UnknownSignalPolicy,
+    ValueType,
+)
+from plantstream.model.values import TEXT_LUT, TYPE_CODES, Value, coerce_value, typed_at
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 _ID = re.compile(ID_PATTERN[1:-1])  # used with fullmatch: "$" would let "id\n" pass
@@ -39,10 +48,13 @@ class ReadingIn(msgspec.Struct, forbid_unknown_fields=True):
     device: str
     metric: str
     ts: datetime
-    value: float
+    # a number, an integer (exact: int64 counters), a boolean or a string (state, text)
+    value: bool | int | float | str
     # UNSET (not None) for a field the client left out: the duplicate-key check counts them
     unit: str | msgspec.UnsetType | None = msgspec.UNSET
     quality: str | msgspec.UnsetType = msgspec.UNSET
+    # the source's own quality code (OPC UA StatusCode uint32, Sparkplug quality), kept as is
+    quality_code: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,13 +72,19 @@ class LooseBatchIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Reading(msgspec.Struct, array_like=True, frozen=True):
-    """A validated reading in canonical units; ``ts_us`` is microseconds since the epoch."""
+    """A validated reading in canonical units; ``ts_us`` is microseconds since the epoch.
+
+    ``value`` has the Python type of ``value_type``: float (double), int (int64, exact),
+    bool, or str (string, state). ``quality_code`` is the source's raw code, if it sent one.
+    """
 
     device: str
     metric: str
     ts_us: int
-    value: float
+    value: Value
     quality: int = 0
+    value_type: ValueType = ValueType.DOUBLE
+    quality_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,60 +140,98 @@ def check_id(value: str, what: str) -> None:
         )
 
 
+QUALITY_CODE_MAX = 2**32 - 1  # OPC UA StatusCode is a uint32; Sparkplug's quality fits
+
+
+def signal_for(catalog: SignalCatalog, facility: str, metric: str, unit: str | None) -> SignalDef:
+    """The signal ``metric`` of ``facility``; an unknown one per the facility's policy.
+
+    Raises ``InvalidInputError(unknown_metric)`` under the ``refuse`` policy (the default);
+    under ``register`` the reading is taken as an unclassified double in its own unit.
+    """
+    spec = catalog.get(facility, metric)
+    if spec is not None:
+        return spec
+    if catalog.policy(facility) is UnknownSignalPolicy.REGISTER:
+        check_id(metric, "metric")
+        return SignalDef(metric, unit=unit or "", unclassified=True)
+    raise InvalidInputError(RejectCode.UNKNOWN_METRIC, f"unknown metric {metric[:64]!r}")
+
+
+def _check_quality(quality: str | int, quality_code: int | None) -> int:
+    if isinstance(quality, str):
+        code = QUALITIES.get(quality)
+        if code is None:
+            raise InvalidInputError(
+                RejectCode.UNKNOWN_QUALITY, "quality must be one of good, uncertain, bad"
+            )
+    elif quality in (0, 1, 2):
+        code = quality
+    else:
+        raise InvalidInputError(RejectCode.UNKNOWN_QUALITY, "quality code must be 0, 1 or 2")
+    if quality_code is not None and not (0 <= quality_code <= QUALITY_CODE_MAX):
+        raise InvalidInputError(
+            RejectCode.UNKNOWN_QUALITY, f"quality_code must be within 0..{QUALITY_CODE_MAX}"
+        )
+    return code
+
+
 def validate_fields(
     *,
     device: str,
     metric: str,
     ts_us: int,
-    value: float,
+    value: Value,
     unit: str | None,
     quality: str | int,
     received_us: int,
     window: TimeWindow,
+    facility: str = "",
+    catalog: SignalCatalog = DEFAULT_CATALOG,
+    quality_code: int | None = None,
 ) -> Reading:
-    """Validate one reading's fields and return it in canonical units.
+    """Validate one reading's fields and return it in canonical units and its signal's type.
 
     Raises ``InvalidInputError`` with the first problem found. ``received_us`` is when the
     reading reached plantstream: the time window is measured from it, so a record that waited
-    in the stream is judged as it was when it arrived.
+    in the stream is judged as it was when it arrived. The signal comes from ``catalog``
+    (``facility``'s definitions); its unit conversions from ``model/units.py``.
     """
     check_id(device, "device")
-    spec = METRICS.get(metric)
-    if spec is None:
-        raise InvalidInputError(
-            RejectCode.UNKNOWN_METRIC,
-            f"unknown metric {metric[:64]!r}; known: {', '.join(METRICS)}",
-        )
-    if not math.isfinite(value):
-        raise InvalidInputError(RejectCode.VALUE_NOT_FINITE, "value must be a finite number")
-    canonical = spec.to_canonical(value, spec.unit if unit is None else unit)
-    if canonical is None:
+    spec = signal_for(catalog, facility, metric, unit)
+    if unit is not None and unit != spec.unit and (unit not in spec.accepted_units):
         raise InvalidInputError(
             RejectCode.UNKNOWN_UNIT,
             f"unit {str(unit)[:16]!r} is not one of {', '.join(spec.units)} for {metric}",
         )
-    if not (spec.low <= canonical <= spec.high):
-        raise InvalidInputError(
-            RejectCode.VALUE_OUT_OF_RANGE,
-            f"{metric} must be within {spec.low:g}..{spec.high:g} {spec.unit}",
-        )
-    if isinstance(quality, str):
-        quality_code = QUALITIES.get(quality)
-        if quality_code is None:
+    typed = coerce_value(spec, value)
+    if unit is not None and unit != spec.unit:
+        if spec.value_type is not ValueType.DOUBLE:
+            pair = units.linear(unit, spec.unit)
+            if pair != (1.0, 0.0):
+                raise InvalidInputError(
+                    RejectCode.UNKNOWN_UNIT, f"{metric} values are not converted from {unit!r}"
+                )
+        else:
+            typed = units.convert(float(typed), unit, spec.unit)
+    if spec.numeric and not isinstance(typed, bool):
+        low = -math.inf if spec.low is None else spec.low
+        high = math.inf if spec.high is None else spec.high
+        if not (low <= typed <= high):  # type: ignore[operator]
             raise InvalidInputError(
-                RejectCode.UNKNOWN_QUALITY, "quality must be one of good, uncertain, bad"
+                RejectCode.VALUE_OUT_OF_RANGE,
+                f"{metric} must be within {low:g}..{high:g} {spec.unit}",
             )
-    elif quality in (0, 1, 2):
-        quality_code = quality
-    else:
-        raise InvalidInputError(RejectCode.UNKNOWN_QUALITY, "quality code must be 0, 1 or 2")
+    quality_value = _check_quality(quality, quality_code)
     if ts_us < received_us - window.max_past_us:
         raise InvalidInputError(RejectCode.TIMESTAMP_TOO_OLD, "timestamp is too far in the past")
     if ts_us > received_us + window.max_future_us:
         raise InvalidInputError(
             RejectCode.TIMESTAMP_IN_FUTURE, "timestamp is too far in the future"
         )
-    return Reading(device, metric, ts_us, canonical + 0.0, quality_code)
+    if isinstance(typed, float):
+        typed += 0.0  # -0.0 -> 0.0
+    return Reading(device, metric, ts_us, typed, quality_value, spec.value_type, quality_code)
 
 
 def validate_columns(
@@ -189,53 +245,131 @@ def validate_columns(
     quality: npt.NDArray[np.uint8],
     received_us: int,
     window: TimeWindow,
+    catalog: SignalCatalog = DEFAULT_CATALOG,
+    vtype: npt.NDArray[np.uint8] | None = None,
+    ints: npt.NDArray[np.int64] | None = None,
+    texts: npt.NDArray[np.object_] | None = None,
+    qcode: npt.NDArray[np.int64] | None = None,
+    memo: dict[tuple[str, tuple[str, ...]], MetricTables] | None = None,
 ) -> tuple[npt.NDArray[np.bool_], list[tuple[int, InvalidInputError]]]:
     """Re-check one device's readings, already in canonical form, column-wise.
 
     Returns a mask of the valid readings and, for each invalid one, its index and the
     ``InvalidInputError`` that ``validate_fields`` gives it. The vectorised test is the
     common case; ``validate_fields`` stays the one place that words each reason. NaN fails
-    every comparison, so it never slips through.
+    every comparison, so it never slips through. ``vtype`` (None: all doubles) says each
+    reading's value type (``model/values.py`` codes); ints and texts hold the exact values.
+    ``memo`` (one per batch: the catalog does not change within it) keeps the per-signal
+    tables of each (facility, metric list) across the batch's devices.
     """
     n = len(ts_us)
     if not (_is_valid_id(facility) and _is_valid_id(device)):
         what = "facility" if not _is_valid_id(facility) else "device"
         error = InvalidInputError(RejectCode.INVALID_ID, f"{what} is not an allowed identifier")
         return np.zeros(n, dtype=bool), [(i, error) for i in range(n)]
-    known = [METRICS.get(name) for name in metrics] + [None]  # None: index past the table
-    low = np.array([m.low if m else np.inf for m in known])
-    high = np.array([m.high if m else -np.inf for m in known])
+    key = (facility, tuple(metrics))
+    tables = memo.get(key) if memo is not None else None
+    if tables is None:
+        tables = metric_tables(catalog, facility, metrics)
+        if memo is not None:
+            memo[key] = tables
+    known, numeric, low, high, want = tables
     idx = np.minimum(metric_idx, len(metrics)).astype(np.intp)
+    row_type = vtype if vtype is not None else np.zeros(n, dtype=np.uint8)
+    ranged = numeric[idx]
     ok = (
-        (low[idx] <= values)
-        & (values <= high[idx])
+        (want[idx] == row_type)
+        & (~ranged | ((low[idx] <= values) & (values <= high[idx])))
         & (ts_us >= received_us - window.max_past_us)
         & (ts_us <= received_us + window.max_future_us)
         & (quality <= 2)
     )
+    if qcode is not None:
+        ok &= qcode <= QUALITY_CODE_MAX
+    if texts is not None and vtype is not None:
+        for i in np.flatnonzero(ok & TEXT_LUT[vtype]).tolist():
+            spec = known[int(idx[i])]
+            if spec is not None and not _text_ok(spec, texts[i]):
+                ok[i] = False
     rejects: list[tuple[int, InvalidInputError]] = []
     for i in np.flatnonzero(~ok).tolist():
         index = int(idx[i])
+        code = int(row_type[i])
         try:
             validate_fields(
                 device=device,
                 metric=metrics[index] if index < len(metrics) else f"#{index}",
                 ts_us=int(ts_us[i]),
-                value=float(values[i]),
+                value=typed_at(code, float(values[i]), ints, texts, i),
                 unit=None,
                 quality=int(quality[i]),
                 received_us=received_us,
                 window=window,
+                facility=facility,
+                catalog=catalog,
+                quality_code=None if qcode is None or qcode[i] < 0 else int(qcode[i]),
             )
         except InvalidInputError as exc:
             rejects.append((i, exc))
-        else:  # pragma: no cover - the two checks disagree: refuse rather than guess
-            rejects.append((i, InvalidInputError(RejectCode.INVALID_READING, "not valid")))
+        else:  # the two checks disagree (a value of another type): refuse rather than guess
+            rejects.append(
+                (i, InvalidInputError(RejectCode.INVALID_READING, "value of the wrong type"))
+            )
     return ok, rejects
 
 
-def _validate_in(
-    reading: ReadingIn, received_us: int, window: TimeWindow, ts_low: int, ts_high: int
+_RANGED = frozenset({ValueType.DOUBLE, ValueType.INT64})
+# per metric of a record (and one past the end): its signal, ranged or not, low, high, type code
+MetricTables = tuple[
+    list[SignalDef | None],
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.uint8],
+]
+
+
+def metric_tables(catalog: SignalCatalog, facility: str, metrics: list[str]) -> MetricTables:
+    """What ``validate_columns`` checks per metric index, built once per metric list."""
+    known: list[SignalDef | None] = []
+    for name in metrics:
+        try:
+            known.append(signal_for(catalog, facility, name, None))
+        except InvalidInputError:
+            known.append(None)
+    known.append(None)  # None: index past the table
+    numeric = [m is not None and m.value_type in _RANGED for m in known]
+    low = np.array([_low(m) if ok else -np.inf for m, ok in zip(known, numeric, strict=True)])
+    high = np.array([_high(m) if ok else np.inf for m, ok in zip(known, numeric, strict=True)])
+    low[[i for i, m in enumerate(known) if m is None]] = np.inf  # unknown: never valid
+    want = np.array([TYPE_CODES[m.value_type] if m else 255 for m in known], dtype=np.uint8)
+    return known, np.array(numeric), low, high, want
+
+
+def _low(spec: SignalDef | None) -> float:
+    return -np.inf if spec is None or spec.low is None else spec.low
+
+
+def _high(spec: SignalDef | None) -> float:
+    return np.inf if spec is None or spec.high is None else spec.high
+
+
+def _text_ok(spec: SignalDef, text: object) -> bool:
+    try:
+        coerce_value(spec, text)  # type: ignore[arg-type]
+    except InvalidInputError:
+        return False
+    return True
+
+
+def _validate_in(  # noqa: PLR0917 - the hot loop calls it positionally
+    facility: str,
+    reading: ReadingIn,
+    received_us: int,
+    window: TimeWindow,
+    ts_low: int,
+    ts_high: int,
+    catalog: SignalCatalog,
 ) -> Reading:
     ts = reading.ts
     if ts.tzinfo is None:
@@ -245,15 +379,19 @@ def _validate_in(
         )
     # whole seconds from the float are exact at these magnitudes; microseconds from the field
     ts_us = math.floor(ts.timestamp()) * 1_000_000 + ts.microsecond
-    spec = METRICS.get(reading.metric)
+    spec = catalog.get(facility, reading.metric)
     value = reading.value
     unit = None if reading.unit is msgspec.UNSET else reading.unit
     quality_name = "good" if reading.quality is msgspec.UNSET else reading.quality
     quality = QUALITIES.get(quality_name)
     if (  # the ordinary reading, checked inline; anything else gets the exact reason below
         spec is not None
+        and type(value) is float
+        and spec.value_type is ValueType.DOUBLE
+        and reading.quality_code is msgspec.UNSET
         and (unit is None or unit == spec.unit)
-        and spec.low <= value <= spec.high
+        and (spec.low is None or spec.low <= value)
+        and (spec.high is None or value <= spec.high)
         and ts_low <= ts_us <= ts_high
         and quality is not None
         and _is_valid_id(reading.device)
@@ -268,6 +406,9 @@ def _validate_in(
         quality=quality_name,
         received_us=received_us,
         window=window,
+        facility=facility,
+        catalog=catalog,
+        quality_code=None if reading.quality_code is msgspec.UNSET else reading.quality_code,
     )
 
 
@@ -295,6 +436,9 @@ def _may_repeat_a_key(body: bytes, batch: BatchIn) -> bool:
         return True
     n = len(batch.readings)
     if any(body.count(key) > n for key in _READING_KEYS):
+        return True
+    codes = body.count(b'"quality_code"')
+    if codes and codes > sum(1 for r in batch.readings if r.quality_code is not msgspec.UNSET):
         return True
     units = body.count(b'"unit"')
     if units and units > sum(1 for r in batch.readings if r.unit is not msgspec.UNSET):
@@ -370,15 +514,22 @@ def parse_batch(
     received_us: int,
     window: TimeWindow,
     max_readings: int,
+    catalog: SignalCatalog = DEFAULT_CATALOG,
 ) -> ParsedBatch:
     """Decode and validate a ``POST /v1/readings`` body.
 
     A body that is not a batch at all raises ``InvalidInputError``; a batch with some bad
-    readings returns the good ones and a ``Reject`` for each bad one, by index.
+    readings returns the good ones and a ``Reject`` for each bad one, by index. Signals are
+    checked against ``catalog`` (the facility's definitions; the default catalog if none).
     """
     facility, items = _decode_body(body)
     return validate_batch(
-        facility, items, received_us=received_us, window=window, max_readings=max_readings
+        facility,
+        items,
+        received_us=received_us,
+        window=window,
+        max_readings=max_readings,
+        catalog=catalog,
     )
 
 
@@ -389,6 +540,7 @@ def validate_batch(
     received_us: int,
     window: TimeWindow,
     max_readings: int,
+    catalog: SignalCatalog = DEFAULT_CATALOG,
 ) -> ParsedBatch:
     """Validate a decoded batch (of any wire format): the readings of ``facility``, each a
     ``ReadingIn`` or already a ``Reject`` (it did not decode), in request order."""
@@ -408,7 +560,9 @@ def validate_batch(
             rejected.append(item)
             continue
         try:
-            readings.append(_validate_in(item, received_us, window, ts_low, ts_high))
+            readings.append(
+                _validate_in(facility, item, received_us, window, ts_low, ts_high, catalog)
+            )
         except InvalidInputError as exc:
             rejected.append(Reject(index, RejectCode(exc.code), exc.message))
     return ParsedBatch(facility, readings, rejected)

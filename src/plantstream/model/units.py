@@ -1,7 +1,10 @@
 """Units through pint: parse a unit string, and convert a value between compatible units.
 
 Conversions on the hot path are linear (``factor * value + offset``): the pair is resolved by
-pint once and cached, so ingest never calls pint per reading. Plant spellings that pint does
+pint once and cached, so ingest never calls pint per reading. The pair is kept as exact
+fractions (pint's definitions are rational: 1 degF is 5/9 K), and a value is converted with
+rational arithmetic and rounded once, so an exact input gives the exact answer (212 degF is
+100.0 degC, not the 99.99999999999736 of a float factor and offset). Plant spellings that pint does
 not parse (``m3/h``, ``%RH``, ``count``) are mapped to pint's names first.
 
 A unit string comes from a model document, so it is hostile until parsed: pint evaluates it as
@@ -16,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from fractions import Fraction
 
 import pint
 
@@ -95,18 +99,50 @@ def linear(from_unit: str, to_unit: str) -> tuple[float, float] | None:
     return (factor, zero)
 
 
+@functools.cache
+def _exact_registry() -> pint.UnitRegistry:  # type: ignore[type-arg]
+    """A registry computing in fractions (made on the first conversion: it takes ~0.7 s)."""
+    return pint.UnitRegistry(non_int_type=Fraction, autoconvert_offset_to_baseunit=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _exact(from_unit: str, to_unit: str) -> tuple[Fraction, Fraction, float | None] | None:
+    """The pair of ``linear`` as exact fractions, plus the factor as a float when a float
+    multiplication alone is exact (no offset, the factor a float exactly)."""
+    if linear(from_unit, to_unit) is None:
+        return None  # also keeps hostile or logarithmic units away from the second registry
+    if from_unit == to_unit:
+        return (Fraction(1), Fraction(0), 1.0)
+    registry = _exact_registry()
+    source, target = _pint_name(from_unit), _pint_name(to_unit)
+    try:
+        zero, one = (
+            Fraction(registry.Quantity(Fraction(x), source).to(target).magnitude) for x in (0, 1)
+        )
+    except Exception:  # pint could not compute it in fractions: the float pair stands
+        factor_f, offset_f = linear(from_unit, to_unit) or (1.0, 0.0)
+        return (Fraction(factor_f), Fraction(offset_f), None)
+    factor = one - zero
+    plain = float(factor) if zero == 0 and Fraction(float(factor)) == factor else None
+    return (factor, zero, plain)
+
+
 def convert(value: float, from_unit: str, to_unit: str) -> float:
-    """``value`` in ``from_unit`` expressed in ``to_unit``.
+    """``value`` in ``from_unit`` expressed in ``to_unit``, rounded once from the exact result.
 
     Raises ``InvalidInputError(unknown_unit)`` when the units are not compatible.
     """
-    pair = linear(from_unit, to_unit)
+    pair = _exact(from_unit, to_unit)
     if pair is None:
         raise InvalidInputError(
             ErrorCode.UNKNOWN_UNIT, f"unit {from_unit[:16]!r} cannot be converted to {to_unit!r}"
         )
-    factor, offset = pair
-    return value * factor + offset
+    factor, offset, plain = pair
+    if plain is not None:  # one float multiplication: already correctly rounded
+        return value * plain
+    if not math.isfinite(value):
+        return value * float(factor) + float(offset)
+    return float(Fraction(value) * factor + offset)
 
 
 def compatible(unit: str, canonical: str) -> bool:

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
+from plantstream.model import from_epoch_us
+from plantstream.processor.rollups import state_deltas
 from plantstream.processor.rows import Columns, RowBatch
-from plantstream.processor.writer import CopyReady, copy_ready, rollup_buffer
+from plantstream.processor.writer import CopyReady, copy_ready, rollups_of
 from plantstream.store import batches
 from plantstream.store.leases import CheckpointClaim, claim_checkpoint
 
@@ -41,7 +43,9 @@ def commit_batch(
        a replay), staged and inserted with ``ON CONFLICT DO NOTHING``;
     3. the rollups of exactly the rows newly stored, so each reading is counted once;
     4. the dead letters, then the counters (received = accepted + rejected, accepted =
-       stored + duplicate), so the books balance in every committed state.
+       stored + duplicate), so the books balance in every committed state. ``conflict``
+       counts the duplicates whose value differed from the stored one (each is kept in
+       ``reading_conflicts``); it is part of ``duplicate``, not beside it.
 
     ``ready`` is ``copy_ready(batch.rows)`` when the caller made it already (the processor
     does, on its prefetch thread).
@@ -50,12 +54,21 @@ def commit_batch(
     ready = ready if ready is not None else copy_ready(batch.rows)
     with conn.transaction(), conn.cursor() as cur:
         claim_checkpoint(conn, claim)
-        stored = _store_readings(cur, ready) if len(ready.unique) else ready.unique
+        conflicts: Counter[str] = Counter()
+        stored = (
+            _store_readings(cur, ready, batch, conflicts) if len(ready.unique) else ready.unique
+        )
+        if ready.conflicts is not None and len(ready.conflicts):
+            batches.insert_conflicts(cur, _conflict_rows(ready.conflicts))
+            conflicts.update(batch.facilities[f] for f in ready.conflicts.facility.tolist())
+        for facility, n in conflicts.items():
+            counters[(facility, "conflict")] += n
         if len(stored):
             # the prepared rollups hold when every row was new, the usual case
-            batches.merge_rollups(
-                cur, ready.rollups if stored is ready.unique else rollup_buffer(stored)
-            )
+            if stored is ready.unique:  # the prepared rollups hold
+                batches.merge_rollups(cur, ready.rollups, ready.states)
+            else:
+                batches.merge_rollups(cur, rollups_of(stored), state_deltas(stored))
         if batch.dead_letters:
             batches.insert_dead_letters(
                 cur,
@@ -76,15 +89,47 @@ def commit_batch(
     return Committed(stored, counters)
 
 
-def _store_readings(cur: psycopg.Cursor, ready: CopyReady) -> Columns:
-    """Insert sorted, in-batch-unique rows; return those that were new."""
-    if batches.copy_new_readings(cur, ready.readings):
+def _store_readings(
+    cur: psycopg.Cursor, ready: CopyReady, batch: RowBatch, conflicts: Counter[str]
+) -> Columns:
+    """Insert sorted, in-batch-unique rows; return those that were new (and count, per
+    facility, those stored before with another value)."""
+    parts = ready.parts or (ready.readings,)
+    if batches.copy_new_readings(cur, parts):
         return ready.unique
-    new = batches.insert_missing_readings(cur, ready.readings)
+    new, conflicting = batches.insert_missing_readings(cur, parts)
     rows = ready.unique
+    if conflicting:
+        facility_of = dict(zip(rows.sensor_id.tolist(), rows.facility.tolist(), strict=True))
+        conflicts.update(batch.facilities[facility_of[s]] for s in conflicting)
     keep = np.fromiter(
         ((s, t) in new for s, t in zip(rows.sensor_id.tolist(), rows.ts_us.tolist(), strict=True)),
         dtype=bool,
         count=len(rows),
     )
     return rows.take(keep)
+
+
+def _conflict_rows(
+    rows: Columns,
+) -> list[tuple[int, object, float | None, int | None, str | None, int, int | None]]:
+    values = rows.values()
+    return [
+        (
+            sensor,
+            from_epoch_us(ts),
+            None if isinstance(v, str) else float(v),
+            v if isinstance(v, int) and not isinstance(v, bool) else None,
+            v if isinstance(v, str) else None,
+            quality,
+            code,
+        )
+        for sensor, ts, v, quality, code in zip(
+            rows.sensor_id.tolist(),
+            rows.ts_us.tolist(),
+            values,
+            rows.quality.tolist(),
+            rows.quality_codes(),
+            strict=True,
+        )
+    ]

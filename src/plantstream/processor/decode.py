@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest.codecs import (
@@ -15,10 +17,26 @@ from plantstream.ingest.codecs import (
     GATEWAY_MAX_READINGS,
     ForbiddenFacilityError,
 )
-from plantstream.model import QUALITY_NAMES, Reading, TimeWindow, now_us, validate_columns
+from plantstream.model import (
+    DEFAULT_CATALOG,
+    QUALITY_NAMES,
+    Reading,
+    SignalCatalog,
+    TimeWindow,
+    ValueType,
+    now_us,
+    validate_columns,
+)
+from plantstream.model.readings import MetricTables
+from plantstream.model.values import INT_CODE
 from plantstream.processor.rows import DeadLetter
 from plantstream.stream.base import StreamRecord
-from plantstream.stream.records import DeviceColumns, UndecodableRecordError, decode_record
+from plantstream.stream.records import (
+    DeviceColumns,
+    UndecodableRecordError,
+    decode_record,
+    pack_readings,
+)
 
 LATE_AFTER_US = 5 * 60 * 1_000_000  # a reading older than this when it arrived counts as late
 
@@ -37,10 +55,19 @@ class Decoded:
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
-def decode_records(records: list[StreamRecord], *, shard_id: str, window: TimeWindow) -> Decoded:
-    """Decode and re-validate every reading of ``records``."""
+def decode_records(
+    records: list[StreamRecord],
+    *,
+    shard_id: str,
+    window: TimeWindow,
+    catalog: SignalCatalog = DEFAULT_CATALOG,
+) -> Decoded:
+    """Decode and re-validate every reading of ``records`` against ``catalog``."""
     out = Decoded()
     counters = out.counters
+    # per (facility, metric list), for this batch: its int64 metrics and validation tables
+    ints_memo: dict[tuple[str, tuple[str, ...]], npt.NDArray[np.bool_] | None] = {}
+    tables_memo: dict[tuple[str, tuple[str, ...]], MetricTables] = {}
     for record in records:
         # Two kinds of record, told apart by an explicit marker, not by a guess: the gateway
         # envelope starts with its fixed 40-byte text GATEWAY_ENVELOPE_PREFIX; a packed record
@@ -82,6 +109,8 @@ def decode_records(records: list[StreamRecord], *, shard_id: str, window: TimeWi
             )
             continue
         facility = columns.facility[:64]
+        if columns.vtype is None:
+            columns = _typed_from_doubles(columns, catalog, ints_memo)
         ok, rejects = validate_columns(
             facility=columns.facility,
             device=columns.device,
@@ -92,6 +121,12 @@ def decode_records(records: list[StreamRecord], *, shard_id: str, window: TimeWi
             quality=columns.quality,
             received_us=columns.received_us,
             window=window,
+            catalog=catalog,
+            vtype=columns.vtype,
+            ints=columns.ints,
+            texts=columns.texts,
+            qcode=columns.qcode,
+            memo=tables_memo,
         )
         n = len(columns)
         counters[(facility, "received")] += n
@@ -110,7 +145,7 @@ def decode_records(records: list[StreamRecord], *, shard_id: str, window: TimeWi
                 )
             )
         if rejects:
-            columns = _subset(columns, ok)
+            columns = columns.subset(ok)
         late = int(np.count_nonzero(columns.ts_us < columns.received_us - LATE_AFTER_US))
         if late:
             counters[(facility, "late")] += late
@@ -121,15 +156,22 @@ def decode_records(records: list[StreamRecord], *, shard_id: str, window: TimeWi
 
 
 def _decode_json_body(
-    record: StreamRecord, shard_id: str, window: TimeWindow, out: Decoded
+    record: StreamRecord,
+    shard_id: str,
+    window: TimeWindow,
+    out: Decoded,
 ) -> None:
     """A body as clients send it to ingest, put on the stream by API Gateway in the envelope
     of the path facility IAM authorised (``POST /ingest/{facility}``): decoded by the ingest
-    codec of that format, exactly as ingest would; a body for another facility is refused."""
+    codec of that format, exactly as ingest would (against the codec's catalog, the default
+    one until the codecs take the store-backed one); a body for another facility is refused."""
     received = now_us()
     try:
         batch = GATEWAY_BODY.decode(
-            record.data, received_us=received, window=window, max_readings=GATEWAY_MAX_READINGS
+            record.data,
+            received_us=received,
+            window=window,
+            max_readings=GATEWAY_MAX_READINGS,
         )
     except ForbiddenFacilityError as exc:
         out.counters[(exc.path_facility or "_unknown", "forbidden_records")] += 1
@@ -172,42 +214,79 @@ def _decode_json_body(
 def _device_columns(
     facility: str, received_us: int, readings: list[Reading]
 ) -> list[DeviceColumns]:
-    """Validated readings as columns, one set per device in first-seen order (no re-encoding)."""
+    """Validated readings as columns, one set per device in first-seen order (through the
+    record packer's own column builder, so both paths type their columns the same way)."""
     by_device: dict[str, list[Reading]] = {}
     for reading in readings:
         by_device.setdefault(reading.device, []).append(reading)
     out = []
-    for device, rows in by_device.items():
-        metrics: dict[str, int] = {}
-        metric_idx = np.array(
-            [metrics.setdefault(r.metric, len(metrics)) for r in rows], dtype=np.uint8
-        )
-        out.append(
-            DeviceColumns(
-                facility,
-                device,
-                received_us,
-                list(metrics),
-                metric_idx,
-                np.array([r.ts_us for r in rows], dtype=np.int64),
-                np.array([r.value for r in rows], dtype=np.float64),
-                np.array([r.quality for r in rows], dtype=np.uint8),
-            )
-        )
+    for rows in by_device.values():
+        for entry in pack_readings(facility, received_us, rows):
+            out.append(decode_record(entry.data))
     return out
 
 
-def _subset(c: DeviceColumns, mask: np.ndarray) -> DeviceColumns:
+def _typed_from_doubles(
+    columns: DeviceColumns,
+    catalog: SignalCatalog,
+    memo: dict[tuple[str, tuple[str, ...]], npt.NDArray[np.bool_] | None],
+) -> DeviceColumns:
+    """A version 1 record (doubles only) whose signals are now int64 (``production_count``
+    before value types existed): its integral values become exact int64 readings, so a
+    record written before the upgrade is stored as the signal's type says. ``memo`` keeps,
+    per (facility, metric list) of the batch, which metric indexes are int64 (None: none)."""
+    key = (columns.facility, tuple(columns.metrics))
+    if key in memo:
+        is_int = memo[key]
+    else:
+        int_metrics = [
+            i
+            for i, name in enumerate(columns.metrics)
+            if (spec := catalog.get(columns.facility, name)) is not None
+            and spec.value_type is ValueType.INT64
+        ]
+        is_int = None
+        if int_metrics:
+            is_int = np.zeros(256, dtype=bool)
+            is_int[int_metrics] = True
+        memo[key] = is_int
+    if is_int is None:
+        return columns
+    rows = np.flatnonzero(is_int[columns.metric_idx])
+    picked = columns.values[rows]
+    exact = (np.abs(picked) <= 2.0**53) & (np.floor(picked) == picked)  # NaN, inf: False
+    rows, picked = rows[exact], picked[exact]
+    n = len(columns)
+    vtype = np.zeros(n, dtype=np.uint8)
+    vtype[rows] = INT_CODE
+    ints = np.zeros(n, dtype=np.int64)
+    ints[rows] = picked.astype(np.int64)
+    texts, qcode = _untyped(n)
     return DeviceColumns(
-        c.facility,
-        c.device,
-        c.received_us,
-        c.metrics,
-        c.metric_idx[mask],
-        c.ts_us[mask],
-        c.values[mask],
-        c.quality[mask],
+        columns.facility,
+        columns.device,
+        columns.received_us,
+        columns.metrics,
+        columns.metric_idx,
+        columns.ts_us,
+        columns.values,
+        columns.quality,
+        vtype,
+        ints,
+        texts,
+        qcode,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _untyped(n: int) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64]]:
+    """Read-only columns of ``n`` readings without text or quality code (shared: records of
+    one length are many)."""
+    texts = np.full(n, None, dtype=object)
+    qcode = np.full(n, -1, dtype=np.int64)
+    texts.flags.writeable = False
+    qcode.flags.writeable = False
+    return texts, qcode
 
 
 def reading_payload(facility: str, reading: Reading) -> bytes:
@@ -216,7 +295,8 @@ def reading_payload(facility: str, reading: Reading) -> bytes:
 
 
 def _as_dict(facility: str, reading: Reading) -> dict[str, object]:
-    return {
+    """The refused reading with its typed value (int64 exact, bool, text) as it arrived."""
+    out: dict[str, object] = {
         "facility": facility,
         "device": reading.device,
         "metric": reading.metric,
@@ -224,3 +304,8 @@ def _as_dict(facility: str, reading: Reading) -> dict[str, object]:
         "value": reading.value,
         "quality": QUALITY_NAMES.get(reading.quality, reading.quality),
     }
+    if reading.value_type is not ValueType.DOUBLE:
+        out["value_type"] = str(reading.value_type)
+    if reading.quality_code is not None:
+        out["quality_code"] = reading.quality_code
+    return out

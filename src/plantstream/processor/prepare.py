@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from psycopg_pool import ConnectionPool
 
 from plantstream.errors import ErrorCode
-from plantstream.model import TimeWindow
+from plantstream.model import DEFAULT_CATALOG, SignalCatalog, SignalKind, TimeWindow
 from plantstream.processor import metrics
 from plantstream.processor.decode import Decoded, decode_records, reading_payload
 from plantstream.processor.rows import Columns, DeadLetter, RowBatch
@@ -22,6 +24,7 @@ from plantstream.stream.base import StreamConsumer
 from plantstream.stream.records import DeviceColumns
 
 _DAY_US = 86_400_000_000
+KIND_CODES: dict[SignalKind, int] = {k: i for i, k in enumerate(SignalKind)}
 _EPOCH_DAY = date(1970, 1, 1)
 
 
@@ -56,7 +59,9 @@ class BatchPreparer:
         window: TimeWindow,
         limit: int,
         max_sensors_per_facility: int | None = None,
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> None:
+        self.catalog = catalog
         self.stream = stream
         self.pool = pool
         self.window = window
@@ -65,6 +70,7 @@ class BatchPreparer:
         self.registry = SensorRegistry()
         self.keys_by_id: dict[int, SensorKey] = {}  # ids never change: only ever grows
         self._known_days: set[int] = set()
+        self._kinds: dict[int, tuple[int, float]] = {}  # sensor id -> (kind code, wrap)
 
     def prepare(self, shard_id: str, after: str | None) -> Prepared:
         """Read and decode the next batch of a shard after ``after``."""
@@ -72,7 +78,9 @@ class BatchPreparer:
         if result.behind_ms is not None:
             metrics.SHARD_LAG_MS.labels(shard_id).set(result.behind_ms)
         checkpoint = result.records[-1].sequence if result.records else after
-        decoded = decode_records(result.records, shard_id=shard_id, window=self.window)
+        decoded = decode_records(
+            result.records, shard_id=shard_id, window=self.window, catalog=self.catalog
+        )
         rows, facilities = self._columns(decoded, shard_id)
         if len(rows):
             self._ensure_days(set(np.unique(rows.ts_us // _DAY_US).tolist()))
@@ -103,7 +111,7 @@ class BatchPreparer:
         if ids is None:
             with self.pool.connection() as conn:
                 ids = self.registry.resolve(
-                    conn, keys, max_per_facility=self.max_sensors_per_facility
+                    conn, keys, max_per_facility=self.max_sensors_per_facility, catalog=self.catalog
                 )
             for key, sensor_id in ids.items():
                 self.keys_by_id[sensor_id] = key
@@ -120,17 +128,39 @@ class BatchPreparer:
             sensor_parts.append(table[rec.metric_idx])
             code = facilities.setdefault(rec.facility, len(facilities))
             facility_parts.append(np.full(len(rec), code, dtype=np.int32))
+        records = decoded.records
         rows = Columns(
             np.concatenate(sensor_parts),
-            np.concatenate([rec.ts_us for rec in decoded.records]),
-            np.concatenate([rec.values for rec in decoded.records]),
-            np.concatenate([rec.quality for rec in decoded.records]).astype(np.int16),
+            np.concatenate([rec.ts_us for rec in records]),
+            np.concatenate([rec.values for rec in records]),
+            np.concatenate([rec.quality for rec in records]).astype(np.int16),
             np.concatenate(facility_parts),
-            np.concatenate(
-                [np.full(len(rec), rec.received_us, dtype=np.int64) for rec in decoded.records]
-            ),
+            np.concatenate([np.full(len(rec), rec.received_us, dtype=np.int64) for rec in records]),
         )
+        if any(rec.vtype is not None for rec in records):
+            _add_typed(rows, records)
+        self._add_kinds(rows)
         return rows, list(facilities)
+
+    def _add_kinds(self, rows: Columns) -> None:
+        """Each row's rollup kind and wrap, from its sensor's signal (left None when every
+        sensor of the batch is a gauge: the common case costs one lookup per sensor)."""
+        sensors = np.unique(rows.sensor_id)
+        kinds = [self._kind_of(int(s)) for s in sensors.tolist()]
+        if not any(k for k, _ in kinds):
+            return
+        at = np.searchsorted(sensors, rows.sensor_id)
+        rows.kind = np.array([k for k, _ in kinds], dtype=np.int16)[at]
+        rows.wrap = np.array([w for _, w in kinds], dtype=np.float64)[at]
+
+    def _kind_of(self, sensor_id: int) -> tuple[int, float]:
+        known = self._kinds.get(sensor_id)
+        if known is None:
+            facility, _, metric = self.keys_by_id[sensor_id]
+            spec = self.catalog.get(facility, metric)
+            known = (0, 0.0) if spec is None else (KIND_CODES[spec.kind], float(spec.wrap or 0))
+            self._kinds[sensor_id] = known
+        return known
 
     def _ensure_days(self, days: set[int]) -> None:
         missing = days - self._known_days
@@ -138,6 +168,25 @@ class BatchPreparer:
             with self.pool.connection() as conn:
                 ensure_partitions(conn, [_EPOCH_DAY + timedelta(days=d) for d in missing])
             self._known_days |= missing
+
+
+def _add_typed(rows: Columns, records: list[DeviceColumns]) -> None:
+    """The typed columns of a batch where some record is typed (plain records: doubles)."""
+
+    def column(get: str, dtype: type | str, fill: object) -> npt.NDArray[Any]:
+        return np.concatenate(
+            [
+                getattr(rec, get)
+                if getattr(rec, get) is not None
+                else np.full(len(rec), fill, dtype=dtype)
+                for rec in records
+            ]
+        )
+
+    rows.vtype = column("vtype", np.uint8, 0)
+    rows.ivalue = column("ints", np.int64, 0)
+    rows.text = column("texts", object, None)
+    rows.qcode = column("qcode", np.int64, -1)
 
 
 def _refuse_unregistered(
@@ -170,17 +219,6 @@ def _refuse_unregistered(
         decoded.counters[(rec.facility, "rejected")] += n
         decoded.counters[(rec.facility, f"rejected:{ErrorCode.QUOTA_SENSORS}")] += n
         if n < len(rec):
-            records.append(
-                DeviceColumns(
-                    rec.facility,
-                    rec.device,
-                    rec.received_us,
-                    rec.metrics,
-                    rec.metric_idx[~out],
-                    rec.ts_us[~out],
-                    rec.values[~out],
-                    rec.quality[~out],
-                )
-            )
+            records.append(rec.subset(~out))
             sequences.append(sequence)
     decoded.records, decoded.sequences = records, sequences

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from plantstream.model import Value
+from plantstream.model.values import typed_at
+
 
 @dataclass(slots=True)
 class DeadLetter:
@@ -23,7 +26,13 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Columns:
-    """Readings column-wise; ``facility`` indexes into the batch's facility list."""
+    """Readings column-wise; ``facility`` indexes into the batch's facility list.
+
+    ``value`` is every reading's numeric view (a double; an int64 as a float; a bool 0/1; a
+    text NaN): what detection and charts read. The typed columns are None for a batch of
+    plain doubles without quality codes (the fast path); otherwise ``vtype`` says each
+    reading's type (``model/values.py`` codes) and ``ivalue``/``text`` hold exact values.
+    """
 
     sensor_id: npt.NDArray[np.int32]
     ts_us: npt.NDArray[np.int64]
@@ -31,6 +40,18 @@ class Columns:
     quality: npt.NDArray[np.int16]
     facility: npt.NDArray[np.int32]
     received_us: npt.NDArray[np.int64]  # when ingest received the reading (detects clock skew)
+    vtype: npt.NDArray[np.uint8] | None = None
+    ivalue: npt.NDArray[np.int64] | None = None
+    text: npt.NDArray[np.object_] | None = None
+    qcode: npt.NDArray[np.int64] | None = None  # the source's quality code; -1 for none
+    # how each reading's sensor is rolled up (None: every one a gauge): SignalKind code, and
+    # a counter's wrap modulus (0: none)
+    kind: npt.NDArray[np.int16] | None = None
+    wrap: npt.NDArray[np.float64] | None = None
+
+    @property
+    def typed(self) -> bool:
+        return self.vtype is not None
 
     @classmethod
     def empty(cls) -> Columns:
@@ -54,7 +75,29 @@ class Columns:
             self.quality[index],
             self.facility[index],
             self.received_us[index],
+            None if self.vtype is None else self.vtype[index],
+            None if self.ivalue is None else self.ivalue[index],
+            None if self.text is None else self.text[index],
+            None if self.qcode is None else self.qcode[index],
+            None if self.kind is None else self.kind[index],
+            None if self.wrap is None else self.wrap[index],
         )
+
+    def values(self) -> list[Value]:
+        """Each reading's value as its Python type (int64 exact, bool, str, float)."""
+        if self.vtype is None:
+            return self.value.tolist()  # type: ignore[no-any-return]
+        return [
+            typed_at(int(code), value, self.ivalue, self.text, i)
+            for i, (code, value) in enumerate(
+                zip(self.vtype.tolist(), self.value.tolist(), strict=True)
+            )
+        ]
+
+    def quality_codes(self) -> list[int | None]:
+        if self.qcode is None:
+            return [None] * len(self)
+        return [None if c < 0 else c for c in self.qcode.tolist()]
 
 
 @dataclass(slots=True)

@@ -18,13 +18,14 @@ import psycopg
 
 from plantstream.errors import LeaseLostError, StreamError
 from plantstream.ingest.metrics import facility_label
-from plantstream.model import TimeWindow
+from plantstream.model import DEFAULT_CATALOG, SignalCatalog, TimeWindow
 from plantstream.processor import metrics
 from plantstream.processor.backoff import ShardBackoff
 from plantstream.processor.commit import Committed, commit_batch
 from plantstream.processor.connections import Conninfo, processor_pool
 from plantstream.processor.lifecycle import Lease, ShardLifecycle
 from plantstream.processor.prepare import BatchPreparer, Prepared
+from plantstream.processor.repair import RollupRepairer
 from plantstream.processor.rows import Columns
 from plantstream.processor.sinks import PostCommitSink, SinkManager
 from plantstream.processor.trim import StreamTrimmer, TrimmableStream
@@ -48,6 +49,15 @@ class ProcessorConfig:
     max_sensors_per_facility: int | None = None  # the sensor quota (None: unbounded)
     # trim a shard's committed entries from the stream at most this often (None: never)
     trim_every: float | None = None
+    # the signal definitions readings are validated and typed against (issue 12)
+    catalog: SignalCatalog = DEFAULT_CATALOG
+    # repair rollup buckets late data made dirty (processor/repair.py): on every idle step;
+    # while busy at most every repair_every s and repair_share of the time; a pass takes at
+    # most repair_limit buckets per width and repair_max_rows raw readings
+    repair_every: float = 1.0
+    repair_limit: int = 500
+    repair_max_rows: int = 200_000
+    repair_share: float = 0.1
 
 
 class Processor:
@@ -85,11 +95,18 @@ class Processor:
             window=config.window,
             limit=config.batch_records,
             max_sensors_per_facility=config.max_sensors_per_facility,
+            catalog=config.catalog,
         )
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self._carry: Future[Prepared] | None = None
         self._last_rebalance = 0.0
         self.processed = 0
+        self.repairer = RollupRepairer(
+            every_s=config.repair_every,
+            limit=config.repair_limit,
+            max_rows=config.repair_max_rows,
+            share=config.repair_share,
+        )
         self.trimmer = (
             StreamTrimmer(stream, every_s=config.trim_every)
             if config.trim_every is not None and isinstance(stream, TrimmableStream)
@@ -158,7 +175,8 @@ class Processor:
         self._last_rebalance = time.monotonic()
 
     def step(self) -> int:
-        """One batch from each owned shard not backing off; returns the records handled.
+        """One batch from each owned shard not backing off, then a rollup repair pass when
+        due; returns the records handled plus the buckets repaired (0: nothing to do).
 
         While one shard's batch commits (PostgreSQL works, the GIL is free), the next
         shard's batch is read and decoded on the prefetch thread.
@@ -189,6 +207,7 @@ class Processor:
                     self._discard(upcoming)
                     raise
             self._carry = upcoming
+            handled += self.repairer.repair_due(conn, idle=not handled)
         if self.trimmer is not None:
             self.trimmer.trim_due()
         return handled

@@ -23,9 +23,11 @@ import psycopg
 import redis
 from redis.cluster import RedisCluster
 
-from plantstream.model import QUALITY_NAMES, from_epoch_us, now_us, to_epoch_us
+from plantstream.model import QUALITY_NAMES, Value, from_epoch_us, now_us, to_epoch_us
 
-# KEYS[1] = a facility's latest hash; ARGV = (field, rank_us, "rank|ts|value|quality") triples.
+# KEYS[1] = a facility's latest hash; ARGV = (field, rank_us, "rank|ts|value|quality") triples
+# (a typed value is spelled with a type letter, see encode_value; its quality may carry the
+# source's code as "quality:code").
 # Only a strictly higher rank replaces what is there: first write wins, replays are no-ops.
 # (A value written before ranks existed reads "ts|value|quality": its rank is its timestamp.)
 _SET_LATEST = """
@@ -40,9 +42,11 @@ end
 return changed
 """
 
-LatestRow = tuple[str, str, str, int, float, int]  # facility, device, metric, ts_us, value, q
-# the same with its rank (ts_us capped at received + skew) as a 7th field
-RankedRow = tuple[str, str, str, int, float, int, int]
+LatestRow = tuple[str, str, str, int, Value, int]  # facility, device, metric, ts_us, value, q
+# the same with its rank (ts_us capped at received + skew) as a 7th field, and optionally the
+# source's quality code (None: none) as an 8th
+RankedRow = tuple[str, str, str, int, Value, int, int]
+CodedRow = tuple[str, str, str, int, Value, int, int, int | None]
 _SEP = "\x1f"
 CHUNK_SENSORS = 10_000  # sensors per Redis script call and per rebuild page
 MAX_AHEAD_US = 5_000_000  # how far past its receive time a reading still ranks by its own ts
@@ -70,12 +74,49 @@ def split_field(field: bytes) -> tuple[str, str]:
     return device, metric
 
 
+def encode_value(value: Value) -> str:
+    """A value as the latest hash spells it: a double as before (``repr``), any other type
+    behind a letter a float's spelling never starts with: ``i`` int64, ``b`` bool, ``s`` text."""
+    if isinstance(value, bool):
+        return "b1" if value else "b0"
+    if isinstance(value, int):
+        return f"i{value}"
+    if isinstance(value, str):
+        return f"s{value}"
+    return repr(value)
+
+
+def decode_value(text: str) -> tuple[Value, str]:
+    """(value, value type name) of ``encode_value``'s spelling."""
+    kind = text[:1]
+    if kind == "i":
+        return int(text[1:]), "int64"
+    if kind == "b":
+        return text[1:] == "1", "bool"
+    if kind == "s":
+        return text[1:], "string"
+    return float(text), "double"
+
+
 def unpack_latest(device: str, metric: str, packed: bytes) -> LatestValue:
     """A latest hash's value: ``rank|ts|value|quality`` (or ``ts|value|quality`` written
-    before ranks existed)."""
-    ts, value, quality = packed.decode().split("|")[-3:]
+    before ranks existed). A text value may hold ``|``: the value is what lies between the
+    second and the last separator."""
+    head = packed.decode().split("|", 2)
+    if "|" in head[2]:
+        ts, (value, _, quality) = head[1], head[2].rpartition("|")
+    else:  # before ranks: ts|value|quality, always a double
+        ts, value, quality = head
+    quality, _, code = quality.partition(":")
+    typed, value_type = decode_value(value)
     return LatestValue(
-        device, metric, int(ts), float(value), QUALITY_NAMES.get(int(quality), "good")
+        device,
+        metric,
+        int(ts),
+        typed,
+        QUALITY_NAMES.get(int(quality), "good"),
+        value_type,
+        int(code) if code else None,
     )
 
 
@@ -84,8 +125,10 @@ class LatestValue:
     device: str
     metric: str
     ts_us: int
-    value: float
+    value: Value
     quality: str
+    value_type: str = "double"  # "string" also stands for a state (the signal says which)
+    quality_code: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -114,23 +157,34 @@ class HotState:
         self.max_ahead_us = max_ahead_us
         self._set_latest = client.register_script(_SET_LATEST)
 
-    def update_latest(self, rows: Iterable[LatestRow | RankedRow]) -> int:
+    def update_latest(self, rows: Iterable[LatestRow | RankedRow | CodedRow]) -> int:
         """Apply readings (any order); return how many sensors moved forward.
 
-        A row without a rank ranks by its timestamp.
+        A row without a rank ranks by its timestamp. A value keeps its type (int64 exact,
+        bool, text); an 8th field, when not None, is the source's quality code.
         """
-        newest: dict[tuple[str, str, str], tuple[int, int, float, int]] = {}
+        newest: dict[tuple[str, str, str], tuple[int, int, Value, str]] = {}
         for row in rows:
             facility, device, metric, ts_us, value, quality = row[:6]
             rank = row[6] if len(row) > 6 else ts_us
+            code = row[7] if len(row) > 7 else None
             key = (facility, device, metric)
             seen = newest.get(key)
             if seen is None or (rank, ts_us) > seen[:2]:
-                newest[key] = (rank, ts_us, value, quality)
+                newest[key] = (
+                    rank,
+                    ts_us,
+                    value,
+                    f"{quality}" if code is None else f"{quality}:{code}",
+                )
         by_facility: dict[str, list[str | int]] = {}
-        for (facility, device, metric), (rank, ts_us, value, quality) in newest.items():
+        for (facility, device, metric), (rank, ts_us, value, mark) in newest.items():
             by_facility.setdefault(facility, []).extend(
-                (latest_field(device, metric), rank, f"{rank}|{ts_us}|{value!r}|{quality}")
+                (
+                    latest_field(device, metric),
+                    rank,
+                    f"{rank}|{ts_us}|{encode_value(value)}|{mark}",
+                )
             )
         calls = [
             (latest_key(facility), args[start : start + 3 * self.chunk])  # bounded commands
@@ -149,7 +203,7 @@ class HotState:
         return changed
 
     def latest(self, facility: str, device: str | None = None) -> list[LatestValue]:
-        match = None if device is None else _glob_escape(device) + _SEP + "*"
+        match = None if device is None else glob_escape(device) + _SEP + "*"
         values = []
         for field, packed in self._scan(latest_key(facility), match):
             dev, metric = split_field(field)
@@ -179,27 +233,46 @@ class HotState:
         while True:
             rows = conn.execute(
                 """
-                SELECT s.id, s.facility, s.device, s.metric, r.ts, r.value, r.quality
-                FROM (SELECT id, facility, device, metric FROM sensors
+                SELECT s.id, s.facility, s.device, s.metric, r.ts, r.value, r.quality,
+                       s.value_type, r.value_int, r.value_text, r.quality_code
+                FROM (SELECT id, facility, device, metric, value_type FROM sensors
                       WHERE id > %s ORDER BY id LIMIT %s) s
                 LEFT JOIN LATERAL (
-                    SELECT ts, value, quality FROM readings
+                    SELECT ts, value, quality, value_int, value_text, quality_code FROM readings
                     WHERE sensor_id = s.id ORDER BY ts DESC LIMIT 1
                 ) r ON true
                 ORDER BY s.id
                 """,
                 (after, self.chunk),
             ).fetchall()
-            page: list[RankedRow] = []
-            for _, f, d, m, ts, value, quality in rows:
+            page: list[CodedRow] = []
+            for _, f, d, m, ts, value, quality, vtype, vint, vtext, code in rows:
                 if ts is not None:  # a sensor with no reading (yet, or any more)
                     ts_us = to_epoch_us(ts)
-                    page.append((f, d, m, ts_us, value, quality, min(ts_us, cap)))
+                    typed = stored_value(vtype, value, vint, vtext)
+                    page.append((f, d, m, ts_us, typed, quality, min(ts_us, cap), code))
             changed += self.update_latest(page)
             if len(rows) < self.chunk:
                 return changed
             after = int(rows[-1][0])
 
 
-def _glob_escape(text: str) -> str:
+def stored_value(
+    value_type: str, value: float | None, value_int: int | None, value_text: str | None
+) -> Value:
+    """A stored reading's value as its sensor's type says (an int64 row written before value
+    types existed holds its integral value in ``value`` only)."""
+    if value_text is not None:
+        return value_text
+    if value_int is not None:
+        return int(value_int)
+    number = 0.0 if value is None else float(value)
+    if value_type == "int64":
+        return int(number)
+    if value_type == "bool":
+        return number != 0.0
+    return number
+
+
+def glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[]\\" else c for c in text)

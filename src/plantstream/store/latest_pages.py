@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import redis
 
-from plantstream.model import METRICS
-from plantstream.store.hot import LatestValue, latest_field, latest_key, split_field, unpack_latest
+from plantstream.store.hot import LatestValue, glob_escape, latest_key, split_field, unpack_latest
 
 
 def latest_count(client: redis.Redis, facility: str) -> int:
@@ -18,16 +17,20 @@ def latest_count(client: redis.Redis, facility: str) -> int:
 
 
 def device_latest(client: redis.Redis, facility: str, device: str) -> list[LatestValue]:
-    """The latest values of one device: one field per known metric, never the whole hash."""
-    names = sorted(METRICS)
-    packed: list[bytes | None] = client.hmget(  # type: ignore[assignment]
-        latest_key(facility), [latest_field(device, m) for m in names]
-    )
-    return [
-        unpack_latest(device, m, raw)
-        for m, raw in zip(names, packed, strict=True)
-        if raw is not None
-    ]
+    """The latest values of one device (any signals it has): its fields only, walked with
+    ``HSCAN MATCH`` in bounded replies, never the whole hash in one."""
+    seen: dict[bytes, bytes] = {}
+    for field, packed in client.hscan_iter(
+        latest_key(facility), match=glob_escape(device) + "\x1f*", count=1000
+    ):
+        seen[field] = packed
+    values = []
+    for field, packed in seen.items():
+        dev, metric = split_field(field)
+        if dev == device:
+            values.append(unpack_latest(dev, metric, packed))
+    values.sort(key=lambda v: v.metric)
+    return values
 
 
 def latest_page(

@@ -11,6 +11,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from plantstream.store.hot import stored_value
+from plantstream.store.rollup_series import rollup_points
+
 
 def facilities(conn: psycopg.Connection, *, only: str | None) -> list[dict[str, Any]]:
     """Facilities with device and sensor counts and open alerts; ``only`` limits to one."""
@@ -40,23 +43,39 @@ def series(
     step: str,
     max_points: int = 20_000,
 ) -> list[dict[str, Any]]:
-    """Points of one sensor in [start, end): raw rows, or 1m / 1h rollup buckets."""
+    """Points of one sensor in [start, end): raw rows, or 1m / 1h / 1d rollup buckets (with
+    the time-weighted average ``twa``, and a counter's ``increase``: ``store/rollup_series``).
+
+    A raw point's ``value`` has its sensor's type (int64 exact, bool, text); with
+    ``quality_code`` when the source sent one.
+    """
     sensor = conn.execute(
-        "SELECT id FROM sensors WHERE facility = %s AND device = %s AND metric = %s",
+        "SELECT id, value_type, wrap FROM sensors "
+        "WHERE facility = %s AND device = %s AND metric = %s",
         (facility, device, metric),
     ).fetchone()
     if sensor is None:
         return []
     if step == "raw":
-        sql = (
-            "SELECT ts, value FROM readings WHERE sensor_id = %s AND ts >= %s AND ts < %s "
-            "ORDER BY ts LIMIT %s"
-        )
-    else:
-        table = "rollup_1m" if step == "1m" else "rollup_1h"
-        sql = (
-            f"SELECT bucket AS ts, sum / count AS value, min, max, count FROM {table} "
-            "WHERE sensor_id = %s AND bucket >= %s AND bucket < %s ORDER BY bucket LIMIT %s"
-        )
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql, (sensor[0], start, end, max_points)).fetchall()
+        with conn.cursor() as cur:
+            rows = cur.execute(
+                "SELECT ts, value, value_int, value_text, quality_code FROM readings "
+                "WHERE sensor_id = %s AND ts >= %s AND ts < %s ORDER BY ts LIMIT %s",
+                (sensor[0], start, end, max_points),
+            ).fetchall()
+        points: list[dict[str, Any]] = []
+        for ts, value, vint, vtext, code in rows:
+            point: dict[str, Any] = {"ts": ts, "value": stored_value(sensor[1], value, vint, vtext)}
+            if code is not None:
+                point["quality_code"] = code
+            points.append(point)
+        return points
+    return rollup_points(
+        conn,
+        sensor_id=sensor[0],
+        wrap=None if sensor[2] is None else float(sensor[2]),
+        step=step,
+        start=start,
+        end=end,
+        max_points=max_points,
+    )

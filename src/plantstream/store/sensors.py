@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import psycopg
 
-from plantstream.model import METRICS
+from plantstream.model import DEFAULT_CATALOG, SignalCatalog, signal_for
 
 SensorKey = tuple[str, str, str]  # facility, device, metric
 
@@ -40,12 +40,15 @@ class SensorRegistry:
         keys: Iterable[SensorKey],
         *,
         max_per_facility: int | None = None,
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> dict[SensorKey, int]:
         """Ids for ``keys``, registering unknown sensors in their own short transaction.
 
         With ``max_per_facility``, a facility never grows past that many sensors: the new
         sensors that do not fit are left out of the answer (and not registered). Counting and
         adding hold a per-facility lock, so processors working side by side cannot overshoot.
+        A new sensor takes its unit, value type, kind and wrap from its signal in ``catalog``
+        (fixed from then on: a sensor's stored values never change type).
         """
         wanted = set(keys)
         missing = [key for key in wanted if key not in self._ids]
@@ -57,9 +60,9 @@ class SensorRegistry:
                     absent = _within_quota(cur, absent, max_per_facility)
                 if absent:
                     cur.executemany(
-                        "INSERT INTO sensors (facility, device, metric, unit) "
-                        "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        [(f, d, m, METRICS[m].unit) for f, d, m in absent],
+                        "INSERT INTO sensors (facility, device, metric, unit, value_type, kind, "
+                        "wrap) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        [_sensor_row(catalog, key) for key in absent],
                     )
                     self._load(cur, absent)
         return {key: self._ids[key] for key in wanted if key in self._ids}
@@ -73,6 +76,22 @@ class SensorRegistry:
         )
         for facility, device, metric, sensor_id in cur.fetchall():
             self._ids[(facility, device, metric)] = sensor_id
+
+
+def _sensor_row(
+    catalog: SignalCatalog, key: SensorKey
+) -> tuple[str, str, str, str, str, str, int | None]:
+    facility, device, metric = key
+    spec = signal_for(catalog, facility, metric, None)
+    return (
+        facility,
+        device,
+        metric,
+        spec.unit,
+        str(spec.value_type),
+        str(spec.kind),
+        spec.wrap,
+    )
 
 
 def _within_quota(cur: psycopg.Cursor, absent: list[SensorKey], limit: int) -> list[SensorKey]:

@@ -6,12 +6,14 @@ so a data message's metric costs one dict lookup by alias before its value is va
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from plantstream.errors import ErrorCode, InvalidInputError
-from plantstream.model import METRICS, check_id
+from plantstream.model import METRICS, ValueType, check_id
+from plantstream.model.units import linear
 from plantstream.mqtt.sparkplug.datatypes import rule_of
 from plantstream.mqtt.sparkplug.mapping import is_control, split_metric
 from plantstream.mqtt.sparkplug.sparkplug_b_pb2 import Payload
@@ -87,10 +89,12 @@ def bind(machine: str, name: str, spec: dict[str, Any]) -> Binding:
     props = spec.get("properties") or {}
     unit = next((str(props[k]) for k in UNIT_KEYS if isinstance(props.get(k), str)), None)
     known = METRICS.get(signal)
+    pair = linear(unit, known.unit) if known is not None and unit else None
     fast = (
         known is not None
+        and known.value_type is ValueType.DOUBLE  # typed signals take the validating path
         and _valid_id(target)
-        and (unit in (None, known.unit) or unit in known.conversions)
+        and (unit in (None, known.unit) or (unit in known.accepted_units and pair is not None))
     )
     return Binding(
         target,
@@ -100,10 +104,15 @@ def bind(machine: str, name: str, spec: dict[str, Any]) -> Binding:
         quality=quality_of(props),
         refuse=None if rule.value_type is not None else ErrorCode.UNSUPPORTED_DATATYPE,
         fast=fast,
-        convert=known.conversions.get(unit) if known is not None and unit else None,
-        low=known.low if known is not None else 0.0,
-        high=known.high if known is not None else 0.0,
+        convert=_converter(pair) if pair is not None and pair != (1.0, 0.0) else None,
+        low=known.low if known is not None and known.low is not None else -math.inf,
+        high=known.high if known is not None and known.high is not None else math.inf,
     )
+
+
+def _converter(pair: tuple[float, float]) -> Callable[[float], float]:
+    factor, offset = pair
+    return lambda value: value * factor + offset
 
 
 def _valid_id(value: str) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from plantstream.model.values import TEXT_LUT
 from plantstream.processor import metrics
 from plantstream.processor.rows import Columns
 from plantstream.processor.sinks.base import PostCommitSink, SinkBatch
@@ -34,6 +35,14 @@ class _State:
     failures: int = 0  # since it was last up to date
     delay: float = FIRST_RETRY_S
     retry_at: float = 0.0
+
+
+def numeric_rows(rows: Columns) -> Columns:
+    """``rows`` without its text (string, state) readings."""
+    if rows.vtype is None:
+        return rows
+    text = TEXT_LUT[rows.vtype]
+    return rows.take(~text) if text.any() else rows
 
 
 class SinkManager:
@@ -62,18 +71,31 @@ class SinkManager:
         return [state.sink.name for state in self._states if state.behind]
 
     def committed(self, rows: Columns, keys: Mapping[int, SensorKey]) -> None:
-        """Hand a committed batch to every sink that is up to date; remember it for the rest."""
+        """Hand a committed batch to every sink that is up to date; remember it for the rest.
+
+        A sink that does not declare ``typed_values = True`` (detection) gets the numeric
+        readings only (double, int64, bool as 0/1): strings and states never reach it.
+        """
         if not len(rows):
             return
+        numeric = numeric_rows(rows)
         for state in self._states:
-            if state.behind:
-                self._remember(state, SinkBatch(rows, keys))
+            if not getattr(state.sink, "typed_values", False):
+                if not len(numeric):
+                    continue
+                self._hand(state, numeric, keys)
                 continue
-            try:
-                state.sink.write(rows, keys)
-            except Exception as exc:  # any sink fault: the data is committed, keep going
-                self._fell_behind(state, exc, first=True)
-                self._remember(state, SinkBatch(rows, keys))
+            self._hand(state, rows, keys)
+
+    def _hand(self, state: _State, rows: Columns, keys: Mapping[int, SensorKey]) -> None:
+        if state.behind:
+            self._remember(state, SinkBatch(rows, keys))
+            return
+        try:
+            state.sink.write(rows, keys)
+        except Exception as exc:  # any sink fault: the data is committed, keep going
+            self._fell_behind(state, exc, first=True)
+            self._remember(state, SinkBatch(rows, keys))
 
     def catch_up(self, conn: psycopg.Connection) -> None:
         """Let every sink that is behind, and whose backoff has run out, catch up."""

@@ -17,7 +17,7 @@ import redis
 
 from plantstream.processor.rows import Columns
 from plantstream.processor.sinks.base import SinkBatch
-from plantstream.store.hot import CHUNK_SENSORS, MAX_AHEAD_US, HotState, RankedRow
+from plantstream.store.hot import CHUNK_SENSORS, MAX_AHEAD_US, CodedRow, HotState
 from plantstream.store.sensors import SensorKey
 
 
@@ -25,6 +25,7 @@ class RedisLatestSink:
     """Each batch's newest reading per sensor into ``HotState``."""
 
     name = "redis"
+    typed_values = True  # takes every value type (the SinkManager hands others numbers only)
 
     def __init__(
         self,
@@ -53,7 +54,7 @@ class RedisLatestSink:
 
 def newest_rows(
     rows: Columns, keys: Mapping[int, SensorKey], max_ahead_us: int = MAX_AHEAD_US
-) -> list[RankedRow]:
+) -> list[CodedRow]:
     """Each sensor's highest-ranked reading of rows sorted by (sensor, time), with its rank.
 
     The rank is the timestamp capped at the receive time plus ``max_ahead_us``; usually no
@@ -68,14 +69,16 @@ def newest_rows(
         order = np.lexsort((rows.ts_us, rank, rows.sensor_id))
     sensor = rows.sensor_id[order]
     last = order[np.flatnonzero(np.append(sensor[1:] != sensor[:-1], True))]
+    newest = rows.take(last)
     return [
-        (*keys[s], t, v, q, r)
-        for s, t, v, q, r in zip(
-            rows.sensor_id[last].tolist(),
-            rows.ts_us[last].tolist(),
-            rows.value[last].tolist(),
-            rows.quality[last].tolist(),
+        (*keys[s], t, v, q, r, c)
+        for s, t, v, q, r, c in zip(
+            newest.sensor_id.tolist(),
+            newest.ts_us.tolist(),
+            newest.values(),
+            newest.quality.tolist(),
             rank[last].tolist(),
+            newest.quality_codes(),
             strict=True,
         )
     ]
