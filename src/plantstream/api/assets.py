@@ -200,7 +200,10 @@ async def put_model(
 
 def _apply(state: AppState, model: Any, dry_run: bool) -> list[Any]:
     with state.pool.connection() as conn:
-        return asset_store.apply_model(conn=conn, model=model, dry_run=dry_run)
+        changes = asset_store.apply_model(conn=conn, model=model, dry_run=dry_run)
+    if changes and not dry_run:
+        state.model_changed(model.facility)
+    return changes
 
 
 async def _bounded_body(request: Request) -> bytes:

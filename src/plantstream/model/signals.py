@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, cast
 
 
 class ValueType(StrEnum):
@@ -130,3 +130,10 @@ DEFAULT_SIGNALS: dict[str, SignalDef] = {
 }
 
 DEFAULT_CATALOG = FixedCatalog(DEFAULT_SIGNALS)
+
+
+def per_batch(catalog: SignalCatalog) -> SignalCatalog:
+    """What one batch is validated against: the catalog's per-batch view when it has one
+    (``StoreCatalog.batch``: the facility looked up once per batch), else the catalog."""
+    batch = getattr(catalog, "batch", None)
+    return cast("SignalCatalog", batch()) if callable(batch) else catalog

@@ -24,6 +24,7 @@ from plantstream.processor import Processor
 from plantstream.runtime.clients import open_redis, previous_server_secret, server_secret
 from plantstream.runtime.processing import build_processor
 from plantstream.settings import Settings
+from plantstream.store.catalog import StoreCatalog
 from plantstream.store.partitions import ensure_window
 from plantstream.store.schema import migrate
 from plantstream.stream.base import Stream
@@ -121,16 +122,30 @@ class Runtime:
             return ensure_window(conn, past_days=self.settings.max_past_seconds // 86400 + 1)
 
     @functools.cached_property
+    def signal_catalog(self) -> StoreCatalog:
+        """Each facility's signal definitions for the processor and the MQTT bridge: read in
+        line on an expiry and on every miss (threads, not an event loop; a name ingest let in
+        is in PostgreSQL before its reading is in the stream), on a pool of its own."""
+        pool = self.pool(max_size=2)
+        catalog = StoreCatalog.from_settings(self.settings, pool, miss_refresh=0.0)
+        self._closing.append(pool.close)
+        self._closing.append(catalog.close)
+        return catalog
+
+    @functools.cached_property
     def state(self) -> AppState:
-        """What the web routes share (built once; closed with the runtime)."""
+        """What the web routes share (built once; closed with the runtime). Its catalog
+        refreshes in the background: ingest decodes on the event loop."""
+        pool = self.pool()
         state = AppState(
             settings=self.settings,
-            pool=self.pool(),
+            pool=pool,
             redis=self.redis("state"),
             stream=self.stream(),
             server_secret=self.server_secret,
             window=self.window,
             previous_server_secret=previous_server_secret(self.settings),
+            catalog=StoreCatalog.from_settings(self.settings, pool, background=True),
         )
         self._closing.append(state.close)
         return state
@@ -151,6 +166,7 @@ class Runtime:
             redis_client=self.redis("processor"),
             window=self.window,
             connect=self.connect,
+            catalog=self.signal_catalog,
         )
         self._closing.append(processor.shutdown)
         return processor
