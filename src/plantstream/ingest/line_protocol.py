@@ -231,14 +231,16 @@ _TEXT = frozenset({ValueType.STRING, ValueType.STATE})
 def _field_value(value: float | int | bool | StringValue, spec: SignalDef | None) -> Value:
     """A field as its signal's value: a string field for a string or state signal, an
     integer (``1i``) for an int64 one and a boolean for a bool one as they are; any other
-    numeric field as a float, which ``validate_fields`` checks against the signal."""
-    if spec is not None:
-        if isinstance(value, StringValue) and spec.value_type in _TEXT:
-            return value.text
-        if isinstance(value, bool) and spec.value_type is ValueType.BOOL:
-            return value
-        if type(value) is int and spec.value_type is ValueType.INT64:
-            return value
+    numeric field as a float, which ``validate_fields`` checks against the signal (a field of
+    no known signal goes as it is: its refusal is ``unknown_metric``, not its type)."""
+    if spec is None:
+        return value.text if isinstance(value, StringValue) else value
+    if isinstance(value, StringValue) and spec.value_type in _TEXT:
+        return value.text
+    if isinstance(value, bool) and spec.value_type is ValueType.BOOL:
+        return value
+    if type(value) is int and spec.value_type is ValueType.INT64:
+        return value
     return _number(value)
 
 

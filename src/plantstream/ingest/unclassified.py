@@ -27,9 +27,7 @@ def register_unknown(
         return batch, indexes
     sent = {r.metric for r in batch.readings}
     refused = {
-        name
-        for name in names
-        if name in sent and catalog.register(batch.facility, name) is None
+        name for name in names if name in sent and catalog.register(batch.facility, name) is None
     }
     if not refused:
         return batch, indexes
