@@ -122,12 +122,21 @@ class Runtime:
             return ensure_window(conn, past_days=self.settings.max_past_seconds // 86400 + 1)
 
     @functools.cached_property
+    def processor_catalog(self) -> StoreCatalog:
+        """Each facility's signal definitions for the processor: read in line on an expiry
+        and on every miss (a name ingest let in is in PostgreSQL before its reading is in the
+        stream, so the processor never refuses what ingest took), on a pool of its own."""
+        return self._catalog(miss_refresh=0.0)
+
+    @functools.cached_property
     def signal_catalog(self) -> StoreCatalog:
-        """Each facility's signal definitions for the processor and the MQTT bridge: read in
-        line on an expiry and on every miss (threads, not an event loop; a name ingest let in
-        is in PostgreSQL before its reading is in the stream), on a pool of its own."""
+        """Each facility's signal definitions for the MQTT bridge (threads, not an event
+        loop: read in line; a missed name is looked up again at most once a second)."""
+        return self._catalog(miss_refresh=1.0)
+
+    def _catalog(self, *, miss_refresh: float) -> StoreCatalog:
         pool = self.pool(max_size=2)
-        catalog = StoreCatalog.from_settings(self.settings, pool, miss_refresh=0.0)
+        catalog = StoreCatalog.from_settings(self.settings, pool, miss_refresh=miss_refresh)
         self._closing.append(pool.close)
         self._closing.append(catalog.close)
         return catalog
@@ -166,7 +175,7 @@ class Runtime:
             redis_client=self.redis("processor"),
             window=self.window,
             connect=self.connect,
-            catalog=self.signal_catalog,
+            catalog=self.processor_catalog,
         )
         self._closing.append(processor.shutdown)
         return processor
