@@ -120,4 +120,9 @@ def test_the_catalog_cache_is_bounded_and_refreshes_off_the_caller(
         assert view.get("f0", "s1") is not None
         assert view.get("f0", "s9") is None
         assert view.new_unknown() == ["s9"]
+        # a sender's view never reads (nor caches) a facility it may not send for
+        own = background.batch(allowed=lambda facility: facility == "f0")
+        assert own.get("f1", "s1") is None  # f1 declares s1, but this key gets its 403
+        assert own.get("f1", "temperature") is not None  # the defaults still answer
+        assert "f1" not in background._entries
         background.close()

@@ -8,7 +8,7 @@ keeps each value type exactly) and the rollups (which aggregate each kind its ow
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, cast
@@ -132,8 +132,11 @@ DEFAULT_SIGNALS: dict[str, SignalDef] = {
 DEFAULT_CATALOG = FixedCatalog(DEFAULT_SIGNALS)
 
 
-def per_batch(catalog: SignalCatalog) -> SignalCatalog:
+def per_batch(
+    catalog: SignalCatalog, allowed: Callable[[str], bool] | None = None
+) -> SignalCatalog:
     """What one batch is validated against: the catalog's per-batch view when it has one
-    (``StoreCatalog.batch``: the facility looked up once per batch), else the catalog."""
+    (``StoreCatalog.batch``: the facility looked up once per batch; ``allowed``: the sender's
+    facilities, the others never looked up), else the catalog."""
     batch = getattr(catalog, "batch", None)
-    return cast("SignalCatalog", batch()) if callable(batch) else catalog
+    return cast("SignalCatalog", batch(allowed)) if callable(batch) else catalog

@@ -120,9 +120,13 @@ class StoreCatalog:
         """Every signal the facility may send: the defaults, overridden by its own."""
         return dict(self._entry(facility).signals)
 
-    def batch(self) -> BatchCatalog:
-        """A view for validating one batch: the facility is looked up once, on first use."""
-        return BatchCatalog(self)
+    def batch(self, allowed: Callable[[str], bool] | None = None) -> BatchCatalog:
+        """A view for validating one batch: the facility is looked up once, on first use.
+
+        ``allowed`` (the sender's ``may_access``): a facility it refuses is never read from
+        PostgreSQL nor cached (its batch is refused 403 anyway): a key cannot make the server
+        read, or evict, other facilities' catalogs."""
+        return BatchCatalog(self, allowed)
 
     def register(self, facility: str, name: str, unit: str = "") -> SignalDef | None:
         """What the ``register`` policy does with ``name``: record it as unclassified (for an
@@ -240,10 +244,11 @@ class BatchCatalog:
     ``unknown`` collects the names answered unknown, for ``register`` to record.
     """
 
-    __slots__ = ("_facility", "_missed", "_policy", "_signals", "_store", "unknown")
+    __slots__ = ("_allowed", "_facility", "_missed", "_policy", "_signals", "_store", "unknown")
 
-    def __init__(self, store: StoreCatalog) -> None:
+    def __init__(self, store: StoreCatalog, allowed: Callable[[str], bool] | None = None) -> None:
         self._store = store
+        self._allowed = allowed
         self._facility: str | None = None
         self._signals: Mapping[str, SignalDef] = {}
         self._policy = UnknownSignalPolicy.REFUSE
@@ -254,7 +259,7 @@ class BatchCatalog:
         if facility != self._facility:
             self._use(facility)
         found = self._signals.get(name)
-        if found is None and not self._missed:
+        if found is None and not self._missed and self._allowed_here():
             self._missed = True  # at most one look again per batch
             entry = self._store._after_miss(facility, self._store._entry(facility))
             self._signals, self._policy = entry.signals, entry.policy
@@ -273,11 +278,16 @@ class BatchCatalog:
         """The names answered unknown that no unclassified row records yet."""
         return [name for name, recorded in self.unknown.items() if not recorded]
 
+    def _allowed_here(self) -> bool:
+        return self._allowed is None or self._facility is None or self._allowed(self._facility)
+
     def _use(self, facility: str) -> None:
+        self._facility, self._missed, self.unknown = facility, False, {}
+        if not self._allowed_here():
+            self._signals, self._policy = self._store._defaults, UnknownSignalPolicy.REFUSE
+            return
         entry = self._store._entry(facility)
-        self._facility, self._signals, self._policy = facility, entry.signals, entry.policy
-        self._missed = False
-        self.unknown = {}
+        self._signals, self._policy = entry.signals, entry.policy
 
 
 __all__ = ["BatchCatalog", "StoreCatalog"]
