@@ -6,18 +6,22 @@ from __future__ import annotations
 import time
 
 import psycopg
+import redis
 
 from plantstream.api.state import open_pool
 from plantstream.errors import ErrorCode
-from plantstream.model import TimeWindow
+from plantstream.ingest import InflightGate, IngestService, RateLimiter
+from plantstream.model import ParsedBatch, TimeWindow, now_us
 from plantstream.model.plantfile import parse_model
 from plantstream.model.signals import UnknownSignalPolicy
 from plantstream.mqtt.plain import PlainTopics
 from plantstream.mqtt.sparkplug import edge
 from plantstream.mqtt.sparkplug.host import SparkplugHost
 from plantstream.mqtt.sparkplug.mapping import NameRule
-from plantstream.store import assets
+from plantstream.store import assets, signal_defs
 from plantstream.store.catalog import StoreCatalog
+from plantstream.store.keys import Principal, Role
+from plantstream.stream import RedisStream
 from plantstream.testing import wait_until
 
 MODEL = b"""\
@@ -126,3 +130,33 @@ def test_the_catalog_cache_is_bounded_and_refreshes_off_the_caller(
         assert own.get("f1", "temperature") is not None  # the defaults still answer
         assert "f1" not in background._entries
         background.close()
+
+
+def test_readings_an_adapter_decoded_register_their_unknown_signals_too(
+    database_url: str, redis_url: str, db: psycopg.Connection
+) -> None:
+    _apply(db, b"facility: f1\nunknown_signals: register\n")
+    stream = RedisStream(redis.Redis.from_url(redis_url), "catalog-test", retention_hours=0)
+    stream.create(1)
+    with open_pool(database_url, max_size=2) as pool:
+        catalog = StoreCatalog(pool)
+        ingest = IngestService(
+            stream=stream,
+            window=TimeWindow(),
+            max_readings=100,
+            limiter=RateLimiter(1000.0),
+            gate=InflightGate(4),
+            catalog=catalog,
+        )
+        received = now_us()
+        plain = PlainTopics(window=TimeWindow(), max_readings=100, catalog=catalog)
+        out = plain.handle("plantstream/v1/f1/m1/coolant_flow", b"3.5", received)
+        assert [r.metric for r in out.readings] == ["coolant_flow"]  # taken under register
+        who = Principal("0123456789abcdef", Role.INGEST, "f1")
+        answer = ingest.accept_decoded(
+            who, ParsedBatch("f1", out.readings, []), received_us=received
+        )
+        assert answer.accepted == 1
+        assert signal_defs.unclassified(conn=db, facility="f1") == ["coolant_flow"]
+        catalog.close()
+    stream.close()

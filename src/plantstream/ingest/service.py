@@ -194,9 +194,15 @@ class IngestService:
         """Authorize and put readings an adapter decoded itself (MQTT: Sparkplug B, topic
         JSON), with the quotas of ``accept``; blocking, returns once the stream holds them.
 
-        ``batch.rejected`` comes back in the answer and is counted, as for ``accept``.
+        ``batch.rejected`` comes back in the answer and is counted, as for ``accept``. Under
+        the ``register`` policy, its new unknown signals are recorded, as for ``accept``.
         """
         indexes = list(range(len(batch.readings)))
+        if who.may_access(batch.facility):
+            view = per_batch(self.catalog, who.may_access)
+            for metric in {r.metric for r in batch.readings}:
+                view.get(batch.facility, metric)  # notes the unknown ones
+            batch, indexes = register_unknown(view, self.catalog, batch, indexes)
         return self.commit(self._prepare_batch(who, batch, received_us, indexes))
 
     def _check_readings_rate(self, facility: str, readings: int, *, take: bool) -> None:

@@ -62,6 +62,7 @@ def build_bridge(runtime: BridgeRuntime, session: BrokerSession) -> tuple[Bridge
         max_readings=s.max_batch_readings,
         limiter=RateLimiter(s.rate_limit_per_key),
         gate=InflightGate(s.max_inflight_ingest),
+        catalog=catalog,  # records the unknown signals a register policy lets in
     )
     host = SparkplugHost(
         rule=NameRule(s.sparkplug_facility, s.sparkplug_machine, s.sparkplug_node_machine),
