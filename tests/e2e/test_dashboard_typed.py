@@ -126,4 +126,20 @@ def test_the_machine_page_draws_each_kind_its_own_way(
     assert running.find_element(By.CSS_SELECTOR, ".uplot canvas").size["height"] > 100
     assert "strokes/min" in card("stroke_rate").find_element(By.CSS_SELECTOR, ".chart-value").text
     screenshot(browser, "machine-typed")
+
+    # over 6 hours the others are bucketed; the band stays on the changes themselves (a
+    # bucket holds a state's time only where a reading fell, not where it was held)
+    browser.find_element(By.CSS_SELECTOR, "[data-range='6h']").click()
+    wait(browser).until(lambda d: card("parts").get_attribute("data-step") == "1m")
+    assert card("state").get_attribute("data-step") == "raw"
+    band = card("state").find_element(By.CSS_SELECTOR, ".plot")
+    wait(browser).until(
+        lambda d: json.loads(band.get_attribute("data-states") or "{}").get("run") == 300
+    )
+    bucketed = json.loads(band.get_attribute("data-states") or "{}")
+    assert bucketed["idle"] == 120
+    assert 180 <= bucketed["fault"] <= 300
+    increase = card("parts").find_element(By.CSS_SELECTOR, ".plot").get_attribute("data-increase")
+    assert float(increase or 0) == 16
+    assert card("running").get_attribute("data-step") == "1m"
     assert_no_script_errors(browser)

@@ -17,9 +17,13 @@ export function drawMode(reading) {
   return "line";
 }
 
-/** The series ``step`` a mode asks for: a counter is always bucketed (its increase per bucket). */
+/** The series ``step`` a mode asks for: a counter is always bucketed (its increase per
+ * bucket); a state band is drawn from the changes themselves up to a day (a rollup bucket
+ * tells the time in each state only where a reading fell, not where a state was held). */
 export function stepFor(mode, rangeMs) {
-  return mode === "increase" && rangeMs <= 2 * 3600e3 ? "1m" : "auto";
+  if (mode === "increase" && rangeMs <= 2 * 3600e3) return "1m";
+  if (mode === "band" && rangeMs <= 24 * 3600e3) return "raw";
+  return "auto";
 }
 
 const seconds = (s) => {
