@@ -16,6 +16,7 @@ from fixtures.api import Api
 from fixtures.pipeline import drain
 
 from plantstream.processor import Processor
+from plantstream.store import signal_defs
 from plantstream.store.catalog import StoreCatalog
 
 MODEL = """\
@@ -244,3 +245,23 @@ def test_the_register_policy_keeps_unknown_signals_for_review(
     # and the policy back to refuse: a signal nobody declared is refused again
     gone = _post(api, writer, [_r("coolant_flow", 1.0, now)])
     assert [r["code"] for r in gone["rejected"]] == ["unknown_metric"]
+
+
+def test_past_its_bound_of_unclassified_signals_a_facility_refuses_new_ones(
+    api: Api, db: psycopg.Connection
+) -> None:
+    admin, writer = api.make_key("admin", None), api.make_key("ingest")
+    _apply(api, admin, "facility: plant-01\nunknown_signals: register\n")
+    db.execute(
+        "INSERT INTO signal_defs (facility, name, value_type, kind, unclassified) "
+        "SELECT 'plant-01', 'x' || i, 'double', 'gauge', true FROM generate_series(1, %s) i",
+        (signal_defs.MAX_UNCLASSIFIED,),
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    for _ in range(2):  # the second time from the catalog's memory, not PostgreSQL
+        answer = _post(api, writer, [_r("x1", 1.0, now), _r("one_more", 2.0, now)])
+        assert answer["accepted"] == 1  # x1 is registered already
+        [refused] = answer["rejected"]
+        assert (refused["index"], refused["code"]) == (1, "unknown_metric")
+        assert "1000 unclassified signals" in refused["reason"]
+    assert "plant-01" in api.state.catalog._full  # type: ignore[attr-defined]

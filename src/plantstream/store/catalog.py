@@ -77,6 +77,7 @@ class StoreCatalog:
         self._lock = threading.Lock()
         self._background = background
         self._refreshing: set[str] = set()
+        self._full: dict[str, float] = {}  # facility -> until when its unclassified are full
         self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
@@ -131,11 +132,22 @@ class StoreCatalog:
     def register(self, facility: str, name: str, unit: str = "") -> SignalDef | None:
         """What the ``register`` policy does with ``name``: record it as unclassified (for an
         admin to review) and answer its definition; None when the facility holds its bound
-        of unclassified signals already (the reading must then be refused, not dropped)."""
+        of unclassified signals already (the reading must then be refused, not dropped).
+
+        A facility found full is remembered for ``ttl`` seconds: its new names are refused
+        without asking PostgreSQL again (a sender of ever new names costs no writes)."""
+        now = self._clock()
+        with self._lock:
+            if self._full.get(facility, -1.0) > now:
+                return None
         with self._pool.connection(timeout=CONNECT_TIMEOUT) as conn:
             if not signal_defs.register_unclassified(
                 conn=conn, facility=facility, name=name, unit=unit
             ):
+                with self._lock:
+                    self._full[facility] = now + self._ttl
+                    while len(self._full) > self._max:  # bounded like the entries
+                        del self._full[next(iter(self._full))]
                 return None
         self.invalidate(facility)
         return self.get(facility, name)
@@ -145,8 +157,10 @@ class StoreCatalog:
         with self._lock:
             if facility is None:
                 self._entries.clear()
+                self._full.clear()
                 self._held = 0
             else:
+                self._full.pop(facility, None)
                 gone = self._entries.pop(facility, None)
                 if gone is not None:
                     self._held -= self._size(gone)
