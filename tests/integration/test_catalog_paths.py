@@ -160,3 +160,15 @@ def test_readings_an_adapter_decoded_register_their_unknown_signals_too(
         assert signal_defs.unclassified(conn=db, facility="f1") == ["coolant_flow"]
         catalog.close()
     stream.close()
+
+
+def test_register_many_fills_the_room_left_and_refuses_the_rest(db: psycopg.Connection) -> None:
+    db.execute(
+        "INSERT INTO signal_defs (facility, name, value_type, kind, unclassified) "
+        "SELECT 'f', 'x' || i, 'double', 'gauge', true FROM generate_series(1, %s) i",
+        (signal_defs.MAX_UNCLASSIFIED - 2,),
+    )
+    refused = signal_defs.register_many(conn=db, facility="f", names=["c", "x1", "a", "b", "a"])
+    assert refused == {"c"}  # x1 was in already; a and b fill the room, in name order
+    assert len(signal_defs.unclassified(conn=db, facility="f")) == signal_defs.MAX_UNCLASSIFIED
+    assert signal_defs.register_many(conn=db, facility="f", names=["x2"]) == set()

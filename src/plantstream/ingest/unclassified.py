@@ -17,8 +17,8 @@ def register_unknown(
     recorded; readings of a signal past the facility's bound of unclassified signals are
     moved to the refusals (``unknown_metric``), never dropped.
 
-    Costs nothing but under ``register`` with a signal never seen: one PostgreSQL write per
-    new name (then the name is in the catalog and the next batch pays nothing).
+    Costs nothing but under ``register`` with a signal never seen: one PostgreSQL transaction
+    for the batch's new names (then they are in the catalog and the next batch pays nothing).
     """
     if not isinstance(view, BatchCatalog) or not isinstance(catalog, StoreCatalog):
         return batch, indexes
@@ -26,9 +26,8 @@ def register_unknown(
     if not names or view.policy(batch.facility) is not UnknownSignalPolicy.REGISTER:
         return batch, indexes
     sent = {r.metric for r in batch.readings}
-    refused = {
-        name for name in names if name in sent and catalog.register(batch.facility, name) is None
-    }
+    new = [name for name in names if name in sent]
+    refused = catalog.register_many(batch.facility, new) if new else set()
     if not refused:
         return batch, indexes
     keep = [i for i, r in enumerate(batch.readings) if r.metric not in refused]

@@ -152,6 +152,24 @@ class StoreCatalog:
         self.invalidate(facility)
         return self.get(facility, name)
 
+    def register_many(self, facility: str, names: list[str]) -> set[str]:
+        """``register`` for the new names of one batch, in one PostgreSQL transaction;
+        returns the names refused (past the facility's bound of unclassified signals)."""
+        now = self._clock()
+        with self._lock:
+            if self._full.get(facility, -1.0) > now:
+                return set(names)
+        with self._pool.connection(timeout=CONNECT_TIMEOUT) as conn:
+            refused = signal_defs.register_many(conn=conn, facility=facility, names=names)
+        if len(refused) < len(set(names)):
+            self.invalidate(facility)  # the next lookup reads the new rows
+        if refused:
+            with self._lock:
+                self._full[facility] = now + self._ttl
+                while len(self._full) > self._max:  # bounded like the entries
+                    del self._full[next(iter(self._full))]
+        return refused
+
     def invalidate(self, facility: str | None = None) -> None:
         """Forget one facility (after applying its model here) or all of them."""
         with self._lock:

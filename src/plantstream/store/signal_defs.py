@@ -136,6 +136,35 @@ def register_unclassified(
     return True
 
 
+def register_many(*, conn: psycopg.Connection, facility: str, names: list[str]) -> set[str]:
+    """``register_unclassified`` for several names in one transaction; returns the names that
+    did not fit the facility's ``MAX_UNCLASSIFIED`` (the others are, now or already, in)."""
+    wanted = sorted(set(names))
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('signal_defs:' || %s, 0))",
+            (facility,),
+        )
+        present = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM signal_defs WHERE facility = %s AND name = ANY(%s)",
+                (facility, wanted),
+            ).fetchall()
+        }
+        row = conn.execute(
+            "SELECT count(*) FROM signal_defs WHERE facility = %s AND unclassified", (facility,)
+        ).fetchone()
+        room = max(0, MAX_UNCLASSIFIED - (row[0] if row else 0))
+        new = [name for name in wanted if name not in present]
+        upsert_signals(
+            conn=conn,
+            facility=facility,
+            signals=[SignalDef(name, unclassified=True) for name in new[:room]],
+        )
+    return set(new[room:])
+
+
 def unclassified(*, conn: psycopg.Connection, facility: str) -> list[str]:
     """The names awaiting review (registered, never declared), sorted."""
     rows = conn.execute(
@@ -174,6 +203,7 @@ __all__ = [
     "delete_signals",
     "facility_policy",
     "facility_signals",
+    "register_many",
     "register_unclassified",
     "review",
     "set_policy",
