@@ -271,6 +271,12 @@ class Settings(BaseSettings):
     catalog_max_facilities: int = Field(
         default=1024, ge=1, description="facilities whose signal definitions are cached at once"
     )
+    catalog_max_signals: int = Field(
+        default=200_000,
+        ge=1,
+        description="signal definitions (beyond the defaults) the catalog cache holds in all, "
+        "across its facilities (about 300 bytes each)",
+    )
     silent_after_seconds: float = Field(
         default=60.0,
         gt=0,

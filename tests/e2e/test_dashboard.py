@@ -177,6 +177,8 @@ def test_machine_page_draws_a_live_chart_per_metric(
         if (facility, name) == (FACILITY, device):
             per_metric[metric] = per_metric.get(metric, 0) + 1
             minutes.setdefault(metric, set()).add(ts_us // 60_000_000)
+    if "production_count" in per_metric:  # a counter: its increase per 1-minute bucket
+        per_metric["production_count"] = len(minutes["production_count"])
     # a deep link survives signing in
     open_dashboard(browser, live_server, f"#/facility/{FACILITY}/device/{device}")
     sign_in(browser, live_server.api.make_key("read"))
@@ -190,7 +192,9 @@ def test_machine_page_draws_a_live_chart_per_metric(
         )
     )
     for chart in browser.find_elements(By.CSS_SELECTOR, ".chart-card"):
-        assert chart.get_attribute("data-step") == "raw"
+        # a counter is drawn as its increase per bucket: bucketed even over 15 minutes
+        counter = chart.get_attribute("data-metric") == "production_count"
+        assert chart.get_attribute("data-step") == ("1m" if counter else "raw")
         canvas = chart.find_element(By.CSS_SELECTOR, ".uplot canvas")
         assert canvas.size["width"] > 200
         assert canvas.size["height"] > 100

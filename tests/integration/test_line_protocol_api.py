@@ -93,10 +93,10 @@ def test_a_partial_write_names_each_refused_field_and_stores_the_rest(
     assert shape["accepted"] == 2
     assert shape["line"] == 2
     assert shape["rejected"] == [
-        {"line": 2, "field": "state", "code": "unsupported_value_type",
+        {"line": 2, "field": "state", "code": "unknown_metric",
          "reason": shape["rejected"][0]["reason"]}
     ]  # fmt: skip
-    assert shape["error"]["code"] == "unsupported_value_type"
+    assert shape["error"]["code"] == "unknown_metric"
     drain(make_processor(database_url, api.stream, api.state.redis))
     assert sorted(m for (_, _, m, _) in stored_readings(db)) == ["humidity", "temperature"]
 

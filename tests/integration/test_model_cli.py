@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
+
+from plantstream.store import signal_defs
+
 PRESS_SHOP = Path(__file__).parents[1] / "data" / "plant" / "press-shop.yaml"
 
 
@@ -59,3 +63,21 @@ def test_a_bad_file_exits_2_with_file_line_and_column(
     answer = model_cli("apply", str(bad), database_url=database_url, redis_url=redis_url)
     assert answer.returncode == 2
     assert f"{bad}:3:20: machines[0].type: machine type 'lathe' is not declared" in answer.stderr
+
+
+def test_unclassified_lists_what_the_register_policy_let_in(
+    database_url: str, redis_url: str
+) -> None:
+    urls = {"database_url": database_url, "redis_url": redis_url}
+    assert model_cli("apply", str(PRESS_SHOP), **urls).returncode == 0  # register policy
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert signal_defs.register_unclassified(conn=conn, facility="plant-a", name="coolant")
+        conn.execute(
+            "INSERT INTO sensors (facility, device, metric, unit) "
+            "VALUES ('plant-a', 'press-001', 'coolant', '')"
+        )
+    listed = model_cli("unclassified", "--facility", "plant-a", **urls)
+    assert listed.returncode == 0, listed.stderr
+    assert "plant-a: unknown signals: register; 1 unclassified" in listed.stdout
+    assert "coolant  first seen " in listed.stdout
+    assert "from press-001" in listed.stdout

@@ -13,8 +13,11 @@ from fixtures.kinesis import MOTO_REGION
 from fixtures.pipeline import drain, stored_readings
 
 from plantstream.errors import ConfigError
+from plantstream.model.plantfile import parse_model
 from plantstream.runtime import ROLES, Runtime, server_config
 from plantstream.settings import load_settings
+from plantstream.store import assets
+from plantstream.store.catalog import StoreCatalog
 from plantstream.store.keys import Role, create_key
 from plantstream.stream.kinesis import KinesisStream
 
@@ -124,3 +127,28 @@ def test_the_stream_backend_is_chosen_by_its_name(
     stream.close()
     with pytest.raises(ConfigError, match="KINESIS_STREAM_NAME"):
         Runtime(settings.model_copy(update={"kinesis_stream_name": None})).stream()
+
+
+def test_the_runtimes_ingest_and_processor_take_a_facilitys_declared_signals(
+    runtime: Runtime, db: psycopg.Connection, make_reading: Callable[..., dict]
+) -> None:
+    model = "facility: plant-01\nsignals: [{name: line_voltage, unit: kV, accepted_units: [V]}]\n"
+    assets.apply_model(conn=db, model=parse_model(model.encode(), source="model").model)
+    assert isinstance(runtime.state.catalog, StoreCatalog)
+    assert runtime.processor.config.catalog is runtime.processor_catalog
+    key, _ = create_key(
+        db, server_secret=runtime.server_secret, role=Role.INGEST, facility="plant-01"
+    )
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    reading = make_reading(ts=now, metric="line_voltage", value=400.0, unit="V")
+    with TestClient(runtime.app(["ingest"])) as client:
+        answer = client.post(
+            "/v1/readings",
+            json={"facility": "plant-01", "readings": [reading]},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert answer.json() == {"accepted": 1, "rejected": []}
+    drain(runtime.processor)
+    assert list(stored_readings(db).values()) == [pytest.approx(0.4)]
+    unit = db.execute("SELECT unit FROM sensors WHERE metric = 'line_voltage'").fetchone()
+    assert unit == ("kV",)

@@ -14,7 +14,15 @@ from plantstream.ingest.line_protocol import (
     line_payload,
     reading_lines,
 )
-from plantstream.model import ParsedBatch, Reading, TimeWindow
+from plantstream.model import (
+    FixedCatalog,
+    ParsedBatch,
+    Reading,
+    SignalDef,
+    SignalKind,
+    TimeWindow,
+    ValueType,
+)
 
 NOW_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 WINDOW = TimeWindow()
@@ -76,16 +84,16 @@ def test_measurement_field_naming() -> None:
 def test_semantic_refusals_are_per_field_with_the_line_and_a_code() -> None:
     body = (
         "# a comment, then a blank line\n\n"
-        'm,device=d temperature=20,status="running"\n'  # line 3: a string field
+        'm,device=d temperature=20,status="running"\n'  # line 3: a string of no signal
         "m,device=d,host=h temperature=21\n"  # line 4: a tag with no place
         "m,device=d,facility=plant-b temperature=22\n"  # line 5: another facility
         "m,device=d temperature=9999,nope=1\n"  # line 6: out of range, unknown signal
-        "m,device=d production_count=9007199254740993i\n"  # line 7: not exact as a double
+        'm,device=d humidity="wet"\n'  # line 7: a string for a double signal
         "m,device=d temperature=23,humidity=t\r\n"  # line 8: fine (CRLF, a boolean)
     )
     batch = decode(body)
     assert [(r.index, r.code) for r in batch.rejected] == [
-        (1, ErrorCode.UNSUPPORTED_VALUE_TYPE),
+        (1, ErrorCode.UNKNOWN_METRIC),
         (2, ErrorCode.UNMAPPED_TAG),
         (3, ErrorCode.FORBIDDEN_FACILITY),
         (4, ErrorCode.VALUE_OUT_OF_RANGE),
@@ -151,3 +159,34 @@ def test_bounds_and_the_facility() -> None:
         CODECS.get("line").decode(b"m temperature=1", received_us=NOW_US, window=WINDOW,
                                   max_readings=10)  # fmt: skip
     assert headless.value.code is ErrorCode.UNDECODABLE_RECORD
+
+
+def test_declared_typed_signals_take_their_own_field_types() -> None:
+    catalog = FixedCatalog(
+        {
+            "state": SignalDef("state", ValueType.STATE, SignalKind.STATE, states=("idle", "run")),
+            "running": SignalDef("running", ValueType.BOOL, SignalKind.STATE),
+            "parts": SignalDef("parts", ValueType.INT64, SignalKind.COUNTER, wrap=2**64),
+            "voltage": SignalDef("voltage", unit="kV", accepted_units=("V",)),
+        }
+    )
+    payload = line_payload(
+        b'press,device=p1 state="run",running=t,parts=9007199254740993i\n'
+        b"press,device=p1,unit=V voltage=400\n"
+        b'press,device=p1 state="dancing",temperature=20\n',
+        LineOptions(facility="plant-a"),
+    )
+    batch = CODECS.get("line").decode(
+        payload, received_us=NOW_US, window=WINDOW, max_readings=100, catalog=catalog
+    )
+    assert [(r.metric, r.value) for r in batch.readings] == [
+        ("state", "run"),
+        ("running", True),
+        ("parts", 2**53 + 1),  # exact: never through a double
+        ("voltage", pytest.approx(0.4)),
+    ]
+    # not one of its states; and the facility's catalog holds no default it did not declare
+    assert [(r.index, r.code) for r in batch.rejected] == [
+        (4, ErrorCode.UNKNOWN_STATE),
+        (5, ErrorCode.UNKNOWN_METRIC),
+    ]

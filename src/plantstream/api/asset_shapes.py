@@ -151,3 +151,16 @@ __all__ = [
     "ModelIssue",
     "Signal",
 ]
+
+
+class UnclassifiedSignal(BaseModel):
+    name: str
+    first_seen: datetime = Field(description="when the register policy first let it in")
+    devices: int = Field(description="devices with readings of it")
+    sample_devices: list[str] = Field(description="the first ten of them, sorted")
+
+
+class UnclassifiedSignals(BaseModel):
+    facility: str
+    unknown_signals: str = Field(description="the facility's policy: refuse or register")
+    signals: list[UnclassifiedSignal]

@@ -25,8 +25,9 @@ from plantstream.model.located import MAX_DOCUMENT_BYTES
 from plantstream.model.plantdiff import summary
 from plantstream.model.plantexport import model_document
 from plantstream.model.plantfile import parse_model
+from plantstream.model.signals import UnknownSignalPolicy
 from plantstream.store import assets as asset_store
-from plantstream.store import machine_list
+from plantstream.store import machine_list, signal_defs
 from plantstream.store.keys import Principal
 
 router = APIRouter(tags=["assets"])
@@ -145,6 +146,32 @@ def get_model(who: Reader, state: State, facility: FacilityParam) -> dict[str, A
         return model_document(asset_store.load_model(conn=conn, facility=facility))
 
 
+@router.get("/v1/assets/unclassified", response_model=shapes.UnclassifiedSignals)
+def unclassified(
+    who: Annotated[Principal, Depends(admin)], state: State, facility: FacilityParam
+) -> shapes.UnclassifiedSignals:
+    """The signals the facility's `register` policy let in that no model declares yet (admin
+    keys): review each and declare it in the model (it then leaves this list), sorted by name.
+    """
+    _facility(who, facility)
+    with state.pool.connection() as conn:
+        policy = signal_defs.facility_policy(conn=conn, facility=facility)
+        found = signal_defs.review(conn=conn, facility=facility)
+    return shapes.UnclassifiedSignals(
+        facility=facility,
+        unknown_signals=str(policy or UnknownSignalPolicy.REFUSE),
+        signals=[
+            shapes.UnclassifiedSignal(
+                name=u.name,
+                first_seen=u.first_seen,
+                devices=u.devices,
+                sample_devices=list(u.sample_devices),
+            )
+            for u in found
+        ],
+    )
+
+
 _MODEL_BODY = {
     "requestBody": {
         "required": True,
@@ -200,7 +227,10 @@ async def put_model(
 
 def _apply(state: AppState, model: Any, dry_run: bool) -> list[Any]:
     with state.pool.connection() as conn:
-        return asset_store.apply_model(conn=conn, model=model, dry_run=dry_run)
+        changes = asset_store.apply_model(conn=conn, model=model, dry_run=dry_run)
+    if changes and not dry_run:
+        state.model_changed(model.facility)
+    return changes
 
 
 async def _bounded_body(request: Request) -> bytes:

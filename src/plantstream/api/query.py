@@ -16,6 +16,7 @@ from plantstream.model import (
     DEFAULT_CATALOG,
     SignalCatalog,
     SignalDef,
+    SignalKind,
     UnknownSignalPolicy,
     ValueType,
     check_id,
@@ -59,7 +60,7 @@ class _Additive(BaseModel):
         return out
 
 
-_ADDITIVE = ("quality_code", "twa", "increase", "first", "last", "states", "pending")
+_ADDITIVE = ("quality_code", "twa", "increase", "first", "last", "states", "pending", "kind")
 
 
 class LatestValue(_Additive):
@@ -75,6 +76,7 @@ class LatestValue(_Additive):
     quality_code: int | None = Field(
         default=None, description="the source's own quality code (OPC UA StatusCode, ...)"
     )
+    kind: str | None = Field(default=None, description="counter or state (left out: a gauge)")
 
 
 class Latest(BaseModel):
@@ -200,6 +202,7 @@ def _latest_value(v: HotValue, spec: SignalDef | None) -> LatestValue:
         quality=v.quality,
         value_type=str(spec.value_type) if spec is not None else v.value_type,
         quality_code=v.quality_code,
+        kind=str(spec.kind) if spec is not None and spec.kind is not SignalKind.GAUGE else None,
     )
 
 

@@ -18,7 +18,9 @@ from plantstream.ingest import IngestService
 from plantstream.ingest.admission import InflightGate, RateLimiter
 from plantstream.ingest.quotas import IngestQuotas
 from plantstream.model import TimeWindow
+from plantstream.model.signals import SignalCatalog
 from plantstream.settings import Settings
+from plantstream.store.catalog import StoreCatalog
 from plantstream.store.hot import HotState
 from plantstream.store.keys import Principal, parse_key, verify_key
 from plantstream.stream.base import Stream
@@ -113,6 +115,7 @@ class AppState:
         limiter: RateLimiter | None = None,
         ingest_gate: InflightGate | None = None,
         previous_server_secret: bytes | None = None,  # still accepted while the secret rotates
+        catalog: SignalCatalog | None = None,  # each facility's signals; the store's if None
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -138,6 +141,9 @@ class AppState:
             if ingest_gate is not None
             else InflightGate(settings.max_inflight_ingest),
             quotas=IngestQuotas.from_settings(settings, pool=pool, redis_client=redis),
+            catalog=catalog
+            if catalog is not None
+            else StoreCatalog.from_settings(settings, pool, background=True),
         )
 
     # the ingest service's parts, reachable (and replaceable, in tests) from the state
@@ -148,6 +154,20 @@ class AppState:
     @stream.setter
     def stream(self, stream: Stream) -> None:
         self._stream = self.ingest.stream = stream
+
+    @property
+    def catalog(self) -> SignalCatalog:
+        """The signal catalog ingest validates against and the query routes type values by."""
+        return self.ingest.catalog
+
+    @catalog.setter
+    def catalog(self, catalog: SignalCatalog) -> None:
+        self.ingest.catalog = catalog
+
+    def model_changed(self, facility: str) -> None:
+        """A model was applied here: its signals are in force for the next batch."""
+        if isinstance(self.ingest.catalog, StoreCatalog):
+            self.ingest.catalog.invalidate(facility)
 
     @property
     def window(self) -> TimeWindow:
@@ -196,6 +216,8 @@ class AppState:
     def close(self) -> None:
         if self.ingest.quotas.backlog is not None:
             self.ingest.quotas.backlog.close()  # what was accepted is counted first
+        if isinstance(self.ingest.catalog, StoreCatalog):
+            self.ingest.catalog.close()
         self.pool.close()
         self.redis.close()
 

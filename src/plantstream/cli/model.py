@@ -1,4 +1,5 @@
-"""``plantstream model apply|show|export``: the plant hierarchy and signal catalog of a facility."""
+"""``plantstream model apply|show|export|unclassified``: a facility's plant hierarchy and signal
+catalog, and the signals its ``register`` policy let in for review."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from plantstream.model.plantexport import model_document
 from plantstream.model.plantfile import parse_model
 from plantstream.runtime import Runtime
 from plantstream.settings import load_settings
-from plantstream.store import assets
+from plantstream.store import assets, signal_defs
 
 app = typer.Typer(help="The plant model: areas, lines, machines, machine types and signals.")
 console = Console(highlight=False, markup=False)  # ids and names are printed as they are
@@ -109,3 +110,20 @@ def export(
         print(json.dumps(document, indent=2))
     else:
         print(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="")
+
+
+@app.command()
+def unclassified(
+    facility: Annotated[str, typer.Option("--facility", help="the facility")],
+) -> None:
+    """The signals the facility's register policy let in and no model declares yet: declare
+    each in the model file (``model apply``) and it leaves this list."""
+    with _connect() as conn:
+        policy = signal_defs.facility_policy(conn=conn, facility=facility)
+        found = signal_defs.review(conn=conn, facility=facility)
+    console.print(f"{facility}: unknown signals: {policy or 'refuse'}; {len(found)} unclassified")
+    for u in found:
+        more = u.devices - len(u.sample_devices)
+        devices = ", ".join(u.sample_devices) + (f" and {more} more" if more > 0 else "")
+        first = u.first_seen.isoformat(timespec="seconds")
+        console.print(f"  {u.name}  first seen {first}  from {devices or 'no device yet'}")

@@ -12,6 +12,7 @@ from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest import line_protocol as _line_protocol
 from plantstream.ingest.msgpack_batch import MsgpackBatchCodec
 from plantstream.model import ParsedBatch, TimeWindow, check_id, parse_batch
+from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog
 
 # a Kinesis record holds at most 1 MiB, so a gateway body is bounded there, not here
 GATEWAY_MAX_READINGS = 1_000_000
@@ -21,13 +22,20 @@ class Codec(Protocol):
     """Decodes one payload of its format into the readings of one facility.
 
     A payload that is not of the format at all raises ``InvalidInputError``; bad readings
-    inside a good payload come back as per-reading ``Reject`` entries, by index.
+    inside a good payload come back as per-reading ``Reject`` entries, by index. Signals are
+    checked against ``catalog`` (the facility's definitions).
     """
 
     name: str
 
     def decode(
-        self, payload: bytes, *, received_us: int, window: TimeWindow, max_readings: int
+        self,
+        payload: bytes,
+        *,
+        received_us: int,
+        window: TimeWindow,
+        max_readings: int,
+        catalog: SignalCatalog = ...,
     ) -> ParsedBatch: ...
 
 
@@ -38,10 +46,20 @@ class JsonBatchCodec:
     media_types = ("application/json",)
 
     def decode(
-        self, payload: bytes, *, received_us: int, window: TimeWindow, max_readings: int
+        self,
+        payload: bytes,
+        *,
+        received_us: int,
+        window: TimeWindow,
+        max_readings: int,
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> ParsedBatch:
         return parse_batch(
-            payload, received_us=received_us, window=window, max_readings=max_readings
+            payload,
+            received_us=received_us,
+            window=window,
+            max_readings=max_readings,
+            catalog=catalog,
         )
 
 
@@ -111,7 +129,13 @@ class GatewayBodyCodec:
     name = "apigw"
 
     def decode(
-        self, payload: bytes, *, received_us: int, window: TimeWindow, max_readings: int
+        self,
+        payload: bytes,
+        *,
+        received_us: int,
+        window: TimeWindow,
+        max_readings: int,
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> ParsedBatch:
         path_facility, body = open_gateway_envelope(payload)
         if body.startswith(_UTF8_BOM):
@@ -121,6 +145,7 @@ class GatewayBodyCodec:
             received_us=received_us,
             window=window,
             max_readings=max(max_readings, GATEWAY_MAX_READINGS),
+            catalog=catalog,
         )
         if batch.facility != path_facility:
             raise ForbiddenFacilityError(

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest.line_parse import Line, LineSyntaxError, StringValue, parse_line
 from plantstream.model import ParsedBatch, Reading, Reject, TimeWindow, ValueType, check_id
-from plantstream.model.metrics import METRICS
 from plantstream.model.readings import validate_fields
+from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog, SignalDef
+from plantstream.model.values import Value
 
 HEADER = "#plantstream-line"
 NS_PER_UNIT = {"ns": 1, "n": 1, "us": 1_000, "u": 1_000, "ms": 1_000_000,
@@ -116,7 +117,13 @@ class LineProtocolCodec:
     name = "line"
 
     def decode(
-        self, payload: bytes, *, received_us: int, window: TimeWindow, max_readings: int
+        self,
+        payload: bytes,
+        *,
+        received_us: int,
+        window: TimeWindow,
+        max_readings: int,
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> ParsedBatch:
         options, lines = split_payload(payload)
         facility = options.facility or _facility_from_tags(lines)
@@ -144,7 +151,7 @@ class LineProtocolCodec:
             plain = plain and _valid_id(device)
             for key, value in line.fields.items():
                 metric = key if by_field else f"{line.measurement}_{key}"
-                spec = METRICS.get(metric)
+                spec = catalog.get(facility, metric)
                 if (  # the ordinary field, checked inline; anything else gets its reason below
                     plain
                     and spec is not None
@@ -166,11 +173,13 @@ class LineProtocolCodec:
                             device=device,
                             metric=metric,
                             ts_us=ts_us,
-                            value=_number(value),
+                            value=_field_value(value, spec),
                             unit=unit,
                             quality=quality,
                             received_us=received_us,
                             window=window,
+                            facility=facility,
+                            catalog=catalog,
                         )
                     )
                 except InvalidInputError as exc:
@@ -216,12 +225,32 @@ def _line_refusal(line: Line, facility: str) -> InvalidInputError | None:
     return None
 
 
+_TEXT = frozenset({ValueType.STRING, ValueType.STATE})
+
+
+def _field_value(value: float | int | bool | StringValue, spec: SignalDef | None) -> Value:
+    """A field as its signal's value: a string field for a string or state signal, an
+    integer (``1i``) for an int64 one and a boolean for a bool one as they are; any other
+    numeric field as a float, which ``validate_fields`` checks against the signal (a field of
+    no known signal goes as it is: its refusal is ``unknown_metric``, not its type)."""
+    if spec is None:
+        return value.text if isinstance(value, StringValue) else value
+    if isinstance(value, StringValue) and spec.value_type in _TEXT:
+        return value.text
+    if isinstance(value, bool) and spec.value_type is ValueType.BOOL:
+        return value
+    if type(value) is int and spec.value_type is ValueType.INT64:
+        return value
+    return _number(value)
+
+
 def _number(value: float | int | bool | StringValue) -> float:
-    """A numeric field as a float; a string field is refused (typed values come later)."""
+    """A numeric field as a float; a string field is refused but for a string or state signal."""
     if isinstance(value, StringValue):
         raise InvalidInputError(
             ErrorCode.UNSUPPORTED_VALUE_TYPE,
-            "string field values are not accepted yet: send numbers, integers (1i) or booleans",
+            "a string field is accepted only for a string or state signal: send numbers, "
+            "integers (1i) or booleans",
         )
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
         raise InvalidInputError(

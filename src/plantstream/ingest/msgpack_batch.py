@@ -21,6 +21,7 @@ import msgspec
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.model import ParsedBatch, TimeWindow
 from plantstream.model.readings import BatchIn, ReadingIn, Reject, validate_batch
+from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog
 
 MEDIA_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
@@ -83,11 +84,22 @@ class MsgpackBatchCodec:
     media_types = MEDIA_TYPES
 
     def decode(
-        self, payload: bytes, *, received_us: int, window: TimeWindow, max_readings: int
+        self,
+        payload: bytes,
+        *,
+        received_us: int,
+        window: TimeWindow,
+        max_readings: int,
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> ParsedBatch:
         facility, items = self._items(payload)
         return validate_batch(
-            facility, items, received_us=received_us, window=window, max_readings=max_readings
+            facility,
+            items,
+            received_us=received_us,
+            window=window,
+            max_readings=max_readings,
+            catalog=catalog,
         )
 
     def _items(self, payload: bytes) -> tuple[str, list[ReadingIn | Reject]]:

@@ -16,7 +16,9 @@ from plantstream.ingest.codecs import CODECS, CodecRegistry
 from plantstream.ingest.metrics import INGESTED, PUSHED_BACK, count_refusal, facility_label
 from plantstream.ingest.partitioning import pack
 from plantstream.ingest.quotas import IngestQuotas
+from plantstream.ingest.unclassified import register_unknown
 from plantstream.model import ParsedBatch, Reject, TimeWindow, now_us
+from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog, per_batch
 from plantstream.store.keys import Principal, Role
 from plantstream.stream.base import PutEntry, StreamProducer
 
@@ -64,7 +66,9 @@ class IngestService:
         gate: InflightGate,
         codecs: CodecRegistry = CODECS,
         quotas: IngestQuotas | None = None,
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> None:
+        self.catalog = catalog  # each facility's signals (store/catalog.py StoreCatalog)
         self.stream = stream
         self.window = window
         self.max_readings = max_readings
@@ -118,10 +122,19 @@ class IngestService:
         """
         codec = self.codecs.get(fmt)
         received = now_us()
+        # the facility's signals looked up once per batch (another's never: it gets a 403)
+        catalog = per_batch(self.catalog, who.may_access)
         batch = codec.decode(
-            payload, received_us=received, window=self.window, max_readings=self.max_readings
+            payload,
+            received_us=received,
+            window=self.window,
+            max_readings=self.max_readings,
+            catalog=catalog,
         )
-        return self._prepare_batch(who, batch, received, _valid_indexes(batch))
+        indexes = _valid_indexes(batch)
+        if who.may_access(batch.facility):  # a stranger's batch registers nothing
+            batch, indexes = register_unknown(catalog, self.catalog, batch, indexes)
+        return self._prepare_batch(who, batch, received, indexes)
 
     def _prepare_batch(
         self, who: Principal, batch: ParsedBatch, received: int, indexes: list[int]
@@ -181,9 +194,15 @@ class IngestService:
         """Authorize and put readings an adapter decoded itself (MQTT: Sparkplug B, topic
         JSON), with the quotas of ``accept``; blocking, returns once the stream holds them.
 
-        ``batch.rejected`` comes back in the answer and is counted, as for ``accept``.
+        ``batch.rejected`` comes back in the answer and is counted, as for ``accept``. Under
+        the ``register`` policy, its new unknown signals are recorded, as for ``accept``.
         """
         indexes = list(range(len(batch.readings)))
+        if who.may_access(batch.facility):
+            view = per_batch(self.catalog, who.may_access)
+            for metric in {r.metric for r in batch.readings}:
+                view.get(batch.facility, metric)  # notes the unknown ones
+            batch, indexes = register_unknown(view, self.catalog, batch, indexes)
         return self.commit(self._prepare_batch(who, batch, received_us, indexes))
 
     def _check_readings_rate(self, facility: str, readings: int, *, take: bool) -> None:

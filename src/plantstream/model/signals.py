@@ -8,10 +8,10 @@ keeps each value type exactly) and the rollups (which aggregate each kind its ow
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, cast
 
 
 class ValueType(StrEnum):
@@ -130,3 +130,13 @@ DEFAULT_SIGNALS: dict[str, SignalDef] = {
 }
 
 DEFAULT_CATALOG = FixedCatalog(DEFAULT_SIGNALS)
+
+
+def per_batch(
+    catalog: SignalCatalog, allowed: Callable[[str], bool] | None = None
+) -> SignalCatalog:
+    """What one batch is validated against: the catalog's per-batch view when it has one
+    (``StoreCatalog.batch``: the facility looked up once per batch; ``allowed``: the sender's
+    facilities, the others never looked up), else the catalog."""
+    batch = getattr(catalog, "batch", None)
+    return cast("SignalCatalog", batch(allowed)) if callable(batch) else catalog

@@ -17,6 +17,7 @@ import msgspec
 
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.model import TimeWindow, check_id, parse_batch, to_epoch_us, validate_fields
+from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog, per_batch
 from plantstream.mqtt.outcome import Outcome
 
 PREFIX = "plantstream/v1/"
@@ -36,8 +37,14 @@ class PlainTopics:
     """JSON messages on ``plantstream/v1/#`` in, outcomes out."""
 
     def __init__(
-        self, *, window: TimeWindow, max_readings: int, facilities: frozenset[str] = frozenset()
+        self,
+        *,
+        window: TimeWindow,
+        max_readings: int,
+        facilities: frozenset[str] = frozenset(),
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> None:
+        self.catalog = catalog  # each facility's signals (the runtime's StoreCatalog)
         self.window = window
         self.max_readings = max_readings
         self.facilities = facilities
@@ -66,7 +73,11 @@ class PlainTopics:
 
     def _batch(self, facility: str, device: str, payload: bytes, received_us: int) -> Outcome:
         batch = parse_batch(
-            payload, received_us=received_us, window=self.window, max_readings=self.max_readings
+            payload,
+            received_us=received_us,
+            window=self.window,
+            max_readings=self.max_readings,
+            catalog=per_batch(self.catalog),
         )
         if batch.facility != facility:
             raise InvalidInputError(
@@ -110,6 +121,8 @@ class PlainTopics:
                 quality=item.quality,
                 received_us=received_us,
                 window=self.window,
+                facility=facility,
+                catalog=self.catalog,
             )
         except InvalidInputError as exc:  # a bad reading, counted as HTTP's 202 would report it
             out.rejected[exc.code] += 1

@@ -16,6 +16,7 @@ from prometheus_client import start_http_server
 from plantstream.ingest import InflightGate, IngestService, RateLimiter
 from plantstream.local.mqtt_broker import EmbeddedBroker
 from plantstream.model import TimeWindow
+from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog
 from plantstream.mqtt import metrics
 from plantstream.mqtt.bridge import Bridge, Route
 from plantstream.mqtt.client import parse_url
@@ -53,12 +54,15 @@ def build_bridge(runtime: BridgeRuntime, session: BrokerSession) -> tuple[Bridge
     s = runtime.settings
     redis_client = runtime.redis("state")
     facilities = facilities_of(s)
+    # the runtime's store-backed catalog (a test's runtime may carry none: the default one)
+    catalog: SignalCatalog = getattr(runtime, "signal_catalog", DEFAULT_CATALOG)
     ingest = IngestService(
         stream=runtime.stream(),
         window=runtime.window,
         max_readings=s.max_batch_readings,
         limiter=RateLimiter(s.rate_limit_per_key),
         gate=InflightGate(s.max_inflight_ingest),
+        catalog=catalog,  # records the unknown signals a register policy lets in
     )
     host = SparkplugHost(
         rule=NameRule(s.sparkplug_facility, s.sparkplug_machine, s.sparkplug_node_machine),
@@ -66,9 +70,13 @@ def build_bridge(runtime: BridgeRuntime, session: BrokerSession) -> tuple[Bridge
         store=RedisBirthStore(redis_client),
         facilities=facilities,
         rebirth_interval=s.sparkplug_rebirth_interval_seconds,
+        catalog=catalog,
     )
     plain = PlainTopics(
-        window=runtime.window, max_readings=s.max_batch_readings, facilities=facilities
+        window=runtime.window,
+        max_readings=s.max_batch_readings,
+        facilities=facilities,
+        catalog=catalog,
     )
     routes = [Route(PREFIX, "plain", plain.handle), Route("spBv1.0/", "sparkplug", host.handle)]
     bridge = Bridge(

@@ -28,6 +28,7 @@ from plantstream.model import (
     validate_columns,
 )
 from plantstream.model.readings import MetricTables
+from plantstream.model.signals import per_batch
 from plantstream.model.values import INT_CODE
 from plantstream.processor.rows import DeadLetter
 from plantstream.stream.base import StreamRecord
@@ -74,7 +75,7 @@ def decode_records(
         # (stream/records.py) starts with its format version byte, FORMAT_V1 = b"\x01", and
         # decode_record refuses any other first byte, so neither can be taken for the other.
         if record.data.startswith(GATEWAY_ENVELOPE_PREFIX):
-            _decode_json_body(record, shard_id, window, out)
+            _decode_json_body(record, shard_id, window, out, catalog)
             continue
         try:
             columns = decode_record(record.data)
@@ -160,11 +161,12 @@ def _decode_json_body(
     shard_id: str,
     window: TimeWindow,
     out: Decoded,
+    catalog: SignalCatalog = DEFAULT_CATALOG,
 ) -> None:
     """A body as clients send it to ingest, put on the stream by API Gateway in the envelope
     of the path facility IAM authorised (``POST /ingest/{facility}``): decoded by the ingest
-    codec of that format, exactly as ingest would (against the codec's catalog, the default
-    one until the codecs take the store-backed one); a body for another facility is refused."""
+    codec of that format, exactly as ingest would (against the facility's catalog); a body
+    for another facility is refused."""
     received = now_us()
     try:
         batch = GATEWAY_BODY.decode(
@@ -172,6 +174,7 @@ def _decode_json_body(
             received_us=received,
             window=window,
             max_readings=GATEWAY_MAX_READINGS,
+            catalog=per_batch(catalog),
         )
     except ForbiddenFacilityError as exc:
         out.counters[(exc.path_facility or "_unknown", "forbidden_records")] += 1

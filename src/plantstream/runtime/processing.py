@@ -16,6 +16,7 @@ from plantstream.errors import ConfigError
 from plantstream.ingest.metrics import facility_label
 from plantstream.ingest.quotas import backlog_counters
 from plantstream.model import TimeWindow
+from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog
 from plantstream.processor import (
     BatchHook,
     DetectionSink,
@@ -88,11 +89,13 @@ def build_processor(
     redis_client: redis.Redis,
     window: TimeWindow,
     connect: Callable[[str], psycopg.Connection] | None = None,
+    catalog: SignalCatalog = DEFAULT_CATALOG,
 ) -> Processor:
     """A processor of ``stream`` into PostgreSQL, then its sinks.
 
     ``conninfo`` gives the processor's pool the URL to use now (rotated credentials are
-    followed); ``connect`` is the detection engine's.
+    followed); ``connect`` is the detection engine's; ``catalog`` the facilities' signals
+    (the runtime's ``StoreCatalog``) readings are re-validated and typed against.
     """
     facility_label.limit = settings.metrics_max_facilities  # process-wide, like the metrics
     return Processor(
@@ -108,5 +111,6 @@ def build_processor(
             window=window,
             max_sensors_per_facility=settings.quota_max_sensors_per_facility,
             trim_every=settings.stream_trim_every_seconds,
+            catalog=catalog,
         ),
     )

@@ -24,6 +24,7 @@ from plantstream.processor import Processor
 from plantstream.runtime.clients import open_redis, previous_server_secret, server_secret
 from plantstream.runtime.processing import build_processor
 from plantstream.settings import Settings
+from plantstream.store.catalog import StoreCatalog
 from plantstream.store.partitions import ensure_window
 from plantstream.store.schema import migrate
 from plantstream.stream.base import Stream
@@ -121,16 +122,39 @@ class Runtime:
             return ensure_window(conn, past_days=self.settings.max_past_seconds // 86400 + 1)
 
     @functools.cached_property
+    def processor_catalog(self) -> StoreCatalog:
+        """Each facility's signal definitions for the processor: read in line on an expiry
+        and on every miss (a name ingest let in is in PostgreSQL before its reading is in the
+        stream, so the processor never refuses what ingest took), on a pool of its own."""
+        return self._catalog(miss_refresh=0.0)
+
+    @functools.cached_property
+    def signal_catalog(self) -> StoreCatalog:
+        """Each facility's signal definitions for the MQTT bridge (threads, not an event
+        loop: read in line; a missed name is looked up again at most once a second)."""
+        return self._catalog(miss_refresh=1.0)
+
+    def _catalog(self, *, miss_refresh: float) -> StoreCatalog:
+        pool = self.pool(max_size=2)
+        catalog = StoreCatalog.from_settings(self.settings, pool, miss_refresh=miss_refresh)
+        self._closing.append(pool.close)
+        self._closing.append(catalog.close)
+        return catalog
+
+    @functools.cached_property
     def state(self) -> AppState:
-        """What the web routes share (built once; closed with the runtime)."""
+        """What the web routes share (built once; closed with the runtime). Its catalog
+        refreshes in the background: ingest decodes on the event loop."""
+        pool = self.pool()
         state = AppState(
             settings=self.settings,
-            pool=self.pool(),
+            pool=pool,
             redis=self.redis("state"),
             stream=self.stream(),
             server_secret=self.server_secret,
             window=self.window,
             previous_server_secret=previous_server_secret(self.settings),
+            catalog=StoreCatalog.from_settings(self.settings, pool, background=True),
         )
         self._closing.append(state.close)
         return state
@@ -151,6 +175,7 @@ class Runtime:
             redis_client=self.redis("processor"),
             window=self.window,
             connect=self.connect,
+            catalog=self.processor_catalog,
         )
         self._closing.append(processor.shutdown)
         return processor

@@ -4,6 +4,8 @@ and its unknown-signal policy, and the signals its ``register`` policy let in fo
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -134,6 +136,35 @@ def register_unclassified(
     return True
 
 
+def register_many(*, conn: psycopg.Connection, facility: str, names: list[str]) -> set[str]:
+    """``register_unclassified`` for several names in one transaction; returns the names that
+    did not fit the facility's ``MAX_UNCLASSIFIED`` (the others are, now or already, in)."""
+    wanted = sorted(set(names))
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('signal_defs:' || %s, 0))",
+            (facility,),
+        )
+        present = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM signal_defs WHERE facility = %s AND name = ANY(%s)",
+                (facility, wanted),
+            ).fetchall()
+        }
+        row = conn.execute(
+            "SELECT count(*) FROM signal_defs WHERE facility = %s AND unclassified", (facility,)
+        ).fetchone()
+        room = max(0, MAX_UNCLASSIFIED - (row[0] if row else 0))
+        new = [name for name in wanted if name not in present]
+        upsert_signals(
+            conn=conn,
+            facility=facility,
+            signals=[SignalDef(name, unclassified=True) for name in new[:room]],
+        )
+    return set(new[room:])
+
+
 def unclassified(*, conn: psycopg.Connection, facility: str) -> list[str]:
     """The names awaiting review (registered, never declared), sorted."""
     rows = conn.execute(
@@ -143,12 +174,38 @@ def unclassified(*, conn: psycopg.Connection, facility: str) -> list[str]:
     return [row[0] for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class Unclassified:
+    """One signal awaiting review: when it was first let in, and which devices send it."""
+
+    name: str
+    first_seen: datetime
+    devices: int
+    sample_devices: tuple[str, ...]  # the first few ids, sorted
+
+
+def review(*, conn: psycopg.Connection, facility: str, sample: int = 10) -> list[Unclassified]:
+    """The unclassified signals of ``facility`` (at most ``MAX_UNCLASSIFIED``), sorted, each
+    with the devices that have a sensor for it (the first ``sample`` of them named)."""
+    rows = conn.execute(
+        "SELECT d.name, d.created_at, count(s.id), "
+        "(array_agg(s.device ORDER BY s.device) FILTER (WHERE s.id IS NOT NULL))[1:%s] "
+        "FROM signal_defs d LEFT JOIN sensors s ON s.facility = d.facility AND s.metric = d.name "
+        "WHERE d.facility = %s AND d.unclassified GROUP BY d.name, d.created_at ORDER BY d.name",
+        (sample, facility),
+    ).fetchall()
+    return [Unclassified(n, at, int(c), tuple(devices or ())) for n, at, c, devices in rows]
+
+
 __all__ = [
     "MAX_UNCLASSIFIED",
+    "Unclassified",
     "delete_signals",
     "facility_policy",
     "facility_signals",
+    "register_many",
     "register_unclassified",
+    "review",
     "set_policy",
     "to_signal",
     "unclassified",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plantstream.errors import ErrorCode, InvalidInputError
-from plantstream.model import METRICS, ValueType, check_id
+from plantstream.model import METRICS, SignalDef, ValueType, check_id
 from plantstream.model.units import linear
 from plantstream.mqtt.sparkplug.datatypes import rule_of
 from plantstream.mqtt.sparkplug.mapping import is_control, split_metric
@@ -80,15 +80,21 @@ def definition(metric: Payload.Metric) -> dict[str, Any]:
     }
 
 
-def bind(machine: str, name: str, spec: dict[str, Any]) -> Binding:
-    """The binding of metric ``name`` born on ``machine`` with definition ``spec``."""
+def bind(
+    machine: str,
+    name: str,
+    spec: dict[str, Any],
+    known_of: Callable[[str], SignalDef | None] = METRICS.get,
+) -> Binding:
+    """The binding of metric ``name`` born on ``machine`` with definition ``spec``
+    (``known_of``: the facility's definition of a signal, for the fast path)."""
     if is_control(name):
         return Binding(machine, name, control=True)
     target, signal = split_metric(machine, name)
     rule = rule_of(int(spec.get("datatype", 0)))
     props = spec.get("properties") or {}
     unit = next((str(props[k]) for k in UNIT_KEYS if isinstance(props.get(k), str)), None)
-    known = METRICS.get(signal)
+    known = known_of(signal)
     pair = linear(unit, known.unit) if known is not None and unit else None
     fast = (
         known is not None
@@ -132,9 +138,13 @@ class Bound:
 
     @classmethod
     def build(
-        cls, machine: str, metrics: dict[str, dict[str, Any]], aliases: dict[int, str]
+        cls,
+        machine: str,
+        metrics: dict[str, dict[str, Any]],
+        aliases: dict[int, str],
+        known_of: Callable[[str], SignalDef | None] = METRICS.get,
     ) -> Bound:
-        by_name = {name: bind(machine, name, spec) for name, spec in metrics.items()}
+        by_name = {name: bind(machine, name, spec, known_of) for name, spec in metrics.items()}
         by_alias = {alias: by_name[name] for alias, name in aliases.items() if name in by_name}
         return cls(by_alias, by_name)
 

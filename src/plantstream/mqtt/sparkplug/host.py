@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.model import Reading, TimeWindow, check_id, validate_fields
+from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog, SignalDef, per_batch
 from plantstream.mqtt.outcome import Outcome
 from plantstream.mqtt.sparkplug.bindings import Bound, definition
 from plantstream.mqtt.sparkplug.mapping import NameRule
@@ -64,7 +65,9 @@ class SparkplugHost:
         facilities: frozenset[str] = frozenset(),
         rebirth_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> None:
+        self.catalog = catalog  # each facility's signals (the runtime's StoreCatalog)
         self.rule = rule
         self.window = window
         self.store = store
@@ -73,6 +76,12 @@ class SparkplugHost:
         self.clock = clock
         self._sessions: dict[str, _Session] = {}
         self._asked: dict[str, float] = {}  # node key -> when a rebirth was last requested
+
+    def _known(self, facility: str) -> Callable[[str], SignalDef | None]:
+        """The facility's definitions for a birth's bindings (read at birth: a model change
+        reaches the fast path at the next birth, the validating path at once)."""
+        view = per_batch(self.catalog)  # one lookup of the facility for the whole birth
+        return lambda signal: view.get(facility, signal)
 
     def ready(self, topic: str) -> bool:
         """Whether a parked message on ``topic`` can be taken now (its node, and its device if
@@ -167,7 +176,7 @@ class SparkplugHost:
         state = BirthState(
             facility, machine, bdseq, seq, True, int(p.timestamp), 0, aliases, metrics
         )
-        session = _Session(state, Bound.build(machine, metrics, aliases))
+        session = _Session(state, Bound.build(machine, metrics, aliases, self._known(facility)))
         self._sessions[key] = session
         out.births[key] = state
         return session
@@ -223,7 +232,10 @@ class SparkplugHost:
             state = self.store.load(key)
             if state is None:
                 return None
-            session = _Session(state, Bound.build(state.machine, state.metrics, state.aliases))
+            bound = Bound.build(
+                state.machine, state.metrics, state.aliases, self._known(state.facility)
+            )
+            session = _Session(state, bound)
             self._sessions[key] = session
         return session
 
@@ -279,6 +291,7 @@ class SparkplugHost:
         ts_low = received_us - self.window.max_past_us
         ts_high = received_us + self.window.max_future_us
         by_alias, by_name = session.bound.by_alias, session.bound.by_name
+        catalog = per_batch(self.catalog)  # one lookup of the facility per message
         unknown = False
         for m in p.metrics:
             alias = m.alias
@@ -323,6 +336,8 @@ class SparkplugHost:
                     quality=b.quality,
                     received_us=received_us,
                     window=self.window,
+                    facility=session.state.facility,
+                    catalog=catalog,
                 )
             except InvalidInputError as exc:
                 out.rejected[exc.code] += 1

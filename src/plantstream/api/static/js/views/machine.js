@@ -1,11 +1,13 @@
-// A machine's page: its latest values and one live chart per metric over a chosen range.
+// A machine's page: its latest values and one live chart per signal over a chosen range, each
+// drawn as its kind reads (charts.js): gauges as lines, counters as their increase per bucket,
+// booleans as steps, states as a timeline band.
 
 import { get } from "../api.js";
 import {
   age, fullTime, h, hashLink, isStale, lineOf, localTime, metricLabel, number, qualityBadge, replace,
   unitLabel,
 } from "../dom.js";
-import { MetricChart } from "../charts.js";
+import { MetricChart, StateBand, drawMode, stepFor } from "../charts.js";
 
 export const RANGES = { "15m": 15 * 60e3, "1h": 3600e3, "6h": 6 * 3600e3, "24h": 24 * 3600e3, "7d": 7 * 24 * 3600e3 };
 
@@ -31,13 +33,18 @@ function rangeBar(facility, device, range) {
   );
 }
 
+// a typed latest value as text: true/false and state names as they are, numbers formatted
+const shown = (value) => (typeof value === "number" ? number(value) : String(value));
+
 function chartCard(reading) {
-  const plotBox = h("div", { class: "plot" });
+  const mode = drawMode(reading);
+  // a band is one strip and its legend: it does not need a chart's height
+  const plotBox = h("div", { class: "plot", dataset: { mode }, style: mode === "band" ? "min-height:0" : null });
   const value = h("span", { class: "chart-value" });
   const meta = h("span", { class: "chart-meta" });
   const card = h(
     "article",
-    { class: "card chart-card", dataset: { metric: reading.metric, points: 0 } },
+    { class: "card chart-card", dataset: { metric: reading.metric, points: 0, mode } },
     h(
       "header",
       { class: "card-head" },
@@ -47,8 +54,9 @@ function chartCard(reading) {
     plotBox,
     h("footer", { class: "chart-foot" }, meta),
   );
-  const chart = new MetricChart(plotBox, { label: metricLabel(reading.metric), unit: reading.unit });
-  return { card, chart, value, meta };
+  const label = metricLabel(reading.metric);
+  const chart = mode === "band" ? new StateBand(plotBox) : new MetricChart(plotBox, { label, unit: reading.unit, mode });
+  return { card, chart, value, meta, mode };
 }
 
 export async function machineView(ctx) {
@@ -102,9 +110,10 @@ export async function machineView(ctx) {
     const fromIso = new Date(from).toISOString();
     const toIso = new Date(to).toISOString();
     const series = await Promise.all(
-      readings.map((r) =>
-        get.series({ facility, device, metric: r.metric, from: fromIso, to: toIso, step: "auto" }, opts),
-      ),
+      readings.map((r) => {
+        const step = stepFor(cards.get(r.metric).mode, RANGES[range]);
+        return get.series({ facility, device, metric: r.metric, from: fromIso, to: toIso, step }, opts);
+      }),
     );
     if (!ctx.active) return;
     const now = Date.now();
@@ -117,7 +126,7 @@ export async function machineView(ctx) {
       card.classList.toggle("stale", stale);
       replace(
         value,
-        h("strong", { dataset: { value: reading.value } }, number(reading.value)),
+        h("strong", { dataset: { value: reading.value } }, shown(reading.value)),
         h("span", { class: "unit" }, unitLabel(reading.unit)),
         reading.quality === "good" ? null : qualityBadge(reading.quality),
       );
