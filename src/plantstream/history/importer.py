@@ -8,16 +8,17 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from psycopg_pool import ConnectionPool
 
-from plantstream.history.chunk import RowReject, chunk_candidates
-from plantstream.history.mapping import ColumnMapping
-from plantstream.history.source import open_source, read_chunks
-from plantstream.history.store import HistoryStore, retention_cutoff_us
+from plantstream.history.chunk import Candidates, RowReject, chunk_candidates
+from plantstream.history.mapping import ColumnMapping, mapping_error
+from plantstream.history.source import Chunk, open_source, read_chunks
+from plantstream.history.store import HistoryStore, Written, retention_cutoff_us
 from plantstream.model import now_us
 
 REJECTS_HEADER = ("row", "column", "code", "message")
@@ -99,8 +100,6 @@ class FileImporter:
         signal_columns = {} if mapping.long else mapping.signal_columns(source.columns)
         missing = [c for c in mapping.required_columns() if c not in source.columns]
         if missing:
-            from plantstream.history.mapping import mapping_error
-
             raise mapping_error(
                 f"{path.name} has no column {missing[0]!r}; it has {source.columns[:20]}"
             )
@@ -108,9 +107,13 @@ class FileImporter:
         summary = self.summary
         summary.files += 1
         cutoff = retention_cutoff_us(self.store.retention_days)
-        for chunk in read_chunks(source, chunk_rows=self.chunk_rows, columns=columns):
-            summary.rows_read += chunk.batch.num_rows
-            candidates = chunk_candidates(
+        chunks = read_chunks(source, chunk_rows=self.chunk_rows, columns=columns)
+
+        def read_next() -> tuple[Chunk, Candidates] | None:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return None
+            return chunk, chunk_candidates(
                 chunk.batch,
                 chunk.first_row,
                 mapping,
@@ -119,19 +122,31 @@ class FileImporter:
                 received_us=now_us(),
                 max_future_us=self.max_future_us,
             )
-            summary.empty_cells += candidates.empty
-            if self.store.past_retention:
-                summary.past_retention += int((candidates.ts_us < cutoff).sum())
-            with self.pool.connection() as conn:
-                written = self.store.write(conn, mapping.facility, candidates)
-            rejects = candidates.rejects
-            summary.stored += written.stored
-            summary.duplicates += written.duplicates
-            summary.conflicts += written.conflicts
-            summary.rejected.update(r.code for r in rejects)
-            summary.readings += written.stored + written.duplicates + len(rejects)
-            if self.rejects is not None and rejects:
-                self.rejects.write(path, rejects)
-            if progress is not None:
-                progress(chunk.done_units, source.total_units)
+
+        # the next chunk is read and checked (pyarrow and numpy, mostly without the GIL)
+        # while this one is written: two chunks in memory at most
+        with ThreadPoolExecutor(1, thread_name_prefix="history-read") as reader:
+            ahead = reader.submit(read_next)
+            while (got := ahead.result()) is not None:
+                chunk, candidates = got
+                ahead = reader.submit(read_next)
+                summary.rows_read += chunk.batch.num_rows
+                summary.empty_cells += candidates.empty
+                if self.store.past_retention:
+                    summary.past_retention += int((candidates.ts_us < cutoff).sum())
+                with self.pool.connection() as conn:
+                    written = self.store.write(conn, mapping.facility, candidates)
+                self._count(path, written, candidates.rejects)
+                if progress is not None:
+                    progress(chunk.done_units, source.total_units)
         return summary
+
+    def _count(self, path: Path, written: Written, rejects: list[RowReject]) -> None:
+        summary = self.summary
+        summary.stored += written.stored
+        summary.duplicates += written.duplicates
+        summary.conflicts += written.conflicts
+        summary.rejected.update(r.code for r in rejects)
+        summary.readings += written.stored + written.duplicates + len(rejects)
+        if self.rejects is not None and rejects:
+            self.rejects.write(path, rejects)
