@@ -155,7 +155,7 @@ def main() -> None:
                 copy_s = copy_limit(conn, table, args.chunk_rows)
                 del table
                 conn.execute(_EMPTY)
-            pool = ConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True})
+            pool = ConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True}, open=True)
             try:
                 csv_s, csv_summary = import_once(pool, csv_path, args.chunk_rows)
                 again_s, again_summary = import_once(pool, csv_path, args.chunk_rows)
