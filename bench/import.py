@@ -107,7 +107,9 @@ def copy_limit(conn: psycopg.Connection, table: pa.Table, chunk_rows: int) -> fl
     return time.perf_counter() - started
 
 
-def import_once(pool: ConnectionPool, path: Path, chunk_rows: int) -> tuple[float, dict[str, object]]:
+def import_once(
+    pool: ConnectionPool, path: Path, chunk_rows: int
+) -> tuple[float, dict[str, object]]:
     store = HistoryStore(catalog=DEFAULT_CATALOG, retention_days=30)
     importer = FileImporter(
         pool=pool, store=store, chunk_rows=chunk_rows, max_future_us=600_000_000
@@ -155,7 +157,9 @@ def main() -> None:
                 copy_s = copy_limit(conn, table, args.chunk_rows)
                 del table
                 conn.execute(_EMPTY)
-            pool = ConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True}, open=True)
+            pool = ConnectionPool(
+                url, min_size=1, max_size=2, kwargs={"autocommit": True}, open=True
+            )
             try:
                 csv_s, csv_summary = import_once(pool, csv_path, args.chunk_rows)
                 again_s, again_summary = import_once(pool, csv_path, args.chunk_rows)

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress as Bar
+from rich.progress import TaskID
 
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.history import (
@@ -141,13 +143,11 @@ class _progress:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._bar = None
-        self._task = None
+        self._bar: Bar | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> Progress:
         if sys.stderr.isatty():
-            from rich.progress import Progress as Bar
-
             self._bar = Bar(console=err, transient=False)
             self._bar.start()
             self._task = self._bar.add_task(self.path.name, total=None)

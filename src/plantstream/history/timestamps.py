@@ -125,8 +125,10 @@ def _local_part(
     valid = np.asarray(naive.is_valid(), dtype=bool)
     if timezone is None:
         message = "timestamp has no UTC offset: give --timezone (the zone the file was written in)"
-        errors = [(j, ErrorCode.TIMESTAMP_WITHOUT_OFFSET, message) for j in np.flatnonzero(valid)]
-        return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool), errors
+        refused: list[RowError] = [
+            (j, ErrorCode.TIMESTAMP_WITHOUT_OFFSET, message) for j in np.flatnonzero(valid).tolist()
+        ]
+        return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool), refused
     if timezone in _UTC_NAMES:
         early = naive.cast(pa.int64())
         late, skipped = early, early
@@ -150,7 +152,7 @@ def _local_part(
         for j in np.flatnonzero(gap).tolist()
     ]
     chosen = lt if ambiguous == "latest" else e
-    ok = valid & ~gap
+    ok: npt.NDArray[np.bool_] = valid & ~gap
     if ambiguous == "reject":
         ok &= ~repeated
         errors += [

@@ -89,7 +89,7 @@ def _numbers(
         pass
     values = np.zeros(len(column), dtype=dtype)
     ok = np.zeros(len(column), dtype=bool)
-    errors: list[tuple[int, ErrorCode, str]] = []
+    refused: list[tuple[int, ErrorCode, str]] = []
     for i, cell in enumerate(column.to_pylist()):
         if cell is None:
             continue
@@ -97,10 +97,10 @@ def _numbers(
             values[i] = parse(str(cell)) if not isinstance(cell, (int, float)) else parse(cell)
             ok[i] = True
         except (ValueError, OverflowError, TypeError):
-            errors.append(
+            refused.append(
                 (i, ErrorCode.INVALID_READING, f"{signal} takes a number, got {str(cell)[:32]!r}")
             )
-    return values, ok, errors
+    return values, ok, refused
 
 
 def _booleans(
