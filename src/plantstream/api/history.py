@@ -6,7 +6,9 @@ does not see them. The HTTP adapter of ``plantstream.history``.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+import msgspec
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -19,9 +21,12 @@ from plantstream.errors import AuthError, ErrorCode, PushBackError, RateLimitedE
 from plantstream.history import HistoryStore, parse_history_body, store_history_batch
 from plantstream.ingest.admission import InflightGate, RateLimiter
 from plantstream.model import now_us
+from plantstream.model.readings import BatchIn
 from plantstream.store.catalog import StoreCatalog
 
 router = APIRouter(tags=["ingest"])
+
+_BODY_SCHEMA: dict[str, Any] = msgspec.json.schema(BatchIn)
 
 _ANSWER_SCHEMA = {
     "type": "object",
@@ -75,6 +80,9 @@ def _service(request: Request, state: AppState) -> HistoryService:
 @router.post(
     "/v1/readings/history",
     status_code=200,
+    openapi_extra={  # MessagePack too, as for /v1/readings (said in the description)
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
+    },
     responses={
         200: {
             "description": "Stored",
