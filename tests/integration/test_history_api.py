@@ -13,6 +13,8 @@ from fixtures.api import Api
 
 from plantstream.api.history import HistoryService
 from plantstream.ingest.admission import RateLimiter
+from plantstream.model import SignalDef, SignalKind, ValueType
+from plantstream.store import signal_defs
 
 URL = "/v1/readings/history"
 
@@ -140,3 +142,39 @@ def test_429_past_the_facility_rate_and_while_its_history_lock_is_held(
         assert (busy.status_code, busy.json()["error"]["code"]) == (429, "history_busy")
         assert "Retry-After" in busy.headers
     assert db.execute("SELECT count(*) FROM readings").fetchone() == (40,)
+
+
+def test_typed_readings_of_the_facility_s_own_signals(api: Api, db: psycopg.Connection) -> None:
+    signal_defs.upsert_signals(
+        conn=db,
+        facility="plant-01",
+        signals=[
+            SignalDef("mode", ValueType.STATE, SignalKind.STATE, states=("idle", "run")),
+            SignalDef("parts", ValueType.INT64, SignalKind.COUNTER, unit="count"),
+            SignalDef("running", ValueType.BOOL, SignalKind.STATE),
+        ],
+    )
+    _retention_years(api)
+    at = (datetime.now(UTC) - timedelta(days=100)).replace(microsecond=0)
+    readings = [
+        {"device": "m1", "metric": "mode", "ts": at.isoformat(), "value": "run"},
+        {"device": "m1", "metric": "parts", "ts": at.isoformat(), "value": 2**60 + 1},
+        {"device": "m1", "metric": "running", "ts": at.isoformat(), "value": True,
+         "quality": "uncertain", "quality_code": 1083441152},
+        {"device": "m1", "metric": "mode", "ts": at.isoformat(), "value": "exploded"},
+    ]  # fmt: skip
+    key = api.make_key("ingest")
+    answer = api.client.post(
+        URL, json={"facility": "plant-01", "readings": readings}, headers=api.headers(key)
+    ).json()
+    assert (answer["accepted"], [r["code"] for r in answer["rejected"]]) == (3, ["unknown_state"])
+    stored = {
+        metric: rest
+        for metric, *rest in db.execute(
+            "SELECT s.metric, r.value, r.value_int, r.value_text, r.quality, r.quality_code "
+            "FROM readings r JOIN sensors s ON s.id = r.sensor_id"
+        ).fetchall()
+    }
+    assert stored["mode"][2] == "run"
+    assert stored["parts"][1] == 2**60 + 1
+    assert stored["running"] == [1.0, None, None, 1, 1083441152]

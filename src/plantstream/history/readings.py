@@ -86,7 +86,10 @@ def candidates_of(batch: ParsedBatch) -> Candidates:
         if typed
         else None,
         np.array(
-            [r.value if c in TEXT_CODES else None for r, c in zip(readings, vtype, strict=True)],
+            [
+                r.value if c in TEXT_CODES else None
+                for r, c in zip(readings, vtype.tolist(), strict=True)
+            ],
             dtype=object,
         )
         if typed
