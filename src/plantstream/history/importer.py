@@ -20,6 +20,10 @@ from plantstream.history.mapping import ColumnMapping, mapping_error
 from plantstream.history.source import Chunk, open_source, read_chunks
 from plantstream.history.store import HistoryStore, Written, retention_cutoff_us
 from plantstream.model import now_us
+from plantstream.processor.rows import Columns
+from plantstream.processor.writer import CopyReady
+
+Prepared = tuple[Columns, CopyReady]
 
 REJECTS_HEADER = ("row", "column", "code", "message")
 Progress = Callable[[int, int], None]  # (done, total) in the source's units
@@ -109,11 +113,11 @@ class FileImporter:
         cutoff = retention_cutoff_us(self.store.retention_days)
         chunks = read_chunks(source, chunk_rows=self.chunk_rows, columns=columns)
 
-        def read_next() -> tuple[Chunk, Candidates] | None:
+        def read_next() -> tuple[Chunk, Candidates, Prepared | None] | None:
             chunk = next(chunks, None)
             if chunk is None:
                 return None
-            return chunk, chunk_candidates(
+            candidates = chunk_candidates(
                 chunk.batch,
                 chunk.first_row,
                 mapping,
@@ -122,20 +126,25 @@ class FileImporter:
                 received_us=now_us(),
                 max_future_us=self.max_future_us,
             )
+            past = int((candidates.ts_us < cutoff).sum()) if self.store.past_retention else 0
+            with self.pool.connection() as conn:
+                prepared = self.store.prepare(conn, mapping.facility, candidates)
+            summary.past_retention += past
+            return chunk, candidates, prepared
 
-        # the next chunk is read and checked (pyarrow and numpy, mostly without the GIL)
-        # while this one is written: two chunks in memory at most
+        # the next chunk is read, checked and encoded (pyarrow and numpy, mostly without the
+        # GIL) while this one is written: two chunks in memory at most
         with ThreadPoolExecutor(1, thread_name_prefix="history-read") as reader:
             ahead = reader.submit(read_next)
             while (got := ahead.result()) is not None:
-                chunk, candidates = got
+                chunk, candidates, prepared = got
                 ahead = reader.submit(read_next)
                 summary.rows_read += chunk.batch.num_rows
                 summary.empty_cells += candidates.empty
-                if self.store.past_retention:
-                    summary.past_retention += int((candidates.ts_us < cutoff).sum())
-                with self.pool.connection() as conn:
-                    written = self.store.write(conn, mapping.facility, candidates)
+                written = Written()
+                if prepared is not None:
+                    with self.pool.connection() as conn:
+                        written = self.store.commit(conn, mapping.facility, prepared)
                 self._count(path, written, candidates.rejects)
                 if progress is not None:
                     progress(chunk.done_units, source.total_units)

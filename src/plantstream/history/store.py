@@ -25,7 +25,7 @@ from plantstream.processor import commit as processor_commit
 from plantstream.processor.prepare import KIND_CODES
 from plantstream.processor.rollups import state_deltas
 from plantstream.processor.rows import Columns, RowBatch
-from plantstream.processor.writer import copy_ready, rollups_of
+from plantstream.processor.writer import CopyReady, copy_ready, rollups_of
 from plantstream.store import batches
 from plantstream.store.partitions import ensure_partitions
 from plantstream.store.sensors import SensorRegistry
@@ -95,18 +95,39 @@ class HistoryStore:
         ``wait=False`` raises ``PushBackError(history_busy)`` instead of waiting when
         another history write of the facility holds its lock.
         """
+        ready = self.prepare(conn, facility, c)
+        return Written() if ready is None else self.commit(conn, facility, ready, wait=wait)
+
+    def prepare(
+        self, conn: psycopg.Connection, facility: str, c: Candidates
+    ) -> tuple[Columns, CopyReady] | None:
+        """The CPU half of ``write`` (and new sensors and partitions, in short transactions
+        of their own): ``c`` screened, its sensors resolved, encoded for COPY. None: nothing
+        left to store. Refusals are added to ``c.rejects``."""
         c = self.screen(c)
         if not len(c):
-            return Written()
+            return None
         sensor_id, c = self._sensor_ids(conn, facility, c)
         if not len(c):
-            return Written()
+            return None
         rows = self._columns(facility, c, sensor_id)
         days = set(np.unique(rows.ts_us // _DAY_US).tolist()) - self._known_days
         if days:
             ensure_partitions(conn, [_EPOCH_DAY + timedelta(days=d) for d in days])
             self._known_days |= days
-        return _store(conn, facility, rows, wait=wait)
+        return rows, copy_ready(rows)
+
+    def commit(
+        self,
+        conn: psycopg.Connection,
+        facility: str,
+        prepared: tuple[Columns, CopyReady],
+        *,
+        wait: bool = True,
+    ) -> Written:
+        """Write what ``prepare`` made, in one transaction under the facility's lock."""
+        rows, ready = prepared
+        return _store(conn, facility, rows, ready, wait=wait)
 
     def _sensor_ids(
         self, conn: psycopg.Connection, facility: str, c: Candidates
@@ -163,9 +184,10 @@ class HistoryStore:
         return known
 
 
-def _store(conn: psycopg.Connection, facility: str, rows: Columns, *, wait: bool) -> Written:
+def _store(
+    conn: psycopg.Connection, facility: str, rows: Columns, ready: CopyReady, *, wait: bool
+) -> Written:
     """The processor's commit steps 2-4 (``commit_batch``) for one facility's rows."""
-    ready = copy_ready(rows)
     batch = RowBatch(rows, [facility])
     conflicts: Counter[str] = Counter()
     batches.create_session_tables(conn)  # IF NOT EXISTS: a pooled connection has them
