@@ -100,6 +100,7 @@ def test_a_wide_csv_in_a_timezone_with_rejects_then_again_changes_nothing(
          "temperature must be within -60..1200 degC"],
     ]  # fmt: skip
     assert "empty cells (no reading): 1" in first.stdout
+    assert "line1.csv: 100.0%" in first.stderr  # progress: one plain line per chunk off a tty
     # 10:00 in Berlin in that season is 08:00 or 09:00 UTC: the zone decides, not the machine
     offset = (
         datetime(day.year, day.month, day.day, 10, tzinfo=UTC)
