@@ -17,12 +17,12 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
-from integration.test_rollups_exact import reference
+from integration.test_rollups_exact import WRAP, reference
 from psycopg_pool import ConnectionPool
 
 from plantstream.history import ColumnMapping, FileImporter, HistoryStore, RejectsFile
 from plantstream.model import DEFAULT_SIGNALS, FixedCatalog, SignalDef, SignalKind, ValueType
-from plantstream.store import queries
+from plantstream.store import queries, signal_defs
 from plantstream.store.partitions import drop_expired, existing_partitions
 
 CATALOG = FixedCatalog(
@@ -134,20 +134,35 @@ def test_a_wide_csv_in_a_timezone_with_rejects_then_again_changes_nothing(
 def test_a_long_parquet_file_by_mapping_file_three_years_back_rolls_up_exactly(
     database_url: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
+    signal_defs.upsert_signals(
+        conn=db,
+        facility="plant-01",
+        signals=[
+            SignalDef(
+                "parts", ValueType.INT64, SignalKind.COUNTER, unit="count", low=0, high=WRAP,
+                wrap=WRAP,
+            )
+        ],
+    )  # fmt: skip
     base = datetime.now(UTC).replace(hour=22, minute=0, second=0, microsecond=0) - timedelta(
         days=3 * 365
     )
-    points = [
-        (int(base.timestamp()) + 7 * i + (i % 5), round(20 + (i % 37) * 0.5, 2))
-        for i in range(4000)
-    ]
-    ts = [datetime.fromtimestamp(t, UTC).replace(tzinfo=None) for t, _ in points]
+    t0 = int(base.timestamp())
+    gauge = [(t0 + 7 * i + (i % 5), round(20 + (i % 37) * 0.5, 2)) for i in range(4000)]
+    # a counter that climbs, wraps at 2**16 and is reset now and then
+    counter = [(t0 + 11 * i, float((i * 997) % WRAP if i % 900 else 3)) for i in range(2500)]
+    series = [(t, "temperature", v) for t, v in gauge] + [(t, "parts", v) for t, v in counter]
+    series.sort()
     table = pa.table(
         {
-            "Zeit": pa.array(ts, type=pa.timestamp("us")),  # naive: read in the mapping's zone
-            "Maschine": ["press-7"] * len(points),
-            "Signal": ["temperature"] * len(points),
-            "Wert": [v for _, v in points],
+            # naive: read in the mapping's zone
+            "Zeit": pa.array(
+                [datetime.fromtimestamp(t, UTC).replace(tzinfo=None) for t, _, _ in series],
+                type=pa.timestamp("us"),
+            ),
+            "Maschine": ["press-7"] * len(series),
+            "Signal": [m for _, m, _ in series],
+            "Wert": [v for _, _, v in series],
         }
     )
     pq.write_table(table, tmp_path / "export.parquet", row_group_size=700)
@@ -161,27 +176,30 @@ def test_a_long_parquet_file_by_mapping_file_three_years_back_rolls_up_exactly(
         PLANTSTREAM_RAW_RETENTION_DAYS="1200", PLANTSTREAM_HISTORY_CHUNK_ROWS="1000",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert '"stored": 4000' in done.stdout
+    assert '"stored": 6500' in done.stdout
     days = {(base + timedelta(seconds=7 * 4000 * f)).strftime("%Y%m%d") for f in (0, 0.5, 1)}
     assert {f"readings_{d}" for d in days} <= existing_partitions(db)
-    for step, width in (("1m", 60), ("1h", 3600), ("1d", 86400)):
-        got = queries.series(
-            db,
-            facility="plant-01",
-            device="press-7",
-            metric="temperature",
-            start=base - timedelta(days=1),
-            end=base + timedelta(days=2),
-            step=step,
-        )
-        want = reference(points, width, counter=False)
-        assert [int(p["ts"].timestamp()) for p in got] == [w["ts"] for w in want], step
-        for p, w in zip(got, want, strict=True):
-            assert p["count"] == w["count"]
-            assert (p["min"], p["max"], p["first"], p["last"]) == (
-                w["min"], w["max"], w["first"], w["last"],
-            )  # fmt: skip
-            assert abs(p["twa"] - w["twa"]) < 1e-6, (step, p, w)
+    for metric, points, is_counter in (("temperature", gauge, False), ("parts", counter, True)):
+        for step, width in (("1m", 60), ("1h", 3600), ("1d", 86400)):
+            got = queries.series(
+                db,
+                facility="plant-01",
+                device="press-7",
+                metric=metric,
+                start=base - timedelta(days=1),
+                end=base + timedelta(days=2),
+                step=step,
+            )
+            want = reference(points, width, counter=is_counter)
+            assert [int(p["ts"].timestamp()) for p in got] == [w["ts"] for w in want], step
+            for p, w in zip(got, want, strict=True):
+                assert p["count"] == w["count"]
+                assert (p["min"], p["max"], p["first"], p["last"]) == (
+                    w["min"], w["max"], w["first"], w["last"],
+                )  # fmt: skip
+                assert abs(p["twa"] - w["twa"]) < 1e-6, (step, p, w)
+                if is_counter:
+                    assert abs(p["increase"] - w["increase"]) < 1e-6, (step, p, w)
 
 
 def _importer(database_url: str, tmp_path: Path, **store: Any) -> tuple[FileImporter, Any]:
