@@ -283,3 +283,22 @@ def test_typed_signals_and_dst_choices_from_a_csv(
     assert rows[("parts", first)][:2] == [18446744.0, 18446744]
     assert rows[("parts", later)][1] == 9007199254740993  # exact beyond 2**53
     assert (rows[("running", first)][0], rows[("running", later)][0]) == (1.0, 0.0)
+
+
+def test_a_semicolon_csv_with_a_byte_order_mark_and_crlf_lines(
+    database_url: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    at = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0)
+    later = (at + timedelta(minutes=1)).isoformat()
+    text = f"ts;temperature\r\n{at.isoformat()};21.5\r\n{later};21,5\r\n"
+    (tmp_path / "eu.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    mapping = ColumnMapping(facility="plant-01", device="m1", delimiter=";").checked()
+    importer, (pool, out) = _importer(database_url, tmp_path, retention_days=30)
+    try:
+        summary = importer.import_file(tmp_path / "eu.csv", mapping)
+    finally:
+        pool.close()
+        out.close()
+    assert (summary.stored, dict(summary.rejected)) == (1, {"invalid_reading": 1})
+    assert "got '21,5'" in (tmp_path / "rejects.csv").read_text()  # a decimal comma is refused
+    assert db.execute("SELECT ts, value FROM readings").fetchall() == [(at, 21.5)]

@@ -60,6 +60,7 @@ def import_files(
     ambiguous: Annotated[
         str | None, typer.Option(help="a repeated DST local time: reject, earliest or latest")
     ] = None,
+    delimiter: Annotated[str | None, typer.Option(help="a CSV's delimiter (default ,)")] = None,
     device: Annotated[str | None, typer.Option(help="one device for the whole file")] = None,
     device_column: Annotated[str | None, typer.Option(help="the column naming devices")] = None,
     metric_column: Annotated[
@@ -95,6 +96,7 @@ def import_files(
         "ts_column": ts_column,
         "timezone": timezone,
         "ambiguous": ambiguous,
+        "delimiter": delimiter,
         "device": device,
         "device_column": device_column,
         "metric_column": metric_column,

@@ -100,7 +100,7 @@ class FileImporter:
         self, path: Path, mapping: ColumnMapping, progress: Progress | None = None
     ) -> Summary:
         """Add ``path``'s readings; returns the running summary (all files so far)."""
-        source = open_source(path)
+        source = open_source(path, delimiter=mapping.delimiter)
         signal_columns = {} if mapping.long else mapping.signal_columns(source.columns)
         missing = [c for c in mapping.required_columns() if c not in source.columns]
         if missing:

@@ -27,6 +27,7 @@ _KEYS = {
     "value_column",
     "signals",
     "ambiguous",
+    "delimiter",
 }
 AMBIGUOUS_CHOICES = ("reject", "earliest", "latest")
 
@@ -55,6 +56,7 @@ class ColumnMapping:
     value_column: str | None = None
     signals: dict[str, str] = field(default_factory=dict)
     ambiguous: str = "reject"
+    delimiter: str = ","  # of a CSV file (``;`` in many European exports)
 
     @property
     def long(self) -> bool:
@@ -73,6 +75,8 @@ class ColumnMapping:
             raise mapping_error("signal columns are for wide files; a long file names them per row")
         for column, name in self.signals.items():
             _check_id(name, f"signal of column {column!r}")
+        if len(self.delimiter) != 1 or self.delimiter in '\r\n"':
+            raise mapping_error("the delimiter must be one character (not a quote or newline)")
         if self.ambiguous not in AMBIGUOUS_CHOICES:
             raise mapping_error(f"ambiguous must be one of {', '.join(AMBIGUOUS_CHOICES)}")
         if self.timezone is not None:

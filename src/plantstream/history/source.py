@@ -43,9 +43,10 @@ class Source:
     kind: str  # "csv" or "parquet"
     total_units: int  # bytes of a CSV, rows of a Parquet file
     columns: list[str]
+    delimiter: str = ","
 
 
-def open_source(path: Path) -> Source:
+def open_source(path: Path, *, delimiter: str = ",") -> Source:
     """What ``path`` is (by its suffix: ``.parquet``/``.pq``, else CSV) and its columns."""
     pa = _pyarrow()
     if not path.is_file():
@@ -58,9 +59,13 @@ def open_source(path: Path) -> Source:
             return Source(path, "parquet", meta.metadata.num_rows, list(meta.schema_arrow.names))
         import pyarrow.csv as pcsv
 
-        with pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=64 * 1024)) as reader:
+        with pcsv.open_csv(
+            path,
+            read_options=pcsv.ReadOptions(block_size=64 * 1024),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+        ) as reader:
             names = list(reader.schema.names)
-        return Source(path, "csv", path.stat().st_size, names)
+        return Source(path, "csv", path.stat().st_size, names, delimiter)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidInputError(ErrorCode.UNREADABLE_FILE, f"{path}: {exc}"[:300]) from None
 
@@ -89,6 +94,7 @@ def read_chunks(source: Source, *, chunk_rows: int, columns: list[str]) -> Itera
             pcsv.open_csv(
                 raw,
                 read_options=pcsv.ReadOptions(block_size=block, use_threads=True),
+                parse_options=pcsv.ParseOptions(delimiter=source.delimiter),
                 convert_options=pcsv.ConvertOptions(
                     column_types={name: pa.string() for name in source.columns},
                     include_columns=columns,
