@@ -77,6 +77,14 @@ class ErrorCode(StrEnum):
     NODE_NOT_BORN = "node_not_born"
     UNSUPPORTED_DATATYPE = "unsupported_datatype"
     NULL_VALUE = "null_value"
+    # history import (docs/history.md): a file's rows and the bulk history endpoint
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    AMBIGUOUS_LOCAL_TIME = "ambiguous_local_time"  # a local time the DST fall-back repeats
+    NONEXISTENT_LOCAL_TIME = "nonexistent_local_time"  # a local time the DST spring skips
+    BEYOND_RETENTION = "beyond_retention"  # older than the raw retention horizon
+    INVALID_MAPPING = "invalid_mapping"  # import flags or mapping file
+    UNREADABLE_FILE = "unreadable_file"
+    HISTORY_BUSY = "history_busy", 429  # the facility's history writes are at their bound
     # requests and resources
     INVALID_REQUEST = "invalid_request"
     INVALID_TIME = "invalid_time"

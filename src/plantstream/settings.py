@@ -379,6 +379,28 @@ class Settings(BaseSettings):
         "batches, crashes) are forgotten after this, so they never drift for ever",
     )
 
+    # --- history import (docs/history.md; issue 12 item 5) ---
+    history_chunk_rows: int = Field(
+        default=200_000,
+        ge=1_000,
+        le=2_000_000,
+        description="readings one history write transaction holds at most (import and "
+        "POST /v1/readings/history alike): bounds memory and how long it holds locks",
+    )
+    history_readings_per_second: float = Field(
+        default=20_000.0,
+        gt=0,
+        description="readings/s one facility may send to POST /v1/readings/history per "
+        "process, bursts of twice that; 429 quota_readings_rate beyond",
+    )
+    history_max_inflight: int = Field(
+        default=2,
+        ge=1,
+        description="history requests one process works on at once, all facilities; more "
+        "are answered 429 history_busy (the live path keeps the rest of PostgreSQL)",
+    )
+    # --- end history import ---
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:

@@ -20,6 +20,7 @@ from plantstream.api import (
     docs,
     errors,
     health,
+    history,
     ingest,
     line_protocol,
     query,
@@ -34,7 +35,7 @@ STATIC = Path(__file__).parent / "static"
 # The web surfaces a role can serve; adding one is a router module and one entry here.
 # ``query`` also serves the dashboard.
 SURFACES: dict[str, list[APIRouter]] = {
-    "ingest": [ingest.router, line_protocol.router],
+    "ingest": [ingest.router, line_protocol.router, history.router],
     "query": [query.router, alerts.router, detection.router, assets.router, sparkplug.router],
 }
 ALL_SURFACES = ("ingest", "query")

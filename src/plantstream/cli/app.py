@@ -25,6 +25,7 @@ def _register() -> None:
         detect,
         edge,
         evaluate,
+        import_cmd,
         keys,
         model,
         serve,
@@ -42,6 +43,7 @@ def _register() -> None:
     app.command("simulate")(simulate.simulate)
     app.command("demo")(demo.demo)
     app.command("evaluate")(evaluate.evaluate)
+    app.command("import")(import_cmd.import_files)
 
 
 _register()

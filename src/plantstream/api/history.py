@@ -1,0 +1,171 @@
+"""``POST /v1/readings/history``: readings of any age (years back) stored synchronously in
+PostgreSQL, past the live window of ``/v1/readings``; never through the stream, so detection
+does not see them. The HTTP adapter of ``plantstream.history``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import msgspec
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from plantstream.api.auth import State, Writer
+from plantstream.api.ingest import read_body
+from plantstream.api.state import AppState
+from plantstream.errors import AuthError, ErrorCode, PushBackError, RateLimitedError
+from plantstream.history import HistoryStore, parse_history_body, store_history_batch
+from plantstream.ingest.admission import InflightGate, RateLimiter
+from plantstream.model import now_us
+from plantstream.model.readings import BatchIn
+from plantstream.store.catalog import StoreCatalog
+
+router = APIRouter(tags=["ingest"])
+
+_BODY_SCHEMA: dict[str, Any] = msgspec.json.schema(BatchIn)
+
+_ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "integer", "description": "readings newly stored"},
+        "duplicates": {"type": "integer", "description": "readings stored before"},
+        "rejected": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+class HistoryService:
+    """What the route shares in one process: the catalog, the store, and its bounds (a gate
+    over all facilities, a readings/s bucket per facility)."""
+
+    def __init__(self, state: AppState) -> None:
+        settings = state.settings
+        self.catalog = StoreCatalog.from_settings(settings, state.pool)
+        self.store = HistoryStore(
+            catalog=self.catalog,
+            retention_days=settings.raw_retention_days,
+            max_sensors_per_facility=settings.quota_max_sensors_per_facility,
+        )
+        self.gate = InflightGate(settings.history_max_inflight)
+        rate = settings.history_readings_per_second
+        self.rate = RateLimiter(rate, burst=2 * rate)
+
+
+_LOCK = threading.Lock()
+
+
+def _service(request: Request, state: AppState) -> HistoryService:
+    app_state = request.app.state
+    with _LOCK:
+        service: HistoryService | None = getattr(app_state, "history", None)
+        if service is None:
+            service = app_state.history = HistoryService(state)
+    return service
+
+
+@router.post(
+    "/v1/readings/history",
+    status_code=200,
+    openapi_extra={  # MessagePack too, as for /v1/readings (said in the description)
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
+    },
+    responses={
+        200: {
+            "description": "Stored",
+            "content": {"application/json": {"schema": _ANSWER_SCHEMA}},
+        },
+        400: {"description": "Malformed body"},
+        401: {"description": "Missing or invalid key"},
+        403: {"description": "Key of another facility or role"},
+        413: {"description": "Body or batch too large"},
+        429: {"description": "The facility's history rate or concurrency bound; see Retry-After"},
+    },
+)
+async def post_history(request: Request, who: Writer, state: State) -> Response:
+    """Store readings of any age (years back, up to now plus the usual clock skew) for one
+    facility: the ``/v1/readings`` body, JSON or MessagePack.
+
+    Answers 200 once the readings are committed in PostgreSQL (not a stream): ``accepted``
+    were newly stored, ``duplicates`` were stored before (a reading is its device, metric and
+    time: sending it again changes nothing), each refused one is listed by its index with a
+    code. Readings older than the raw retention horizon are refused ``beyond_retention``.
+    These readings feed rollups and series, not detection or ``/v1/latest``. 429 with
+    Retry-After past the facility's history readings/s or while another history write of it
+    is under way.
+    """
+    service = _service(request, state)
+    settings = state.settings
+    if who.facility is not None:
+        wait = service.rate.wait_for(who.facility, 1)
+        if wait:
+            raise _rate_limited(who.facility, service.rate.rate, wait)
+    if not service.gate.try_enter():
+        raise PushBackError(
+            "history writes of this server are at their bound; retry shortly",
+            retry_after=1.0,
+            code=ErrorCode.HISTORY_BUSY,
+        )
+    try:
+        body = await read_body(
+            request,
+            settings.max_body_bytes,
+            settings.body_timeout_seconds,
+            drain_limit=settings.max_drain_bytes,
+            max_members=settings.max_gzip_members,
+        )
+        fmt = state.ingest.codecs.for_media_type(request.headers.get("content-type", ""))
+        batch = await run_in_threadpool(
+            parse_history_body,
+            body,
+            fmt,
+            received_us=now_us(),
+            max_future_us=state.window.max_future_us,
+            max_readings=settings.max_batch_readings,
+            catalog=service.catalog,
+        )
+        if not who.may_access(batch.facility):
+            raise AuthError(
+                ErrorCode.FORBIDDEN_FACILITY, "this key does not belong to that facility"
+            )
+        if batch.readings:
+            wait = service.rate.admit(batch.facility, len(batch.readings))
+            if wait:
+                raise _rate_limited(batch.facility, service.rate.rate, wait)
+        answer = await run_in_threadpool(store_history_batch, state.pool, service.store, batch)
+    finally:
+        service.gate.leave()
+    return Response(
+        orjson.dumps(
+            {
+                "accepted": answer.accepted,
+                "duplicates": answer.duplicates,
+                "rejected": [
+                    {"index": r.row, "code": r.code, "message": r.message} for r in answer.rejected
+                ],
+            }
+        ),
+        media_type="application/json",
+    )
+
+
+def _rate_limited(facility: str, rate: float, wait: float) -> RateLimitedError:
+    return RateLimitedError(
+        f"facility {facility!r} sends history faster than {rate:g} readings/s "
+        "(PLANTSTREAM_HISTORY_READINGS_PER_SECOND); nothing was stored",
+        retry_after=wait,
+        code=ErrorCode.QUOTA_READINGS_RATE,
+    )
