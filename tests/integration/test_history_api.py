@@ -114,7 +114,7 @@ def test_keys_roles_and_facilities(api: Api) -> None:
 
 
 def test_429_past_the_facility_rate_and_while_its_history_lock_is_held(
-    api: Api, db: psycopg.Connection
+    api: Api, db: psycopg.Connection, database_url: str
 ) -> None:
     service = HistoryService(api.state)
     service.rate = RateLimiter(10.0, burst=20.0)
@@ -132,7 +132,7 @@ def test_429_past_the_facility_rate_and_while_its_history_lock_is_held(
     assert api.client.post(URL, json=other, headers=api.headers(admin)).status_code == 200
 
     service.rate = RateLimiter(1e6)
-    with psycopg.connect(db.info.dsn, autocommit=True) as holder:
+    with psycopg.connect(database_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s, hashtext('plant-01'))", (0x70736869,))
         busy = api.client.post(
             URL,

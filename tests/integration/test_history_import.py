@@ -302,3 +302,39 @@ def test_a_semicolon_csv_with_a_byte_order_mark_and_crlf_lines(
     assert (summary.stored, dict(summary.rejected)) == (1, {"invalid_reading": 1})
     assert "got '21,5'" in (tmp_path / "rejects.csv").read_text()  # a decimal comma is refused
     assert db.execute("SELECT ts, value FROM readings").fetchall() == [(at, 21.5)]
+
+
+def test_history_between_stored_readings_is_repaired_before_the_import_ends(
+    database_url: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Two files whose readings interleave: the second falls between the first's stored
+    readings (dirty buckets), and the import recomputes them before it answers."""
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=20)
+    t0 = int(base.timestamp())
+    points = [(t0 + 5 * i, float(20 + (i * 7) % 13)) for i in range(3000)]
+    for name, part in (("even.csv", points[0::2]), ("odd.csv", points[1::2])):
+        with (tmp_path / name).open("w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(["time", "temperature"])
+            for t, v in part:
+                writer.writerow([datetime.fromtimestamp(t, UTC).isoformat(), v])
+    done = run_import(
+        "even.csv", "odd.csv", "--facility", "plant-01", "--device", "press-3",
+        "--ts-column", "time", "--json", database_url=database_url, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["stored"] == 3000
+    assert summary["rollup_buckets_repaired"] > 0  # the odd file did fall between
+    for table in ("rollup_1m", "rollup_1h", "rollup_1d"):
+        assert db.execute(f"SELECT count(*) FROM {table} WHERE dirty").fetchone() == (0,)
+    for step, width in (("1m", 60), ("1h", 3600), ("1d", 86400)):
+        got = queries.series(
+            db, facility="plant-01", device="press-3", metric="temperature",
+            start=base - timedelta(days=1), end=base + timedelta(days=1), step=step,
+        )  # fmt: skip
+        want = reference(points, width, counter=False)
+        assert [p["count"] for p in got] == [w["count"] for w in want], step
+        for p, w in zip(got, want, strict=True):
+            assert not p.get("pending"), (step, p)
+            assert abs(p["twa"] - w["twa"]) < 1e-6, (step, p, w)

@@ -132,6 +132,7 @@ def import_files(
             for path in files:
                 with _progress(path) as progress:
                     importer.import_file(path, mapping, progress)
+            importer.finish()
     finally:
         pool.close()
         runtime.close()
