@@ -6,7 +6,6 @@ It resolves endpoints and credentials once and builds everything a role runs on.
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -137,16 +136,8 @@ class Runtime:
         return state
 
     def app(self, surfaces: Sequence[str]) -> FastAPI:
-        """The web app serving ``surfaces`` (see ``plantstream.api.app.SURFACES``).
-
-        What exists once the app is built (modules, the app, the state) lives as long as the
-        process, so it is frozen out of the cyclic collector's sight: a full collection then
-        walks only what requests made, not the 170,000 start-up objects, which cost ingest
-        about 4% of its CPU per request (bench/results/redesign_ab.json).
-        """
-        app = create_app(self.state, surfaces=surfaces)
-        gc.freeze()
-        return app
+        """The web app serving ``surfaces`` (see ``plantstream.api.app.SURFACES``)."""
+        return create_app(self.state, surfaces=surfaces)
 
     @functools.cached_property
     def processor(self) -> Processor:
