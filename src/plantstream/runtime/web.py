@@ -52,7 +52,7 @@ def settle_heap() -> None:
 
     The modules, the app and its state live as long as the process; left in the collector's
     generations, every full collection walks them all (170,000 objects in ``serve ingest``),
-    and the big batches of ingest trigger one every few hundred requests: about 4% of the
+    and the big batches of ingest trigger one every few hundred requests: about 6% of the
     CPU per request (bench/results/redesign_ab.json). Garbage is collected first, so only
     live objects are frozen. Only for a process that serves until it exits.
     """
