@@ -238,7 +238,7 @@ def main() -> None:
                 "throughput_by_format": runs,
                 "latency": {k: round(v, 1) for k, v in lat.items()},
                 "goal": {"readings_per_s": 100_000, "p99_ms": 250},
-                "command": "python bench/ingest.py " + " ".join(sys.argv[1:]),
+                "command": " ".join(["python bench/ingest.py", *sys.argv[1:]]),
             },
             RESULTS,
         )
