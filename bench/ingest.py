@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -54,6 +55,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _load() -> float:
+    """The 1-minute load average now (0 where the platform has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
 def throughput(
     url: str,
     key: str,
@@ -79,7 +85,11 @@ def throughput(
         fmt=fmt,
     )
     failed = sum(n for answer, n in run["answers"].items() if answer != "202")
-    result = {"readings_per_s": run["accepted"] / seconds, "failed_requests": failed}
+    result = {
+        "readings_per_s": run["accepted"] / seconds,
+        "failed_requests": failed,
+        "load_average_1m": _load(),  # on a shared machine a figure means little without it
+    }
     if server_pid and _HAS_PROC and run["accepted"]:
         spent = _cpu_seconds(server_pid) - cpu_before
         result["server_cpu_s_per_million"] = spent / run["accepted"] * 1e6
@@ -148,6 +158,7 @@ def latency(
         "p50_ms": statistics.median(delays) * 1000,
         "p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))] * 1000,
         "max_ms": delays[-1] * 1000,
+        "load_average_1m": _load(),
     }
 
 
@@ -227,6 +238,7 @@ def main() -> None:
                 "throughput_by_format": runs,
                 "latency": {k: round(v, 1) for k, v in lat.items()},
                 "goal": {"readings_per_s": 100_000, "p99_ms": 250},
+                "command": " ".join(["python bench/ingest.py", *sys.argv[1:]]),
             },
             RESULTS,
         )

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plantstream import __version__
 from plantstream.api import (
@@ -93,29 +95,50 @@ def create_app(state: AppState, *, surfaces: Sequence[str] = ALL_SURFACES) -> Fa
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    @app.middleware("http")
-    async def security_headers(request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        if response.status_code == 405:
-            _allow_every_method(routes, request, response)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Content-Security-Policy", _CSP)
-        # the scheme is https when served over TLS or when a trusted proxy
-        # (forwarded_allow_ips) said X-Forwarded-Proto: https
-        if request.url.scheme == "https":
-            seconds = request.app.state.plantstream.settings.hsts_max_age_seconds
-            if seconds:
-                response.headers.setdefault(
-                    "Strict-Transport-Security", f"max-age={seconds}; includeSubDomains"
-                )
-        return response
-
+    app.add_middleware(_SecurityHeaders, routes=routes)
     return app
 
 
-def _allow_every_method(routes: list[Route], request: Request, response: Response) -> None:
+class _SecurityHeaders:
+    """Security headers on every answer, and a whole ``Allow`` on a 405.
+
+    Plain ASGI, not ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` runs each
+    request in a task group with memory streams, a cost every ingest request paid
+    (bench/results/redesign_ab.json).
+    """
+
+    def __init__(self, app: ASGIApp, routes: list[Route]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if message["status"] == 405:
+                    _allow_every_method(self.routes, Request(scope), headers)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                headers.setdefault("Content-Security-Policy", _CSP)
+                # the scheme is https when served over TLS or when a trusted proxy
+                # (forwarded_allow_ips) said X-Forwarded-Proto: https
+                if scope.get("scheme") == "https":
+                    seconds = scope["app"].state.plantstream.settings.hsts_max_age_seconds
+                    if seconds:
+                        headers.setdefault(
+                            "Strict-Transport-Security", f"max-age={seconds}; includeSubDomains"
+                        )
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _allow_every_method(routes: list[Route], request: Request, headers: MutableHeaders) -> None:
     """``Allow`` lists the methods of every route on the path, not just the first one's.
 
     Starlette answers 405 from the first route whose path matches, so a path served by two
@@ -128,7 +151,7 @@ def _allow_every_method(routes: list[Route], request: Request, response: Respons
         for method in route.methods
     }
     if methods:
-        response.headers["Allow"] = ", ".join(sorted(methods))
+        headers["Allow"] = ", ".join(sorted(methods))
 
 
 def _complete_schema(schema: dict[str, Any]) -> dict[str, Any]:

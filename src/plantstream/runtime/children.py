@@ -19,7 +19,7 @@ import uvicorn
 
 from plantstream.runtime.runtime import Runtime
 from plantstream.runtime.signals import stop_on_signals
-from plantstream.runtime.web import server_config
+from plantstream.runtime.web import server_config, settle_heap
 from plantstream.settings import Settings
 
 _PR_SET_PDEATHSIG = 1
@@ -76,7 +76,9 @@ def run_web_worker(
     runtime = Runtime(settings)
     try:
         app = runtime.app(surfaces)
-        uvicorn.Server(server_config(app, settings)).run(sockets=[sock])
+        server = uvicorn.Server(server_config(app, settings))
+        settle_heap()
+        server.run(sockets=[sock])
     finally:
         runtime.close()
 
