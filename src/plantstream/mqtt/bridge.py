@@ -25,6 +25,7 @@ from plantstream.errors import ErrorCode, PlantstreamError
 from plantstream.ingest import IngestService
 from plantstream.model import ParsedBatch, Reading, now_us
 from plantstream.mqtt import metrics
+from plantstream.mqtt.history import HistorySink
 from plantstream.mqtt.outcome import Outcome
 from plantstream.store import sparkplug_state as state_store
 from plantstream.store.keys import Principal, Role
@@ -60,6 +61,7 @@ class Route:
 class _Batch:
     items: list[Inbound] = field(default_factory=list)
     readings: dict[str, list[Reading]] = field(default_factory=dict)
+    history: dict[str, list[Reading]] = field(default_factory=dict)
     letters: list[tuple[str, str, str, bytes, int]] = field(default_factory=list)
     births: dict[str, BirthState] = field(default_factory=dict)
     deaths: dict[str, int] = field(default_factory=dict)
@@ -67,7 +69,7 @@ class _Batch:
     rebirths: list[tuple[str, str]] = field(default_factory=list)
     parked: list[tuple[str, str, bytes, int]] = field(default_factory=list)
     replay: list[str] = field(default_factory=list)
-    replaced: dict[str, list[tuple[str, bytes, int]]] = field(default_factory=dict)
+    unparked: dict[str, list[bytes]] = field(default_factory=dict)  # node -> entries taken
 
 
 class Bridge:
@@ -87,6 +89,7 @@ class Bridge:
         dead_letter_max: int = 10_000,
         on_batch: Callable[[], None] = lambda: None,
         ready: Callable[[str], bool] = lambda topic: True,
+        history: HistorySink | None = None,
     ) -> None:
         self.ingest = ingest
         self.redis = redis_client
@@ -99,6 +102,7 @@ class Bridge:
         self.dead_letter_max = dead_letter_max
         self.on_batch = on_batch
         self.ready = ready
+        self.history = history  # None: historical readings go with the live ones
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self._principals: dict[str, Principal] = {}
 
@@ -164,17 +168,14 @@ class Bridge:
             return
         if not waiting:
             return
-        flags = [self.ready(topic) for topic, _, _ in waiting]
-        ready = [w for w, ok in zip(waiting, flags, strict=True) if ok]
-        still = [w for w, ok in zip(waiting, flags, strict=True) if not ok]
+        ready = [w for w in waiting if self.ready(w[0])]
         if not ready:
             return
-        batch = _Batch(items=[Inbound(t, p, 0, 0, -1, r) for t, p, r in ready])
+        batch = _Batch(items=[Inbound(t, p, 0, 0, -1, r) for t, p, r, _ in ready])
         for item in batch.items:
             self._route(item, batch)
         batch.replay.clear()
-        batch.replaced[node] = still + [(t, p, r) for n, t, p, r in batch.parked if n == node]
-        batch.parked = [b for b in batch.parked if b[0] != node]
+        batch.unparked[node] = [entry for *_, entry in ready]
         delay = 0.05
         while not self._commit(batch):
             if stop is not None and stop.wait(delay):
@@ -206,6 +207,9 @@ class Bridge:
         metrics.HISTORICAL.inc(out.historical)
         if out.readings and out.facility is not None:
             batch.readings.setdefault(out.facility, []).extend(out.readings)
+        if out.history and out.facility is not None:
+            into = batch.readings if self.history is None else batch.history
+            into.setdefault(out.facility, []).extend(out.history)
         batch.births.update(out.births)
         for key in out.births:
             batch.deaths.pop(key, None)  # born again after dying in the same batch
@@ -225,6 +229,13 @@ class Bridge:
                 self.ingest.accept_decoded(
                     who, ParsedBatch(facility, readings, []), received_us=received
                 )
+            if self.history is not None:
+                for facility, readings in batch.history.items():
+                    self.history.write_history(
+                        self._principal(facility),
+                        ParsedBatch(facility, readings, []),
+                        received_us=received,
+                    )
             state_store.save_births(client=self.redis, births=batch.births)
             state_store.mark_dead(client=self.redis, keys=batch.deaths)
             state_store.save_progress(client=self.redis, seqs=batch.seqs)
@@ -237,8 +248,8 @@ class Bridge:
             )
             metrics.PARKED.inc(len(batch.parked) - over)
             metrics.DEAD_LETTERS_DROPPED.inc(over)
-            for node, waiting in batch.replaced.items():
-                state_store.keep_parked(client=self.redis, node=node, messages=waiting)
+            for node, entries in batch.unparked.items():
+                state_store.unpark(client=self.redis, node=node, entries=entries)
         except (PlantstreamError, redis.RedisError, OSError) as exc:
             metrics.COMMIT_RETRIES.labels(type(exc).__name__).inc()
             log.warning("MQTT batch not durable yet, retrying: %s", exc)

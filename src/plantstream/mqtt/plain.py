@@ -2,7 +2,8 @@
 
 ``.../{facility}/{device}`` carries the ``POST /v1/readings`` body (its ``facility`` must be the
 topic's, each reading's ``device`` the topic's: ``device_mismatch`` otherwise);
-``.../{facility}/{device}/{signal}`` carries one value, a bare JSON number or
+``.../{facility}/{device}/{signal}`` carries one value (its signal's type: a number, an
+integer, true/false or a string), bare or as
 ``{"value": v, "ts": "RFC 3339", "unit": u, "quality": q}`` (no ``ts``: the time it arrived,
 which a redelivery cannot repeat, so a device that needs exactly-once sends ``ts``). The
 broker's ACL confines a client to its facility's topics; the bridge checks the facility here
@@ -16,28 +17,42 @@ from datetime import datetime
 import msgspec
 
 from plantstream.errors import ErrorCode, InvalidInputError
-from plantstream.model import TimeWindow, check_id, parse_batch, to_epoch_us, validate_fields
+from plantstream.model import (
+    DEFAULT_CATALOG,
+    SignalCatalog,
+    TimeWindow,
+    check_id,
+    parse_batch,
+    to_epoch_us,
+    validate_fields,
+)
 from plantstream.mqtt.outcome import Outcome
 
 PREFIX = "plantstream/v1/"
 
 
 class _Value(msgspec.Struct, forbid_unknown_fields=True):
-    value: float
+    value: bool | int | float | str
     ts: datetime | None = None
     unit: str | None = None
     quality: str = "good"
 
 
-_value = msgspec.json.Decoder(float | _Value)
+_value = msgspec.json.Decoder(bool | int | float | str | _Value)
 
 
 class PlainTopics:
     """JSON messages on ``plantstream/v1/#`` in, outcomes out."""
 
     def __init__(
-        self, *, window: TimeWindow, max_readings: int, facilities: frozenset[str] = frozenset()
+        self,
+        *,
+        window: TimeWindow,
+        max_readings: int,
+        facilities: frozenset[str] = frozenset(),
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> None:
+        self.catalog = catalog
         self.window = window
         self.max_readings = max_readings
         self.facilities = facilities
@@ -66,7 +81,11 @@ class PlainTopics:
 
     def _batch(self, facility: str, device: str, payload: bytes, received_us: int) -> Outcome:
         batch = parse_batch(
-            payload, received_us=received_us, window=self.window, max_readings=self.max_readings
+            payload,
+            received_us=received_us,
+            window=self.window,
+            max_readings=self.max_readings,
+            catalog=self.catalog,
         )
         if batch.facility != facility:
             raise InvalidInputError(
@@ -92,7 +111,7 @@ class PlainTopics:
             raise InvalidInputError(
                 ErrorCode.UNDECODABLE_PAYLOAD, f"expected a number or {{'value': ...}}: {exc}"
             ) from None
-        if isinstance(item, float):
+        if not isinstance(item, _Value):
             item = _Value(item)
         if item.ts is not None and item.ts.tzinfo is None:
             raise InvalidInputError(
@@ -110,6 +129,8 @@ class PlainTopics:
                 quality=item.quality,
                 received_us=received_us,
                 window=self.window,
+                facility=facility,
+                catalog=self.catalog,
             )
         except InvalidInputError as exc:  # a bad reading, counted as HTTP's 202 would report it
             out.rejected[exc.code] += 1

@@ -15,10 +15,11 @@ from prometheus_client import start_http_server
 
 from plantstream.ingest import InflightGate, IngestService, RateLimiter
 from plantstream.local.mqtt_broker import EmbeddedBroker
-from plantstream.model import TimeWindow
+from plantstream.model import DEFAULT_CATALOG, SignalCatalog, TimeWindow
 from plantstream.mqtt import metrics
 from plantstream.mqtt.bridge import Bridge, Route
 from plantstream.mqtt.client import parse_url
+from plantstream.mqtt.history import HistorySink
 from plantstream.mqtt.plain import PREFIX, PlainTopics
 from plantstream.mqtt.session import BrokerSession
 from plantstream.mqtt.sparkplug.host import SparkplugHost
@@ -48,8 +49,18 @@ def facilities_of(settings: Settings) -> frozenset[str]:
     return frozenset(f for f in settings.mqtt_facilities.split(",") if f)
 
 
-def build_bridge(runtime: BridgeRuntime, session: BrokerSession) -> tuple[Bridge, SparkplugHost]:
-    """The bridge and its Sparkplug host, wired to ``session`` for acks and rebirths."""
+def build_bridge(
+    runtime: BridgeRuntime,
+    session: BrokerSession,
+    *,
+    catalog: SignalCatalog = DEFAULT_CATALOG,
+    history: HistorySink | None = None,
+) -> tuple[Bridge, SparkplugHost]:
+    """The bridge and its Sparkplug host, wired to ``session`` for acks and rebirths.
+
+    ``catalog`` is the facilities' signal catalog (types, units, ranges); ``history`` takes
+    ``is_historical`` readings (None: they go on the live path, in the live window).
+    """
     s = runtime.settings
     redis_client = runtime.redis("state")
     facilities = facilities_of(s)
@@ -66,9 +77,15 @@ def build_bridge(runtime: BridgeRuntime, session: BrokerSession) -> tuple[Bridge
         store=RedisBirthStore(redis_client),
         facilities=facilities,
         rebirth_interval=s.sparkplug_rebirth_interval_seconds,
+        catalog=catalog,
+        history_window=history.window if history is not None else None,
+        check_seq=not s.sparkplug_shared,
     )
     plain = PlainTopics(
-        window=runtime.window, max_readings=s.max_batch_readings, facilities=facilities
+        window=runtime.window,
+        max_readings=s.max_batch_readings,
+        facilities=facilities,
+        catalog=catalog,
     )
     routes = [Route(PREFIX, "plain", plain.handle), Route("spBv1.0/", "sparkplug", host.handle)]
     bridge = Bridge(
@@ -83,6 +100,7 @@ def build_bridge(runtime: BridgeRuntime, session: BrokerSession) -> tuple[Bridge
         dead_letter_max=s.mqtt_dead_letter_max,
         on_batch=lambda: metrics.STALE_NODES.set(host.stale()),
         ready=host.ready,
+        history=history,
     )
     return bridge, host
 

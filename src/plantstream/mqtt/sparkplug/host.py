@@ -6,6 +6,11 @@ falls back to the birth kept in Redis (``BirthStore``), so a restarted bridge, o
 taking over, goes on without a rebirth; what neither knows gets a rebirth request (NCMD
 ``Node Control/Rebirth``), at most one per node every ``rebirth_interval`` seconds.
 
+Values keep their type: integers exact (Int64 beyond 2**53), booleans as ``bool``, strings as
+text; the facility's signal catalog decides what a signal takes (``validate_fields``).
+Metrics flagged ``is_historical`` go to ``Outcome.history``, judged by ``history_window``
+(how far back the history path takes readings), not to the live readings.
+
 Sequence numbers: MQTT hands one session's messages over in order, so the host reorders
 nothing; a seq that is behind (a redelivery after a restart) is taken as it is (the processor
 stores a repeated reading once), a seq ahead of the next expected one is a gap: its data is
@@ -23,9 +28,17 @@ from typing import Protocol
 from google.protobuf.message import DecodeError
 
 from plantstream.errors import ErrorCode, InvalidInputError
-from plantstream.model import Reading, TimeWindow, check_id, validate_fields
+from plantstream.model import (
+    DEFAULT_CATALOG,
+    Reading,
+    SignalCatalog,
+    TimeWindow,
+    Value,
+    check_id,
+    validate_fields,
+)
 from plantstream.mqtt.outcome import Outcome
-from plantstream.mqtt.sparkplug.bindings import Bound, definition
+from plantstream.mqtt.sparkplug.bindings import Binding, Bound, definition
 from plantstream.mqtt.sparkplug.mapping import NameRule
 from plantstream.mqtt.sparkplug.sparkplug_b_pb2 import Payload
 from plantstream.mqtt.sparkplug.topics import MessageType, SparkplugTopic, parse_topic
@@ -33,8 +46,9 @@ from plantstream.store.sparkplug_state import BirthState, node_key
 
 log = logging.getLogger(__name__)
 
-_NUMBERS = frozenset({"float_value", "double_value", "boolean_value"})
+_FLOATS = frozenset({"float_value", "double_value"})
 _INTEGERS = frozenset({"int_value", "long_value"})
+_TYPED = frozenset({"boolean_value", "string_value"})  # never on the double fast path
 _IGNORED = frozenset({MessageType.STATE, MessageType.NCMD, MessageType.DCMD})
 
 
@@ -64,9 +78,16 @@ class SparkplugHost:
         facilities: frozenset[str] = frozenset(),
         rebirth_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        catalog: SignalCatalog = DEFAULT_CATALOG,
+        history_window: TimeWindow | None = None,
+        check_seq: bool = True,
     ) -> None:
         self.rule = rule
         self.window = window
+        self.catalog = catalog
+        self.history_window = history_window or window
+        # off when the data is shared among bridges: one bridge sees only some of a node's seqs
+        self.seq_checked = check_seq
         self.store = store
         self.facilities = facilities
         self.rebirth_interval = rebirth_interval
@@ -167,7 +188,7 @@ class SparkplugHost:
         state = BirthState(
             facility, machine, bdseq, seq, True, int(p.timestamp), 0, aliases, metrics
         )
-        session = _Session(state, Bound.build(machine, metrics, aliases))
+        session = _Session(state, self._bind(state))
         self._sessions[key] = session
         out.births[key] = state
         return session
@@ -223,9 +244,18 @@ class SparkplugHost:
             state = self.store.load(key)
             if state is None:
                 return None
-            session = _Session(state, Bound.build(state.machine, state.metrics, state.aliases))
+            session = _Session(state, self._bind(state))
             self._sessions[key] = session
         return session
+
+    def _bind(self, state: BirthState) -> Bound:
+        return Bound.build(
+            state.machine,
+            state.metrics,
+            state.aliases,
+            facility=state.facility,
+            catalog=self.catalog,
+        )
 
     def _born(self, t: SparkplugTopic, out: Outcome) -> _Session | None:
         node = self._session(node_key(t.group, t.edge_node))
@@ -238,6 +268,8 @@ class SparkplugHost:
         out.park = node_key(t.group, t.edge_node)
         out.rejected.clear()
         out.readings.clear()
+        out.history.clear()
+        out.historical = 0
         log.info("%s of %s/%s parked until a rebirth: %s", t.kind, t.group, t.edge_node, why)
         self._rebirth(t, out)
 
@@ -249,7 +281,7 @@ class SparkplugHost:
             out.rebirths.append((t.group, t.edge_node))
 
     def _check_seq(self, t: SparkplugTopic, node: _Session, p: Payload, out: Outcome) -> None:
-        if not p.HasField("seq"):
+        if not self.seq_checked or not p.HasField("seq"):
             return
         seq, last = int(p.seq) % 256, node.state.seq
         if seq == (last + 1) % 256:
@@ -274,11 +306,15 @@ class SparkplugHost:
 
         The loop touches as few fields as it can (each costs on a busy core): the alias, which
         value is set, the value, the timestamp (0 or absent: the payload's), is_historical.
+        A double signal's float value in range and in the window is taken inline; anything
+        else (a typed signal, a unit to check, history) goes through ``validate_fields``.
         """
         payload_ms = int(p.timestamp) if p.HasField("timestamp") else received_us // 1000
         ts_low = received_us - self.window.max_past_us
         ts_high = received_us + self.window.max_future_us
         by_alias, by_name = session.bound.by_alias, session.bound.by_name
+        facility = session.state.facility
+        readings = out.readings
         unknown = False
         for m in p.metrics:
             alias = m.alias
@@ -293,12 +329,17 @@ class SparkplugHost:
                 out.rejected[b.refuse] += 1
                 continue
             kind = m.WhichOneof("value")
-            if kind in _NUMBERS:
+            value: Value
+            if kind in _FLOATS:
                 value = float(getattr(m, kind))
             elif kind in _INTEGERS:
                 raw = getattr(m, kind)
                 bits = b.signed_bits
-                value = float(raw - (1 << bits) if bits and raw >= 1 << (bits - 1) else raw)
+                value = raw - (1 << bits) if bits and raw >= 1 << (bits - 1) else raw
+            elif kind == "boolean_value":
+                value = bool(m.boolean_value)
+            elif kind == "string_value":
+                value = m.string_value
             elif kind is None:
                 out.rejected[ErrorCode.NULL_VALUE] += 1
                 continue
@@ -306,12 +347,15 @@ class SparkplugHost:
                 out.rejected[ErrorCode.UNSUPPORTED_DATATYPE] += 1
                 continue
             ts_us = (m.timestamp or payload_ms) * 1000
-            historical = m.is_historical
-            if b.fast:
-                v = b.convert(value) if b.convert is not None else value
+            if m.is_historical:
+                self._history(b, facility, ts_us, value, received_us, out)
+                continue
+            if b.fast and kind not in _TYPED:
+                v = float(value)
+                if b.convert is not None:
+                    v = b.convert(v)
                 if b.low <= v <= b.high and ts_low <= ts_us <= ts_high:
-                    out.readings.append(Reading(b.machine, b.signal, ts_us, v + 0.0, b.quality))
-                    out.historical += historical
+                    readings.append(Reading(b.machine, b.signal, ts_us, v + 0.0, b.quality))
                     continue
             try:
                 reading = validate_fields(
@@ -323,13 +367,43 @@ class SparkplugHost:
                     quality=b.quality,
                     received_us=received_us,
                     window=self.window,
+                    facility=facility,
+                    catalog=self.catalog,
                 )
             except InvalidInputError as exc:
                 out.rejected[exc.code] += 1
                 continue
-            out.readings.append(reading)
-            out.historical += historical
+            readings.append(reading)
         return unknown
+
+    def _history(  # noqa: PLR0917 - one metric's fields, from the hot loop
+        self,
+        b: Binding,
+        facility: str,
+        ts_us: int,
+        value: Value,
+        received_us: int,
+        out: Outcome,
+    ) -> None:
+        """An ``is_historical`` metric into ``out.history``, judged by the history window."""
+        out.historical += 1
+        try:
+            reading = validate_fields(
+                device=b.machine,
+                metric=b.signal,
+                ts_us=int(ts_us),
+                value=value,
+                unit=b.unit,
+                quality=b.quality,
+                received_us=received_us,
+                window=self.history_window,
+                facility=facility,
+                catalog=self.catalog,
+            )
+        except InvalidInputError as exc:
+            out.rejected[exc.code] += 1
+            return
+        out.history.append(reading)
 
 
 def _parts(t: SparkplugTopic) -> tuple[str, str, str | None]:
