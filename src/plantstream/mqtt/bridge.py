@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -104,6 +105,7 @@ class Bridge:
         self.ready = ready
         self.history = history  # None: historical readings go with the live ones
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.taken: Counter[str] = Counter()  # messages handled by this bridge, per path
         self._principals: dict[str, Principal] = {}
 
     def put(self, item: Inbound) -> None:
@@ -193,6 +195,7 @@ class Bridge:
             log.exception("handling a message on %s failed", item.topic[:200])
             out = Outcome.refused(ErrorCode.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
         metrics.MESSAGES.labels(route.path).inc()
+        self.taken[route.path] += 1
         received = len(out.readings) + sum(out.rejected.values())
         metrics.READINGS.labels(route.path, "received").inc(received)
         metrics.READINGS.labels(route.path, "accepted").inc(len(out.readings))
