@@ -199,7 +199,7 @@ def test_a_value_its_signal_does_not_take_is_refused_with_a_code():
         ("serial", 3, 12, "string_value", "far too long"),  # past max_length
         ("energy", 4, 8, "long_value", 2**64 - 1),  # UInt64 past int64
         ("running", 5, 13, "long_value", NOW_MS),  # DateTime
-        ("pressure", 6, 10, "null", None),
+        ("pressure", 6, 10, "null", None),  # a birth's null: a definition, no reading
     )
     assert out.readings == []
     assert out.rejected == {
@@ -208,8 +208,11 @@ def test_a_value_its_signal_does_not_take_is_refused_with_a_code():
         ErrorCode.VALUE_TOO_LONG: 1,
         ErrorCode.VALUE_OUT_OF_RANGE: 1,
         ErrorCode.UNSUPPORTED_DATATYPE: 1,
-        ErrorCode.NULL_VALUE: 1,
     }
+    p = Payload(timestamp=NOW_MS, seq=2)
+    p.metrics.add(alias=6, is_null=True)
+    data = host.handle("spBv1.0/f1/DDATA/e1/d1", p.SerializeToString(), NOW_US)
+    assert data.rejected == {ErrorCode.NULL_VALUE: 1}
 
 
 def _historical(host: SparkplugHost) -> Outcome:

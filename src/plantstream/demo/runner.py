@@ -1,5 +1,6 @@
 """The demo: embedded PostgreSQL and Redis, ingest + processor + API in one process, and a
-simulated plant with injected faults posting over HTTP, with a live view and a summary.
+simulated plant with injected faults posting over HTTP, with a live view and a summary; some
+machines publish Sparkplug B through the embedded MQTT broker into the bridge instead.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import psycopg
 from rich.console import Console
 
 from plantstream.demo import books
+from plantstream.demo.mqtt_path import SparkplugPath, SplitGateway
 from plantstream.demo.options import DemoOptions
 from plantstream.demo.summary import collect_summary
 from plantstream.demo.view import LiveView
 from plantstream.local import EmbeddedServices
 from plantstream.runtime import Runtime, web_server_thread
 from plantstream.settings import load_settings
-from plantstream.simulate import Gateway, LoadStats, Plant
+from plantstream.simulate import LoadStats, Plant
 from plantstream.store.keys import Role, create_key
 from plantstream.stream.base import Stream
 
@@ -52,6 +54,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
     settings = load_settings(data_dir=options.data_dir, port=options.port, host="127.0.0.1")
     runtime = Runtime.embedded(settings)
     stop = threading.Event()
+    sparkplug: SparkplugPath | None = None
     try:
         runtime.migrate()
         runtime.ensure_partitions()
@@ -74,13 +77,17 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
         )
         url = f"http://127.0.0.1:{options.port}"
         stats = LoadStats(faults=faults)
+        if options.sparkplug_machines:
+            console.print("starting the embedded MQTT broker and the Sparkplug B bridge ...")
+            sparkplug = SparkplugPath.start(runtime, plant, options.sparkplug_machines)
         with web_server_thread(runtime.app(["ingest", "query"]), settings, log_level="warning"):
             console.print(f"dashboard: [link={url}/]{url}/[/link]   API docs: {url}/docs")
             for facility, key in read_keys.items():
                 console.print(
                     f"read key for {facility}: [bold]{key}[/bold]", soft_wrap=True, highlight=False
                 )
-            gateway = Gateway(
+            gateway = SplitGateway(
+                sparkplug=sparkplug,
                 url=url,
                 keys=ingest_keys,
                 plant=plant,
@@ -97,14 +104,21 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
                 baseline=baseline,
             )
             _drive(gateway, view, options, console)
+            if sparkplug is not None and not sparkplug.finish():
+                console.print("[yellow]the bridge did not account for every MQTT reading[/yellow]")
             if not books.wait_drained(runtime.connect, stream, timeout=DRAIN_TIMEOUT_S):
                 console.print("[yellow]the processor did not drain the stream in time[/yellow]")
             stop.set()
             processor_thread.join(timeout=30)
         stream.close()
-        return collect_summary(runtime.database_url, stats, started, options, baseline)
+        mqtt_books = sparkplug.books() if sparkplug is not None else None
+        return collect_summary(
+            runtime.database_url, stats, started, options, baseline, sparkplug=mqtt_books
+        )
     finally:
         stop.set()
+        if sparkplug is not None:
+            sparkplug.close()
         runtime.close()
         if not was_running:
             services.stop()
@@ -120,7 +134,7 @@ def _catch_up(runtime: Runtime, stream: Stream, console: Console) -> bool:
     return books.wait_drained(runtime.connect, stream, timeout=CATCH_UP_TIMEOUT_S)
 
 
-def _drive(gateway: Gateway, view: LiveView, options: DemoOptions, console: Console) -> None:
+def _drive(gateway: SplitGateway, view: LiveView, options: DemoOptions, console: Console) -> None:
     """Send history, then live readings until the duration ends or Ctrl-C stops them.
 
     The simulator runs on its own thread, so Ctrl-C (in the main thread) never cuts a

@@ -71,6 +71,7 @@ class _Batch:
     parked: list[tuple[str, str, bytes, int]] = field(default_factory=list)
     replay: list[str] = field(default_factory=list)
     unparked: dict[str, list[bytes]] = field(default_factory=dict)  # node -> entries taken
+    counts: Counter[str] = field(default_factory=Counter)  # readings accepted, rejected
 
 
 class Bridge:
@@ -106,6 +107,8 @@ class Bridge:
         self.history = history  # None: historical readings go with the live ones
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.taken: Counter[str] = Counter()  # messages handled by this bridge, per path
+        # readings made durable (accepted) or refused one by one (rejected): the demo's books
+        self.readings: Counter[str] = Counter()
         self._principals: dict[str, Principal] = {}
 
     def put(self, item: Inbound) -> None:
@@ -149,6 +152,7 @@ class Bridge:
             if stop is not None and stop.wait(delay):
                 return  # not acked: the broker hands these over again
             delay = min(delay * 2, 5.0)
+        self.readings.update(batch.counts)
         for item in items:
             if item.qos > 0:
                 self.ack(item)
@@ -183,6 +187,7 @@ class Bridge:
             if stop is not None and stop.wait(delay):
                 return
             delay = min(delay * 2, 5.0)
+        self.readings.update(batch.counts)
         metrics.REPLAYED.inc(len(ready))
 
     def _route(self, item: Inbound, batch: _Batch) -> None:
@@ -196,9 +201,11 @@ class Bridge:
             out = Outcome.refused(ErrorCode.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
         metrics.MESSAGES.labels(route.path).inc()
         self.taken[route.path] += 1
-        received = len(out.readings) + sum(out.rejected.values())
-        metrics.READINGS.labels(route.path, "received").inc(received)
-        metrics.READINGS.labels(route.path, "accepted").inc(len(out.readings))
+        accepted, rejected = len(out.readings) + len(out.history), sum(out.rejected.values())
+        metrics.READINGS.labels(route.path, "received").inc(accepted + rejected)
+        metrics.READINGS.labels(route.path, "accepted").inc(accepted)
+        batch.counts["accepted"] += accepted
+        batch.counts["rejected"] += rejected
         if out.rejected:
             metrics.READINGS.labels(route.path, "rejected").inc(sum(out.rejected.values()))
             for code, n in out.rejected.items():

@@ -149,7 +149,7 @@ class SparkplugHost:
         )
         self._asked.pop(key, None)
         out.replay.append(key)
-        self._take(t, session, p, received_us, out)
+        self._take(t, session, p, received_us, out, birth=True)
 
     def _dbirth(
         self, t: SparkplugTopic, facility: str, p: Payload, received_us: int, out: Outcome
@@ -170,7 +170,7 @@ class SparkplugHost:
             out=out,
         )
         out.replay.append(node_key(t.group, t.edge_node))
-        self._take(t, session, p, received_us, out)
+        self._take(t, session, p, received_us, out, birth=True)
 
     def _birth(
         self,
@@ -294,15 +294,27 @@ class SparkplugHost:
         # else behind or equal: a redelivery, its readings are stored once downstream
 
     def _take(
-        self, t: SparkplugTopic, session: _Session, p: Payload, received_us: int, out: Outcome
+        self,
+        t: SparkplugTopic,
+        session: _Session,
+        p: Payload,
+        received_us: int,
+        out: Outcome,
+        *,
+        birth: bool = False,
     ) -> None:
         """Validate the metrics of ``p`` into readings; an alias not in the birth asks for
         a rebirth (the metric is refused ``unknown_alias``, and counted)."""
-        if self._readings(session, p, received_us, out):
+        if self._readings(session, p, received_us, out, birth=birth):
             self._not_born(t, out, "aliases not in its birth")
 
-    def _readings(self, session: _Session, p: Payload, received_us: int, out: Outcome) -> bool:
+    def _readings(
+        self, session: _Session, p: Payload, received_us: int, out: Outcome, *, birth: bool
+    ) -> bool:
         """The readings of ``p``'s metrics into ``out``; True if an alias was not in the birth.
+
+        A null metric of a birth defines the metric and carries no reading (no value yet); a
+        null in data is refused ``null_value``.
 
         The loop touches as few fields as it can (each costs on a busy core): the alias, which
         value is set, the value, the timestamp (0 or absent: the payload's), is_historical.
@@ -341,7 +353,8 @@ class SparkplugHost:
             elif kind == "string_value":
                 value = m.string_value
             elif kind is None:
-                out.rejected[ErrorCode.NULL_VALUE] += 1
+                if not birth:
+                    out.rejected[ErrorCode.NULL_VALUE] += 1
                 continue
             else:
                 out.rejected[ErrorCode.UNSUPPORTED_DATATYPE] += 1
