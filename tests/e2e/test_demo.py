@@ -16,6 +16,7 @@ import redis
 
 from plantstream.demo.books import totals
 from plantstream.local import EmbeddedServices
+from plantstream.local.mqtt_broker import EmbeddedBroker
 from plantstream.local.ports import free_port
 from plantstream.model import Reading, now_us
 from plantstream.stream import RedisStream, pack_readings
@@ -58,10 +59,18 @@ def test_a_thirty_second_demo_balances_and_cleans_up(tmp_path: Path) -> None:
     assert summary["balanced"] is True
     assert summary["errors"] == {}
     assert len(summary["faults_injected"]) >= 1
+    # one machine per facility published Sparkplug B through the embedded broker: every
+    # reading the broker acknowledged was accepted by the bridge (none refused) and stored
+    sparkplug = summary["paths"]["sparkplug"]
+    assert sparkplug["machines"] == 2
+    assert sparkplug["accepted"] > 2_000
+    assert sparkplug["published"] == sparkplug["acked_by_broker"] == sparkplug["accepted"]
+    assert summary["paths"]["http"]["accepted"] + sparkplug["accepted"] == summary["accepted"]
     assert "dashboard: http://127.0.0.1:" in result.stdout
     assert "read key for plant-01: ps_" in result.stdout
     # the demo started the servers, so it stopped them: no orphans
     assert [s.running for s in EmbeddedServices(data_dir).status()] == [False, False]
+    assert not EmbeddedBroker(data_dir / "mqtt").is_running()
 
 
 def demo_command(data_dir: Path, summary: Path, duration: int) -> list[str]:

@@ -140,8 +140,8 @@ class SplitGateway(Gateway):
             super().post(facility, readings)
             return
         devices = self.sparkplug.plant.devices
-        mqtt_part = [r for r in readings if r.device in devices]
-        http_part = [r for r in readings if r.device not in devices]
+        mqtt_part = [r for r in readings if (facility, r.device) in devices]
+        http_part = [r for r in readings if (facility, r.device) not in devices]
         if mqtt_part:
             self.sparkplug.plant.publish(facility, mqtt_part)
         if http_part:

@@ -173,7 +173,7 @@ class SparkplugPlant:
         by_facility: dict[str, list[Machine]] = {}
         for m in machines:
             by_facility.setdefault(m.facility, []).append(m)
-        self.devices = {m.device for m in machines}
+        self.devices = {(m.facility, m.device) for m in machines}
         self.nodes = {
             f: EdgeNode(address, f, ms, logins(f)) for f, ms in sorted(by_facility.items())
         }

@@ -256,5 +256,5 @@ def unpark(*, client: redis.Redis, node: str, entries: list[bytes]) -> None:
         return
     pipe = client.pipeline(transaction=True)
     for item in entries:
-        pipe.lrem(_parked_key(node), 1, item)
+        pipe.lrem(_parked_key(node), 1, item)  # type: ignore[arg-type]  # redis takes bytes too
     pipe.execute()
