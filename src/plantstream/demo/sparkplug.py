@@ -52,6 +52,7 @@ class EdgeNode:
         }
         self.counts: Counter[str] = Counter()  # published, acked (readings)
         self._pending: dict[int, int] = {}  # mid -> readings in that message
+        self._early: set[int] = set()  # mids acknowledged before _send recorded them
         self._lock = threading.Lock()
         self._seq = 0
         self._bdseq = int(time.time()) % 256
@@ -95,13 +96,21 @@ class EdgeNode:
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, *_args: Any) -> None:
         with self._lock:
-            self.counts["acked"] += self._pending.pop(mid, 0)
+            if mid in self._pending:
+                self.counts["acked"] += self._pending.pop(mid)
+            else:
+                self._early.add(mid)
 
     def _send(self, topic: str, p: Payload, readings: int) -> None:
+        # paho may call on_publish holding its own lock: never publish while holding ours
+        info = self.client.publish(topic, p.SerializeToString(), qos=1)
         with self._lock:
-            info = self.client.publish(topic, p.SerializeToString(), qos=1)
-            self._pending[info.mid] = readings
             self.counts["published"] += readings
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+                self.counts["acked"] += readings
+            else:
+                self._pending[info.mid] = readings
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) % 256

@@ -102,6 +102,7 @@ def bind(
     pair = linear(unit, known.unit) if known is not None and unit else None
     fast = (
         known is not None
+        and rule.value_type in (ValueType.DOUBLE, ValueType.INT64)  # numbers only
         and known.value_type is ValueType.DOUBLE  # typed signals take the validating path
         and _valid_id(target)
         and (unit in (None, known.unit) or (unit in known.accepted_units and pair is not None))

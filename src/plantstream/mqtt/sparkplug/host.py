@@ -335,12 +335,21 @@ class SparkplugHost:
                 out.rejected[ErrorCode.UNKNOWN_ALIAS] += 1
                 unknown = True
                 continue
+            kind = m.WhichOneof("value")
+            if b.fast and kind == "double_value":  # the common case, in as few steps as it can
+                v = m.double_value
+                ts_us = (m.timestamp or payload_ms) * 1000
+                if not m.is_historical:
+                    if b.convert is not None:
+                        v = b.convert(v)
+                    if b.low <= v <= b.high and ts_low <= ts_us <= ts_high:
+                        readings.append(Reading(b.machine, b.signal, ts_us, v + 0.0, b.quality))
+                        continue
             if b.control:
                 continue
             if b.refuse is not None:
                 out.rejected[b.refuse] += 1
                 continue
-            kind = m.WhichOneof("value")
             value: Value
             if kind in _FLOATS:
                 value = float(getattr(m, kind))
