@@ -7,9 +7,12 @@ one edge node under ``$share`` and every reading is stored once.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from fixtures.mqtt import QosEdgeNode, stream_readings
@@ -151,3 +154,38 @@ def test_two_bridges_share_one_nodes_data_and_store_each_reading_once(
     assert sum(data) == 2 * 2 + messages
     assert min(data) > 2 + messages // 10
     assert all(b.host.stale() == 0 for b in bridges)
+
+
+def test_plain_one_value_topics_carry_typed_values(
+    mosquitto_url, start_bridge, redis_url, facility
+):
+    running = start_bridge(mosquitto_url, catalog=TYPED)
+    ts = datetime.now(UTC).isoformat()
+    base = f"plantstream/v1/{facility}/press-1"
+    for signal, message in (
+        ("running", "true"),
+        ("energy", str(2**53 + 1)),
+        ("mode", json.dumps({"value": "manual", "ts": ts})),
+        ("mode", '"turbo"'),  # not a state of mode: refused, not stored
+    ):
+        subprocess.run(
+            [
+                "mosquitto_pub",
+                "-h",
+                "127.0.0.1",
+                "-q",
+                "1",
+                "-t",
+                f"{base}/{signal}",
+                "-m",
+                message,
+            ],
+            check=True,
+            timeout=30,
+        )
+    books = running.bridge.readings
+    wait_until(lambda: books["accepted"] + books["rejected"] == 4, timeout=20, what="4 values")
+    assert books["rejected"] == 1
+    got = sorted((m, v) for _, _, m, _, v in stream_readings(redis_url))
+    assert got == [("energy", 2**53 + 1), ("mode", "manual"), ("running", True)]
+    assert type(got[0][1]) is int
