@@ -41,6 +41,13 @@ def demo(
             help="machines per facility publishing Sparkplug B through the embedded MQTT broker",
         ),
     ] = 1,
+    opcua: Annotated[
+        bool,
+        typer.Option(
+            "--opcua/--no-opcua",
+            help="one machine behind an OPC UA server, collected by the edge agent",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole platform on embedded servers with a simulated plant and injected faults."""
     options = DemoOptions(
@@ -54,6 +61,7 @@ def demo(
         faults,
         live,
         sparkplug_machines=sparkplug_machines,
+        opcua=opcua,
     )
     summary = run_demo(options, console)
     table = Table(title="summary", show_header=False)

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from plantstream.demo.opcua_path import OpcUaPath
 from plantstream.demo.sparkplug import SparkplugPlant
 from plantstream.local.mqtt_broker import EmbeddedBroker
 from plantstream.model import TimeWindow
@@ -129,20 +130,29 @@ class SparkplugPath:
 
 
 class SplitGateway(Gateway):
-    """The simulator's gateway, with the Sparkplug machines' readings sent over MQTT."""
+    """The simulator's gateway, with the Sparkplug machines' readings sent over MQTT and the
+    OPC UA machine's written into its server (the edge agent collects them)."""
 
-    def __init__(self, *, sparkplug: SparkplugPath | None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, sparkplug: SparkplugPath | None, opcua: OpcUaPath | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.sparkplug = sparkplug
+        self.opcua = opcua
 
     def post(self, facility: str, readings: list[SimReading]) -> None:
-        if self.sparkplug is None:
+        if self.opcua is not None:
+            m = self.opcua.machine
+            mine = facility == m.facility
+            opcua_part = [r for r in readings if mine and r.device == m.device]
+            if opcua_part:
+                self.opcua.write(opcua_part)
+                readings = [r for r in readings if r.device != m.device]
+        if self.sparkplug is not None:
+            devices = self.sparkplug.plant.devices
+            mqtt_part = [r for r in readings if (facility, r.device) in devices]
+            readings = [r for r in readings if (facility, r.device) not in devices]
+            if mqtt_part:
+                self.sparkplug.plant.publish(facility, mqtt_part)
+        if readings:
             super().post(facility, readings)
-            return
-        devices = self.sparkplug.plant.devices
-        mqtt_part = [r for r in readings if (facility, r.device) in devices]
-        http_part = [r for r in readings if (facility, r.device) not in devices]
-        if mqtt_part:
-            self.sparkplug.plant.publish(facility, mqtt_part)
-        if http_part:
-            super().post(facility, http_part)

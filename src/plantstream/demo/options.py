@@ -19,3 +19,4 @@ class DemoOptions:
     live: bool = True
     history: float = 360.0  # seconds of simulated history sent first: detectors learn normal
     sparkplug_machines: int = 1  # machines per facility publishing Sparkplug B over MQTT (0: none)
+    opcua: bool = False  # one machine behind an OPC UA server, collected by the edge agent

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from plantstream.demo import books
 from plantstream.demo.mqtt_path import SparkplugPath, SplitGateway
+from plantstream.demo.opcua_path import OpcUaPath
 from plantstream.demo.options import DemoOptions
 from plantstream.demo.summary import collect_summary
 from plantstream.demo.view import LiveView
@@ -55,6 +56,7 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
     runtime = Runtime.embedded(settings)
     stop = threading.Event()
     sparkplug: SparkplugPath | None = None
+    opcua: OpcUaPath | None = None
     try:
         runtime.migrate()
         runtime.ensure_partitions()
@@ -86,8 +88,19 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
                 console.print(
                     f"read key for {facility}: [bold]{key}[/bold]", soft_wrap=True, highlight=False
                 )
+            if options.opcua:
+                console.print("starting the OPC UA server of one machine and the edge agent ...")
+                first = plant.machines[0]  # never a Sparkplug one: those are each facility's last
+                opcua = OpcUaPath.start(
+                    first,
+                    plant,
+                    url=url,
+                    key=ingest_keys[first.facility],
+                    data_dir=options.data_dir,
+                )
             gateway = SplitGateway(
                 sparkplug=sparkplug,
+                opcua=opcua,
                 url=url,
                 keys=ingest_keys,
                 plant=plant,
@@ -106,19 +119,25 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
             _drive(gateway, view, options, console)
             if sparkplug is not None and not sparkplug.finish():
                 console.print("[yellow]the bridge did not account for every MQTT reading[/yellow]")
+            if opcua is not None and not opcua.finish():
+                console.print("[yellow]the edge agent did not forward every OPC UA value[/yellow]")
             if not books.wait_drained(runtime.connect, stream, timeout=DRAIN_TIMEOUT_S):
                 console.print("[yellow]the processor did not drain the stream in time[/yellow]")
             stop.set()
             processor_thread.join(timeout=30)
         stream.close()
-        mqtt_books = sparkplug.books() if sparkplug is not None else None
-        return collect_summary(
-            runtime.database_url, stats, started, options, baseline, sparkplug=mqtt_books
-        )
+        paths = {}
+        if sparkplug is not None:
+            paths["sparkplug"] = sparkplug.books()
+        if opcua is not None:
+            paths["opcua"] = opcua.books()
+        return collect_summary(runtime.database_url, stats, started, options, baseline, paths=paths)
     finally:
         stop.set()
         if sparkplug is not None:
             sparkplug.close()
+        if opcua is not None:
+            opcua.close()
         runtime.close()
         if not was_running:
             services.stop()
