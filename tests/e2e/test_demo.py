@@ -186,3 +186,22 @@ def wait_for_new_readings(
                     return
         time.sleep(0.2)
     raise AssertionError("the demo's processor never received readings")
+
+
+def test_a_demo_with_an_opcua_machine_balances_across_three_paths(tmp_path: Path) -> None:
+    """``--opcua``: one machine behind an asyncua server, collected by the edge agent."""
+    summary_path = tmp_path / "summary.json"
+    command = [*demo_command(tmp_path / "data", summary_path, 10), "--opcua"]
+    output = run_to_the_end(command, {**os.environ, "PLANTSTREAM_LOG_LEVEL": "WARNING"})
+    summary = assert_balanced(summary_path, "opcua run")
+    opcua = summary["paths"]["opcua"]  # type: ignore[index]
+    # every value written to the server that a subscription reports (a change) was collected
+    # by the agent and accepted by ingest
+    reported = opcua["written_to_server"] - opcua["unchanged_not_reported"]
+    assert opcua["collected"] == reported == opcua["accepted"] > 100
+    assert opcua["rejected"] == 0
+    sparkplug = summary["paths"]["sparkplug"]  # type: ignore[index]
+    assert sparkplug["accepted"] > 0
+    http = summary["paths"]["http"]  # type: ignore[index]
+    assert http["accepted"] + sparkplug["accepted"] + opcua["accepted"] == summary["accepted"]
+    assert "the edge agent" in output  # it said it started the OPC UA machine's agent

@@ -31,6 +31,7 @@ from plantstream.edge.config import (
     OpcUaSource,
     QueueConfig,
 )
+from plantstream.edge.extras import require_edge_extra
 from plantstream.local.ports import free_port
 from plantstream.simulate.plant import Machine, Plant, SimReading
 
@@ -147,6 +148,7 @@ class OpcUaPath:
     ) -> OpcUaPath:
         """Serve ``machine`` (its first values sampled from ``plant``), run the agent and
         return once it has subscribed (it collected the first values)."""
+        require_edge_extra("asyncua")  # a ConfigError naming the extra to install
         server = _Server(machine, free_port(), _first_values(machine, plant))
         server.thread.start()
         if not server.ready.wait(START_TIMEOUT_S) or server.failed is not None:
