@@ -289,3 +289,19 @@ def test_plain_topics_check_the_topic():
     assert [(r.device, r.metric, r.value) for r in one.readings] == [("m1", "humidity", 55.0)]
     far = plain.handle("plantstream/v1/f1/m1/humidity", b"500", NOW_US)
     assert far.rejected == {ErrorCode.VALUE_OUT_OF_RANGE: 1}
+
+
+def test_shared_sparkplug_data_and_unshared_births_and_deaths():
+    from plantstream.mqtt.client import subscriptions
+    from plantstream.settings import Settings
+
+    shared = Settings(sparkplug_shared=True, mqtt_share_group="g1", mqtt_plain_topics=False)
+    assert subscriptions(shared) == [
+        "$share/g1/spBv1.0/+/NDATA/#",
+        "$share/g1/spBv1.0/+/DDATA/#",
+        "spBv1.0/+/NBIRTH/#",
+        "spBv1.0/+/DBIRTH/#",
+        "spBv1.0/+/NDEATH/#",
+        "spBv1.0/+/DDEATH/#",
+    ]
+    assert subscriptions(Settings(mqtt_plain_topics=False)) == ["spBv1.0/#"]
