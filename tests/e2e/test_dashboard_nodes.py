@@ -12,6 +12,7 @@ import time
 import pytest
 from fixtures.browser import LiveServer
 from fixtures.mqtt import QosEdgeNode
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
@@ -23,15 +24,25 @@ from plantstream.mqtt.sparkplug.sparkplug_b_pb2 import Payload
 pytestmark = pytest.mark.e2e
 
 
-def wait(driver: WebDriver, timeout: float = 20) -> WebDriverWait:
-    return WebDriverWait(driver, timeout, poll_frequency=0.2)
+def wait(driver: WebDriver, timeout: float = 30) -> WebDriverWait:
+    # the summary line is redrawn too: a look that finds it gone looks again
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    )
+
+
+# the view redraws its rows on every poll: each look reads the table in one script, never
+# an element found by an earlier call (it may be gone)
+_ROWS = """return [...document.querySelectorAll('#nodes-table .node-row')].map(
+  (r) => [r.dataset.node, r.dataset.stale, [...r.cells].map((c) => c.innerText)]);"""
+
+
+def _table(driver: WebDriver) -> dict[str, tuple[str, list[str]]]:
+    return {node: (stale, cells) for node, stale, cells in driver.execute_script(_ROWS)}
 
 
 def _rows(driver: WebDriver) -> dict[str, str]:
-    return {
-        r.get_attribute("data-node") or "": r.get_attribute("data-stale") or ""
-        for r in driver.find_elements(By.CSS_SELECTOR, "#nodes-table .node-row")
-    }
+    return {node: stale for node, (stale, _) in _table(driver).items()}
 
 
 def test_edge_nodes_view_marks_dead_devices_and_nodes_stale(
@@ -49,23 +60,23 @@ def test_edge_nodes_view_marks_dead_devices_and_nodes_stale(
         browser.find_element(By.ID, "sign-in").click()
         expected = {f"{facility}/e1": "false", f"{facility}/e1/d1": "false"}
         wait(browser).until(lambda d: _rows(d) == expected)
-        device_row = f"tr[data-node='{facility}/e1/d1']"
-        cells = browser.find_elements(By.CSS_SELECTOR, f"{device_row} td")
-        assert cells[2].text == "e1.d1"  # its machine, linked to the machine page
-        assert "m00" in cells[5].text  # the signals its birth defined
+        device = f"{facility}/e1/d1"
+        cells = _table(browser)[device][1]
+        assert cells[1] == "online"
+        assert cells[2] == "e1.d1"  # its machine, linked to the machine page
+        assert "m00" in cells[5]  # the signals its birth defined
 
         death = Payload(timestamp=now_ms + 2, seq=node.seq + 1)
         node.client.publish(node.topic("DDEATH"), death.SerializeToString(), qos=1)
         expected[f"{facility}/e1/d1"] = "true"
         wait(browser).until(lambda d: _rows(d) == expected)
-        badge = browser.find_element(By.CSS_SELECTOR, f"{device_row} .node-state .badge")
-        assert badge.text == "stale"
-        assert "1 stale" in browser.find_element(By.ID, "nodes-summary").text
+        assert _table(browser)[device][1][1] == "stale"  # its badge
+        wait(browser).until(lambda d: "1 stale" in d.find_element(By.ID, "nodes-summary").text)
 
         will = edge.node_death(bdseq=0, timestamp_ms=now_ms + 3)
         node.client.publish(node.topic("NDEATH"), will, qos=1)
         wait(browser).until(lambda d: set(_rows(d).values()) == {"true"})
-        assert "2 stale" in browser.find_element(By.ID, "nodes-summary").text
+        wait(browser).until(lambda d: "2 stale" in d.find_element(By.ID, "nodes-summary").text)
         logged = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not logged, logged
     finally:
