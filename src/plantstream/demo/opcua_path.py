@@ -68,9 +68,9 @@ class _Server:
             self.ready.set()
 
     async def _serve(self) -> None:
-        from asyncua import Server, ua
-
-        server = Server()
+        asyncua = require_edge_extra("asyncua")
+        ua = asyncua.ua
+        server = asyncua.Server()
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
@@ -92,8 +92,7 @@ class _Server:
             await self._stop.wait()
 
     async def _write(self, readings: list[SimReading]) -> None:
-        from asyncua import ua
-
+        ua = require_edge_extra("asyncua").ua
         for r in readings:
             when = datetime.fromtimestamp(r.ts, UTC)
             number = round(r.value, 4)
