@@ -347,7 +347,7 @@ class Settings(BaseSettings):
     )
     mqtt_plain_topics: bool = Field(default=True, description="take plantstream/v1/# JSON")
     mqtt_sparkplug: bool = Field(
-        default=True, description="be a Sparkplug B host (never under $share: seq is per node)"
+        default=True, description="be a Sparkplug B host (data under $share: sparkplug_shared)"
     )
     mqtt_dead_letter_max: int = Field(default=10_000, ge=1, le=1_000_000)
     mqtt_metrics_port: int = Field(default=0, ge=0, le=65535, description="0: no metrics server")
@@ -361,6 +361,11 @@ class Settings(BaseSettings):
     )
     sparkplug_rebirth_interval_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="at most one rebirth request per node this often"
+    )
+    sparkplug_shared: bool = Field(
+        default=False,
+        description="share NDATA/DDATA among bridges ($share/{mqtt_share_group or plantstream}/"
+        "...); births and deaths still reach every bridge, seq gaps are not checked",
     )
 
     # -- backlog-aware admission (ingest/backlog.py; issue 14, per-facility fairness) -----

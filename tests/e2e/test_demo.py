@@ -16,6 +16,7 @@ import redis
 
 from plantstream.demo.books import totals
 from plantstream.local import EmbeddedServices
+from plantstream.local.mqtt_broker import EmbeddedBroker
 from plantstream.local.ports import free_port
 from plantstream.model import Reading, now_us
 from plantstream.stream import RedisStream, pack_readings
@@ -58,10 +59,18 @@ def test_a_thirty_second_demo_balances_and_cleans_up(tmp_path: Path) -> None:
     assert summary["balanced"] is True
     assert summary["errors"] == {}
     assert len(summary["faults_injected"]) >= 1
+    # one machine per facility published Sparkplug B through the embedded broker: every
+    # reading the broker acknowledged was accepted by the bridge (none refused) and stored
+    sparkplug = summary["paths"]["sparkplug"]
+    assert sparkplug["machines"] == 2
+    assert sparkplug["accepted"] > 2_000
+    assert sparkplug["published"] == sparkplug["acked_by_broker"] == sparkplug["accepted"]
+    assert summary["paths"]["http"]["accepted"] + sparkplug["accepted"] == summary["accepted"]
     assert "dashboard: http://127.0.0.1:" in result.stdout
     assert "read key for plant-01: ps_" in result.stdout
     # the demo started the servers, so it stopped them: no orphans
     assert [s.running for s in EmbeddedServices(data_dir).status()] == [False, False]
+    assert not EmbeddedBroker(data_dir / "mqtt").is_running()
 
 
 def demo_command(data_dir: Path, summary: Path, duration: int) -> list[str]:
@@ -177,3 +186,22 @@ def wait_for_new_readings(
                     return
         time.sleep(0.2)
     raise AssertionError("the demo's processor never received readings")
+
+
+def test_a_demo_with_an_opcua_machine_balances_across_three_paths(tmp_path: Path) -> None:
+    """``--opcua``: one machine behind an asyncua server, collected by the edge agent."""
+    summary_path = tmp_path / "summary.json"
+    command = [*demo_command(tmp_path / "data", summary_path, 10), "--opcua"]
+    output = run_to_the_end(command, {**os.environ, "PLANTSTREAM_LOG_LEVEL": "WARNING"})
+    summary = assert_balanced(summary_path, "opcua run")
+    opcua = summary["paths"]["opcua"]  # type: ignore[index]
+    # every value written to the server that a subscription reports (a change) was collected
+    # by the agent and accepted by ingest
+    reported = opcua["written_to_server"] - opcua["unchanged_not_reported"]
+    assert opcua["collected"] == reported == opcua["accepted"] > 100
+    assert opcua["rejected"] == 0
+    sparkplug = summary["paths"]["sparkplug"]  # type: ignore[index]
+    assert sparkplug["accepted"] > 0
+    http = summary["paths"]["http"]  # type: ignore[index]
+    assert http["accepted"] + sparkplug["accepted"] + opcua["accepted"] == summary["accepted"]
+    assert "the edge agent" in output  # it said it started the OPC UA machine's agent

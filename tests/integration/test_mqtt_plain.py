@@ -63,7 +63,7 @@ def test_bad_messages_are_dead_lettered_with_their_topic(
         "readings": [{"device": "press-1", "metric": "temperature", "ts": _ts(), "value": 1.0}],
     }
     _pub(f"plantstream/v1/{facility}/press-1", json.dumps(other))
-    _pub(f"plantstream/v1/{facility}/press-1/humidity", '"wet"')
+    _pub(f"plantstream/v1/{facility}/press-1/humidity", "[1, 2]")
     client = redis.Redis.from_url(redis_url)
     wait_until(lambda: len(dead_letters(client=client)) >= 3, timeout=20, what="the bridge")
     letters = {(d["topic"], d["code"]) for d in dead_letters(client=client)}

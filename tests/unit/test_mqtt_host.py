@@ -7,7 +7,15 @@ import time
 import pytest
 
 from plantstream.errors import ConfigError, ErrorCode
-from plantstream.model import TimeWindow
+from plantstream.model import (
+    DEFAULT_SIGNALS,
+    FixedCatalog,
+    SignalDef,
+    SignalKind,
+    TimeWindow,
+    ValueType,
+)
+from plantstream.mqtt.outcome import Outcome
 from plantstream.mqtt.plain import PlainTopics
 from plantstream.mqtt.sparkplug import edge
 from plantstream.mqtt.sparkplug.host import SparkplugHost
@@ -128,37 +136,119 @@ def test_ndeath_with_another_bdseq_is_an_old_will_and_ignored():
     assert later.park is not None  # a dead node's data waits for its rebirth
 
 
-def test_types_signed_integers_strings_and_nulls():
-    host = _host()
+TYPED = FixedCatalog(
+    {
+        **DEFAULT_SIGNALS,
+        "mode": SignalDef("mode", ValueType.STATE, SignalKind.STATE, states=("auto", "manual")),
+        "running": SignalDef("running", ValueType.BOOL),
+        "energy": SignalDef("energy", ValueType.INT64, SignalKind.COUNTER, unit="Wh"),
+        "serial": SignalDef("serial", ValueType.STRING, max_length=8),
+    }
+)
+
+
+def _typed_birth(host: SparkplugHost, *metrics: tuple[str, int, int, str, object]) -> Outcome:
     host.handle(
         "spBv1.0/f1/NBIRTH/e1", edge.node_birth(bdseq=0, timestamp_ms=NOW_MS, metrics={}), NOW_US
     )
     p = Payload(timestamp=NOW_MS, seq=1)
-    p.metrics.add(name="current", alias=1, datatype=3, int_value=(1 << 32) - 5)  # Int32 -5
-    p.metrics.add(name="power", alias=2, datatype=4, long_value=(1 << 64) - 7)  # Int64 -7
-    p.metrics.add(name="humidity", alias=3, datatype=11, boolean_value=True)
-    p.metrics.add(name="mode", alias=4, datatype=12, string_value="auto")
-    p.metrics.add(name="pressure", alias=5, datatype=10, is_null=True)
-    out = host.handle("spBv1.0/f1/DBIRTH/e1/d1", p.SerializeToString(), NOW_US)
-    assert sorted((r.metric, r.value) for r in out.readings) == [
-        ("current", -5.0),
-        ("humidity", 1.0),
-        ("power", -7.0),
-    ]
-    assert out.rejected == {ErrorCode.UNSUPPORTED_DATATYPE: 1, ErrorCode.NULL_VALUE: 1}
+    for name, alias, datatype, field, value in metrics:
+        m = p.metrics.add(name=name, alias=alias, datatype=datatype)
+        if field == "null":
+            m.is_null = True
+        else:
+            setattr(m, field, value)
+    return host.handle("spBv1.0/f1/DBIRTH/e1/d1", p.SerializeToString(), NOW_US)
 
 
-def test_is_historical_is_taken_in_the_window_and_refused_past_it():
-    host = _host()
+def test_values_keep_their_type_integers_exact_beyond_2_53():
+    host = _host(catalog=TYPED)
+    out = _typed_birth(
+        host,
+        ("current", 1, 3, "int_value", (1 << 32) - 5),  # Int32 -5, two's complement
+        ("energy", 2, 4, "long_value", 2**53 + 1),  # Int64 beyond what a float holds
+        ("running", 3, 11, "boolean_value", True),
+        ("mode", 4, 12, "string_value", "auto"),
+        ("serial", 5, 14, "string_value", "SN-42"),  # Text
+    )
+    got = {r.metric: (r.value, r.value_type) for r in out.readings}
+    assert got == {
+        "current": (-5.0, ValueType.DOUBLE),
+        "energy": (2**53 + 1, ValueType.INT64),
+        "running": (True, ValueType.BOOL),
+        "mode": ("auto", ValueType.STATE),
+        "serial": ("SN-42", ValueType.STRING),
+    }
+    assert type(got["energy"][0]) is int
+    assert out.rejected == {}
+    # data by alias keeps the types too, and a negative Int64 is exact
+    p = Payload(timestamp=NOW_MS, seq=2)
+    p.metrics.add(alias=2, long_value=(1 << 64) - (2**60 + 3))
+    p.metrics.add(alias=4, string_value="manual")
+    p.metrics.add(alias=3, boolean_value=False)
+    data = host.handle("spBv1.0/f1/DDATA/e1/d1", p.SerializeToString(), NOW_US)
+    assert [r.value for r in data.readings] == [-(2**60 + 3), "manual", False]
+
+
+def test_a_value_its_signal_does_not_take_is_refused_with_a_code():
+    host = _host(catalog=TYPED)
+    out = _typed_birth(
+        host,
+        ("humidity", 1, 11, "boolean_value", True),  # a double signal: not a boolean
+        ("mode", 2, 12, "string_value", "turbo"),  # not one of its states
+        ("serial", 3, 12, "string_value", "far too long"),  # past max_length
+        ("energy", 4, 8, "long_value", 2**64 - 1),  # UInt64 past int64
+        ("running", 5, 13, "long_value", NOW_MS),  # DateTime
+        ("pressure", 6, 10, "null", None),  # a birth's null: a definition, no reading
+    )
+    assert out.readings == []
+    assert out.rejected == {
+        ErrorCode.INVALID_READING: 1,
+        ErrorCode.UNKNOWN_STATE: 1,
+        ErrorCode.VALUE_TOO_LONG: 1,
+        ErrorCode.VALUE_OUT_OF_RANGE: 1,
+        ErrorCode.UNSUPPORTED_DATATYPE: 1,
+    }
+    p = Payload(timestamp=NOW_MS, seq=2)
+    p.metrics.add(alias=6, is_null=True)
+    data = host.handle("spBv1.0/f1/DDATA/e1/d1", p.SerializeToString(), NOW_US)
+    assert data.rejected == {ErrorCode.NULL_VALUE: 1}
+
+
+def _historical(host: SparkplugHost) -> Outcome:
     _born(host)
     p = Payload(timestamp=NOW_MS, seq=2)
+    p.metrics.add(alias=1, double_value=50.0, timestamp=NOW_MS)  # live
     p.metrics.add(alias=1, double_value=50.0, timestamp=NOW_MS - 3_600_000, is_historical=True)
     p.metrics.add(
         alias=1, double_value=50.0, timestamp=NOW_MS - 30 * 86_400_000, is_historical=True
     )
-    out = host.handle("spBv1.0/f1/DDATA/e1/d1", p.SerializeToString(), NOW_US)
-    assert out.historical == 1
+    return host.handle("spBv1.0/f1/DDATA/e1/d1", p.SerializeToString(), NOW_US)
+
+
+def test_is_historical_goes_to_the_history_path_in_the_live_window_by_default():
+    out = _historical(_host())
+    assert [r.ts_us for r in out.readings] == [NOW_US]
+    assert [r.ts_us for r in out.history] == [NOW_US - 3_600_000_000]
+    assert out.historical == 2
     assert out.rejected == {ErrorCode.TIMESTAMP_TOO_OLD: 1}
+
+
+def test_is_historical_is_judged_by_the_history_sinks_window():
+    year = TimeWindow(max_past_us=366 * 86_400 * 1_000_000)
+    out = _historical(_host(history_window=year))
+    assert [r.ts_us for r in out.readings] == [NOW_US]
+    assert sorted(r.ts_us for r in out.history) == [
+        NOW_US - 30 * 86_400_000_000,
+        NOW_US - 3_600_000_000,
+    ]
+    assert out.rejected == {}
+
+
+def test_a_host_sharing_the_data_checks_no_seq():
+    host = _host(check_seq=False)
+    _born(host)
+    assert host.handle("spBv1.0/f1/DDATA/e1/d1", _ddata(9), NOW_US).rebirths == []
 
 
 @pytest.mark.parametrize(
@@ -199,3 +289,19 @@ def test_plain_topics_check_the_topic():
     assert [(r.device, r.metric, r.value) for r in one.readings] == [("m1", "humidity", 55.0)]
     far = plain.handle("plantstream/v1/f1/m1/humidity", b"500", NOW_US)
     assert far.rejected == {ErrorCode.VALUE_OUT_OF_RANGE: 1}
+
+
+def test_shared_sparkplug_data_and_unshared_births_and_deaths():
+    from plantstream.mqtt.client import subscriptions
+    from plantstream.settings import Settings
+
+    shared = Settings(sparkplug_shared=True, mqtt_share_group="g1", mqtt_plain_topics=False)
+    assert subscriptions(shared) == [
+        "$share/g1/spBv1.0/+/NDATA/#",
+        "$share/g1/spBv1.0/+/DDATA/#",
+        "spBv1.0/+/NBIRTH/#",
+        "spBv1.0/+/DBIRTH/#",
+        "spBv1.0/+/NDEATH/#",
+        "spBv1.0/+/DDEATH/#",
+    ]
+    assert subscriptions(Settings(mqtt_plain_topics=False)) == ["spBv1.0/#"]

@@ -32,9 +32,37 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 7,
     faults: Annotated[int | None, typer.Option("--faults", min=0)] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="live terminal view")] = True,
+    sparkplug_machines: Annotated[
+        int,
+        typer.Option(
+            "--sparkplug-machines",
+            min=0,
+            max=200,
+            help="machines per facility publishing Sparkplug B through the embedded MQTT broker",
+        ),
+    ] = 1,
+    opcua: Annotated[
+        bool,
+        typer.Option(
+            "--opcua/--no-opcua",
+            help="one machine behind an OPC UA server, collected by the edge agent",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole platform on embedded servers with a simulated plant and injected faults."""
-    options = DemoOptions(duration, facilities, machines, rate, port, data_dir, seed, faults, live)
+    options = DemoOptions(
+        duration,
+        facilities,
+        machines,
+        rate,
+        port,
+        data_dir,
+        seed,
+        faults,
+        live,
+        sparkplug_machines=sparkplug_machines,
+        opcua=opcua,
+    )
     summary = run_demo(options, console)
     table = Table(title="summary", show_header=False)
     for key in (
@@ -48,6 +76,8 @@ def demo(
         "alerts",
     ):
         table.add_row(key.replace("_", " "), str(summary[key]))
+    for path, books in summary["paths"].items():  # type: ignore[attr-defined]
+        table.add_row(f"via {path}", ", ".join(f"{k} {v}" for k, v in books.items()))
     for kind, entry in summary["alerts_by_fault_type"].items():  # type: ignore[attr-defined]
         table.add_row(f"fault {kind}", f"{entry['detected']}/{entry['injected']} detected")
     console.print(table)

@@ -18,3 +18,5 @@ class DemoOptions:
     faults: int | None = None  # default: one per machine type and fault kind, as fits
     live: bool = True
     history: float = 360.0  # seconds of simulated history sent first: detectors learn normal
+    sparkplug_machines: int = 1  # machines per facility publishing Sparkplug B over MQTT (0: none)
+    opcua: bool = False  # one machine behind an OPC UA server, collected by the edge agent

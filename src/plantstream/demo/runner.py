@@ -1,5 +1,6 @@
 """The demo: embedded PostgreSQL and Redis, ingest + processor + API in one process, and a
-simulated plant with injected faults posting over HTTP, with a live view and a summary.
+simulated plant with injected faults posting over HTTP, with a live view and a summary; some
+machines publish Sparkplug B through the embedded MQTT broker into the bridge instead.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import psycopg
 from rich.console import Console
 
 from plantstream.demo import books
+from plantstream.demo.mqtt_path import SparkplugPath, SplitGateway
+from plantstream.demo.opcua_path import OpcUaPath
 from plantstream.demo.options import DemoOptions
 from plantstream.demo.summary import collect_summary
 from plantstream.demo.view import LiveView
 from plantstream.local import EmbeddedServices
 from plantstream.runtime import Runtime, web_server_thread
 from plantstream.settings import load_settings
-from plantstream.simulate import Gateway, LoadStats, Plant
+from plantstream.simulate import LoadStats, Plant
 from plantstream.store.keys import Role, create_key
 from plantstream.stream.base import Stream
 
@@ -52,6 +55,8 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
     settings = load_settings(data_dir=options.data_dir, port=options.port, host="127.0.0.1")
     runtime = Runtime.embedded(settings)
     stop = threading.Event()
+    sparkplug: SparkplugPath | None = None
+    opcua: OpcUaPath | None = None
     try:
         runtime.migrate()
         runtime.ensure_partitions()
@@ -74,13 +79,28 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
         )
         url = f"http://127.0.0.1:{options.port}"
         stats = LoadStats(faults=faults)
+        if options.sparkplug_machines:
+            console.print("starting the embedded MQTT broker and the Sparkplug B bridge ...")
+            sparkplug = SparkplugPath.start(runtime, plant, options.sparkplug_machines)
         with web_server_thread(runtime.app(["ingest", "query"]), settings, log_level="warning"):
             console.print(f"dashboard: [link={url}/]{url}/[/link]   API docs: {url}/docs")
             for facility, key in read_keys.items():
                 console.print(
                     f"read key for {facility}: [bold]{key}[/bold]", soft_wrap=True, highlight=False
                 )
-            gateway = Gateway(
+            if options.opcua:
+                console.print("starting the OPC UA server of one machine and the edge agent ...")
+                first = plant.machines[0]  # never a Sparkplug one: those are each facility's last
+                opcua = OpcUaPath.start(
+                    first,
+                    plant,
+                    url=url,
+                    key=ingest_keys[first.facility],
+                    data_dir=options.data_dir,
+                )
+            gateway = SplitGateway(
+                sparkplug=sparkplug,
+                opcua=opcua,
                 url=url,
                 keys=ingest_keys,
                 plant=plant,
@@ -97,14 +117,27 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
                 baseline=baseline,
             )
             _drive(gateway, view, options, console)
+            if sparkplug is not None and not sparkplug.finish():
+                console.print("[yellow]the bridge did not account for every MQTT reading[/yellow]")
+            if opcua is not None and not opcua.finish():
+                console.print("[yellow]the edge agent did not forward every OPC UA value[/yellow]")
             if not books.wait_drained(runtime.connect, stream, timeout=DRAIN_TIMEOUT_S):
                 console.print("[yellow]the processor did not drain the stream in time[/yellow]")
             stop.set()
             processor_thread.join(timeout=30)
         stream.close()
-        return collect_summary(runtime.database_url, stats, started, options, baseline)
+        paths = {}
+        if sparkplug is not None:
+            paths["sparkplug"] = sparkplug.books()
+        if opcua is not None:
+            paths["opcua"] = opcua.books()
+        return collect_summary(runtime.database_url, stats, started, options, baseline, paths=paths)
     finally:
         stop.set()
+        if sparkplug is not None:
+            sparkplug.close()
+        if opcua is not None:
+            opcua.close()
         runtime.close()
         if not was_running:
             services.stop()
@@ -120,7 +153,7 @@ def _catch_up(runtime: Runtime, stream: Stream, console: Console) -> bool:
     return books.wait_drained(runtime.connect, stream, timeout=CATCH_UP_TIMEOUT_S)
 
 
-def _drive(gateway: Gateway, view: LiveView, options: DemoOptions, console: Console) -> None:
+def _drive(gateway: SplitGateway, view: LiveView, options: DemoOptions, console: Console) -> None:
     """Send history, then live readings until the duration ends or Ctrl-C stops them.
 
     The simulator runs on its own thread, so Ctrl-C (in the main thread) never cuts a

@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from plantstream.errors import ErrorCode, PlantstreamError
 from plantstream.ingest import IngestService
 from plantstream.model import ParsedBatch, Reading, now_us
 from plantstream.mqtt import metrics
+from plantstream.mqtt.history import HistorySink
 from plantstream.mqtt.outcome import Outcome
 from plantstream.store import sparkplug_state as state_store
 from plantstream.store.keys import Principal, Role
@@ -60,6 +62,7 @@ class Route:
 class _Batch:
     items: list[Inbound] = field(default_factory=list)
     readings: dict[str, list[Reading]] = field(default_factory=dict)
+    history: dict[str, list[Reading]] = field(default_factory=dict)
     letters: list[tuple[str, str, str, bytes, int]] = field(default_factory=list)
     births: dict[str, BirthState] = field(default_factory=dict)
     deaths: dict[str, int] = field(default_factory=dict)
@@ -67,7 +70,8 @@ class _Batch:
     rebirths: list[tuple[str, str]] = field(default_factory=list)
     parked: list[tuple[str, str, bytes, int]] = field(default_factory=list)
     replay: list[str] = field(default_factory=list)
-    replaced: dict[str, list[tuple[str, bytes, int]]] = field(default_factory=dict)
+    unparked: dict[str, list[bytes]] = field(default_factory=dict)  # node -> entries taken
+    counts: Counter[str] = field(default_factory=Counter)  # readings accepted, rejected
 
 
 class Bridge:
@@ -87,6 +91,7 @@ class Bridge:
         dead_letter_max: int = 10_000,
         on_batch: Callable[[], None] = lambda: None,
         ready: Callable[[str], bool] = lambda topic: True,
+        history: HistorySink | None = None,
     ) -> None:
         self.ingest = ingest
         self.redis = redis_client
@@ -99,7 +104,11 @@ class Bridge:
         self.dead_letter_max = dead_letter_max
         self.on_batch = on_batch
         self.ready = ready
+        self.history = history  # None: historical readings go with the live ones
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.taken: Counter[str] = Counter()  # messages handled by this bridge, per path
+        # readings made durable (accepted) or refused one by one (rejected): the demo's books
+        self.readings: Counter[str] = Counter()
         self._principals: dict[str, Principal] = {}
 
     def put(self, item: Inbound) -> None:
@@ -143,6 +152,7 @@ class Bridge:
             if stop is not None and stop.wait(delay):
                 return  # not acked: the broker hands these over again
             delay = min(delay * 2, 5.0)
+        self.readings.update(batch.counts)
         for item in items:
             if item.qos > 0:
                 self.ack(item)
@@ -164,22 +174,20 @@ class Bridge:
             return
         if not waiting:
             return
-        flags = [self.ready(topic) for topic, _, _ in waiting]
-        ready = [w for w, ok in zip(waiting, flags, strict=True) if ok]
-        still = [w for w, ok in zip(waiting, flags, strict=True) if not ok]
+        ready = [w for w in waiting if self.ready(w[0])]
         if not ready:
             return
-        batch = _Batch(items=[Inbound(t, p, 0, 0, -1, r) for t, p, r in ready])
+        batch = _Batch(items=[Inbound(t, p, 0, 0, -1, r) for t, p, r, _ in ready])
         for item in batch.items:
             self._route(item, batch)
         batch.replay.clear()
-        batch.replaced[node] = still + [(t, p, r) for n, t, p, r in batch.parked if n == node]
-        batch.parked = [b for b in batch.parked if b[0] != node]
+        batch.unparked[node] = [entry for *_, entry in ready]
         delay = 0.05
         while not self._commit(batch):
             if stop is not None and stop.wait(delay):
                 return
             delay = min(delay * 2, 5.0)
+        self.readings.update(batch.counts)
         metrics.REPLAYED.inc(len(ready))
 
     def _route(self, item: Inbound, batch: _Batch) -> None:
@@ -192,9 +200,12 @@ class Bridge:
             log.exception("handling a message on %s failed", item.topic[:200])
             out = Outcome.refused(ErrorCode.INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
         metrics.MESSAGES.labels(route.path).inc()
-        received = len(out.readings) + sum(out.rejected.values())
-        metrics.READINGS.labels(route.path, "received").inc(received)
-        metrics.READINGS.labels(route.path, "accepted").inc(len(out.readings))
+        self.taken[route.path] += 1
+        accepted, rejected = len(out.readings) + len(out.history), sum(out.rejected.values())
+        metrics.READINGS.labels(route.path, "received").inc(accepted + rejected)
+        metrics.READINGS.labels(route.path, "accepted").inc(accepted)
+        batch.counts["accepted"] += accepted
+        batch.counts["rejected"] += rejected
         if out.rejected:
             metrics.READINGS.labels(route.path, "rejected").inc(sum(out.rejected.values()))
             for code, n in out.rejected.items():
@@ -206,6 +217,9 @@ class Bridge:
         metrics.HISTORICAL.inc(out.historical)
         if out.readings and out.facility is not None:
             batch.readings.setdefault(out.facility, []).extend(out.readings)
+        if out.history and out.facility is not None:
+            into = batch.readings if self.history is None else batch.history
+            into.setdefault(out.facility, []).extend(out.history)
         batch.births.update(out.births)
         for key in out.births:
             batch.deaths.pop(key, None)  # born again after dying in the same batch
@@ -225,6 +239,13 @@ class Bridge:
                 self.ingest.accept_decoded(
                     who, ParsedBatch(facility, readings, []), received_us=received
                 )
+            if self.history is not None:
+                for facility, readings in batch.history.items():
+                    self.history.write_history(
+                        self._principal(facility),
+                        ParsedBatch(facility, readings, []),
+                        received_us=received,
+                    )
             state_store.save_births(client=self.redis, births=batch.births)
             state_store.mark_dead(client=self.redis, keys=batch.deaths)
             state_store.save_progress(client=self.redis, seqs=batch.seqs)
@@ -237,8 +258,8 @@ class Bridge:
             )
             metrics.PARKED.inc(len(batch.parked) - over)
             metrics.DEAD_LETTERS_DROPPED.inc(over)
-            for node, waiting in batch.replaced.items():
-                state_store.keep_parked(client=self.redis, node=node, messages=waiting)
+            for node, entries in batch.unparked.items():
+                state_store.unpark(client=self.redis, node=node, entries=entries)
         except (PlantstreamError, redis.RedisError, OSError) as exc:
             metrics.COMMIT_RETRIES.labels(type(exc).__name__).inc()
             log.warning("MQTT batch not durable yet, retrying: %s", exc)

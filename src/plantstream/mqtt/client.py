@@ -116,13 +116,26 @@ def connect(client: mqtt.Client, settings: Settings, address: BrokerAddress) -> 
         client.connect(address.host, address.port, keepalive=settings.mqtt_keepalive_seconds)
 
 
+SPARKPLUG_STATE_TYPES = ("NBIRTH", "DBIRTH", "NDEATH", "DDEATH")
+
+
 def subscriptions(settings: Settings) -> list[str]:
-    """The topic filters of this bridge: plain JSON (shared if a group is set) and Sparkplug
-    (never shared: a node's seq is checked across all its messages)."""
+    """The topic filters of this bridge: plain JSON (shared if a group is set) and Sparkplug.
+
+    Sparkplug is one unshared ``spBv1.0/#`` (a node's seq is checked across all its
+    messages), or with ``sparkplug_shared`` its NDATA/DDATA under ``$share`` and its births
+    and deaths unshared: every bridge sees every birth before the data published after it
+    (the broker keeps one session's messages in order), so each can decode whatever data
+    the broker gives it, and none can check seq (it sees only part of a node's messages).
+    """
     topics = []
     if settings.mqtt_plain_topics:
         share = f"$share/{settings.mqtt_share_group}/" if settings.mqtt_share_group else ""
         topics.append(f"{share}plantstream/v1/#")
-    if settings.mqtt_sparkplug:
+    if settings.mqtt_sparkplug and settings.sparkplug_shared:
+        share = f"$share/{settings.mqtt_share_group or 'plantstream'}/"
+        topics += [f"{share}spBv1.0/+/NDATA/#", f"{share}spBv1.0/+/DDATA/#"]
+        topics += [f"spBv1.0/+/{kind}/#" for kind in SPARKPLUG_STATE_TYPES]
+    elif settings.mqtt_sparkplug:
         topics.append("spBv1.0/#")
     return topics

@@ -27,7 +27,8 @@ class Outcome:
     deaths: dict[str, int] = field(default_factory=dict)
     seqs: dict[str, int] = field(default_factory=dict)
     rebirths: list[tuple[str, str]] = field(default_factory=list)  # (group, edge node)
-    historical: int = 0
+    historical: int = 0  # is_historical metrics seen (taken into ``history`` or refused)
+    history: list[Reading] = field(default_factory=list)  # for the history path, not live
     park: str | None = None  # the node key this message waits for (kept, replayed on birth)
     replay: list[str] = field(default_factory=list)  # node keys born: replay their parked ones
 

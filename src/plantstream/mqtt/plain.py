@@ -2,7 +2,8 @@
 
 ``.../{facility}/{device}`` carries the ``POST /v1/readings`` body (its ``facility`` must be the
 topic's, each reading's ``device`` the topic's: ``device_mismatch`` otherwise);
-``.../{facility}/{device}/{signal}`` carries one value, a bare JSON number or
+``.../{facility}/{device}/{signal}`` carries one value (its signal's type: a number, an
+integer, true/false or a string), bare or as
 ``{"value": v, "ts": "RFC 3339", "unit": u, "quality": q}`` (no ``ts``: the time it arrived,
 which a redelivery cannot repeat, so a device that needs exactly-once sends ``ts``). The
 broker's ACL confines a client to its facility's topics; the bridge checks the facility here
@@ -24,13 +25,13 @@ PREFIX = "plantstream/v1/"
 
 
 class _Value(msgspec.Struct, forbid_unknown_fields=True):
-    value: float
+    value: bool | int | float | str
     ts: datetime | None = None
     unit: str | None = None
     quality: str = "good"
 
 
-_value = msgspec.json.Decoder(float | _Value)
+_value = msgspec.json.Decoder(bool | int | float | str | _Value)
 
 
 class PlainTopics:
@@ -103,7 +104,7 @@ class PlainTopics:
             raise InvalidInputError(
                 ErrorCode.UNDECODABLE_PAYLOAD, f"expected a number or {{'value': ...}}: {exc}"
             ) from None
-        if isinstance(item, float):
+        if not isinstance(item, _Value):
             item = _Value(item)
         if item.ts is not None and item.ts.tzinfo is None:
             raise InvalidInputError(

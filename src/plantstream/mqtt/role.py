@@ -20,6 +20,7 @@ from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog
 from plantstream.mqtt import metrics
 from plantstream.mqtt.bridge import Bridge, Route
 from plantstream.mqtt.client import parse_url
+from plantstream.mqtt.history import HistorySink
 from plantstream.mqtt.plain import PREFIX, PlainTopics
 from plantstream.mqtt.session import BrokerSession
 from plantstream.mqtt.sparkplug.host import SparkplugHost
@@ -49,13 +50,23 @@ def facilities_of(settings: Settings) -> frozenset[str]:
     return frozenset(f for f in settings.mqtt_facilities.split(",") if f)
 
 
-def build_bridge(runtime: BridgeRuntime, session: BrokerSession) -> tuple[Bridge, SparkplugHost]:
-    """The bridge and its Sparkplug host, wired to ``session`` for acks and rebirths."""
+def build_bridge(
+    runtime: BridgeRuntime,
+    session: BrokerSession,
+    *,
+    catalog: SignalCatalog = DEFAULT_CATALOG,
+    history: HistorySink | None = None,
+) -> tuple[Bridge, SparkplugHost]:
+    """The bridge and its Sparkplug host, wired to ``session`` for acks and rebirths.
+
+    ``catalog`` is the facilities' signal catalog (types, units, ranges); ``history`` takes
+    ``is_historical`` readings (None: they go on the live path, in the live window).
+    """
     s = runtime.settings
     redis_client = runtime.redis("state")
     facilities = facilities_of(s)
-    # the runtime's store-backed catalog (a test's runtime may carry none: the default one)
-    catalog: SignalCatalog = getattr(runtime, "signal_catalog", DEFAULT_CATALOG)
+    if catalog is DEFAULT_CATALOG:  # the runtime's store-backed catalog, when it has one
+        catalog = getattr(runtime, "signal_catalog", DEFAULT_CATALOG)
     ingest = IngestService(
         stream=runtime.stream(),
         window=runtime.window,
@@ -71,6 +82,8 @@ def build_bridge(runtime: BridgeRuntime, session: BrokerSession) -> tuple[Bridge
         facilities=facilities,
         rebirth_interval=s.sparkplug_rebirth_interval_seconds,
         catalog=catalog,
+        history_window=history.window if history is not None else None,
+        check_seq=not s.sparkplug_shared,
     )
     plain = PlainTopics(
         window=runtime.window,
@@ -91,6 +104,7 @@ def build_bridge(runtime: BridgeRuntime, session: BrokerSession) -> tuple[Bridge
         dead_letter_max=s.mqtt_dead_letter_max,
         on_batch=lambda: metrics.STALE_NODES.set(host.stale()),
         ready=host.ready,
+        history=history,
     )
     return bridge, host
 

@@ -233,25 +233,28 @@ def park(*, client: redis.Redis, messages: list[tuple[str, str, bytes, int]], ma
     return over
 
 
-def parked(*, client: redis.Redis, node: str) -> list[tuple[str, bytes, int]]:
-    """The messages parked for ``node``: (topic, payload, received_us), oldest first."""
+def parked(*, client: redis.Redis, node: str) -> list[tuple[str, bytes, int, bytes]]:
+    """The messages parked for ``node``: (topic, payload, received_us, entry), oldest first;
+    ``entry`` is the stored item, for ``unpark``."""
     raw = cast("list[bytes]", client.lrange(_parked_key(node), 0, -1))
     out = []
     for item in raw:
         entry = json.loads(item)
-        out.append((entry["topic"], base64.b64decode(entry["payload_b64"]), entry["received_us"]))
+        out.append(
+            (entry["topic"], base64.b64decode(entry["payload_b64"]), entry["received_us"], item)
+        )
     return out
 
 
-def keep_parked(*, client: redis.Redis, node: str, messages: list[tuple[str, bytes, int]]) -> None:
-    """Replace ``node``'s parked messages with ``messages`` (those still waiting)."""
+def unpark(*, client: redis.Redis, node: str, entries: list[bytes]) -> None:
+    """Remove ``entries`` (taken now) from ``node``'s parked messages, one occurrence each.
+
+    Only those: a message parked meanwhile (by this bridge or another sharing the load) stays,
+    and two bridges replaying the same list at once remove each entry once.
+    """
+    if not entries:
+        return
     pipe = client.pipeline(transaction=True)
-    pipe.delete(_parked_key(node))
-    for topic, payload, received_us in messages:
-        entry = {
-            "topic": topic,
-            "payload_b64": base64.b64encode(payload).decode(),
-            "received_us": received_us,
-        }
-        pipe.rpush(_parked_key(node), json.dumps(entry))
+    for item in entries:
+        pipe.lrem(_parked_key(node), 1, item)  # type: ignore[arg-type]  # redis takes bytes too
     pipe.execute()

@@ -1,7 +1,9 @@
 """What a birth certificate says of each metric, bound once: where its values go, how to read them.
 
 A ``Binding`` is built per metric at NBIRTH/DBIRTH (or rebuilt from the birth kept in Redis),
-so a data message's metric costs one dict lookup by alias before its value is validated.
+so a data message's metric costs one dict lookup by alias before its value is validated. The
+signal's definition comes from the facility's catalog at that moment (a model applied later is
+seen at the node's next birth, or the next bridge start).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plantstream.errors import ErrorCode, InvalidInputError
-from plantstream.model import METRICS, SignalDef, ValueType, check_id
+from plantstream.model import DEFAULT_CATALOG, SignalCatalog, ValueType, check_id
 from plantstream.model.units import linear
 from plantstream.mqtt.sparkplug.datatypes import rule_of
 from plantstream.mqtt.sparkplug.mapping import is_control, split_metric
@@ -84,20 +86,23 @@ def bind(
     machine: str,
     name: str,
     spec: dict[str, Any],
-    known_of: Callable[[str], SignalDef | None] = METRICS.get,
+    *,
+    facility: str = "",
+    catalog: SignalCatalog = DEFAULT_CATALOG,
 ) -> Binding:
-    """The binding of metric ``name`` born on ``machine`` with definition ``spec``
-    (``known_of``: the facility's definition of a signal, for the fast path)."""
+    """The binding of metric ``name`` born on ``machine`` of ``facility`` with definition
+    ``spec``; the signal's type, unit and range are the facility's (``catalog``)."""
     if is_control(name):
         return Binding(machine, name, control=True)
     target, signal = split_metric(machine, name)
     rule = rule_of(int(spec.get("datatype", 0)))
     props = spec.get("properties") or {}
     unit = next((str(props[k]) for k in UNIT_KEYS if isinstance(props.get(k), str)), None)
-    known = known_of(signal)
+    known = catalog.get(facility, signal)
     pair = linear(unit, known.unit) if known is not None and unit else None
     fast = (
         known is not None
+        and rule.value_type in (ValueType.DOUBLE, ValueType.INT64)  # numbers only
         and known.value_type is ValueType.DOUBLE  # typed signals take the validating path
         and _valid_id(target)
         and (unit in (None, known.unit) or (unit in known.accepted_units and pair is not None))
@@ -142,9 +147,14 @@ class Bound:
         machine: str,
         metrics: dict[str, dict[str, Any]],
         aliases: dict[int, str],
-        known_of: Callable[[str], SignalDef | None] = METRICS.get,
+        *,
+        facility: str = "",
+        catalog: SignalCatalog = DEFAULT_CATALOG,
     ) -> Bound:
-        by_name = {name: bind(machine, name, spec, known_of) for name, spec in metrics.items()}
+        by_name = {
+            name: bind(machine, name, spec, facility=facility, catalog=catalog)
+            for name, spec in metrics.items()
+        }
         by_alias = {alias: by_name[name] for alias, name in aliases.items() if name in by_name}
         return cls(by_alias, by_name)
 

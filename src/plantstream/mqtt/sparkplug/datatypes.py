@@ -1,7 +1,10 @@
 """Sparkplug B data types onto plantstream's value types: one table, read at birth.
 
-Until typed values land, a numeric or boolean metric is sent on as a number; a string, a
-date, bytes, a data set, a template or an array is refused per metric (``unsupported_datatype``).
+Integers go on exactly (``int``, Int64 beyond 2**53 included), Float/Double as floats, Boolean
+as ``bool``, String/Text/UUID as text (a ``string`` or ``state`` signal, per the catalog); a
+date, bytes, a file, a data set, a template or an array is refused per metric
+(``unsupported_datatype``). The signal's own value type (the catalog) has the last word:
+``validate_fields`` refuses a value of another type.
 """
 
 from __future__ import annotations
@@ -36,10 +39,10 @@ _RULES = [
     (9, TypeRule("Float", ValueType.DOUBLE)),
     (10, TypeRule("Double", ValueType.DOUBLE)),
     (11, TypeRule("Boolean", ValueType.BOOL)),
-    (12, TypeRule("String", None)),
+    (12, TypeRule("String", ValueType.STRING)),
     (13, TypeRule("DateTime", None)),
-    (14, TypeRule("Text", None)),
-    (15, TypeRule("UUID", None)),
+    (14, TypeRule("Text", ValueType.STRING)),
+    (15, TypeRule("UUID", ValueType.STRING)),
     (16, TypeRule("DataSet", None)),
     (17, TypeRule("Bytes", None)),
     (18, TypeRule("File", None)),

@@ -6,6 +6,9 @@ falls back to the birth kept in Redis (``BirthStore``), so a restarted bridge, o
 taking over, goes on without a rebirth; what neither knows gets a rebirth request (NCMD
 ``Node Control/Rebirth``), at most one per node every ``rebirth_interval`` seconds.
 
+A payload's metrics become readings in ``values.MetricReader`` (types, the catalog, the live
+and history windows).
+
 Sequence numbers: MQTT hands one session's messages over in order, so the host reorders
 nothing; a seq that is behind (a redelivery after a restart) is taken as it is (the processor
 stores a repeated reading once), a seq ahead of the next expected one is a gap: its data is
@@ -23,19 +26,22 @@ from typing import Protocol
 from google.protobuf.message import DecodeError
 
 from plantstream.errors import ErrorCode, InvalidInputError
-from plantstream.model import Reading, TimeWindow, check_id, validate_fields
-from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog, SignalDef, per_batch
+from plantstream.model import (
+    DEFAULT_CATALOG,
+    SignalCatalog,
+    TimeWindow,
+    check_id,
+)
 from plantstream.mqtt.outcome import Outcome
 from plantstream.mqtt.sparkplug.bindings import Bound, definition
 from plantstream.mqtt.sparkplug.mapping import NameRule
 from plantstream.mqtt.sparkplug.sparkplug_b_pb2 import Payload
 from plantstream.mqtt.sparkplug.topics import MessageType, SparkplugTopic, parse_topic
+from plantstream.mqtt.sparkplug.values import MetricReader
 from plantstream.store.sparkplug_state import BirthState, node_key
 
 log = logging.getLogger(__name__)
 
-_NUMBERS = frozenset({"float_value", "double_value", "boolean_value"})
-_INTEGERS = frozenset({"int_value", "long_value"})
 _IGNORED = frozenset({MessageType.STATE, MessageType.NCMD, MessageType.DCMD})
 
 
@@ -66,22 +72,24 @@ class SparkplugHost:
         rebirth_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         catalog: SignalCatalog = DEFAULT_CATALOG,
+        history_window: TimeWindow | None = None,
+        check_seq: bool = True,
     ) -> None:
-        self.catalog = catalog  # each facility's signals (the runtime's StoreCatalog)
         self.rule = rule
         self.window = window
+        self.catalog = catalog
+        self.history_window = history_window or window
+        self.reader = MetricReader(
+            window=window, history_window=self.history_window, catalog=catalog
+        )
+        # off when the data is shared among bridges: one bridge sees only some of a node's seqs
+        self.seq_checked = check_seq
         self.store = store
         self.facilities = facilities
         self.rebirth_interval = rebirth_interval
         self.clock = clock
         self._sessions: dict[str, _Session] = {}
         self._asked: dict[str, float] = {}  # node key -> when a rebirth was last requested
-
-    def _known(self, facility: str) -> Callable[[str], SignalDef | None]:
-        """The facility's definitions for a birth's bindings (read at birth: a model change
-        reaches the fast path at the next birth, the validating path at once)."""
-        view = per_batch(self.catalog)  # one lookup of the facility for the whole birth
-        return lambda signal: view.get(facility, signal)
 
     def ready(self, topic: str) -> bool:
         """Whether a parked message on ``topic`` can be taken now (its node, and its device if
@@ -137,7 +145,7 @@ class SparkplugHost:
         )
         self._asked.pop(key, None)
         out.replay.append(key)
-        self._take(t, session, p, received_us, out)
+        self._take(t, session, p, received_us, out, birth=True)
 
     def _dbirth(
         self, t: SparkplugTopic, facility: str, p: Payload, received_us: int, out: Outcome
@@ -158,7 +166,7 @@ class SparkplugHost:
             out=out,
         )
         out.replay.append(node_key(t.group, t.edge_node))
-        self._take(t, session, p, received_us, out)
+        self._take(t, session, p, received_us, out, birth=True)
 
     def _birth(
         self,
@@ -176,7 +184,7 @@ class SparkplugHost:
         state = BirthState(
             facility, machine, bdseq, seq, True, int(p.timestamp), 0, aliases, metrics
         )
-        session = _Session(state, Bound.build(machine, metrics, aliases, self._known(facility)))
+        session = _Session(state, self._bind(state))
         self._sessions[key] = session
         out.births[key] = state
         return session
@@ -232,12 +240,18 @@ class SparkplugHost:
             state = self.store.load(key)
             if state is None:
                 return None
-            bound = Bound.build(
-                state.machine, state.metrics, state.aliases, self._known(state.facility)
-            )
-            session = _Session(state, bound)
+            session = _Session(state, self._bind(state))
             self._sessions[key] = session
         return session
+
+    def _bind(self, state: BirthState) -> Bound:
+        return Bound.build(
+            state.machine,
+            state.metrics,
+            state.aliases,
+            facility=state.facility,
+            catalog=self.catalog,
+        )
 
     def _born(self, t: SparkplugTopic, out: Outcome) -> _Session | None:
         node = self._session(node_key(t.group, t.edge_node))
@@ -250,6 +264,8 @@ class SparkplugHost:
         out.park = node_key(t.group, t.edge_node)
         out.rejected.clear()
         out.readings.clear()
+        out.history.clear()
+        out.historical = 0
         log.info("%s of %s/%s parked until a rebirth: %s", t.kind, t.group, t.edge_node, why)
         self._rebirth(t, out)
 
@@ -261,7 +277,7 @@ class SparkplugHost:
             out.rebirths.append((t.group, t.edge_node))
 
     def _check_seq(self, t: SparkplugTopic, node: _Session, p: Payload, out: Outcome) -> None:
-        if not p.HasField("seq"):
+        if not self.seq_checked or not p.HasField("seq"):
             return
         seq, last = int(p.seq) % 256, node.state.seq
         if seq == (last + 1) % 256:
@@ -274,77 +290,21 @@ class SparkplugHost:
         # else behind or equal: a redelivery, its readings are stored once downstream
 
     def _take(
-        self, t: SparkplugTopic, session: _Session, p: Payload, received_us: int, out: Outcome
+        self,
+        t: SparkplugTopic,
+        session: _Session,
+        p: Payload,
+        received_us: int,
+        out: Outcome,
+        *,
+        birth: bool = False,
     ) -> None:
         """Validate the metrics of ``p`` into readings; an alias not in the birth asks for
         a rebirth (the metric is refused ``unknown_alias``, and counted)."""
-        if self._readings(session, p, received_us, out):
+        if self.reader.read(
+            session.bound, session.state.facility, p, received_us, out, birth=birth
+        ):
             self._not_born(t, out, "aliases not in its birth")
-
-    def _readings(self, session: _Session, p: Payload, received_us: int, out: Outcome) -> bool:
-        """The readings of ``p``'s metrics into ``out``; True if an alias was not in the birth.
-
-        The loop touches as few fields as it can (each costs on a busy core): the alias, which
-        value is set, the value, the timestamp (0 or absent: the payload's), is_historical.
-        """
-        payload_ms = int(p.timestamp) if p.HasField("timestamp") else received_us // 1000
-        ts_low = received_us - self.window.max_past_us
-        ts_high = received_us + self.window.max_future_us
-        by_alias, by_name = session.bound.by_alias, session.bound.by_name
-        catalog = per_batch(self.catalog)  # one lookup of the facility per message
-        unknown = False
-        for m in p.metrics:
-            alias = m.alias
-            b = by_alias.get(alias) if alias or m.HasField("alias") else by_name.get(m.name)
-            if b is None:
-                out.rejected[ErrorCode.UNKNOWN_ALIAS] += 1
-                unknown = True
-                continue
-            if b.control:
-                continue
-            if b.refuse is not None:
-                out.rejected[b.refuse] += 1
-                continue
-            kind = m.WhichOneof("value")
-            if kind in _NUMBERS:
-                value = float(getattr(m, kind))
-            elif kind in _INTEGERS:
-                raw = getattr(m, kind)
-                bits = b.signed_bits
-                value = float(raw - (1 << bits) if bits and raw >= 1 << (bits - 1) else raw)
-            elif kind is None:
-                out.rejected[ErrorCode.NULL_VALUE] += 1
-                continue
-            else:
-                out.rejected[ErrorCode.UNSUPPORTED_DATATYPE] += 1
-                continue
-            ts_us = (m.timestamp or payload_ms) * 1000
-            historical = m.is_historical
-            if b.fast:
-                v = b.convert(value) if b.convert is not None else value
-                if b.low <= v <= b.high and ts_low <= ts_us <= ts_high:
-                    out.readings.append(Reading(b.machine, b.signal, ts_us, v + 0.0, b.quality))
-                    out.historical += historical
-                    continue
-            try:
-                reading = validate_fields(
-                    device=b.machine,
-                    metric=b.signal,
-                    ts_us=int(ts_us),
-                    value=value,
-                    unit=b.unit,
-                    quality=b.quality,
-                    received_us=received_us,
-                    window=self.window,
-                    facility=session.state.facility,
-                    catalog=catalog,
-                )
-            except InvalidInputError as exc:
-                out.rejected[exc.code] += 1
-                continue
-            out.readings.append(reading)
-            out.historical += historical
-        return unknown
 
 
 def _parts(t: SparkplugTopic) -> tuple[str, str, str | None]:

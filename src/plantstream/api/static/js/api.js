@@ -62,6 +62,7 @@ export const get = {
   alerts: (facility, state, opts) => call(query("/v1/alerts", { facility, state }), opts),
   assets: (facility, params, opts) => call(query("/v1/assets", { facility, ...params }), opts),
   machines: (facility, params, opts) => call(query("/v1/assets/machines", { facility, ...params }), opts),
+  sparkplugNodes: (facility, opts) => call(query("/v1/sparkplug/nodes", { facility }), opts),
 };
 
 export const acknowledge = (id) => call(`/v1/alerts/${encodeURIComponent(id)}/ack`, { method: "POST" });

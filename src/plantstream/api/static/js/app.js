@@ -7,6 +7,7 @@ import { homeView, overviewView } from "./views/overview.js";
 import { machineView } from "./views/machine.js";
 import { alertsView } from "./views/alerts.js";
 import { machinesView } from "./views/machines.js";
+import { nodesView } from "./views/nodes.js";
 
 const main = document.getElementById("main");
 const topbar = document.getElementById("topbar");
@@ -19,6 +20,7 @@ const ROUTES = [
   [/^\/facility\/([^/]+)$/, overviewView],
   [/^\/alerts\/([^/]+)$/, alertsView],
   [/^\/machines\/([^/]+)$/, machinesView],
+  [/^\/nodes\/([^/]+)$/, nodesView],
   [/^\/?$/, homeView],
 ];
 
@@ -80,6 +82,7 @@ function renderNav(ctx, facility, active) {
       h("a", { href: hashLink("facility", facility), class: active === "overview" ? "active" : "" }, "Overview"),
       h("a", { href: hashLink("machines", facility), class: active === "machines" ? "active" : "" }, "Machines"),
       h("a", { href: hashLink("alerts", facility), class: active === "alerts" ? "active" : "" }, "Alerts"),
+      h("a", { href: hashLink("nodes", facility), class: active === "nodes" ? "active" : "" }, "Edge nodes"),
     );
   }
   replace(nav, items);
