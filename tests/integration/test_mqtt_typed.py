@@ -15,9 +15,12 @@ import uuid
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
+import psycopg
 from fixtures.mqtt import QosEdgeNode, stream_readings
 from paho.mqtt.enums import CallbackAPIVersion
+from psycopg_pool import ConnectionPool
 
+from plantstream.history import HistoryStore
 from plantstream.model import (
     DEFAULT_SIGNALS,
     FixedCatalog,
@@ -26,11 +29,13 @@ from plantstream.model import (
     SignalKind,
     TimeWindow,
     ValueType,
+    to_epoch_us,
 )
+from plantstream.mqtt.history import StoreHistory
 from plantstream.mqtt.sparkplug import edge
 from plantstream.mqtt.sparkplug.sparkplug_b_pb2 import Payload
 from plantstream.store.keys import Principal
-from plantstream.testing import wait_until
+from plantstream.testing import readings_count, wait_until
 
 TYPED = FixedCatalog(
     {
@@ -93,11 +98,9 @@ def _publisher(url: str) -> mqtt.Client:
     return client
 
 
-def test_is_historical_metrics_go_to_the_history_sink_not_the_stream(
-    mosquitto_url, start_bridge, redis_url, facility
-):
-    history = RecordingHistory()
-    start_bridge(mosquitto_url, history=history)
+def _publish_live_and_historical(mosquitto_url: str, facility: str) -> tuple[int, int]:
+    """A birth, then one DDATA with a live reading and an ``is_historical`` one a month old;
+    returns (now, a month ago) in milliseconds."""
     now_ms = int(time.time() * 1000)
     month_ago = now_ms - 30 * 86_400_000
     client = _publisher(mosquitto_url)
@@ -119,11 +122,41 @@ def test_is_historical_metrics_go_to_the_history_sink_not_the_stream(
     finally:
         client.disconnect()
         client.loop_stop()
+    return now_ms, month_ago
+
+
+def test_is_historical_metrics_go_to_the_history_sink_not_the_stream(
+    mosquitto_url, start_bridge, redis_url, facility
+):
+    history = RecordingHistory()
+    start_bridge(mosquitto_url, history=history)
+    now_ms, month_ago = _publish_live_and_historical(mosquitto_url, facility)
     wait_until(history.readings, timeout=20, what="the historical reading")
     assert history.readings() == [("temperature", month_ago * 1000, 5.0)]
     wait_until(lambda: len(stream_readings(redis_url)) >= 2, timeout=20, what="live readings")
     live = sorted((ts, v) for *_, ts, v in stream_readings(redis_url))
     assert live == [(now_ms * 1000, 20.0), (now_ms * 1000, 21.0)]  # the old one is not live
+
+
+def test_serve_mqtt_s_history_sink_stores_a_month_old_reading_in_postgres(
+    mosquitto_url, start_bridge, redis_url, facility, database_url
+):
+    """What ``serve mqtt`` plugs in: the history path, committed before the message's ack."""
+    pool = ConnectionPool(database_url, min_size=1, max_size=2, open=True)
+    store = HistoryStore(catalog=FixedCatalog(DEFAULT_SIGNALS), retention_days=400)
+    history = StoreHistory(pool, store, retention_days=400, window=TimeWindow())
+    try:
+        start_bridge(mosquitto_url, history=history)
+        _, month_ago = _publish_live_and_historical(mosquitto_url, facility)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            wait_until(lambda: readings_count(conn) == 1, timeout=20, what="history stored")
+            row = conn.execute("SELECT ts, value FROM readings").fetchone()
+            assert row is not None
+            assert (to_epoch_us(row[0]), row[1]) == (month_ago * 1000, 5.0)
+        live = sorted((ts, v) for *_, ts, v in stream_readings(redis_url))
+        assert (month_ago * 1000, 5.0) not in live
+    finally:
+        pool.close()
 
 
 def test_two_bridges_share_one_nodes_data_and_store_each_reading_once(

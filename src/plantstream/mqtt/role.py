@@ -20,7 +20,7 @@ from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog
 from plantstream.mqtt import metrics
 from plantstream.mqtt.bridge import Bridge, Route
 from plantstream.mqtt.client import parse_url
-from plantstream.mqtt.history import HistorySink
+from plantstream.mqtt.history import HistorySink, store_history
 from plantstream.mqtt.plain import PREFIX, PlainTopics
 from plantstream.mqtt.session import BrokerSession
 from plantstream.mqtt.sparkplug.host import SparkplugHost
@@ -133,10 +133,13 @@ def run(runtime: BridgeRuntime, stop: threading.Event) -> None:
         # Prometheus scrapes it from outside the task: counters only, no readings, no secrets
         start_http_server(settings.mqtt_metrics_port, addr="0.0.0.0")  # noqa: S104
     session = open_session(settings)
-    bridge, _ = build_bridge(runtime, session)
+    history = store_history(runtime, runtime.window)  # is_historical readings: PostgreSQL
+    bridge, _ = build_bridge(runtime, session, history=history)
     session.start(bridge)
     log.info("MQTT bridge on %s:%s", session.address.host, session.address.port)
     try:
         bridge.run(stop)
     finally:
         session.close()
+        if history is not None:
+            history.pool.close()
