@@ -68,11 +68,14 @@ class Bucket:
         )
 
 
-def per_bucket(first_gap_us: float, bucket_us: int) -> int:
-    """Readings per bucket for a sensor whose readings come ``first_gap_us`` apart."""
+def per_bucket(first_gap_us: float, bucket_us: int, min_readings: int = 1) -> int:
+    """Readings per bucket for a sensor whose readings come ``first_gap_us`` apart: about
+    ``bucket_us`` of them, but never fewer than ``min_readings`` (a slow signal's bucket
+    spans longer, so its median is robust and a spike or a flat run can show in it)."""
+    floor = max(1, min(KEEP_VALUES, min_readings))
     if first_gap_us <= 0:
-        return 1
-    return max(1, min(KEEP_VALUES, round(bucket_us / first_gap_us)))
+        return floor
+    return max(floor, min(KEEP_VALUES, round(bucket_us / first_gap_us)))
 
 
 def bucket_of(

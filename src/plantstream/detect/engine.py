@@ -162,6 +162,7 @@ class DetectionEngine:
                     rows.value[a:b],
                     rows.received_us[a:b],
                     bucket_us=bucket_us,
+                    min_readings=tuning.bucket_min_readings,
                     before_part=None if back else gap,
                 ):
                     findings = evaluate(
@@ -236,6 +237,7 @@ class DetectionEngine:
                 rows.value[a:b],
                 rows.received_us[a:b],
                 bucket_us=int(tuning.bucket_seconds * 1e6),
+                min_readings=tuning.bucket_min_readings,
             ):
                 sensor_tuning = self.tuning(sensor)
                 self.detectors.judge(
