@@ -43,7 +43,7 @@ class Bucket:
         values: tuple[float, ...] = ()
         if self.values and other.values and count <= KEEP_VALUES:
             values = self.values + other.values
-            median = float(np.median(values))
+            median = _median(values)  # a few values: sorting in Python beats a numpy call
         else:  # many readings: the count-weighted median of the parts is close enough
             median = (self.median * self.count + other.median * other.count) / count
         mean = (self.mean * self.count + other.mean * other.count) / count
@@ -66,6 +66,12 @@ class Bucket:
             max(self.max_ahead_us, other.max_ahead_us),
             values,
         )
+
+
+def _median(values: tuple[float, ...]) -> float:
+    ordered = sorted(values)
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
 def per_bucket(first_gap_us: float, bucket_us: int, min_readings: int = 1) -> int:

@@ -193,8 +193,7 @@ class DetectionEngine:
         if flagged:
             self.store.unflag(flagged)
         events += self.dropouts.quiet_metrics(device_clocks, self._device_metrics, present, tuning)
-        for facility, ts in clocks.items():
-            now = self.store.advance_clock(facility, ts)
+        for facility, now in self.store.advance_clocks(clocks).items():
             events += self.sweep_missing(facility, now_us=now)
         self._emit(events)
 
