@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from plantstream.detect.config import DetectionConfig, Tuning
+from plantstream.detect.config import DetectionConfig, DetectorName, Rule, Tuning
 from plantstream.detect.evaluate.dataset import LabeledSeries, load_csv, parse_time
 from plantstream.detect.evaluate.replay import Replay
 from plantstream.detect.evaluate.scoring import Alarm, alarms_from_flags, score
@@ -165,6 +166,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "drift_on_h40_k1": {"drift_h": 40.0, "drift_k": 1.0},
 }
 
+ALL_DETECTORS: tuple[DetectorName, ...] = typing.get_args(DetectorName)
+
 BASELINES: dict[str, Callable[[LabeledSeries], list[Alarm]]] = {
     "static_threshold_3sd": static_threshold,
     "rolling_zscore_100_4sd": rolling_zscore,
@@ -209,6 +212,23 @@ def main() -> None:
                             config=DetectionConfig(tuning=Tuning(**tuning)),
                         ).run(recordings)
                         variants[variant] = {"tuning": tuning, **score(recordings, run.alarms)}
+                if all(len(s.columns) > 1 for s in recordings):
+                    # the machine's signals also judged together (PCA T^2 / Q), beside the
+                    # single-signal detectors, and alone (every single-signal one disabled)
+                    pairs = (("with_multivariate", False), ("multivariate_only", True))
+                    for variant, only in pairs:
+                        run = Replay(
+                            database_url=database_url,
+                            redis_client=client,
+                            config=DetectionConfig(rules=[Rule(disabled=list(ALL_DETECTORS))])
+                            if only
+                            else None,
+                            multivariate=True,
+                        ).run(recordings)
+                        variants[variant] = {
+                            "multivariate": "PCA T^2/Q on 10-reading bucket medians",
+                            **score(recordings, run.alarms),
+                        }
             entry: dict[str, Any] = {
                 "recordings": len(recordings),
                 "rows": sum(len(s.ts_us) for s in recordings),
