@@ -13,6 +13,7 @@ from plantstream.detect.alerts import AlertEvent, AlertLifecycle
 from plantstream.detect.multivariate import (
     KIND,
     FloatArray,
+    IntArray,
     MachineModel,
     MachineWatch,
     MultivariateTuning,
@@ -62,7 +63,7 @@ class MachineDetection:
 
     def __call__(
         self,
-        columns: tuple[FloatArray, FloatArray],
+        columns: tuple[IntArray, FloatArray],
         slices: Sequence[tuple[int, int, int]],
         keys: Mapping[int, SensorKey],
         lifecycle: AlertLifecycle,
@@ -96,7 +97,7 @@ class MachineDetection:
     def _judge(
         self,
         machine: Machine,
-        ts: FloatArray,
+        ts: IntArray,
         matrix: FloatArray,
         lifecycle: AlertLifecycle,
     ) -> list[AlertEvent]:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from plantstream.errors import ErrorCode, InvalidInputError
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 KIND = "correlation_break"
 MAX_SIGNALS = 64
 
@@ -75,7 +76,7 @@ def fit(
 ) -> MachineModel:
     """The model of a machine's normal period ``rows`` (n x p, one column per signal)."""
     try:
-        from sklearn.decomposition import PCA
+        from sklearn.decomposition import PCA  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - the extra is part of the dev install
         raise ImportError(
             'multivariate detection needs scikit-learn: run "pip install plantstream[ml]"'
@@ -185,6 +186,8 @@ class MachineWatch:
 
 __all__ = [
     "KIND",
+    "FloatArray",
+    "IntArray",
     "MachineFinding",
     "MachineModel",
     "MachineWatch",
