@@ -11,6 +11,7 @@ delay in simulated time beside the overall figures. Writes bench/results/detecti
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -158,6 +159,7 @@ def main() -> None:
             "scoring": "every alert counts: one that names no injected fault on its sensor "
             "and time is a false alarm (detect/evaluate/simulated.py)",
             "machine": "shared, busy",
+            "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
             "command": "python bench/detection.py",
             "goal": {"overall_recall": 0.95, "overall_precision": 0.90},
             "meets_goal": meets,

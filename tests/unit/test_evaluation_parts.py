@@ -113,6 +113,7 @@ def _buckets(ts: np.ndarray, values: np.ndarray, batch: int) -> list[Bucket]:
             values[a : a + batch],
             ts[a : a + batch],
             bucket_us=10_000_000,
+            min_readings=Tuning().bucket_min_readings,
         )
     return out
 
@@ -127,7 +128,34 @@ def test_buckets_follow_the_data_not_the_clock_grid_or_the_batches() -> None:
     assert base == shifted == rebatched
     assert {count for count, _ in base} == {10}  # 1 Hz: 10 readings span 10 s
     slow = _buckets(np.arange(50, dtype=np.int64) * 5 * MINUTE, values[:50], 3)
-    assert {b.count for b in slow} == {1}  # one reading per 5 minutes: judged one by one
+    # one reading per 5 minutes: a bucket still holds several, so its median is robust and a
+    # spike or a flat run can show inside it
+    assert {b.count for b in slow} == {Tuning().bucket_min_readings} == {5}
+
+
+def test_a_slow_signal_can_show_a_spike_and_a_stuck_sensor() -> None:
+    """One reading per 5 minutes: with one reading a bucket neither could ever fire."""
+    rng = np.random.default_rng(4)
+    n = 400
+    ts = np.arange(n, dtype=np.int64) * 5 * MINUTE
+    values = rng.normal(80.0, 1.0, n)
+    values[300] = 20.0  # one reading far off: a spike
+    values[350:] = values[349]  # then the sensor stops moving
+    state, tuning, kinds = SensorState(), Tuning(), []
+    for bucket in feed(
+        state,
+        0,
+        ts,
+        values,
+        ts,
+        bucket_us=int(tuning.bucket_seconds * 1e6),
+        min_readings=tuning.bucket_min_readings,
+    ):
+        found = evaluate(state, bucket, metric="power", limits=SensorLimits(), tuning=tuning)
+        kinds.append((int(bucket.first_ts_us // (5 * MINUTE)), [f.kind for f in found]))
+    assert not any(k for first, k in kinds if first < 295)
+    assert any("spike" in k for first, k in kinds if 295 < first <= 300)
+    assert any("stuck_sensor" in k for first, k in kinds if first >= 350)
 
 
 def _run(values: list[float], tuning: Tuning, metric: str = "flow_rate") -> list[list[str]]:

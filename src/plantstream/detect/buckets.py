@@ -43,7 +43,7 @@ class Bucket:
         values: tuple[float, ...] = ()
         if self.values and other.values and count <= KEEP_VALUES:
             values = self.values + other.values
-            median = float(np.median(values))
+            median = _median(values)  # a few values: sorting in Python beats a numpy call
         else:  # many readings: the count-weighted median of the parts is close enough
             median = (self.median * self.count + other.median * other.count) / count
         mean = (self.mean * self.count + other.mean * other.count) / count
@@ -68,11 +68,20 @@ class Bucket:
         )
 
 
-def per_bucket(first_gap_us: float, bucket_us: int) -> int:
-    """Readings per bucket for a sensor whose readings come ``first_gap_us`` apart."""
+def _median(values: tuple[float, ...]) -> float:
+    ordered = sorted(values)
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
+
+
+def per_bucket(first_gap_us: float, bucket_us: int, min_readings: int = 1) -> int:
+    """Readings per bucket for a sensor whose readings come ``first_gap_us`` apart: about
+    ``bucket_us`` of them, but never fewer than ``min_readings`` (a slow signal's bucket
+    spans longer, so its median is robust and a spike or a flat run can show in it)."""
+    floor = max(1, min(KEEP_VALUES, min_readings))
     if first_gap_us <= 0:
-        return 1
-    return max(1, min(KEEP_VALUES, round(bucket_us / first_gap_us)))
+        return floor
+    return max(floor, min(KEEP_VALUES, round(bucket_us / first_gap_us)))
 
 
 def bucket_of(

@@ -50,6 +50,9 @@ class Tuning(BaseModel):
     model_config = _STRICT
 
     bucket_seconds: float = Field(10.0, gt=0, le=300, description="detection works on buckets")
+    bucket_min_readings: int = Field(
+        5, ge=1, le=64, description="a slow signal's bucket holds at least this many readings"
+    )
     warmup_buckets: int = Field(30, ge=2, description="buckets before statistics are trusted")
     zscore: float = Field(5.0, gt=0, description="bucket mean this many sigmas off: level shift")
     spike_sigma: float = Field(10.0, gt=0, description="one reading this many sigmas off: spike")

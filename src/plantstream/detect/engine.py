@@ -28,6 +28,7 @@ from plantstream.detect.detectors import DETECTORS, evaluate, learn
 from plantstream.detect.dropout import KIND as DROPOUT
 from plantstream.detect.dropout import Dropouts
 from plantstream.detect.feed import feed
+from plantstream.detect.machines import MachineDetection
 from plantstream.detect.registry import Registry
 from plantstream.detect.state import SensorState, SensorStates
 from plantstream.store.detection_state import DetectionStateStore, state_key
@@ -63,14 +64,17 @@ class DetectionEngine:
         connect: Callable[[str], psycopg.Connection] | None = None,
         detectors: Registry = DETECTORS,
         config: DetectionConfig | None = None,
+        machines: MachineDetection | None = None,
     ) -> None:
         """``config``: settings fixed for this engine's life (an evaluation); by default the
-        versioned settings in PostgreSQL, read again every ``config_refresh_s``."""
+        versioned settings in PostgreSQL, read again every ``config_refresh_s``.
+        ``machines``: machines whose signals are also judged together (multivariate)."""
         self.database_url = database_url
         self.redis = redis_client
         self.notify = notify
         self.config_refresh_s = config_refresh_s
         self.detectors = detectors
+        self.machines = machines
         self._connect = connect or (lambda url: psycopg.connect(url, autocommit=True))
         self._conn: psycopg.Connection | None = None
         self.version = 0
@@ -162,6 +166,7 @@ class DetectionEngine:
                     rows.value[a:b],
                     rows.received_us[a:b],
                     bucket_us=bucket_us,
+                    min_readings=tuning.bucket_min_readings,
                     before_part=None if back else gap,
                 ):
                     findings = evaluate(
@@ -188,12 +193,13 @@ class DetectionEngine:
                 )
                 self._device_metrics.setdefault((facility, device), set()).add(metric)
                 present.add(sensor)
+            if self.machines is not None:
+                events += self.machines((rows.ts_us, rows.value), slices, keys, self.lifecycle)
         self.states.save(states, keys)
         if flagged:
             self.store.unflag(flagged)
         events += self.dropouts.quiet_metrics(device_clocks, self._device_metrics, present, tuning)
-        for facility, ts in clocks.items():
-            now = self.store.advance_clock(facility, ts)
+        for facility, now in self.store.advance_clocks(clocks).items():
             events += self.sweep_missing(facility, now_us=now)
         self._emit(events)
 
@@ -236,6 +242,7 @@ class DetectionEngine:
                 rows.value[a:b],
                 rows.received_us[a:b],
                 bucket_us=int(tuning.bucket_seconds * 1e6),
+                min_readings=tuning.bucket_min_readings,
             ):
                 sensor_tuning = self.tuning(sensor)
                 self.detectors.judge(

@@ -25,6 +25,7 @@ def feed(
     received_us: npt.NDArray[np.int64],
     *,
     bucket_us: int,
+    min_readings: int = 1,
     before_part: Callable[[Bucket], object] | None = None,
 ) -> Iterator[Bucket]:
     """Completed buckets of these readings (sorted by time); ``before_part`` sees each run of
@@ -46,7 +47,7 @@ def feed(
                 state.open_bucket = part
                 return
             gap = times[pos] - current.last_ts_us if current else times[pos + 1] - times[pos]
-            state.per_bucket = per_bucket(float(gap), bucket_us)
+            state.per_bucket = per_bucket(float(gap), bucket_us, min_readings)
         have = current.count if current is not None else 0
         if current is not None and have >= state.per_bucket:
             state.open_bucket = None
@@ -61,7 +62,7 @@ def feed(
             state.open_bucket = bucket
             continue
         state.open_bucket = None
-        _reestimate(state, bucket, bucket_us)
+        _reestimate(state, bucket, bucket_us, min_readings)
         yield bucket
 
 
@@ -72,7 +73,7 @@ def _seen(state: SensorState, part: Bucket, before_part: Callable[[Bucket], obje
     state.ahead_us = max(0, part.max_ahead_us)
 
 
-def _reestimate(state: SensorState, bucket: Bucket, bucket_us: int) -> None:
+def _reestimate(state: SensorState, bucket: Bucket, bucket_us: int, min_readings: int) -> None:
     """A sensor whose rate changed several-fold gets a new bucket size."""
     if bucket.count > 1:
         gap = (bucket.last_ts_us - bucket.first_ts_us) / (bucket.count - 1)
@@ -80,7 +81,7 @@ def _reestimate(state: SensorState, bucket: Bucket, bucket_us: int) -> None:
         gap = bucket.first_ts_us - state.last_ts_us
     else:
         return
-    wanted = per_bucket(gap, bucket_us)
+    wanted = per_bucket(gap, bucket_us, min_readings)
     if wanted > 2 * state.per_bucket or 2 * wanted < state.per_bucket:
         state.per_bucket = wanted
 

@@ -77,15 +77,26 @@ class DetectionStateStore:
 
     def get_states(self, sensors: Sequence[SensorKey]) -> list[bytes | None]:
         """The packed state of each sensor, in order; None where Redis has none."""
+        # one HMGET per facility, all in one round trip
+        by_facility: dict[str, list[int]] = defaultdict(list)
+        for i, (facility, _, _) in enumerate(sensors):
+            by_facility[facility].append(i)
+        found: list[bytes | None] = [None] * len(sensors)
         with self.client.pipeline(transaction=False) as pipe:
-            for facility, device, metric in sensors:
-                pipe.hget(state_key(facility), field(device, metric))
-            return list(pipe.execute())
+            for facility, positions in by_facility.items():
+                pipe.hmget(state_key(facility), [field(*sensors[i][1:]) for i in positions])
+            for positions, values in zip(by_facility.values(), pipe.execute(), strict=True):
+                for i, value in zip(positions, values, strict=True):
+                    found[i] = value
+        return found
 
     def put_states(self, states: Iterable[tuple[SensorKey, bytes]]) -> None:
+        by_facility: dict[str, dict[str, bytes]] = defaultdict(dict)
+        for (facility, device, metric), packed in states:
+            by_facility[facility][field(device, metric)] = packed
         with self.client.pipeline(transaction=False) as pipe:
-            for (facility, device, metric), packed in states:
-                pipe.hset(state_key(facility), field(device, metric), packed)
+            for facility, mapping in by_facility.items():  # one HSET per facility
+                pipe.hset(state_key(facility), mapping=mapping)  # type: ignore[arg-type]
             pipe.execute()
 
     def peek(self, facility: str, names: Sequence[str]) -> list[tuple[bytes | None, bool]]:
@@ -119,6 +130,15 @@ class DetectionStateStore:
     def advance_clock(self, facility: str, ts_us: int) -> int:
         """Move the facility's data clock forward to ``ts_us``; the clock as it now stands."""
         return int(self._advance(keys=[clock_key(facility)], args=[ts_us]))
+
+    def advance_clocks(self, clocks: Mapping[str, int]) -> dict[str, int]:
+        """``advance_clock`` for several facilities in one round trip."""
+        if len(clocks) <= 1 or isinstance(self.client, RedisCluster):  # keys on other nodes
+            return {f: self.advance_clock(f, ts) for f, ts in clocks.items()}
+        with self.client.pipeline(transaction=False) as pipe:
+            for facility, ts_us in clocks.items():
+                self._advance(keys=[clock_key(facility)], args=[ts_us], client=pipe)
+            return {f: int(now) for f, now in zip(clocks, pipe.execute(), strict=True)}
 
     def claim_sweep(self, facility: str, *, hold_ms: int) -> dict[str, bytes] | None:
         """The facility's unflagged states by field, if this caller may sweep it now (no other

@@ -25,6 +25,8 @@ from plantstream.detect.config import DetectionConfig
 from plantstream.detect.engine import DetectionEngine
 from plantstream.detect.evaluate.dataset import LabeledSeries
 from plantstream.detect.evaluate.scoring import Alarm
+from plantstream.detect.machines import Machine, MachineDetection
+from plantstream.detect.multivariate import bucket_medians, fit
 from plantstream.model import METRICS
 from plantstream.processor.rows import Columns
 from plantstream.processor.sinks.detection import DetectionSink
@@ -81,7 +83,11 @@ class Replay:
         config: DetectionConfig | None = None,
         batch_rows: int = 600,
         metric: str | None = None,
+        multivariate: bool = False,
+        per_bucket: int = 10,
     ) -> None:
+        """``multivariate``: each recording is also one machine, its columns judged together
+        by a model trained on its training rows (``per_bucket`` rows a bucket)."""
         if metric is not None and metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}")
         self.database_url = database_url
@@ -89,12 +95,18 @@ class Replay:
         self.config = config
         self.batch_rows = max(1, batch_rows)
         self.metric = metric
+        self.multivariate = multivariate
+        self.per_bucket = max(1, per_bucket)
         self.facility = f"evaluate-{uuid.uuid4().hex[:10]}"
 
     def run(self, recordings: Sequence[LabeledSeries]) -> ReplayResult:
         with self._scratch() as conn:
+            machines = MachineDetection([]) if self.multivariate else None
             engine = DetectionEngine(
-                database_url=self.database_url, redis_client=self.redis, config=self.config
+                database_url=self.database_url,
+                redis_client=self.redis,
+                config=self.config,
+                machines=machines,
             )
             config = engine.refresh_config()
             sink = DetectionSink(engine)
@@ -109,6 +121,10 @@ class Replay:
                 for (_, device, _), _c in zip(keys, series.columns, strict=True):
                     by_device[device] = series.name
                 ids = registry.resolve(conn, keys)
+                if machines is not None and len(keys) > 1:
+                    normal = bucket_medians(series.values[: series.train_rows], self.per_bucket)
+                    model = fit(series.columns, normal)
+                    machines.add(Machine(tuple(keys), model, self.per_bucket))
                 order = sorted(range(len(keys)), key=lambda j: ids[keys[j]])
                 key_map = {ids[k]: k for k in keys}
                 for a, b, history in self._batches(series):

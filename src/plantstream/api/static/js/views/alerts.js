@@ -1,8 +1,10 @@
-// A facility's alerts, filtered by state, with an Acknowledge button on open ones.
+// A facility's alerts, filtered by state, with an Acknowledge button on open ones and each
+// alert's evidence (window, baseline, bound, readings) drawn on a chart on demand.
 
 import { acknowledge, get } from "../api.js";
 import { ApiError } from "../api.js";
 import { fullTime, h, hashLink, localTime, metricLabel, replace } from "../dom.js";
+import { evidencePanel } from "../evidence.js";
 
 const POLL_MS = 5000;
 const FILTERS = {
@@ -69,6 +71,17 @@ export async function alertsView(ctx) {
   );
   // alerts acknowledged here stay on screen (in their new state) even under the "Open" filter
   const touched = new Map();
+  // evidence rows open by alert id: kept across polls so a drawn chart is not drawn again
+  const shown = new Map();
+
+  function evidenceRow(alert) {
+    let tr = shown.get(alert.id);
+    if (!tr) {
+      tr = h("tr", { class: "evidence-row", dataset: { alertId: alert.id } }, h("td", { colspan: 9 }, evidencePanel(facility, alert, { signal: ctx.signal })));
+      shown.set(alert.id, tr);
+    }
+    return tr;
+  }
 
   function row(alert) {
     const error = h("span", { class: "row-error", role: "alert" });
@@ -105,7 +118,33 @@ export async function alertsView(ctx) {
       h("td", { class: "state" }, h("span", { class: `badge state ${alert.state}` }, alert.state)),
       h("td", {}, h("a", { href: hashLink("facility", facility, "device", alert.device) }, alert.device)),
       h("td", {}, metricLabel(alert.metric)),
-      h("td", { class: "message", title: JSON.stringify(alert.details) }, alert.message, h("small", { class: "muted" }, ` ${alert.detector}`)),
+      h(
+        "td",
+        { class: "message", title: JSON.stringify(alert.details) },
+        alert.message,
+        h("small", { class: "muted" }, ` ${alert.detector}`),
+        " ",
+        h(
+          "button",
+          {
+            type: "button",
+            class: "btn btn-small evidence-toggle",
+            "aria-expanded": shown.has(alert.id) ? "true" : "false",
+            onclick(event) {
+              const button = event.currentTarget;
+              if (shown.has(alert.id)) {
+                shown.get(alert.id).remove();
+                shown.delete(alert.id);
+                button.setAttribute("aria-expanded", "false");
+              } else {
+                tr.after(evidenceRow(alert));
+                button.setAttribute("aria-expanded", "true");
+              }
+            },
+          },
+          "Evidence",
+        ),
+      ),
       h("td", {}, when(alert.opened_at)),
       h("td", {}, when(alert.last_seen_at)),
       h(
@@ -127,7 +166,10 @@ export async function alertsView(ctx) {
     for (const [id, alert] of touched) if (!byId.has(id)) byId.set(id, alert);
     const alerts = [...byId.values()].sort((a, b) => (a.opened_at < b.opened_at ? 1 : -1));
     if (tbody.querySelector("button.ack:disabled")) return; // an acknowledge is in flight
-    replace(tbody, alerts.map(row));
+    replace(
+      tbody,
+      alerts.map((alert) => (shown.has(alert.id) ? [row(alert), evidenceRow(alert)] : row(alert))),
+    );
     empty.hidden = alerts.length > 0;
   }, POLL_MS);
 }
