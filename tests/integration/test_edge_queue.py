@@ -112,7 +112,9 @@ def test_ack_removes_delivered_and_dead_letters_the_rest_in_order(tmp_path: Path
     assert (counters["stored"], counters["delivered"], counters["dead_lettered"]) == (10, 3, 1)
 
 
-def test_readings_older_than_the_live_window_are_set_aside_for_the_history_path(tmp_path: Path) -> None:
+def test_readings_older_than_the_live_window_are_set_aside_for_the_history_path(
+    tmp_path: Path,
+) -> None:
     q = queue(tmp_path, live_window_hours=1)
     old = now_us() - 2 * 3600 * 1_000_000
     q.append([reading(0, ts_us=old), reading(1)], now_us=now_us())

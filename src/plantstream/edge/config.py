@@ -35,7 +35,6 @@ class ValueKind(StrEnum):
     STATE = "state"
 
 
-
 class SignalBase(Strict):
     device: Id
     metric: Id

@@ -23,7 +23,7 @@ import httpx
 from pydantic import SecretStr
 
 from plantstream.edge.config import Destination
-from plantstream.edge.queue import HELD_HISTORY, EdgeQueue, Lanes, Queued
+from plantstream.edge.queue import ALL_LANES, HELD_HISTORY, EdgeQueue, Lanes, Queued
 from plantstream.edge.status import EdgeStatus, ForwardStatus
 from plantstream.edge.wire import (
     KEY_REFUSED,
@@ -67,7 +67,7 @@ class Sender:
     ok_status = 202
     name = "live"
 
-    def __init__(self, fwd: Forwarder, gate: Gate, lanes: Lanes = Lanes()) -> None:
+    def __init__(self, fwd: Forwarder, gate: Gate, lanes: Lanes = ALL_LANES) -> None:
         self.fwd, self.queue, self.gate, self.lanes = fwd, fwd.queue, gate, lanes
         self.url = fwd.dest.url.rstrip("/") + self.path
         self.batch = fwd.dest.batch_size

@@ -37,6 +37,9 @@ class Lanes:
     count: int = 1
 
 
+ALL_LANES = Lanes()
+
+
 @dataclass(frozen=True, slots=True)
 class Queued:
     """A reading read back from the queue for forwarding, with its row id."""
@@ -143,8 +146,7 @@ class EdgeQueue:
                 take, refused = readings[:room], len(readings) - room
                 rows = [_row(r, now_us) for r in take]
                 self._conn.executemany(
-                    f"INSERT INTO readings ({INSERT_COLUMNS}) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO readings ({INSERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     rows,
                 )
                 self._count(stored=len(rows), refused=refused, dropped=dropped)
@@ -191,7 +193,7 @@ class EdgeQueue:
 
     # -- out -----------------------------------------------------------------------------
 
-    def peek(self, limit: int, *, now_us: int, lanes: Lanes = Lanes()) -> list[Queued]:
+    def peek(self, limit: int, *, now_us: int, lanes: Lanes = ALL_LANES) -> list[Queued]:
         """The oldest ``limit`` readings of ``lanes`` to forward, in the order they were stored.
 
         Readings older than the live window (less a minute of margin) are set aside for the
@@ -238,7 +240,7 @@ class EdgeQueue:
         dead: Sequence[tuple[int, str, str]] = (),
         *,
         now_us: int,
-        lanes: Lanes = Lanes(),
+        lanes: Lanes = ALL_LANES,
         held: str | None = None,
     ) -> None:
         """In one transaction: delete ``delivered`` rows, move ``dead`` (id, code, reason).
