@@ -46,7 +46,7 @@ def forwarding(
     queue = EdgeQueue(QueueConfig(path=tmp_path / "q.db", live_window_hours=live_window))
     for i in range(0, len(readings), 5000):
         queue.append(readings[i : i + 5000], now_us=now_us())
-    dest = Destination(url=server.url, **options)  # type: ignore[arg-type]
+    dest = Destination(url=server.url, **options)
     fwd = Forwarder(queue=queue, status=EdgeStatus(), destination=dest, facility=FACILITY,
                     key=SecretStr(server.key))  # fmt: skip
     stop = threading.Event()
