@@ -24,7 +24,7 @@ from plantstream.testing import wait_until
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery"  # pragma: allowlist secret (a test password)
-PASSWORD_ENV = "PLANTSTREAM_EDGE_TEST_OPCUA_PASSWORD"  # noqa: S105  # a variable name
+PASSWORD_ENV = "PLANTSTREAM_EDGE_TEST_OPCUA_PASSWORD"  # a variable name
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +78,7 @@ def _security(pki: dict[str, Path], **override: object) -> dict[str, object]:
 
 
 @contextmanager
-def agent_for(
-    tmp_path: Path, server: ContractServer, source: dict[str, object]
-) -> Iterator[Agent]:
+def agent_for(tmp_path: Path, server: ContractServer, source: dict[str, object]) -> Iterator[Agent]:
     config = EdgeConfig.model_validate(edge_config(tmp_path, server.url, [source]))
     agent = Agent(config, SecretStr(server.key))
     stop = threading.Event()
@@ -107,11 +105,13 @@ def test_sign_and_encrypt_with_certificates_and_a_user_collects(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    with contract_server() as server:
-        with agent_for(tmp_path, server, _source(secure_machine, _security(pki))) as agent:
-            wanted = {("press-1", "temperature"), ("press-1", "machine_state")}
-            wait_until(lambda: wanted <= set(server.stored()), timeout=60, what="secure data")
-            assert agent.status.sources["press"].state == "connected"
+    with (
+        contract_server() as server,
+        agent_for(tmp_path, server, _source(secure_machine, _security(pki))) as agent,
+    ):
+        wanted = {("press-1", "temperature"), ("press-1", "machine_state")}
+        wait_until(lambda: wanted <= set(server.stored()), timeout=60, what="secure data")
+        assert agent.status.sources["press"].state == "connected"
     truth = {w["ts_us"]: w["value"] for w in secure_machine.writes("Temperature")}
     assert all(truth[ts] == v for ts, v in server.stored()[("press-1", "temperature")])
 
@@ -123,9 +123,11 @@ def test_the_server_refuses_a_certificate_it_does_not_trust(
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     security = _security(pki, certificate=str(pki["stranger_cert"]),
                          private_key=str(pki["stranger_key"]))  # fmt: skip
-    with contract_server() as server:
-        with agent_for(tmp_path, server, _source(secure_machine, security)) as agent:
-            error = _refused(agent)
+    with (
+        contract_server() as server,
+        agent_for(tmp_path, server, _source(secure_machine, security)) as agent,
+    ):
+        error = _refused(agent)
     assert "the server refused the agent's certificate (BadCertificateUntrusted)" in error
     assert str(pki["stranger_cert"]) in error  # which file to put in its trust list
     assert server.stored() == {}
@@ -137,16 +139,19 @@ def test_a_server_certificate_other_than_the_pinned_one_is_refused(
 ) -> None:  # fmt: skip
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     security = _security(pki, server_certificate=str(pki["stranger_cert"]))
-    with contract_server() as server:
-        with agent_for(tmp_path, server, _source(secure_machine, security)) as agent:
-            error = _refused(agent)
-            metrics = agent.status.metrics.registry
-            refusals = metrics.get_sample_value(
-                "plantstream_edge_source_errors_total", {"source": "press", "kind": "security"}
-            )
+    with (
+        contract_server() as server,
+        agent_for(tmp_path, server, _source(secure_machine, security)) as agent,
+    ):
+        error = _refused(agent)
+        metrics = agent.status.metrics.registry
+        refusals = metrics.get_sample_value(
+            "plantstream_edge_source_errors_total", {"source": "press", "kind": "security"}
+        )
     assert "is not security.server_certificate" in error
     assert "refusing to connect" in error
-    assert refusals is not None and refusals >= 1
+    assert refusals is not None
+    assert refusals >= 1
     assert server.stored() == {}
 
 
@@ -155,9 +160,11 @@ def test_a_wrong_password_is_refused_by_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setenv(PASSWORD_ENV, "not the password")
-    with contract_server() as server:
-        with agent_for(tmp_path, server, _source(secure_machine, _security(pki))) as agent:
-            error = _refused(agent)
+    with (
+        contract_server() as server,
+        agent_for(tmp_path, server, _source(secure_machine, _security(pki))) as agent,
+    ):
+        error = _refused(agent)
     assert f"the server refused user '{USER}' (BadUserAccessDenied)" in error
     assert PASSWORD_ENV in error
     assert "not the password" not in error
