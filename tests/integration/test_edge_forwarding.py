@@ -17,15 +17,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from fixtures.edge import FACILITY, STATES, edge_config, modbus_source, opcua_source
+from fixtures.edge import (
+    FACILITY,
+    STATES,
+    Destination,
+    edge_config,
+    modbus_source,
+    opcua_source,
+)
 from fixtures.edge_http import ContractServer, contract_server
 from fixtures.modbus import ModbusSlave
 from fixtures.opcua import OpcUaMachine
 from pydantic import SecretStr
 
 from plantstream.edge import Agent, EdgeQueue, EdgeReading, EdgeStatus, Forwarder
-from plantstream.edge.config import Destination, EdgeConfig, QueueConfig, ValueKind
+from plantstream.edge.config import Destination as DestinationConfig
+from plantstream.edge.config import EdgeConfig, QueueConfig, ValueKind
 from plantstream.edge.health import health
+from plantstream.edge.records import UNCERTAIN
 from plantstream.model.readings import now_us
 from plantstream.testing import wait_until
 
@@ -39,16 +48,19 @@ def _reading(device: str, metric: str, ts_us: int, value: float) -> EdgeReading:
 
 @contextmanager
 def forwarding(
-    tmp_path: Path, server: ContractServer, readings: list[EdgeReading], **options: object
+    tmp_path: Path,
+    to: ContractServer | Destination,
+    readings: list[EdgeReading],
+    **options: object,
 ) -> Iterator[tuple[EdgeQueue, Forwarder]]:
-    """A queue holding ``readings`` and a running forwarder to ``server``."""
+    """A queue holding ``readings`` and a running forwarder to ``to`` (its url and key)."""
     live_window = float(options.pop("live_window_hours", 168))  # type: ignore[arg-type]
     queue = EdgeQueue(QueueConfig(path=tmp_path / "q.db", live_window_hours=live_window))
     for i in range(0, len(readings), 5000):
         queue.append(readings[i : i + 5000], now_us=now_us())
-    dest = Destination(url=server.url, **options)
+    dest = DestinationConfig(url=to.url, **options)
     fwd = Forwarder(queue=queue, status=EdgeStatus(), destination=dest, facility=FACILITY,
-                    key=SecretStr(server.key))  # fmt: skip
+                    key=SecretStr(to.key))  # fmt: skip
     stop = threading.Event()
     thread = threading.Thread(target=fwd.run, args=(stop,), daemon=True)
     thread.start()
@@ -215,3 +227,40 @@ def test_typed_values_from_real_opcua_and_modbus_peers_arrive_typed(
     assert {type(v) for _, v in stored[("press-1", "machine_state")]} == {str}
     assert {v for _, v in stored[("pump-2", "running")]} == {True}
     assert type(stored[("pump-1", "production_count")][-1][1]) is int  # an exact int64
+
+
+def test_the_real_ingest_takes_the_typed_body_exactly(
+    tmp_path: Path, destination: Destination
+) -> None:
+    """Against ``plantstream serve all``: an int64 past 2**53 stays exact, a reading of uncertain
+    quality keeps its raw OPC UA StatusCode, several lanes deliver every signal once."""
+    import psycopg
+
+    now = now_us() - 60 * 1_000_000
+    big = 2**53 + 1
+    readings = [
+        EdgeReading("s", "m-1", "production_count", now, ValueKind.INT64, big),
+        EdgeReading(
+            "s",
+            "m-1",
+            "pressure",
+            now,
+            ValueKind.DOUBLE,
+            4.25,
+            quality=UNCERTAIN,
+            raw_status=0x40920000,
+        ),
+        *(_reading(f"m-{i % 8}", "temperature", now + i, 20.0 + i % 10) for i in range(2000)),
+    ]
+    with forwarding(tmp_path, destination, readings, batch_size=100, in_flight=4) as (queue, _):
+        wait_until(lambda: _drained(queue), timeout=60, what="forwarded")
+        assert queue.dead_letter_rows() == []
+    wait_until(lambda: destination.count() == len(readings), timeout=60, what="all stored")
+    stored = destination.stored()
+    assert stored[("m-1", "production_count")] == [(now, big)]
+    with psycopg.connect(destination.database_url, autocommit=True) as conn:
+        quality = conn.execute(
+            "SELECT r.quality, r.quality_code FROM readings r JOIN sensors s ON s.id = r.sensor_id "
+            "WHERE s.device = 'm-1' AND s.metric = 'pressure'"
+        ).fetchall()
+    assert quality == [(1, 0x40920000)]

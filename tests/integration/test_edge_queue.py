@@ -241,3 +241,29 @@ def test_edge_check_command(tmp_path: Path) -> None:
 def test_a_missing_extra_is_named() -> None:
     with pytest.raises(ConfigError, match=r"pip install plantstream\[edge\]"):
         require_edge_extra("asyncua_not_installed_here")
+
+
+def test_the_wire_body_is_typed_and_says_only_what_is_not_the_default() -> None:
+    import orjson
+
+    from plantstream.edge.queue import Queued
+    from plantstream.edge.wire import encode as encode_body
+
+    rows = [
+        Queued(1, "m1", "parts", 1_700_000_000_000_001, "int64", 2**62 + 1, None, 0, 0),
+        Queued(2, "m1", "running", 1_700_000_000_000_002, "bool", 1, None, 0, None),
+        Queued(3, "m1", "mode", 1_700_000_000_000_003, "state", "run", None, 1, 0x40920000),
+        Queued(4, "m1", "pressure", 1_700_000_000_000_004, "double", 2.5, "bar", 0, 0),
+    ]
+    body = orjson.loads(encode_body("plant-01", rows))
+    assert body["facility"] == "plant-01"
+    assert body["readings"] == [
+        {"device": "m1", "metric": "parts", "ts": "2023-11-14T22:13:20.000001+00:00",
+         "value": 2**62 + 1},
+        {"device": "m1", "metric": "running", "ts": "2023-11-14T22:13:20.000002+00:00",
+         "value": True},
+        {"device": "m1", "metric": "mode", "ts": "2023-11-14T22:13:20.000003+00:00",
+         "value": "run", "quality": "uncertain", "quality_code": 0x40920000},
+        {"device": "m1", "metric": "pressure", "ts": "2023-11-14T22:13:20.000004+00:00",
+         "value": 2.5, "unit": "bar"},
+    ]  # fmt: skip
