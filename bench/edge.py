@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -318,9 +319,12 @@ def main() -> None:
     if args.drain_only:  # another drain beside the last full run (the machine's load drifts)
         with tempfile.TemporaryDirectory() as tmp:
             rerun = drain(args.backlog, Path(tmp), args.in_flight)
-        previous.setdefault("drain_reruns", []).append(rerun)
-        print(write_result("edge", {k: v for k, v in previous.items()
-                                    if k not in ("measured_at", "machine")}, RESULTS))  # fmt: skip
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        command = "python bench/edge.py --drain-only"
+        previous.setdefault("drain_reruns", []).append(
+            {"measured_at": when, "command": command, **rerun}
+        )
+        (RESULTS / "edge.json").write_text(json.dumps(previous, indent=2) + "\n")
         return
     os.sched_setaffinity(0, {0})  # "on one core": the queue figures
     with tempfile.TemporaryDirectory() as tmp:
