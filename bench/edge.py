@@ -4,8 +4,8 @@
    + ack in one transaction each, no network) on one core, with ``synchronous=FULL`` and
    ``NORMAL`` run alternately (A/B on a shared machine: compare the ratio).
 2. Drain: a backlog as a one-hour outage at 1,000 readings/s leaves it (``--backlog``,
-   3.6 M by default) forwarded by the real forwarder into ``plantstream serve all`` until
-   PostgreSQL holds every reading.
+   3.6 M by default) forwarded by the real forwarder (``--in-flight`` batches at once, each
+   signal in order) into ``plantstream serve all`` until PostgreSQL holds every reading.
 3. Latency: an asyncua server (the tests' simulated machine, as a subprocess) -> edge agent ->
    plantstream; for each new value, the time from its source timestamp until ``/v1/latest``
    shows it (p50/p99).
@@ -16,6 +16,7 @@ Writes bench/results/edge.json.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -116,7 +118,7 @@ def raw_sqlite(n: int, directory: Path) -> float:
     return round(rate)
 
 
-def drain(backlog: int, directory: Path) -> dict[str, object]:
+def drain(backlog: int, directory: Path, in_flight: int) -> dict[str, object]:
     with fresh_services("bench_edge_drain") as (database_url, redis_url):
         with psycopg.connect(database_url, autocommit=True) as conn:
             key, _ = create_key(
@@ -137,20 +139,20 @@ def drain(backlog: int, directory: Path) -> dict[str, object]:
             q.append(readings[i : i + 5000], now_us=now_us())
         del readings
         with plantstream_server("all", env=env, ready_path="/readyz") as (url, _):
-            dest = Destination(url=url, batch_size=5000)
+            dest = Destination(url=url, batch_size=5000, in_flight=in_flight)
+            status = EdgeStatus()
             fwd = Forwarder(
-                queue=q,
-                status=EdgeStatus(),
-                destination=dest,
-                facility=FACILITY,
-                key=SecretStr(key),
+                queue=q, status=status, destination=dest, facility=FACILITY, key=SecretStr(key)
             )
+            load_before = os.getloadavg()
+            stop = threading.Event()
+            thread = threading.Thread(target=fwd.run, args=(stop,), daemon=True)
             started = time.perf_counter()
-            while q.depth:
-                wait = fwd.step()
-                if wait:
-                    time.sleep(wait)
+            thread.start()
+            wait_until(lambda: q.depth == 0, timeout=1800, what="all forwarded", interval=0.05)
             forwarded = time.perf_counter() - started
+            stop.set()
+            thread.join(30)
             wait_until(
                 lambda: _stored(database_url) >= backlog,
                 timeout=1800,
@@ -160,8 +162,19 @@ def drain(backlog: int, directory: Path) -> dict[str, object]:
             stored = time.perf_counter() - started
             fwd.close()
         q.close()
+    push_back = {
+        sample.labels["kind"]: int(sample.value)
+        for metric in status.metrics.forward_errors.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
     return {
         "backlog_readings": backlog,
+        "in_flight": in_flight,
+        "batch_size": 5000,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "retried_batches_by_code": push_back,
         "forwarded_seconds": round(forwarded, 1),
         "stored_seconds": round(stored, 1),
         "readings_per_s": round(backlog / stored),
@@ -293,7 +306,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="A/B rounds of FULL and NORMAL")
     parser.add_argument("--backlog", type=int, default=3_600_000)
     parser.add_argument("--latency-seconds", type=float, default=60)
+    parser.add_argument("--in-flight", type=int, default=4, help="batches in flight")
+    parser.add_argument(
+        "--ab-rounds", type=int, default=2, help="pairs of drains, one batch vs --in-flight"
+    )
+    parser.add_argument("--ab-backlog", type=int, default=360_000)
+    parser.add_argument("--drain-only", action="store_true", help="add a drain to the result")
     args = parser.parse_args()
+    previous = (
+        json.loads((RESULTS / "edge.json").read_text()) if (RESULTS / "edge.json").exists() else {}
+    )
+    if args.drain_only:  # another drain beside the last full run (the machine's load drifts)
+        with tempfile.TemporaryDirectory() as tmp:
+            rerun = drain(args.backlog, Path(tmp), args.in_flight)
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        command = "python bench/edge.py --drain-only"
+        previous.setdefault("drain_reruns", []).append(
+            {"measured_at": when, "command": command, **rerun}
+        )
+        (RESULTS / "edge.json").write_text(json.dumps(previous, indent=2) + "\n")
+        return
     os.sched_setaffinity(0, {0})  # "on one core": the queue figures
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -302,13 +334,22 @@ def main() -> None:
             for durability in ("full", "normal"):
                 measured = queue_throughput(args.queue_readings, durability, directory)
                 raw = raw_sqlite(args.queue_readings, directory)
-                rounds.append({"durability": durability, **measured, "raw_sqlite_in_per_s": raw})
+                rounds.append({"durability": durability, **measured, "raw_sqlite_in_per_s": raw,
+                               "load_average": [round(x, 2) for x in os.getloadavg()]})  # fmt: skip
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-        drained = drain(args.backlog, directory)
+        drained = drain(args.backlog, directory, args.in_flight)
+        pairs = []
+        for _ in range(args.ab_rounds):  # alternated: the machine's load drifts between runs
+            for n in (1, args.in_flight):
+                run = drain(args.ab_backlog, directory / f"ab-{len(pairs)}", n)
+                keep = ("in_flight", "readings_per_s", "load_average_before", "load_average_after")
+                pairs.append({k: run[k] for k in keep})
         lat = latency(args.latency_seconds, directory)
+        lat["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     full = [r for r in rounds if r["durability"] == "full"]
     result = {
-        "machine_note": "shared, busy (8 engineers on 2 cores); compare ratios, not absolutes",
+        "machine_note": "shared, busy machine (7 engineers on 2 cores); compare ratios, not "
+        "absolutes; load averages (1, 5, 15 min) are recorded beside each figure",
         "queue": {
             "readings_per_round": args.queue_readings,
             "rounds": rounds,
@@ -316,8 +357,11 @@ def main() -> None:
             "full_median_out_per_s": statistics.median(r["out_per_s"] for r in full),
         },
         "drain": drained,
+        "drain_one_batch_vs_in_flight": pairs,
+        "previous_drain": previous.get("drain"),
         "opcua_to_latest": lat,
         "goal": {"queue_per_s_each_way": 50_000, "drain_3_6M_seconds": 120},
+        "command": " ".join(["python bench/edge.py", *sys.argv[1:]]),
     }
     print(write_result("edge", result, RESULTS))
 

@@ -10,9 +10,11 @@ import pytest
 
 from plantstream.edge.config import ModbusSignal, QueueConfig, ValueKind, load_config
 from plantstream.edge.extras import require_edge_extra
-from plantstream.edge.queue import HELD_HISTORY, HELD_TYPED, EdgeQueue
+from plantstream.edge.queue import HELD_HISTORY, HELD_TYPED, EdgeQueue, Lanes
 from plantstream.edge.records import EdgeReading, opcua_quality
 from plantstream.edge.registers import decode, encode
+from plantstream.edge.schema import SCHEMA
+from plantstream.edge.wire import wire_value
 from plantstream.errors import ConfigError
 from plantstream.model.readings import now_us
 
@@ -29,7 +31,7 @@ def queue(tmp_path: Path, **options: object) -> EdgeQueue:
     return EdgeQueue(QueueConfig(path=tmp_path / "q.db", **options))  # type: ignore[arg-type]
 
 
-def test_typed_values_are_kept_natively_and_strings_are_held(tmp_path: Path) -> None:
+def test_typed_values_are_kept_natively_and_all_forwarded(tmp_path: Path) -> None:
     q = queue(tmp_path)
     q.append(
         [
@@ -41,15 +43,59 @@ def test_typed_values_are_kept_natively_and_strings_are_held(tmp_path: Path) -> 
         ],
         now_us=now_us(),
     )
-    rows = q.peek(10, now_us=now_us())
-    assert [(r.value_type, r.value) for r in rows] == [
-        ("int64", 2**62 + 1), ("bool", 1), ("double", 4.0)
-    ]  # fmt: skip
-    assert q.stats().held == {HELD_TYPED: 2}
     q.close()
     reopened = queue(tmp_path)  # what was committed is there after a restart
-    assert reopened.depth == 3
-    assert reopened.held == {HELD_TYPED: 2}
+    rows = reopened.peek(10, now_us=now_us())
+    assert [(r.value_type, r.value) for r in rows] == [
+        ("int64", 2**62 + 1), ("bool", 1), ("state", "running"), ("string", "lot 42"),
+        ("double", 4.0),
+    ]  # fmt: skip
+    assert [wire_value(r) for r in rows] == [2**62 + 1, True, "running", "lot 42", 4.0]
+    assert (reopened.depth, reopened.stats().held) == (5, {})
+
+
+def test_a_queue_of_the_previous_agent_opens_and_its_held_strings_are_sent(
+    tmp_path: Path,
+) -> None:
+    """The agent before typed ingest held strings and states, and had no lanes."""
+    import sqlite3
+
+    from plantstream.edge.schema import COLUMNS
+
+    old_schema = SCHEMA.replace(",\n    lane INTEGER NOT NULL DEFAULT 0", "")
+    assert "lane" not in old_schema.split("CREATE INDEX")[0]
+    conn = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    conn.executescript(old_schema)
+    conn.executemany(
+        f"INSERT INTO readings ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [("s", "m1", "machine_state", 10, None, None, "state", "idle", None, 0, 0, 1, HELD_TYPED),
+         ("s", "m1", "pressure", 11, None, None, "double", 2.5, None, 0, 0, 1, None)],
+    )  # fmt: skip
+    conn.close()
+    q = queue(tmp_path, live_window_hours=1e6)
+    assert (q.depth, q.held) == (2, {})
+    assert [r.value for r in q.peek(10, now_us=now_us())] == ["idle", 2.5]
+
+
+def test_lanes_split_the_queue_by_signal_and_ack_only_their_own(tmp_path: Path) -> None:
+    q = queue(tmp_path)
+    metrics = ["pressure", "temperature", "flow_rate", "current", "power", "humidity"]
+    q.append([reading(i, metric=metrics[i % 6]) for i in range(60)], now_us=now_us())
+    lanes = [Lanes(i, 3) for i in range(3)]
+    peeked = [q.peek(100, now_us=now_us(), lanes=lane) for lane in lanes]
+    ids = [[r.id for r in rows] for rows in peeked]
+    assert sorted(i for part in ids for i in part) == sorted({i for part in ids for i in part})
+    assert sum(len(part) for part in ids) == 60  # every reading in exactly one lane
+    for rows in peeked:  # a signal is in one lane only, in the order stored
+        assert all(r.id == s for r, s in zip(rows, sorted(r.id for r in rows), strict=True))
+    by_metric = {r.metric: n for n, rows in enumerate(peeked) for r in rows}
+    assert len(by_metric) == 6
+    assert all(by_metric[r.metric] == n for n, rows in enumerate(peeked) for r in rows)
+    busy = next(n for n, part in enumerate(ids) if part)
+    q.ack(ids[busy][:5], now_us=now_us(), lanes=lanes[busy])
+    assert q.depth == 55
+    left = [r.id for lane in lanes for r in q.peek(100, now_us=now_us(), lanes=lane)]
+    assert sorted(left) == sorted(i for part in ids for i in part if i not in ids[busy][:5])
 
 
 def test_ack_removes_delivered_and_dead_letters_the_rest_in_order(tmp_path: Path) -> None:
@@ -66,12 +112,18 @@ def test_ack_removes_delivered_and_dead_letters_the_rest_in_order(tmp_path: Path
     assert (counters["stored"], counters["delivered"], counters["dead_lettered"]) == (10, 3, 1)
 
 
-def test_readings_older_than_the_live_window_are_held_not_dropped(tmp_path: Path) -> None:
+def test_readings_older_than_the_live_window_are_set_aside_for_the_history_path(
+    tmp_path: Path,
+) -> None:
     q = queue(tmp_path, live_window_hours=1)
     old = now_us() - 2 * 3600 * 1_000_000
     q.append([reading(0, ts_us=old), reading(1)], now_us=now_us())
     assert [r.value for r in q.peek(10, now_us=now_us())] == [1.0]
     assert q.stats().held == {HELD_HISTORY: 1}
+    history = q.peek_history(10)  # for the history path, which removes them once stored
+    assert [r.ts_us for r in history] == [old]
+    q.ack([history[0].id], now_us=now_us(), held=HELD_HISTORY)
+    assert (q.stats().held, q.depth, q.peek_history(10)) == ({}, 1, [])
 
 
 def test_refuse_policy_keeps_what_it_has_and_counts_the_refused(tmp_path: Path) -> None:
@@ -189,3 +241,29 @@ def test_edge_check_command(tmp_path: Path) -> None:
 def test_a_missing_extra_is_named() -> None:
     with pytest.raises(ConfigError, match=r"pip install plantstream\[edge\]"):
         require_edge_extra("asyncua_not_installed_here")
+
+
+def test_the_wire_body_is_typed_and_says_only_what_is_not_the_default() -> None:
+    import orjson
+
+    from plantstream.edge.queue import Queued
+    from plantstream.edge.wire import encode as encode_body
+
+    rows = [
+        Queued(1, "m1", "parts", 1_700_000_000_000_001, "int64", 2**62 + 1, None, 0, 0),
+        Queued(2, "m1", "running", 1_700_000_000_000_002, "bool", 1, None, 0, None),
+        Queued(3, "m1", "mode", 1_700_000_000_000_003, "state", "run", None, 1, 0x40920000),
+        Queued(4, "m1", "pressure", 1_700_000_000_000_004, "double", 2.5, "bar", 0, 0),
+    ]
+    body = orjson.loads(encode_body("plant-01", rows))
+    assert body["facility"] == "plant-01"
+    assert body["readings"] == [
+        {"device": "m1", "metric": "parts", "ts": "2023-11-14T22:13:20.000001+00:00",
+         "value": 2**62 + 1},
+        {"device": "m1", "metric": "running", "ts": "2023-11-14T22:13:20.000002+00:00",
+         "value": True},
+        {"device": "m1", "metric": "mode", "ts": "2023-11-14T22:13:20.000003+00:00",
+         "value": "run", "quality": "uncertain", "quality_code": 0x40920000},
+        {"device": "m1", "metric": "pressure", "ts": "2023-11-14T22:13:20.000004+00:00",
+         "value": 2.5, "unit": "bar"},
+    ]  # fmt: skip

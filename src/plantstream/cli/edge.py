@@ -51,9 +51,13 @@ def check(
     if path is None:
         err.print("give the config to check: plantstream edge check edge.yaml")
         raise typer.Exit(2)
+    from plantstream.edge.opcua_security import check_files
+
     settings = load_config(path)
     for note in warnings_for(settings):
         err.print(f"warning: {note}", markup=False, highlight=False)
+    for problem in check_files(settings):  # here: maybe checked on another machine than its own
+        err.print(f"warning: {problem} (the agent will not start)", markup=False, highlight=False)
     signals = sum(len(s.signals) for s in settings.sources)
     console.print(f"ok: {len(settings.sources)} sources, {signals} signals", highlight=False)
 

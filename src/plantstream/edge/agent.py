@@ -21,8 +21,10 @@ from plantstream.edge.health import serve_health
 from plantstream.edge.ingress import Ingress
 from plantstream.edge.modbus import ModbusCollector
 from plantstream.edge.opcua import OpcUaCollector
+from plantstream.edge.opcua_security import check_files
 from plantstream.edge.queue import EdgeQueue
 from plantstream.edge.status import EdgeStatus, Gap
+from plantstream.errors import ConfigError
 
 log = logging.getLogger("plantstream.edge")
 
@@ -35,6 +37,10 @@ COLLECTORS: dict[type[Any], Callable[[Any, Ingress, EdgeStatus], Collector]] = {
 
 class Agent:
     def __init__(self, config: EdgeConfig, key: SecretStr) -> None:
+        """Raises ``ConfigError`` when a certificate or key file of the config cannot be read."""
+        unreadable = check_files(config)
+        if unreadable:
+            raise ConfigError("cannot start the edge agent:\n" + "\n".join(unreadable))
         self.config = config
         self.status = EdgeStatus()
         self.queue = EdgeQueue(config.queue)

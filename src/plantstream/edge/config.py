@@ -35,9 +35,6 @@ class ValueKind(StrEnum):
     STATE = "state"
 
 
-HELD_TYPES = frozenset({ValueKind.STRING, ValueKind.STATE})  # queued until typed ingest
-
-
 class SignalBase(Strict):
     device: Id
     metric: Id
@@ -134,6 +131,9 @@ class Destination(Strict):
     key_env: str = Field(default="PLANTSTREAM_EDGE_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
     key_file: Path | None = None
     batch_size: int = Field(default=2000, ge=1, le=5000)
+    in_flight: int = Field(
+        default=4, ge=1, le=16, description="batches sent at once (each signal stays in order)"
+    )
     timeout_seconds: float = Field(default=10.0, gt=0)
     max_backoff_seconds: float = Field(default=30.0, gt=0)
 
@@ -231,14 +231,11 @@ def warnings_for(config: EdgeConfig) -> list[str]:
     for source in config.sources:
         for signal in source.signals:
             name = f"{source.name}: {signal.device}/{signal.metric}"
-            if signal.type in HELD_TYPES:
+            if signal.metric not in METRICS:
                 notes.append(
-                    f"{name} is a {signal.type} signal: its readings are kept in the queue "
-                    "(held: waiting for typed ingest) until plantstream's ingest takes them"
-                )
-            elif signal.metric not in METRICS:
-                notes.append(
-                    f"{name}: plantstream's ingest knows the metrics {', '.join(METRICS)}; "
-                    f"readings of {signal.metric!r} will be dead-lettered (unknown_metric)"
+                    f"{name}: {signal.metric!r} is not one of plantstream's built-in metrics "
+                    f"({', '.join(METRICS)}): declare it as a {signal.type} signal of facility "
+                    f"{config.facility} (plant model), or its readings are dead-lettered "
+                    "(unknown_metric)"
                 )
     return notes

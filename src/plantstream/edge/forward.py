@@ -1,89 +1,292 @@
-"""The forwarder: the queue's oldest readings to plantstream's HTTP ingest, in order, once.
+"""The forwarder: the queue's readings to plantstream, several batches in flight, each once.
 
-A batch leaves the queue only in the transaction that records its 202; readings refused one by
-one in that 202 move to the dead-letter table with their code (a reading too old for the live
-window is held instead: it waits for the history path). Push-back (429, 503, 408) and failed
-connections are retried with backoff that honours ``Retry-After``; a whole body refused 4xx is
-split until the reading at fault is found and dead-lettered, so nothing is retried forever.
+The queue's readings are split into lanes by signal (``Lanes``); each of ``in_flight`` senders
+owns some lanes and sends their oldest readings one batch at a time, so batches travel in
+parallel while every signal stays in order. A batch leaves the queue only in the transaction
+that records its 202 (per-batch rows: a sender deletes exactly what it sent). Readings refused
+one by one in that 202 move to the dead-letter table with their code; one too old for the live
+window goes to the history sender instead (``POST /v1/readings/history``, answered 200 once
+stored). Push-back (429, 503, 408) and failed connections are retried with backoff that
+honours ``Retry-After``, and hold every live sender (plantstream asked us to wait, not one
+lane); a whole body refused 4xx is split until the reading at fault is found and
+dead-lettered, so nothing is retried forever.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import random
 import threading
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 
 import httpx
-import orjson
 from pydantic import SecretStr
 
 from plantstream.edge.config import Destination
-from plantstream.edge.queue import HELD_HISTORY, EdgeQueue, Queued
-from plantstream.edge.status import EdgeStatus
-from plantstream.errors import ErrorCode
-from plantstream.model.metrics import QUALITY_NAMES
+from plantstream.edge.queue import ALL_LANES, HELD_HISTORY, EdgeQueue, Lanes, Queued
+from plantstream.edge.status import EdgeStatus, ForwardStatus
+from plantstream.edge.wire import (
+    KEY_REFUSED,
+    PUSH_BACK,
+    TOO_LARGE,
+    Dead,
+    encode,
+    error_code,
+    locally_invalid,
+    retry_after,
+    retryable,
+    rfc3339,
+)
 from plantstream.model.readings import now_us
 
+__all__ = ["Forwarder", "rfc3339"]
+
 log = logging.getLogger("plantstream.edge")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-PUSH_BACK = frozenset({408, 429, 500, 502, 503, 504})
-KEY_REFUSED = frozenset({401, 403})
-TOO_LARGE = frozenset({413})
+MISSING = frozenset({404, 405})  # a plantstream without the endpoint (older than the agent)
 
 
-@functools.lru_cache(maxsize=4096)
-def _second(seconds: int) -> str:
-    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+class Gate:
+    """A time before which nobody sends: push-back from plantstream holds all its senders."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def close_for(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + seconds)
+
+    def wait_seconds(self) -> float:
+        return max(0.0, self._until - time.monotonic())
 
 
-def rfc3339(ts_us: int) -> str:
-    """Exact to the microsecond (plantstream identifies a reading by its timestamp).
+class Sender:
+    """One lane set of the live path: peek, send, ack, one batch at a time, in order."""
 
-    The date and time of day are formatted once per second (a backlog has many readings of
-    each second), the microseconds every time.
-    """
-    seconds, micros = divmod(ts_us, 1_000_000)
-    return f"{_second(seconds)}.{micros:06d}+00:00"
+    path = "/v1/readings"
+    ok_status = 202
+    name = "live"
 
+    def __init__(self, fwd: Forwarder, gate: Gate, lanes: Lanes = ALL_LANES) -> None:
+        self.fwd, self.queue, self.gate, self.lanes = fwd, fwd.queue, gate, lanes
+        self.url = fwd.dest.url.rstrip("/") + self.path
+        self.batch = fwd.dest.batch_size
+        self.failures = 0
+        self._retry_wait = 0.0
 
-def encode(facility: str, rows: Sequence[Queued]) -> bytes:
-    readings = []
-    for r in rows:
-        item: dict[str, object] = {
-            "device": r.device,
-            "metric": r.metric,
-            "ts": rfc3339(r.ts_us),
-            "value": r.value,
-            "quality": QUALITY_NAMES.get(r.quality, "bad"),
+    @property
+    def state(self) -> ForwardStatus:
+        return self.fwd.status.forward
+
+    def peek(self) -> list[Queued]:
+        return self.queue.peek(self.batch, now_us=now_us(), lanes=self.lanes)
+
+    def ack(self, delivered: list[int], dead: list[Dead]) -> None:
+        self.queue.ack(delivered, dead, now_us=now_us(), lanes=self.lanes)
+
+    def idle(self) -> None:
+        if self.queue.depth == 0:
+            self.state.state = "idle"
+
+    def run(self, stop: threading.Event, idle_seconds: float) -> None:
+        """Send until ``stop``; every wait returns early when stopped."""
+        while not stop.is_set():
+            held = self.gate.wait_seconds()
+            if held > 0:
+                stop.wait(held)
+                continue
+            wait = self.step()
+            if wait is None:
+                stop.wait(idle_seconds)
+            elif wait > 0:
+                stop.wait(wait)
+
+    def step(self) -> float | None:
+        """Send one batch. None: nothing to send; else seconds to wait before the next."""
+        rows = self.peek()
+        if not rows:
+            self.idle()
+            return None
+        rows, dead = locally_invalid(rows)
+        if dead:
+            self._dead(dead)
+        if not rows:
+            return 0.0
+        return self._send(rows)
+
+    def _send(self, rows: list[Queued]) -> float:
+        self.state.state = "sending"
+        headers = {
+            "Authorization": f"Bearer {self.fwd.key.get_secret_value()}",
+            "Content-Type": "application/json",
         }
-        if r.unit is not None:
-            item["unit"] = r.unit
-        readings.append(item)
-    return orjson.dumps({"facility": facility, "readings": readings})
+        try:
+            response = self.fwd.client.post(
+                self.url, content=encode(self.fwd.facility, rows), headers=headers
+            )
+        except httpx.HTTPError as exc:
+            return self._back_off(f"{type(exc).__name__}: {exc}", "connection", None)
+        status = response.status_code
+        if status == self.ok_status:
+            self._retry_wait = 0.0
+            self._accepted(rows, response)
+            return self._retry_wait
+        code = error_code(response)
+        if status in PUSH_BACK:
+            return self._back_off(f"{status} {code}", code, retry_after(response))
+        if status in KEY_REFUSED:
+            self.state.state = "key_refused"
+            return self._back_off(f"{status} {code}: the destination refuses the key", code, None)
+        missing = self._missing(status, code)
+        if missing is not None:
+            return missing
+        if status in TOO_LARGE or len(rows) > 1:
+            self.batch = max(1, len(rows) // 2)  # find the part at fault
+            self.fwd.status.metrics.forward_errors.labels(code).inc()
+            log.warning("batch of %d refused %d %s: sending halves", len(rows), status, code)
+            return 0.0
+        self._dead([(rows[0].id, code, f"refused {status} as a whole body")])
+        return 0.0
 
-
-def retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
+    def _missing(self, status: int, code: str) -> float | None:
+        """What to do when plantstream has no such endpoint (None: treat as a refusal)."""
         return None
-    return None if seconds is None or not math.isfinite(seconds) else max(0.0, seconds)
+
+    def _history(self, ids: list[int]) -> None:
+        """Readings the live ingest found too old: held for the history sender."""
+        self.queue.hold(ids, HELD_HISTORY)
+
+    def _accepted(self, rows: list[Queued], response: httpx.Response) -> None:
+        try:
+            rejected = response.json().get("rejected", [])
+        except (ValueError, AttributeError):
+            rejected = []
+        dead: list[Dead] = []
+        history: list[int] = []
+        retry_from = len(rows)  # a reading refused "not now" (429/503 code) and all after it
+        for item in rejected:
+            index = item.get("index")
+            if not isinstance(index, int) or not 0 <= index < len(rows):
+                continue
+            code = str(item.get("code", "rejected"))
+            if code == "timestamp_too_old" and self.name == "live":
+                history.append(rows[index].id)
+            elif retryable(code):
+                retry_from = min(retry_from, index)
+            else:
+                reason = item.get("reason", item.get("message", ""))
+                dead.append((rows[index].id, code, str(reason)))
+        # what follows a retryable refusal stays queued, so each signal stays in order; the
+        # accepted ones among them are sent again and stored once
+        kept = {r.id for r in rows[retry_from:]}
+        dead = [d for d in dead if d[0] not in kept]
+        history = [i for i in history if i not in kept]
+        refused = {i for i, _, _ in dead} | set(history) | kept
+        delivered = [r.id for r in rows if r.id not in refused]
+        if history:
+            self._history(history)
+        self.ack(delivered, dead)
+        self._count_dead(dead)
+        fwd = self.state
+        fwd.last_success_us, fwd.last_error, fwd.retry_at_us = now_us(), None, None
+        fwd.recent.append((time.monotonic(), len(delivered)))
+        self._delivered(len(delivered))
+        if kept:
+            code = next(str(i.get("code")) for i in rejected if i.get("index") == retry_from)
+            self._retry_wait = self._back_off(f"{self.ok_status} with {len(kept)} held back: "
+                                              f"{code}", code, 1.0)  # fmt: skip
+            return
+        self.failures = 0
+        self.batch = min(self.fwd.dest.batch_size, self.batch * 2)
+
+    def _delivered(self, n: int) -> None:
+        self.fwd.status.metrics.forwarded.inc(n)
+
+    def _dead(self, dead: list[Dead]) -> None:
+        self.ack([], dead)
+        self._count_dead(dead)
+
+    def _count_dead(self, dead: list[Dead]) -> None:
+        for _, code, _ in dead:
+            self.fwd.status.metrics.rejected.labels(code).inc()
+        if dead:
+            log.warning(
+                "plantstream refused %d readings (%s path; first: %s): moved to the dead-letter "
+                "table",
+                len(dead), self.name, dead[0][1],
+            )  # fmt: skip
+
+    def _back_off(self, error: str, kind: str, after: float | None) -> float:
+        self.failures += 1
+        if after is None:
+            base = min(self.fwd.dest.max_backoff_seconds, 0.25 * 2 ** min(self.failures, 10))
+            after = base * (0.5 + random.random() / 2)  # noqa: S311  # jitter, not crypto
+        self.gate.close_for(after)
+        fwd = self.state
+        if fwd.state not in ("key_refused", "unavailable"):
+            fwd.state = "backing_off"
+        fwd.last_error, fwd.retry_at_us = error, now_us() + int(after * 1e6)
+        self.fwd.status.metrics.forward_errors.labels(kind).inc()
+        level = (
+            logging.WARNING
+            if self.failures in (1, 10) or self.failures % 100 == 0
+            else logging.DEBUG
+        )
+        log.log(
+            level,
+            "forwarding failed (%s path: %s); retrying in %.1f s",
+            self.name,
+            error,
+            after,
+            extra={"failures": self.failures},
+        )
+        return after
 
 
-def _code(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["error"]["code"])
-    except (ValueError, KeyError, TypeError):
-        return f"http_{response.status_code}"
+class HistorySender(Sender):
+    """Readings older than the live window, to ``POST /v1/readings/history`` (200 once stored).
+
+    Every reading it refuses on its own is dead-lettered with its code and message (it would
+    be refused again); a plantstream without the endpoint keeps them held and says so.
+    """
+
+    path = "/v1/readings/history"
+    ok_status = 200
+    name = "history"
+
+    @property
+    def state(self) -> ForwardStatus:
+        return self.fwd.status.history
+
+    def peek(self) -> list[Queued]:
+        if not self.queue.held.get(HELD_HISTORY):
+            return []
+        return self.queue.peek_history(self.batch)
+
+    def ack(self, delivered: list[int], dead: list[Dead]) -> None:
+        self.queue.ack(delivered, dead, now_us=now_us(), held=HELD_HISTORY)
+
+    def idle(self) -> None:
+        self.state.state = "idle"
+
+    def _missing(self, status: int, code: str) -> float | None:
+        if status not in MISSING:
+            return None
+        self.state.state = "unavailable"
+        return self._back_off(
+            f"{status} {code}: plantstream has no {self.path} (older than this agent)",
+            "history_unavailable",
+            self.fwd.dest.max_backoff_seconds,
+        )
+
+    def _delivered(self, n: int) -> None:
+        self.fwd.status.metrics.history_forwarded.inc(n)
+        self.state.state = "sending"
 
 
 class Forwarder:
+    """The live senders (``destination.in_flight`` of them) and the history sender."""
+
     def __init__(
         self,
         *,
@@ -95,165 +298,34 @@ class Forwarder:
         client: httpx.Client | None = None,
     ) -> None:
         self.queue, self.status, self.dest, self.facility = queue, status, destination, facility
-        self._key = key
-        self._client = client or httpx.Client(timeout=destination.timeout_seconds)
-        self._url = destination.url.rstrip("/") + "/v1/readings"
-        self._batch = destination.batch_size
-        self._failures = 0
-        self._retry_wait = 0.0
+        self.key = key
+        n = destination.in_flight
+        self.client = client or httpx.Client(
+            timeout=destination.timeout_seconds,
+            limits=httpx.Limits(max_connections=n + 1, max_keepalive_connections=n + 1),
+        )
+        live = Gate()
+        self.senders: list[Sender] = [Sender(self, live, Lanes(i, n)) for i in range(n)]
+        self.history = HistorySender(self, Gate())
 
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
 
     def run(self, stop: threading.Event, *, idle_seconds: float = 0.05) -> None:
-        """Forward until ``stop``; waits between retries return early when stopped."""
-        while not stop.is_set():
-            wait = self.step()
-            if wait is None:
-                stop.wait(idle_seconds)
-            elif wait > 0:
-                stop.wait(wait)
+        """Forward until ``stop``: each sender on its own thread; returns when all stopped."""
+        threads = [
+            threading.Thread(
+                target=s.run, args=(stop, idle_seconds), name=f"edge-forward-{i}", daemon=True
+            )
+            for i, s in enumerate([*self.senders, self.history])
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def step(self) -> float | None:
-        """Send one batch. None: nothing to send; else seconds to wait before the next."""
-        rows = self.queue.peek(self._batch, now_us=now_us())
-        if not rows:
-            self.status.forward.state = "idle"
-            return None
-        rows, dead = _locally_invalid(rows)
-        if dead:
-            self._dead(dead)
-        if not rows:
-            return 0.0
-        return self._send(rows)
-
-    def _send(self, rows: list[Queued]) -> float:
-        fwd = self.status.forward
-        fwd.state = "sending"
-        headers = {
-            "Authorization": f"Bearer {self._key.get_secret_value()}",
-            "Content-Type": "application/json",
-        }
-        try:
-            response = self._client.post(
-                self._url, content=encode(self.facility, rows), headers=headers
-            )
-        except httpx.HTTPError as exc:
-            return self._back_off(f"{type(exc).__name__}: {exc}", "connection", None)
-        status = response.status_code
-        if status == 202:
-            self._retry_wait = 0.0
-            self._accepted(rows, response)
-            return self._retry_wait
-        code = _code(response)
-        if status in PUSH_BACK:
-            return self._back_off(f"{status} {code}", code, retry_after(response))
-        if status in KEY_REFUSED:
-            fwd.state = "key_refused"
-            return self._back_off(f"{status} {code}: the destination refuses the key", code, None)
-        if status in TOO_LARGE or len(rows) > 1:
-            self._batch = max(1, len(rows) // 2)  # find the part at fault
-            self.status.metrics.forward_errors.labels(code).inc()
-            log.warning("batch of %d refused %d %s: sending halves", len(rows), status, code)
-            return 0.0
-        self._dead([(rows[0].id, code, f"refused {status} as a whole body")])
-        return 0.0
-
-    def _accepted(self, rows: list[Queued], response: httpx.Response) -> None:
-        try:
-            rejected = response.json().get("rejected", [])
-        except ValueError:
-            rejected = []
-        dead: list[tuple[int, str, str]] = []
-        history: list[int] = []
-        retry_from = len(rows)  # a reading refused "not now" (429/503 code) and all after it
-        for item in rejected:
-            index = item.get("index")
-            if not isinstance(index, int) or not 0 <= index < len(rows):
-                continue
-            code = str(item.get("code", "rejected"))
-            if code == "timestamp_too_old":
-                history.append(rows[index].id)
-            elif _retryable(code):
-                retry_from = min(retry_from, index)
-            else:
-                dead.append((rows[index].id, code, str(item.get("reason", ""))))
-        # what follows a retryable refusal stays queued, so each signal stays in order; the
-        # accepted ones among them are sent again and stored once
-        kept = {r.id for r in rows[retry_from:]}
-        dead = [d for d in dead if d[0] not in kept]
-        history = [i for i in history if i not in kept]
-        refused = {i for i, _, _ in dead} | set(history) | kept
-        delivered = [r.id for r in rows if r.id not in refused]
-        if history:
-            self.queue.hold(history, HELD_HISTORY)
-        self.queue.ack(delivered, dead, now_us=now_us())
-        for _, code, _ in dead:
-            self.status.metrics.rejected.labels(code).inc()
-        if dead:
-            log.warning(
-                "plantstream refused %d readings (first: %s): moved to the dead-letter table",
-                len(dead),
-                dead[0][1],
-            )
-        fwd = self.status.forward
-        fwd.last_success_us, fwd.last_error, fwd.retry_at_us = now_us(), None, None
-        fwd.recent.append((time.monotonic(), len(delivered)))
-        self.status.metrics.forwarded.inc(len(delivered))
-        if kept:
-            code = next(str(i.get("code")) for i in rejected if i.get("index") == retry_from)
-            self._retry_wait = self._back_off(f"202 with {len(kept)} held back: {code}", code, 1.0)
-            return
-        self._failures = 0
-        self._batch = min(self.dest.batch_size, self._batch * 2)
-
-    def _dead(self, dead: list[tuple[int, str, str]]) -> None:
-        self.queue.ack([], dead, now_us=now_us())
-        for _, code, _ in dead:
-            self.status.metrics.rejected.labels(code).inc()
-
-    def _back_off(self, error: str, kind: str, after: float | None) -> float:
-        self._failures += 1
-        if after is None:
-            base = min(self.dest.max_backoff_seconds, 0.25 * 2 ** min(self._failures, 10))
-            after = base * (0.5 + random.random() / 2)  # noqa: S311  # jitter, not crypto
-        fwd = self.status.forward
-        if fwd.state != "key_refused":
-            fwd.state = "backing_off"
-        fwd.last_error, fwd.retry_at_us = error, now_us() + int(after * 1e6)
-        self.status.metrics.forward_errors.labels(kind).inc()
-        level = (
-            logging.WARNING
-            if self._failures in (1, 10) or self._failures % 100 == 0
-            else logging.DEBUG
-        )
-        log.log(
-            level,
-            "forwarding failed (%s); retrying in %.1f s",
-            error,
-            after,
-            extra={"failures": self._failures},
-        )
-        return after
-
-
-def _retryable(code: str) -> bool:
-    """A per-reading code that means "not now" (a quota, push-back), not "never"."""
-    try:
-        return ErrorCode(code).status in (429, 503)
-    except ValueError:
-        return False
-
-
-def _locally_invalid(rows: list[Queued]) -> tuple[list[Queued], list[tuple[int, str, str]]]:
-    """Readings no ingest could take (no value, not finite): dead-lettered without sending."""
-    good: list[Queued] = []
-    dead: list[tuple[int, str, str]] = []
-    for r in rows:
-        if r.value is None or isinstance(r.value, str):
-            dead.append((r.id, "no_value", "the source sent no value (a bad sample, or a null)"))
-        elif isinstance(r.value, float) and not math.isfinite(r.value):
-            dead.append((r.id, "value_not_finite", "the source gave a value that is not finite"))
-        else:
-            good.append(r)
-    return good, dead
+        """One batch from each sender in turn (for a caller that drives it, e.g. a test)."""
+        waits = [s.step() for s in [*self.senders, self.history]]
+        known = [w for w in waits if w is not None]
+        return max(known) if known else None

@@ -15,13 +15,13 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from plantstream.edge.queue import EdgeQueue
+from plantstream.edge.queue import HELD_HISTORY, EdgeQueue
 from plantstream.edge.status import EdgeStatus
 from plantstream.model.readings import now_us
 
 
 def _iso(ts_us: int | None) -> str | None:
-    from plantstream.edge.forward import rfc3339
+    from plantstream.edge.wire import rfc3339
 
     return None if ts_us is None else rfc3339(ts_us)
 
@@ -32,8 +32,8 @@ def health(queue: EdgeQueue, status: EdgeStatus) -> dict[str, Any]:
     now = now_us()
     m = status.metrics
     m.depth.set(stats.depth)
-    for reason, n in stats.held.items():
-        m.held.labels(reason).set(n)
+    for reason in {HELD_HISTORY, *stats.held}:
+        m.held.labels(reason).set(stats.held.get(reason, 0))
     age = (now - stats.oldest_enqueued_us) / 1e6 if stats.oldest_enqueued_us else 0.0
     m.oldest_age.set(age)
     m.queue_bytes.set(stats.bytes)
@@ -69,7 +69,9 @@ def health(queue: EdgeQueue, status: EdgeStatus) -> dict[str, Any]:
             f"the oldest queued reading waits longer than {queue.config.max_age_hours} h"
         )
     notes = [f"{n} readings held in the queue: {reason}" for reason, n in stats.held.items()]
-    fwd = status.forward
+    fwd, hist = status.forward, status.history
+    if hist.state == "unavailable":
+        problems.append("plantstream has no history path: readings past the live window wait")
     return {
         "status": "ok" if not problems else "degraded",
         "problems": problems,
@@ -93,6 +95,14 @@ def health(queue: EdgeQueue, status: EdgeStatus) -> dict[str, Any]:
             "last_success": _iso(fwd.last_success_us),
             "last_error": fwd.last_error,
             "retry_at": _iso(fwd.retry_at_us),
+        },
+        "history": {
+            "state": hist.state,
+            "waiting": stats.held.get(HELD_HISTORY, 0),
+            "rate_per_second": round(hist.rate(), 1),
+            "last_success": _iso(hist.last_success_us),
+            "last_error": hist.last_error,
+            "retry_at": _iso(hist.retry_at_us),
         },
     }
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from plantstream.edge.config import OpcUaSignal, OpcUaSource, ValueKind
 from plantstream.edge.extras import require_edge_extra
 from plantstream.edge.ingress import Ingress
+from plantstream.edge.opcua_security import SecurityRefusedError, explain, secure
 from plantstream.edge.records import EdgeReading, opcua_quality
 from plantstream.edge.status import EdgeStatus
 from plantstream.model.readings import now_us
@@ -113,15 +113,28 @@ class OpcUaCollector:
             try:
                 await self._session(stop)
                 delay = 0.5
+            except SecurityRefusedError as exc:
+                self._refused(str(exc))
             except (OSError, TimeoutError, ConnectionError) as exc:
                 self._down(f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # asyncua raises its own UaError tree too
-                self._down(f"{type(exc).__name__}: {exc}")
+                reason = explain(exc, self.source)
+                if reason is not None:
+                    self._refused(reason)
+                else:
+                    self._down(f"{type(exc).__name__}: {exc}")
             if stop.is_set():
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             delay = min(self.source.reconnect_max_seconds, delay * 2)
+
+    def _refused(self, reason: str) -> None:
+        """A security refusal: an error (it needs a person), logged again only if it changes."""
+        self.status.metrics.source_errors.labels(self.source.name, "security").inc()
+        if reason != self.st.last_error:
+            log.error("source %s: %s", self.source.name, reason, extra={"source": self.source.name})
+        self.status.set_state(self.source.name, "disconnected", reason)
 
     def _down(self, error: str) -> None:
         self.status.metrics.source_errors.labels(self.source.name, "connection").inc()
@@ -132,7 +145,7 @@ class OpcUaCollector:
         from asyncua.client.ua_client import UaClientState
 
         client = asyncua.Client(url=self.source.endpoint, timeout=self.source.timeout_seconds)
-        await self._secure(client, asyncua)
+        await secure(client, asyncua, self.source)
         await client.connect()
         try:
             await self._read_engineering(client)
@@ -149,23 +162,6 @@ class OpcUaCollector:
             # the connection may be gone already: there is nothing left to close then
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), timeout=2)
-
-    async def _secure(self, client: Any, asyncua: Any) -> None:
-        sec = self.source.security
-        if sec.mode != "none":
-            from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
-
-            mode = asyncua.ua.MessageSecurityMode
-            await client.set_security(
-                SecurityPolicyBasic256Sha256,
-                certificate=str(sec.certificate),
-                private_key=str(sec.private_key),
-                server_certificate=str(sec.server_certificate) if sec.server_certificate else None,
-                mode=mode.Sign if sec.mode == "sign" else mode.SignAndEncrypt,
-            )
-        if sec.username is not None and sec.password_env is not None:
-            client.set_user(sec.username)
-            client.set_password(os.environ.get(sec.password_env, ""))
 
     async def _read_engineering(self, client: Any) -> None:
         for signal in self.source.signals:

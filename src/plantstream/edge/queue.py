@@ -5,6 +5,10 @@ it, and leaves only in the transaction that records plantstream's 202 for it. Wi
 ``synchronous=FULL`` (the default) a commit is on disk when it returns, also across a power cut;
 ``normal`` keeps the database consistent but may lose the last commits on a power cut (not on
 a process crash), and is for disks that lie about flushes anyway.
+
+Readings leave by lane (a hash of the signal, ``Lanes``): the forwarder peeks and acks each
+lane on its own, so several batches are in flight while every signal stays in order. Readings
+older than the live window are held aside for the history path (``peek_history``).
 """
 
 from __future__ import annotations
@@ -15,12 +19,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from plantstream.edge.config import HELD_TYPES, QueueConfig, ValueKind
+from plantstream.edge.config import QueueConfig, ValueKind
 from plantstream.edge.records import EdgeReading
-from plantstream.edge.schema import COLUMNS, SCHEMA
+from plantstream.edge.schema import COLUMNS, INSERT_COLUMNS, MIGRATIONS, SCHEMA, lane_of
 
+# held by agents before plantstream took typed values; released (sent) on open
 HELD_TYPED = "waiting_for_typed_ingest"
 HELD_HISTORY = "older_than_live_window"
+_SELECT = "id, device, metric, ts_us, value_type, value, unit, quality, raw_status"
+
+
+@dataclass(frozen=True, slots=True)
+class Lanes:
+    """The lanes ``index`` of ``count`` senders take: those with ``lane % count == index``."""
+
+    index: int = 0
+    count: int = 1
+
+
+ALL_LANES = Lanes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +52,7 @@ class Queued:
     value: float | int | str | None
     unit: str | None
     quality: int
+    raw_status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +89,18 @@ class EdgeQueue:
         self._conn.execute(f"PRAGMA synchronous={config.durability.upper()}")
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.executescript(SCHEMA)
+        self._migrate()
         self._page_size = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
         self.depth = 0
         self.held: dict[str, int] = {}
         self._recount()
+
+    def _migrate(self) -> None:
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(readings)")}
+        for column, ddl in MIGRATIONS.items():
+            if column not in have:
+                self._conn.execute(ddl)
+        self._conn.execute("UPDATE readings SET held = NULL WHERE held = ?", (HELD_TYPED,))
 
     def _recount(self) -> None:
         self.depth = int(
@@ -120,7 +146,8 @@ class EdgeQueue:
                 take, refused = readings[:room], len(readings) - room
                 rows = [_row(r, now_us) for r in take]
                 self._conn.executemany(
-                    f"INSERT INTO readings ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                    f"INSERT INTO readings ({INSERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    rows,
                 )
                 self._count(stored=len(rows), refused=refused, dropped=dropped)
                 self._conn.execute("COMMIT")
@@ -131,12 +158,7 @@ class EdgeQueue:
                     raise
                 self._note_refused(len(readings))
                 return Appended(0, len(readings), 0)
-            for row in rows:
-                held = row[12]
-                if held is None:
-                    self.depth += 1
-                else:
-                    self.held[str(held)] = self.held.get(str(held), 0) + 1
+            self.depth += len(rows)
             return Appended(len(rows), refused, dropped)
 
     def _note_refused(self, n: int) -> None:
@@ -171,23 +193,32 @@ class EdgeQueue:
 
     # -- out -----------------------------------------------------------------------------
 
-    def peek(self, limit: int, *, now_us: int) -> list[Queued]:
-        """The oldest ``limit`` readings to forward, in the order they were stored.
+    def peek(self, limit: int, *, now_us: int, lanes: Lanes = ALL_LANES) -> list[Queued]:
+        """The oldest ``limit`` readings of ``lanes`` to forward, in the order they were stored.
 
-        Readings older than the live window are set aside (held, counted) first: plantstream's
-        live ingest would refuse them, and there is no history path to send them on yet.
+        Readings older than the live window (less a minute of margin) are set aside for the
+        history path first (held ``older_than_live_window``): the live ingest would refuse them.
         """
         cutoff = now_us - int(self.config.live_window_hours * 3600e6) + 60_000_000
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, device, metric, ts_us, value_type, value, unit, quality "
-                "FROM readings WHERE held IS NULL ORDER BY id LIMIT ?",
-                (limit,),
+                f"SELECT {_SELECT} FROM readings WHERE held IS NULL AND lane % ? = ? "
+                "ORDER BY id LIMIT ?",
+                (lanes.count, lanes.index, limit),
             ).fetchall()
             old = [(r[0],) for r in rows if r[3] < cutoff]
             if old:
                 self._hold([i for (i,) in old], HELD_HISTORY)
         return [Queued(*r) for r in rows if r[3] >= cutoff]
+
+    def peek_history(self, limit: int) -> list[Queued]:
+        """The oldest ``limit`` readings held for the history path, in the order stored."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_SELECT} FROM readings WHERE held = ? ORDER BY id LIMIT ?",
+                (HELD_HISTORY, limit),
+            ).fetchall()
+        return [Queued(*r) for r in rows]
 
     def _hold(self, ids: Sequence[int], reason: str) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -209,8 +240,14 @@ class EdgeQueue:
         dead: Sequence[tuple[int, str, str]] = (),
         *,
         now_us: int,
+        lanes: Lanes = ALL_LANES,
+        held: str | None = None,
     ) -> None:
-        """In one transaction: delete ``delivered`` rows, move ``dead`` (id, code, reason)."""
+        """In one transaction: delete ``delivered`` rows, move ``dead`` (id, code, reason).
+
+        The rows are those peeked from ``lanes`` (``held``: from the rows held so, e.g. the
+        history path's); nothing else is touched, so senders of other lanes ack on their own.
+        """
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             if dead:
@@ -220,23 +257,27 @@ class EdgeQueue:
                     [(code, reason[:500], now_us, i) for i, code, reason in dead],
                 )
             ids = [*delivered, *(i for i, _, _ in dead)]
-            self._delete(ids)
+            self._delete(ids, lanes, held)
             self._count(delivered=len(delivered), dead_lettered=len(dead))
             self._conn.execute("COMMIT")
-            self.depth -= len(ids)
+            if held is None:
+                self.depth -= len(ids)
+            else:
+                self.held[held] = self.held.get(held, 0) - len(ids)
 
-    def _delete(self, ids: Sequence[int]) -> None:
+    def _delete(self, ids: Sequence[int], lanes: Lanes, held: str | None) -> None:
         """Delete rows ``ids``: one range statement when they are all that waits in their span."""
         if not ids:
             return
         lo, hi = min(ids), max(ids)
-        waiting = self._conn.execute(
-            "SELECT count(*) FROM readings WHERE id BETWEEN ? AND ? AND held IS NULL", (lo, hi)
-        ).fetchone()[0]
-        if waiting == len(ids):  # the usual case: a whole batch, as peeked
-            self._conn.execute(
-                "DELETE FROM readings WHERE id BETWEEN ? AND ? AND held IS NULL", (lo, hi)
-            )
+        where = (
+            "id BETWEEN ? AND ? AND lane % ? = ? AND "
+            + ("held IS NULL" if held is None else "held = ?")
+        )  # fmt: skip
+        args = (lo, hi, lanes.count, lanes.index, *(() if held is None else (held,)))
+        waiting = self._conn.execute(f"SELECT count(*) FROM readings WHERE {where}", args)
+        if waiting.fetchone()[0] == len(ids):  # the usual case: a whole batch, as peeked
+            self._conn.execute(f"DELETE FROM readings WHERE {where}", args)
         else:
             self._conn.executemany("DELETE FROM readings WHERE id = ?", [(i,) for i in ids])
 
@@ -302,7 +343,6 @@ class EdgeQueue:
 
 
 def _row(r: EdgeReading, now_us: int) -> tuple[object, ...]:
-    held = HELD_TYPED if r.value_type in HELD_TYPES else None
     value: object = r.value
     if r.value_type is ValueKind.BOOL and value is not None:
         value = int(bool(value))
@@ -319,5 +359,6 @@ def _row(r: EdgeReading, now_us: int) -> tuple[object, ...]:
         r.quality,
         r.raw_status,
         now_us,
-        held,
+        None,
+        lane_of(r.device, r.metric),
     )

@@ -48,7 +48,7 @@ class SourceStatus:
 
 @dataclass
 class ForwardStatus:
-    state: str = "idle"  # idle | sending | backing_off | key_refused
+    state: str = "idle"  # idle | sending | backing_off | key_refused (| unavailable: history)
     last_success_us: int | None = None
     last_error: str | None = None
     retry_at_us: int | None = None
@@ -74,6 +74,11 @@ class EdgeMetrics:
             p + "readings_dropped", "queued readings deleted by the drop_oldest policy", registry=r
         )
         self.forwarded = Counter(p + "readings_forwarded", "readings answered 202", registry=r)
+        self.history_forwarded = Counter(
+            p + "readings_history_forwarded",
+            "readings older than the live window stored through the history path",
+            registry=r,
+        )
         self.rejected = Counter(
             p + "readings_dead_lettered", "readings refused by plantstream", ["code"], registry=r
         )
@@ -116,6 +121,7 @@ class EdgeStatus:
         self.metrics = EdgeMetrics()
         self.sources: dict[str, SourceStatus] = {}
         self.forward = ForwardStatus()
+        self.history = ForwardStatus()  # the history path's sender (readings past the window)
         self.overflow_since_us: int | None = None
         self.on_gap: Callable[[Gap], None] | None = None
         self._lock = threading.Lock()
