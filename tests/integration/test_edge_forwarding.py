@@ -3,10 +3,11 @@ several batches in flight with every signal in order and every reading once, Ret
 by every lane, readings past the live window through the history path, typed values from the
 real OPC UA and Modbus peers.
 
-Where the merge brings the real pieces (``POST /v1/readings/history`` from the import work,
-ingest validating against a facility's declared signals from the catalog work), these tests
-switch from ``contract_server`` to the ``destination`` fixture (``plantstream serve all``;
-it declares ``fixtures.edge.SIGNALS`` already) and read ``destination.stored()``.
+The contract server can do what a real server will not on demand (a 429 on the history
+path, no history endpoint at all); the same paths are also run against the real
+``plantstream serve all`` (the ``destination`` fixture, whose facility declares
+``fixtures.edge.SIGNALS``): the history endpoint, typed values from the real peers, the
+typed body.
 """
 
 from __future__ import annotations
@@ -266,3 +267,69 @@ def test_the_real_ingest_takes_the_typed_body_exactly(
             "WHERE s.device = 'm-1' AND s.metric = 'pressure'"
         ).fetchall()
     assert quality == [(1, 0x40920000)]
+
+
+@pytest.mark.parametrize("destination_settings", [{"max_past_seconds": "3600"}])
+def test_old_readings_reach_the_real_history_endpoint_and_its_refusals_are_kept(
+    tmp_path: Path, destination: Destination
+) -> None:
+    """Against ``plantstream serve all`` with a one-hour live window: readings three hours old
+    go through ``POST /v1/readings/history`` and are stored once; what it refuses is
+    dead-lettered with the server's code."""
+    now = now_us()
+    old = [
+        _reading("m-1", "pressure", now - 3 * HOUR_US + i * 1000, 2.0 + i % 7) for i in range(300)
+    ]
+    bad = [_reading("m-3", "no_such_metric", now - 3 * HOUR_US, 1.0)]
+    fresh = [_reading("m-1", "pressure", now - 60 * 1_000_000 + i, 1.5) for i in range(200)]
+    with forwarding(
+        tmp_path, destination, [*old, *bad, *fresh], batch_size=100, live_window_hours=1
+    ) as (queue, fwd):
+        wait_until(lambda: _drained(queue), timeout=60, what="live and history forwarded")
+        dead = queue.dead_letter_rows()
+        sent = fwd.status.metrics.registry.get_sample_value(
+            "plantstream_edge_readings_history_forwarded_total"
+        )
+    assert sent == len(old)
+    assert [(row[1], row[6]) for row in dead] == [("no_such_metric", "unknown_metric")]
+    wait_until(lambda: destination.count() == len(old) + len(fresh), timeout=60, what="stored")
+    stored = destination.stored()[("m-1", "pressure")]
+    assert stored == sorted((r.ts_us, r.value) for r in [*old, *fresh])
+
+
+def test_typed_values_from_real_opcua_and_modbus_peers_reach_the_real_ingest(
+    tmp_path: Path, opcua_shared: OpcUaMachine, modbus_slave: ModbusSlave, destination: Destination
+) -> None:
+    """The same peers into ``plantstream serve all`` whose facility declares ``running``
+    (bool) and ``machine_state`` (state): stored with their types."""
+    config = edge_config(tmp_path, destination.url, [
+        opcua_source(opcua_shared.endpoint, typed=True),
+        modbus_source(modbus_slave.port, typed=True),
+    ])  # fmt: skip
+    parsed = EdgeConfig.model_validate(config)
+    coil = next(s for s in parsed.sources[1].signals if s.metric == "running")
+    modbus_slave.set(coil, 1)  # type: ignore[arg-type]
+    agent = Agent(parsed, SecretStr(destination.key))
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+
+        def every_state() -> bool:
+            stored = destination.stored()
+            states = {v for _, v in stored.get(("press-1", "machine_state"), [])}
+            wanted = {("press-1", "running"), ("pump-2", "running")}
+            return states == set(STATES) and wanted <= set(stored)
+
+        wait_until(every_state, timeout=60, what="the boolean and every state stored")
+    finally:
+        stop.set()
+        thread.join(30)
+    stored = destination.stored()
+    for node, metric in (("State", "machine_state"), ("Running", "running")):
+        truth = {w["ts_us"]: w["value"] for w in opcua_shared.writes(node)}
+        points = stored[("press-1", metric)]
+        assert all(truth[ts] == value for ts, value in points), metric
+    assert {type(v) for _, v in stored[("press-1", "machine_state")]} == {str}
+    assert {type(v) for _, v in stored[("press-1", "running")]} == {bool}
+    assert {v for _, v in stored[("pump-2", "running")]} == {True}
