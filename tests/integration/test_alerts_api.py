@@ -46,3 +46,17 @@ def test_alerts_are_paged_and_filtered(api: Api, db: psycopg.Connection) -> None
     bad = api.client.get("/v1/alerts?facility=plant-01&cursor=nope", headers=api.headers(key))
     assert bad.status_code == 400
     assert bad.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_time_range_must_be_rfc_3339_with_an_offset(api: Api) -> None:
+    key = api.make_key("read", "plant-01")
+    for value in ("0", "1767225600", "2026-11-01T10:00:00", "yesterday"):
+        answer = api.client.get(
+            f"/v1/alerts?facility=plant-01&from={value}", headers=api.headers(key)
+        )
+        assert answer.status_code == 400, value
+        assert answer.json()["error"]["code"] == "invalid_time", value
+    ok = api.client.get(
+        "/v1/alerts?facility=plant-01&from=2026-11-01T10:00:00%2B01:00", headers=api.headers(key)
+    )
+    assert ok.status_code == 200

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from plantstream.api.auth import State, check_facility
 from plantstream.api.quotas import QuotaReader as Reader
+from plantstream.api.times import parse_time
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.model import check_id, to_epoch_us
 from plantstream.store import alerts as alert_store
@@ -68,8 +69,10 @@ def alerts(
     detector: Annotated[
         str | None, Query(min_length=1, max_length=64, description="the alert's kind")
     ] = None,
-    from_: Annotated[datetime | None, Query(alias="from", description="opened at or after")] = None,
-    to: Annotated[datetime | None, Query(description="opened before")] = None,
+    from_: Annotated[
+        str | None, Query(alias="from", description="opened at or after (RFC 3339)")
+    ] = None,
+    to: Annotated[str | None, Query(description="opened before (RFC 3339)")] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Alerts:
     """Alerts of a facility, newest first, filtered; ``next_cursor`` pages on."""
@@ -77,9 +80,8 @@ def alerts(
     check_facility(who, facility)
     if device is not None:
         check_id(device, "device")
-    for name, when in (("from", from_), ("to", to)):
-        if when is not None and when.tzinfo is None:
-            raise InvalidInputError(ErrorCode.INVALID_TIME, f"{name}: give a time zone")
+    start = None if from_ is None else parse_time(from_)
+    end = None if to is None else parse_time(to)
     with state.pool.connection() as conn:
         rows = alert_store.page_alerts(
             conn=conn,
@@ -87,8 +89,8 @@ def alerts(
             state=state_,
             device=device,
             kind=detector,
-            from_us=None if from_ is None else to_epoch_us(from_),
-            to_us=None if to is None else to_epoch_us(to),
+            from_us=None if start is None else to_epoch_us(start),
+            to_us=None if end is None else to_epoch_us(end),
             before=None if cursor is None else _cursor(cursor),
             limit=limit + 1,
         )

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_seri
 
 from plantstream.api.auth import State, check_facility
 from plantstream.api.quotas import QuotaReader as Reader
+from plantstream.api.times import parse_time
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.ingest.metrics import count_refusal
 from plantstream.model import (
@@ -211,20 +212,6 @@ _HOUR = timedelta(hours=1)
 _DAWN = datetime.min.replace(tzinfo=UTC)
 
 
-def _parse_time(value: str) -> datetime:
-    """An RFC 3339 time with its offset, in UTC."""
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInputError("invalid_time", f"{value[:40]!r} is not an RFC 3339 time") from None
-    if parsed.tzinfo is None:
-        raise InvalidInputError("invalid_time", "times need a UTC offset, e.g. ...Z")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:30+01:00 is in year 0 in UTC
-        raise InvalidInputError("invalid_time", f"{value[:40]!r} is out of range") from None
-
-
 def choose_step(span: timedelta) -> Literal["raw", "1m", "1h"]:
     """Raw points up to 2 hours, 1-minute buckets up to 3 days, hourly beyond."""
     if span <= timedelta(hours=2):
@@ -262,9 +249,9 @@ def series(
     spec = catalog.get(facility, metric)
     if spec is None and catalog.policy(facility) is not UnknownSignalPolicy.REGISTER:
         raise InvalidInputError("unknown_metric", f"unknown metric {metric[:64]!r}")
-    end = _parse_time(to) if to is not None else datetime.now(UTC)
+    end = parse_time(to) if to is not None else datetime.now(UTC)
     # the default an hour back stops at the first hour of year 1, where datetime ends
-    start = _parse_time(from_) if from_ is not None else max(end, _DAWN + _HOUR) - _HOUR
+    start = parse_time(from_) if from_ is not None else max(end, _DAWN + _HOUR) - _HOUR
     if start >= end:
         raise InvalidInputError("invalid_time", "from must be before to")
     chosen = choose_step(end - start) if step == "auto" else step
