@@ -110,3 +110,19 @@ def test_the_content_type_selects_the_codec_and_json_stays_the_default() -> None
     assert CODECS.for_media_type("application/json; charset=utf-8") == "json"
     assert CODECS.for_media_type("") == "json"
     assert CODECS.for_media_type("text/plain") == "json"
+
+
+def test_a_quality_code_is_a_field_of_its_own_not_a_repeated_key() -> None:
+    """The source's raw quality code (an OPC UA StatusCode) rides beside quality: a reading
+    with all six fields is taken, and one naming quality_code twice is still refused."""
+    reading = {**_readings(1)[0], "quality": "uncertain", "quality_code": 0x40920000}
+    head = b"\x82" + msgpack.packb("facility") + msgpack.packb("plant-01")
+    head += msgpack.packb("readings") + b"\x91"
+    batch = _decode(head + msgpack.packb(reading))
+    assert batch.rejected == []
+    assert [(r.quality, r.quality_code) for r in batch.readings] == [(1, 0x40920000)]
+    packed = msgpack.packb(reading)
+    assert packed[0] == 0x86  # a fixmap of six fields
+    doubled = b"\x87" + packed[1:] + msgpack.packb("quality_code") + msgpack.packb(7)
+    twice = _decode(head + doubled)
+    assert [r.code for r in twice.rejected] == [ErrorCode.DUPLICATE_KEY]

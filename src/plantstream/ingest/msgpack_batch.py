@@ -56,6 +56,7 @@ def _fields(reading: ReadingIn) -> int:
         _REQUIRED_FIELDS
         + (reading.unit is not msgspec.UNSET)
         + (reading.quality is not msgspec.UNSET)
+        + (reading.quality_code is not msgspec.UNSET)
     )
 
 
@@ -70,7 +71,12 @@ def _any_duplicate(raws: list[msgspec.Raw], readings: list[ReadingIn]) -> bool:
     """
     unset = msgspec.UNSET
     for data, reading in zip(map(bytes, raws), readings, strict=True):
-        if data[0] == 0x84 and reading.unit is unset and reading.quality is unset:
+        if (
+            data[0] == 0x84
+            and reading.unit is unset
+            and reading.quality is unset
+            and (reading.quality_code is unset)
+        ):
             continue
         if map_size(data) != _fields(reading):
             return True
