@@ -20,6 +20,7 @@ from fixtures.mqtt import QosEdgeNode, stream_readings
 from paho.mqtt.enums import CallbackAPIVersion
 from psycopg_pool import ConnectionPool
 
+from plantstream.errors import StorageError
 from plantstream.history import HistoryStore
 from plantstream.model import (
     DEFAULT_SIGNALS,
@@ -222,3 +223,31 @@ def test_plain_one_value_topics_carry_typed_values(
     got = sorted((m, v) for _, _, m, _, v in stream_readings(redis_url))
     assert got == [("energy", 2**53 + 1), ("mode", "manual"), ("running", True)]
     assert type(got[0][1]) is int
+
+
+class BusyHistory(RecordingHistory):
+    """A history writer that is busy twice (a facility's history lock, PostgreSQL away)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusals = 2
+
+    def write_history(self, who: Principal, batch: ParsedBatch, *, received_us: int) -> None:
+        with self.lock:
+            if self.refusals:
+                self.refusals -= 1
+                raise StorageError("history not stored yet")
+        super().write_history(who, batch, received_us=received_us)
+
+
+def test_a_busy_history_writer_delays_the_batch_without_putting_its_live_readings_twice(
+    mosquitto_url, start_bridge, redis_url, facility
+):
+    history = BusyHistory()
+    start_bridge(mosquitto_url, history=history)
+    now_ms, month_ago = _publish_live_and_historical(mosquitto_url, facility)
+    wait_until(history.readings, timeout=30, what="the historical reading, after two retries")
+    assert history.readings() == [("temperature", month_ago * 1000, 5.0)]
+    wait_until(lambda: len(stream_readings(redis_url)) >= 2, timeout=20, what="live readings")
+    live = sorted((ts, v) for *_, ts, v in stream_readings(redis_url))
+    assert live == [(now_ms * 1000, 20.0), (now_ms * 1000, 21.0)]  # each put once

@@ -22,6 +22,7 @@ from plantstream.history import HistoryStore, parse_history_body, store_history_
 from plantstream.ingest.admission import InflightGate, RateLimiter
 from plantstream.model import now_us
 from plantstream.model.readings import BatchIn
+from plantstream.model.signals import per_batch
 from plantstream.store.catalog import StoreCatalog
 
 router = APIRouter(tags=["ingest"])
@@ -135,7 +136,8 @@ async def post_history(request: Request, who: Writer, state: State) -> Response:
             received_us=now_us(),
             max_future_us=state.window.max_future_us,
             max_readings=settings.max_batch_readings,
-            catalog=service.catalog,
+            # a facility the key may not send for is never looked up (it is refused 403 below)
+            catalog=per_batch(service.catalog, who.may_access),
         )
         if not who.may_access(batch.facility):
             raise AuthError(

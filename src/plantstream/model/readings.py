@@ -28,7 +28,14 @@ from plantstream.model.signals import (
     UnknownSignalPolicy,
     ValueType,
 )
-from plantstream.model.values import TEXT_LUT, TYPE_CODES, Value, coerce_value, typed_at
+from plantstream.model.values import (
+    MAX_MAGNITUDE,
+    TEXT_LUT,
+    TYPE_CODES,
+    Value,
+    coerce_value,
+    typed_at,
+)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 _ID = re.compile(ID_PATTERN[1:-1])  # used with fullmatch: "$" would let "id\n" pass
@@ -215,8 +222,7 @@ def validate_fields(
         else:
             typed = units.convert(float(typed), unit, spec.unit)
     if spec.numeric and not isinstance(typed, bool):
-        low = -math.inf if spec.low is None else spec.low
-        high = math.inf if spec.high is None else spec.high
+        low, high = _low(spec), _high(spec)
         if not (low <= typed <= high):  # type: ignore[operator]
             raise InvalidInputError(
                 RejectCode.VALUE_OUT_OF_RANGE,
@@ -347,11 +353,15 @@ def metric_tables(catalog: SignalCatalog, facility: str, metrics: list[str]) -> 
 
 
 def _low(spec: SignalDef | None) -> float:
-    return -np.inf if spec is None or spec.low is None else spec.low
+    """A signal's lowest plausible value: its declared one, never below ``-MAX_MAGNITUDE``."""
+    return -MAX_MAGNITUDE if spec is None or spec.low is None else max(spec.low, -MAX_MAGNITUDE)
 
 
 def _high(spec: SignalDef | None) -> float:
-    return np.inf if spec is None or spec.high is None else spec.high
+    return MAX_MAGNITUDE if spec is None or spec.high is None else min(spec.high, MAX_MAGNITUDE)
+
+
+value_bounds = (_low, _high)  # for the adapters' own fast paths (Sparkplug)
 
 
 def _text_ok(spec: SignalDef, text: object) -> bool:
@@ -390,8 +400,7 @@ def _validate_in(  # noqa: PLR0917 - the hot loop calls it positionally
         and spec.value_type is ValueType.DOUBLE
         and reading.quality_code is msgspec.UNSET
         and (unit is None or unit == spec.unit)
-        and (spec.low is None or spec.low <= value)
-        and (spec.high is None or value <= spec.high)
+        and _low(spec) <= value <= _high(spec)
         and ts_low <= ts_us <= ts_high
         and quality is not None
         and _is_valid_id(reading.device)

@@ -34,6 +34,12 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _EXACT_FLOAT_INT = 2**53  # a float beyond this is not one integer for sure
 
 
+# The largest magnitude a number may have (also the bound of a signal with an open range):
+# rollups multiply values by seconds and add their squares, and PostgreSQL raises on a double
+# that overflows instead of storing infinity, so 1e308 would stop every commit of its shard.
+MAX_MAGNITUDE = 1e100
+
+
 def _wrong(spec: SignalDef, value: object) -> InvalidInputError:
     got = "a boolean" if isinstance(value, bool) else type(value).__name__
     return InvalidInputError(

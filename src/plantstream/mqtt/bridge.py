@@ -234,11 +234,9 @@ class Bridge:
         """Put the readings and write the state; False (logged, counted) if it must be retried."""
         try:
             received = now_us()
-            for facility, readings in batch.readings.items():
-                who = self._principal(facility)
-                self.ingest.accept_decoded(
-                    who, ParsedBatch(facility, readings, []), received_us=received
-                )
+            # history first: a history write that must be retried (a facility's history lock,
+            # PostgreSQL away) puts nothing on the stream meanwhile; a retry after the live put
+            # failed writes the history again, which PostgreSQL takes as duplicates
             if self.history is not None:
                 for facility, readings in batch.history.items():
                     self.history.write_history(
@@ -246,6 +244,11 @@ class Bridge:
                         ParsedBatch(facility, readings, []),
                         received_us=received,
                     )
+            for facility, readings in batch.readings.items():
+                who = self._principal(facility)
+                self.ingest.accept_decoded(
+                    who, ParsedBatch(facility, readings, []), received_us=received
+                )
             state_store.save_births(client=self.redis, births=batch.births)
             state_store.mark_dead(client=self.redis, keys=batch.deaths)
             state_store.save_progress(client=self.redis, seqs=batch.seqs)

@@ -15,8 +15,10 @@ import logging
 from collections import Counter
 from typing import Protocol
 
-from psycopg_pool import ConnectionPool
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from plantstream.errors import StorageError
 from plantstream.history import HistoryStore, store_history_batch
 from plantstream.ingest import IngestService
 from plantstream.model import DEFAULT_CATALOG, ParsedBatch, TimeWindow
@@ -76,7 +78,11 @@ class StoreHistory:
     def write_history(self, who: Principal, batch: ParsedBatch, *, received_us: int) -> None:
         # raises PushBackError (history_busy) while another history write of the facility
         # holds its lock: the bridge then retries the batch, acking nothing meanwhile
-        answer = store_history_batch(self.pool, self.store, batch)
+        try:
+            answer = store_history_batch(self.pool, self.store, batch)
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            # PostgreSQL away or the pool exhausted: retried by the bridge, like the stream
+            raise StorageError(f"history not stored yet: {type(exc).__name__}") from exc
         if answer.rejected:  # the host judged them already; what the store refuses is said
             codes = Counter(r.code for r in answer.rejected)
             log.warning(

@@ -15,6 +15,7 @@ from typing import Any
 
 from plantstream.errors import ErrorCode, InvalidInputError
 from plantstream.model import DEFAULT_CATALOG, SignalCatalog, ValueType, check_id
+from plantstream.model.readings import value_bounds
 from plantstream.model.units import linear
 from plantstream.mqtt.sparkplug.datatypes import rule_of
 from plantstream.mqtt.sparkplug.mapping import is_control, split_metric
@@ -116,8 +117,8 @@ def bind(
         refuse=None if rule.value_type is not None else ErrorCode.UNSUPPORTED_DATATYPE,
         fast=fast,
         convert=_converter(pair) if pair is not None and pair != (1.0, 0.0) else None,
-        low=known.low if known is not None and known.low is not None else -math.inf,
-        high=known.high if known is not None and known.high is not None else math.inf,
+        low=value_bounds[0](known) if known is not None else -math.inf,
+        high=value_bounds[1](known) if known is not None else math.inf,
     )
 
 
