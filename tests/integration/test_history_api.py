@@ -14,6 +14,7 @@ from fixtures.api import Api
 from plantstream.api.history import HistoryService
 from plantstream.ingest.admission import RateLimiter
 from plantstream.model import SignalDef, SignalKind, ValueType
+from plantstream.model.signals import UnknownSignalPolicy
 from plantstream.store import signal_defs
 
 URL = "/v1/readings/history"
@@ -178,3 +179,20 @@ def test_typed_readings_of_the_facility_s_own_signals(api: Api, db: psycopg.Conn
     assert stored["mode"][2] == "run"
     assert stored["parts"][1] == 2**60 + 1
     assert stored["running"] == [1.0, None, None, 1, 1083441152]
+
+
+def test_history_of_an_unknown_signal_under_register_is_recorded_for_review(
+    api: Api, db: psycopg.Connection
+) -> None:
+    """The register policy holds on the history path as on the live one: a new name is stored
+    and listed as unclassified for an admin, never taken unseen."""
+    _retention_years(api)
+    signal_defs.set_policy(conn=db, facility="plant-01", policy=UnknownSignalPolicy.REGISTER)
+    body = {
+        "facility": "plant-01",
+        "readings": _readings(3, datetime.now(UTC) - timedelta(days=40), metric="coolant_flow"),
+    }
+    answer = api.client.post(URL, json=body, headers=api.headers(api.make_key("ingest")))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["accepted"] == 3
+    assert signal_defs.unclassified(conn=db, facility="plant-01") == ["coolant_flow"]

@@ -20,6 +20,7 @@ from plantstream.api.state import AppState
 from plantstream.errors import AuthError, ErrorCode, PushBackError, RateLimitedError
 from plantstream.history import HistoryStore, parse_history_body, store_history_batch
 from plantstream.ingest.admission import InflightGate, RateLimiter
+from plantstream.ingest.unclassified import register_unknown
 from plantstream.model import now_us
 from plantstream.model.readings import BatchIn
 from plantstream.model.signals import per_batch
@@ -129,6 +130,8 @@ async def post_history(request: Request, who: Writer, state: State) -> Response:
             max_members=settings.max_gzip_members,
         )
         fmt = state.ingest.codecs.for_media_type(request.headers.get("content-type", ""))
+        # a facility the key may not send for is never looked up (it is refused 403 below)
+        view = per_batch(service.catalog, who.may_access)
         batch = await run_in_threadpool(
             parse_history_body,
             body,
@@ -136,13 +139,17 @@ async def post_history(request: Request, who: Writer, state: State) -> Response:
             received_us=now_us(),
             max_future_us=state.window.max_future_us,
             max_readings=settings.max_batch_readings,
-            # a facility the key may not send for is never looked up (it is refused 403 below)
-            catalog=per_batch(service.catalog, who.may_access),
+            catalog=view,
         )
         if not who.may_access(batch.facility):
             raise AuthError(
                 ErrorCode.FORBIDDEN_FACILITY, "this key does not belong to that facility"
             )
+        # under the register policy, new names are recorded as unclassified (for an admin's
+        # review, bounded per facility) before anything is stored, as on the live path
+        refused = {r.index for r in batch.rejected}
+        sent = [i for i in range(len(batch.readings) + len(refused)) if i not in refused]
+        batch, _ = await run_in_threadpool(register_unknown, view, service.catalog, batch, sent)
         if batch.readings:
             wait = service.rate.admit(batch.facility, len(batch.readings))
             if wait:
