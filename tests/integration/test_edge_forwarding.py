@@ -192,41 +192,50 @@ def test_without_a_history_endpoint_old_readings_wait_and_health_says_so(tmp_pat
     assert server.arrived["live"] == {}
 
 
-def test_typed_values_from_real_opcua_and_modbus_peers_arrive_typed(
-    tmp_path: Path, opcua_shared: OpcUaMachine, modbus_slave: ModbusSlave
-) -> None:
-    with contract_server() as server:
-        config = edge_config(tmp_path, server.url, [
-            opcua_source(opcua_shared.endpoint, typed=True),
-            modbus_source(modbus_slave.port, typed=True),
-        ])  # fmt: skip
-        parsed = EdgeConfig.model_validate(config)
-        coil = next(s for s in parsed.sources[1].signals if s.metric == "running")
-        modbus_slave.set(coil, 1)  # type: ignore[arg-type]
-        agent = Agent(parsed, SecretStr(server.key))
-        stop = threading.Event()
-        thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-        thread.start()
-        try:
+def _typed_from_peers(
+    tmp_path: Path, to: ContractServer | Destination, opcua: OpcUaMachine, modbus: ModbusSlave
+) -> dict[tuple[str, str], list[tuple[int, object]]]:
+    """Run an agent on the real OPC UA and Modbus peers into ``to`` until the boolean and
+    every state arrived; what ``to`` stored, checked against what the OPC UA server wrote."""
+    config = edge_config(tmp_path, to.url, [
+        opcua_source(opcua.endpoint, typed=True),
+        modbus_source(modbus.port, typed=True),
+    ])  # fmt: skip
+    parsed = EdgeConfig.model_validate(config)
+    coil = next(s for s in parsed.sources[1].signals if s.metric == "running")
+    modbus.set(coil, 1)  # type: ignore[arg-type]
+    agent = Agent(parsed, SecretStr(to.key))
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
 
-            def every_state() -> bool:
-                stored = server.stored()
-                states = {v for _, v in stored.get(("press-1", "machine_state"), [])}
-                wanted = {("press-1", "running"), ("pump-2", "running")}
-                return states == set(STATES) and wanted <= set(stored)
+        def every_state() -> bool:
+            stored = to.stored()
+            states = {v for _, v in stored.get(("press-1", "machine_state"), [])}
+            wanted = {("press-1", "running"), ("pump-2", "running")}
+            return states == set(STATES) and wanted <= set(stored)
 
-            wait_until(every_state, timeout=60, what="the boolean and every state")
-        finally:
-            stop.set()
-            thread.join(30)
-    stored = server.stored()
+        wait_until(every_state, timeout=60, what="the boolean and every state")
+    finally:
+        stop.set()
+        thread.join(30)
+    stored: dict[tuple[str, str], list[tuple[int, object]]] = dict(to.stored())
     for node, metric in (("State", "machine_state"), ("Running", "running")):
-        truth = {w["ts_us"]: w["value"] for w in opcua_shared.writes(node)}
+        truth = {w["ts_us"]: w["value"] for w in opcua.writes(node)}
         points = stored[("press-1", metric)]
         assert all(truth[ts] == value for ts, value in points), metric
         assert {type(value) for _, value in points} == {type(truth[ts]) for ts, _ in points}
     assert {type(v) for _, v in stored[("press-1", "machine_state")]} == {str}
     assert {v for _, v in stored[("pump-2", "running")]} == {True}
+    return stored
+
+
+def test_typed_values_from_real_opcua_and_modbus_peers_arrive_typed(
+    tmp_path: Path, opcua_shared: OpcUaMachine, modbus_slave: ModbusSlave
+) -> None:
+    with contract_server() as server:
+        stored = _typed_from_peers(tmp_path, server, opcua_shared, modbus_slave)
     assert type(stored[("pump-1", "production_count")][-1][1]) is int  # an exact int64
 
 
@@ -302,34 +311,5 @@ def test_typed_values_from_real_opcua_and_modbus_peers_reach_the_real_ingest(
 ) -> None:
     """The same peers into ``plantstream serve all`` whose facility declares ``running``
     (bool) and ``machine_state`` (state): stored with their types."""
-    config = edge_config(tmp_path, destination.url, [
-        opcua_source(opcua_shared.endpoint, typed=True),
-        modbus_source(modbus_slave.port, typed=True),
-    ])  # fmt: skip
-    parsed = EdgeConfig.model_validate(config)
-    coil = next(s for s in parsed.sources[1].signals if s.metric == "running")
-    modbus_slave.set(coil, 1)  # type: ignore[arg-type]
-    agent = Agent(parsed, SecretStr(destination.key))
-    stop = threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-
-        def every_state() -> bool:
-            stored = destination.stored()
-            states = {v for _, v in stored.get(("press-1", "machine_state"), [])}
-            wanted = {("press-1", "running"), ("pump-2", "running")}
-            return states == set(STATES) and wanted <= set(stored)
-
-        wait_until(every_state, timeout=60, what="the boolean and every state stored")
-    finally:
-        stop.set()
-        thread.join(30)
-    stored = destination.stored()
-    for node, metric in (("State", "machine_state"), ("Running", "running")):
-        truth = {w["ts_us"]: w["value"] for w in opcua_shared.writes(node)}
-        points = stored[("press-1", metric)]
-        assert all(truth[ts] == value for ts, value in points), metric
-    assert {type(v) for _, v in stored[("press-1", "machine_state")]} == {str}
+    stored = _typed_from_peers(tmp_path, destination, opcua_shared, modbus_slave)
     assert {type(v) for _, v in stored[("press-1", "running")]} == {bool}
-    assert {v for _, v in stored[("pump-2", "running")]} == {True}
