@@ -117,23 +117,9 @@ class MetricReader:
                 if b.low <= v <= b.high and ts_low <= ts_us <= ts_high:
                     readings.append(Reading(b.machine, b.signal, ts_us, v + 0.0, b.quality))
                     continue
-            try:
-                reading = validate_fields(
-                    device=b.machine,
-                    metric=b.signal,
-                    ts_us=int(ts_us),
-                    value=value,
-                    unit=b.unit,
-                    quality=b.quality,
-                    received_us=received_us,
-                    window=self.window,
-                    facility=facility,
-                    catalog=self.catalog,
-                )
-            except InvalidInputError as exc:
-                out.rejected[exc.code] += 1
-                continue
-            readings.append(reading)
+            reading = self._validated(b, facility, ts_us, value, received_us, self.window, out)
+            if reading is not None:
+                readings.append(reading)
         return unknown
 
     def _history(  # noqa: PLR0917 - one metric's fields, from the hot loop
@@ -147,8 +133,25 @@ class MetricReader:
     ) -> None:
         """An ``is_historical`` metric into ``out.history``, judged by the history window."""
         out.historical += 1
+        window = self.history_window
+        reading = self._validated(b, facility, ts_us, value, received_us, window, out)
+        if reading is not None:
+            out.history.append(reading)
+
+    def _validated(  # noqa: PLR0917 - one metric's fields, from the hot loop
+        self,
+        b: Binding,
+        facility: str,
+        ts_us: int,
+        value: Value,
+        received_us: int,
+        window: TimeWindow,
+        out: Outcome,
+    ) -> Reading | None:
+        """The metric as a reading checked in full (types, units, range, ``window``); None,
+        counted in ``out.rejected`` by its code, when it is refused."""
         try:
-            reading = validate_fields(
+            return validate_fields(
                 device=b.machine,
                 metric=b.signal,
                 ts_us=int(ts_us),
@@ -156,11 +159,10 @@ class MetricReader:
                 unit=b.unit,
                 quality=b.quality,
                 received_us=received_us,
-                window=self.history_window,
+                window=window,
                 facility=facility,
                 catalog=self.catalog,
             )
         except InvalidInputError as exc:
             out.rejected[exc.code] += 1
-            return
-        out.history.append(reading)
+            return None
