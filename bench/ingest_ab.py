@@ -110,7 +110,7 @@ with psycopg.connect("{POSTGRES}/{database}", autocommit=True) as c:
         "PLANTSTREAM_DATABASE_URL": f"{POSTGRES}/{database}",
         "PLANTSTREAM_REDIS_URL": redis_url,
         "PLANTSTREAM_PORT": str(port),
-        "PLANTSTREAM_SERVER_SECRET": "ab-secret",
+        "PLANTSTREAM_SERVER_SECRET": "ab-secret",  # pragma: allowlist secret
         "PLANTSTREAM_LOG_LEVEL": "WARNING",
         "PLANTSTREAM_RATE_LIMIT_PER_KEY": "100000",
         "PLANTSTREAM_AUTH_CACHE_SECONDS": "30",

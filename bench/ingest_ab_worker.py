@@ -28,7 +28,7 @@ POSTGRES = os.environ.get("AB_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("AB_REDIS", "redis://127.0.0.1:6379") + f"/{SLOT}"
 NEW = os.path.isdir(os.path.join(TREE, "src/plantstream/runtime"))  # after the redesign
 DB = f"ab_ingest_{SLOT}"
-SECRET = "ab-secret"
+SECRET = "ab-secret"  # pragma: allowlist secret
 BATCH, DEVICES, IN_FLIGHT, WARM_UP = 500, 50, 4, 40
 
 os.environ.update(

@@ -24,7 +24,7 @@ from plantstream.testing import wait_until
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery"  # pragma: allowlist secret (a test password)
-PASSWORD_ENV = "PLANTSTREAM_EDGE_TEST_OPCUA_PASSWORD"  # a variable name
+PASSWORD_ENV = "PLANTSTREAM_EDGE_TEST_OPCUA_PASSWORD"  # pragma: allowlist secret
 
 
 @pytest.fixture(scope="module")
