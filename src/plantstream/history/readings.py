@@ -12,9 +12,8 @@ from psycopg_pool import ConnectionPool
 
 from plantstream.history.chunk import Candidates, RowReject
 from plantstream.history.store import HistoryStore, Written
-from plantstream.ingest.msgpack_batch import MsgpackBatchCodec
-from plantstream.model import ParsedBatch, SignalCatalog, TimeWindow, parse_batch
-from plantstream.model.readings import validate_batch
+from plantstream.ingest.codecs import CODECS
+from plantstream.model import ParsedBatch, SignalCatalog, TimeWindow
 from plantstream.model.values import INT_CODE, TEXT_CODES, TYPE_CODES
 
 _ANY_AGE_US = 2**62  # no lower bound on a history reading's time here: retention decides
@@ -34,19 +33,14 @@ def parse_history_body(
     catalog: SignalCatalog,
 ) -> ParsedBatch:
     """Decode and validate a body of format ``fmt`` (``json`` or ``msgpack``)."""
-    window = history_window(max_future_us)
-    if fmt == "msgpack":
-        facility, items = MsgpackBatchCodec()._items(body)
-        return validate_batch(
-            facility,
-            items,
-            received_us=received_us,
-            window=window,
-            max_readings=max_readings,
-            catalog=catalog,
-        )
-    return parse_batch(
-        body, received_us=received_us, window=window, max_readings=max_readings, catalog=catalog
+    # the /v1/readings codecs, with the history window; any other format reads as JSON
+    codec = CODECS.get("msgpack" if fmt == "msgpack" else "json")
+    return codec.decode(
+        body,
+        received_us=received_us,
+        window=history_window(max_future_us),
+        max_readings=max_readings,
+        catalog=catalog,
     )
 
 
