@@ -4,6 +4,8 @@ counters follow the processor's commits and forget their errors after their hori
 
 from __future__ import annotations
 
+import logging
+import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +16,7 @@ import redis
 from fixtures.pipeline import drain, stored_readings
 from test_quotas import A, B, Quoted, body, quoted  # noqa: F401  (the fixture)
 
+from plantstream.ingest.backlog import BacklogGate
 from plantstream.processor import Processor, ProcessorConfig
 from plantstream.processor.sinks.backlog import BacklogSink
 from plantstream.store.backlog import IN, OUT, BacklogCounters
@@ -119,3 +122,31 @@ def test_the_counters_follow_both_sides_and_forget_their_errors_after_the_horizo
 def test_admission_is_off_with_a_bound_of_zero(quoted: Callable[..., Quoted]) -> None:  # noqa: F811
     app = quoted(quota_backlog_readings=0)
     assert app.state.ingest.quotas.backlog is None
+
+
+def test_redis_down_warns_once_then_once_a_minute_and_counts_what_waited(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The flusher fails every 50 ms while Redis is down: one warning, not 20 a second; when
+    Redis answers again it says so, and the readings accepted meanwhile are counted."""
+    with socket.socket() as probe:  # a port nothing listens on: a real connection refusal
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    down = redis.Redis(port=closed_port, socket_connect_timeout=0.5)
+    # the flusher thread waits an hour: the flushes here are the test's own, in order
+    gate = BacklogGate(
+        BacklogCounters(down), limit=LIMIT, flush_seconds=3600, warn_every_seconds=3600
+    )
+    with caplog.at_level(logging.WARNING, logger="plantstream.ingest.backlog"):
+        gate.added(A, 300)
+        for _ in range(20):
+            gate.flush()
+        assert gate.failed_flushes == 20
+        unavailable = [r for r in caplog.records if "unavailable" in r.getMessage()]
+        assert len(unavailable) == 1
+        gate.counters = BacklogCounters(redis_client)
+        gate.flush()
+        gate.close()
+    assert gate.failed_flushes == 0
+    assert any("available again" in r.getMessage() for r in caplog.records)
+    assert BacklogCounters(redis_client).backlog([A]) == {A: 300}

@@ -41,12 +41,18 @@ class BacklogGate:
         flush_seconds: float = 0.05,
         stale_seconds: float = 5.0,
         forget_seconds: float = 600.0,
+        warn_every_seconds: float = 60.0,
     ) -> None:
         self.counters = counters
         self.limit = limit
         self.flush_seconds = flush_seconds
         self.stale_seconds = stale_seconds
         self.forget_seconds = forget_seconds  # a facility silent this long is not polled
+        # While Redis does not answer, the flusher fails every ``flush_seconds``: one warning
+        # when that starts, then one per ``warn_every_seconds`` (with the count), not 20 a second.
+        self.warn_every_seconds = warn_every_seconds
+        self.failed_flushes = 0  # in a row; 0 while Redis answers
+        self._warned_at: float | None = None
         self._pending: defaultdict[str, int] = defaultdict(int)
         # facility -> (backlog, when read, backlog before, when read before)
         self._seen: dict[str, tuple[int, float, int, float]] = {}
@@ -101,13 +107,32 @@ class BacklogGate:
             with self._lock:  # put back: counted at the next flush that reaches Redis
                 for facility, n in pending.items():
                     self._pending[facility] += n
-            log.warning("backlog counters unavailable (%s); admission uses no backlog", exc)
+            self._failed(exc, now)
             return
+        if self.failed_flushes:
+            log.warning(
+                "backlog counters available again after %d failed flushes; admission uses "
+                "the backlog again",
+                self.failed_flushes,
+            )
+            self.failed_flushes, self._warned_at = 0, None
         read_at = time.monotonic()
         for facility, backlog in backlogs.items():
             previous = self._seen.get(facility)
             before, before_at = (previous[0], previous[1]) if previous else (backlog, read_at)
             self._seen[facility] = (backlog, read_at, before, before_at)
+
+    def _failed(self, exc: redis.RedisError, now: float) -> None:
+        self.failed_flushes += 1
+        if self._warned_at is not None and now - self._warned_at < self.warn_every_seconds:
+            return
+        self._warned_at = now
+        log.warning(
+            "backlog counters unavailable (%s; %d flushes in a row); admission uses no backlog "
+            "until Redis answers",
+            exc,
+            self.failed_flushes,
+        )
 
     def _ensure_flusher(self) -> None:
         if self._thread is not None:
