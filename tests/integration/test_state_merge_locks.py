@@ -70,11 +70,13 @@ def test_overlapping_state_merges_in_opposite_orders_both_commit(database_url: s
         worker.start()
         with psycopg.connect(database_url, autocommit=True) as watch:
             wait_until(
-                lambda: watch.execute(
-                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
-                    (second.info.backend_pid,),
-                ).fetchone()
-                == (True,),
+                lambda: (
+                    watch.execute(
+                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                        (second.info.backend_pid,),
+                    ).fetchone()
+                    == (True,)
+                ),
                 timeout=30,
                 what="the second merge to wait for the first one's lock",
             )
