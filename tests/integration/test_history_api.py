@@ -236,7 +236,8 @@ def test_slow_bodies_do_not_hold_the_history_slots_of_the_process(api: Api) -> N
                 sock.sendall(
                     b"POST /v1/readings/history HTTP/1.1\r\nHost: x\r\n"
                     b"Content-Type: application/json\r\n"
-                    + f"Authorization: Bearer {key}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                    + f"Authorization: Bearer {key}\r\n".encode()
+                    + f"Content-Length: {len(payload)}\r\n\r\n".encode()
                     + payload[:10]  # the rest never comes while the third is sent
                 )
                 slow.append(sock)

@@ -62,7 +62,7 @@ def test_overlapping_state_merges_in_opposite_orders_both_commit(database_url: s
             try:
                 _merge(second, [_state(high, 7.0), _state(low, 7.0)])
                 second.commit()
-            except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            except BaseException as exc:  # reported by the test below
                 failures.append(exc)
                 second.rollback()
 
