@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fixtures.api import Api
 from fixtures.pipeline import drain
@@ -55,7 +56,7 @@ def test_a_removed_signal_s_history_still_reads(
     )
     _apply(api, admin, WITHOUT)
 
-    def series(metric: str, **params: str) -> object:
+    def series(metric: str, **params: str) -> tuple[int, Any]:
         got = api.client.get(
             "/v1/series",
             params={"facility": "plant-01", "device": "press-1", "metric": metric, **params},
@@ -65,10 +66,10 @@ def test_a_removed_signal_s_history_still_reads(
 
     status, body = series("stroke_rate")
     assert status == 200, body
-    assert (body["unit"], [p["value"] for p in body["points"]]) == ("strokes/min", [42.0])  # type: ignore[index]
+    assert (body["unit"], [p["value"] for p in body["points"]]) == ("strokes/min", [42.0])
     # a removed text signal still answers its raw changes, whatever the step asked
     status, body = series("lot", step="1h", **{"from": _iso(at - timedelta(days=1))})
     assert status == 200, body
-    assert (body["step"], [p["value"] for p in body["points"]]) == ("raw", ["L-7"])  # type: ignore[index]
+    assert (body["step"], [p["value"] for p in body["points"]]) == ("raw", ["L-7"])
     status, body = series("never_sent")
-    assert (status, body["error"]["code"]) == (400, "unknown_metric")  # type: ignore[index]
+    assert (status, body["error"]["code"]) == (400, "unknown_metric")

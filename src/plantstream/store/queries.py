@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from plantstream.model.values import ValueType
+from plantstream.model.signals import ValueType
 from plantstream.store.hot import stored_value
 from plantstream.store.rollup_series import rollup_points
 
