@@ -77,7 +77,7 @@ def series(
     ``quality_code`` when the source sent one.
     """
     sensor = conn.execute(
-        "SELECT id, value_type, wrap FROM sensors "
+        "SELECT id, value_type, wrap, kind FROM sensors "
         "WHERE facility = %s AND device = %s AND metric = %s",
         (facility, device, metric),
     ).fetchone()
@@ -105,4 +105,5 @@ def series(
         start=start,
         end=end,
         max_points=max_points,
+        state=sensor[3] == "state",
     )
