@@ -26,6 +26,7 @@ from plantstream.edge.schema import COLUMNS, INSERT_COLUMNS, MIGRATIONS, SCHEMA,
 # held by agents before plantstream took typed values; released (sent) on open
 HELD_TYPED = "waiting_for_typed_ingest"
 HELD_HISTORY = "older_than_live_window"
+_LANES_ASSIGNED = 1  # PRAGMA user_version once the rows of an agent before lanes have theirs
 _SELECT = "id, device, metric, ts_us, value_type, value, unit, quality, raw_status"
 
 
@@ -103,12 +104,17 @@ class EdgeQueue:
         self._conn.execute("UPDATE readings SET held = NULL WHERE held = ?", (HELD_TYPED,))
         # rows of an agent before lanes took the column's default, 0: each gets its signal's
         # lane, or a sender of lane 0 would forward a signal's old readings while another
-        # sends its new ones. A signal whose lane is 0 anyway is left as it is.
-        self._conn.create_function("ps_lane", 2, lane_of, deterministic=True)
-        self._conn.execute(
-            "UPDATE readings SET lane = ps_lane(device, metric) "
-            "WHERE lane = 0 AND ps_lane(device, metric) <> 0"
-        )
+        # sends its new ones (a signal whose lane is 0 anyway is left as it is). Once per
+        # queue file: user_version says it was done, so later opens scan nothing.
+        if int(self._conn.execute("PRAGMA user_version").fetchone()[0]) < _LANES_ASSIGNED:
+            self._conn.create_function("ps_lane", 2, lane_of, deterministic=True)
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(
+                "UPDATE readings SET lane = ps_lane(device, metric) "
+                "WHERE lane = 0 AND ps_lane(device, metric) <> 0"
+            )
+            self._conn.execute(f"PRAGMA user_version = {_LANES_ASSIGNED}")
+            self._conn.execute("COMMIT")
 
     def _recount(self) -> None:
         self.depth = int(
