@@ -267,3 +267,47 @@ def test_the_wire_body_is_typed_and_says_only_what_is_not_the_default() -> None:
         {"device": "m1", "metric": "pressure", "ts": "2023-11-14T22:13:20.000004+00:00",
          "value": 2.5, "unit": "bar"},
     ]  # fmt: skip
+
+
+def test_a_reading_dropped_while_in_flight_is_not_acked_twice(tmp_path: Path) -> None:
+    """Under drop_oldest, readings peeked for sending can be dropped to make room before their
+    ack: the books still balance (stored = delivered + dropped + waiting) and the depth is
+    what waits."""
+    q = queue(tmp_path, max_readings=10, overflow="drop_oldest")
+    q.append([reading(i) for i in range(10)], now_us=now_us())
+    in_flight = q.peek(10, now_us=now_us())
+    assert q.append([reading(i) for i in range(10, 15)], now_us=now_us()).dropped == 5
+    q.ack([r.id for r in in_flight], now_us=now_us())
+    counters = q.stats().counters
+    assert (counters["stored"], counters["delivered"], counters["dropped"]) == (15, 5, 5)
+    assert q.depth == 5
+    assert [r.value for r in q.peek(10, now_us=now_us())] == [float(i) for i in range(10, 15)]
+    q.close()
+    assert queue(tmp_path, max_readings=10, overflow="drop_oldest").depth == 5  # as counted
+
+
+def test_after_an_upgrade_a_signal_s_old_readings_leave_before_its_new_ones(
+    tmp_path: Path,
+) -> None:
+    """A queue of the agent before lanes: its rows take their signal's lane on open, so the
+    sender of that lane forwards them first, before the readings queued after the upgrade."""
+    import sqlite3
+
+    from plantstream.edge.schema import COLUMNS, lane_of
+
+    metrics = ["pressure", "temperature", "flow_rate", "current"]
+    assert any(lane_of("d-1", m) % 4 for m in metrics)  # some signal is not in lane 0
+    old_schema = SCHEMA.replace(",\n    lane INTEGER NOT NULL DEFAULT 0", "")
+    conn = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    conn.executescript(old_schema)
+    conn.executemany(
+        f"INSERT INTO readings ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [("s", "d-1", m, 10, None, None, "double", 1.0, None, 0, 0, 1, None) for m in metrics],
+    )
+    conn.close()
+    q = queue(tmp_path, live_window_hours=1e6)
+    q.append([reading(i, metric=m, ts_us=20) for i, m in enumerate(metrics)], now_us=now_us())
+    for lane in (Lanes(i, 4) for i in range(4)):
+        rows = q.peek(100, now_us=now_us(), lanes=lane)
+        for m in {r.metric for r in rows}:
+            assert [r.ts_us for r in rows if r.metric == m] == [10, 20], (lane, m)

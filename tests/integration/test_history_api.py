@@ -4,9 +4,12 @@ synchronously (not through the stream), exactly once, with the key, facility and
 
 from __future__ import annotations
 
+import json
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import msgpack
 import psycopg
 from fixtures.api import Api
@@ -16,6 +19,7 @@ from plantstream.ingest.admission import RateLimiter
 from plantstream.model import SignalDef, SignalKind, ValueType
 from plantstream.model.signals import UnknownSignalPolicy
 from plantstream.store import signal_defs
+from plantstream.testing import app_in_thread
 
 URL = "/v1/readings/history"
 
@@ -196,3 +200,55 @@ def test_history_of_an_unknown_signal_under_register_is_recorded_for_review(
     assert answer.status_code == 200, answer.text
     assert answer.json()["accepted"] == 3
     assert signal_defs.unclassified(conn=db, facility="plant-01") == ["coolant_flow"]
+
+
+def test_a_refused_request_gives_its_readings_per_second_back(api: Api, database_url: str) -> None:
+    """A batch refused history_busy stored nothing: sending it again is not charged twice."""
+    service = HistoryService(api.state)
+    service.rate = RateLimiter(1e-3, burst=20.0)  # 20 readings, nothing more for hours
+    api.client.app.state.history = service  # type: ignore[attr-defined]
+    key = api.make_key("ingest")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=20)
+    body = {"facility": "plant-01", "readings": _readings(15, start)}
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, hashtext('plant-01'))", (0x70736869,))
+        busy = api.client.post(URL, json=body, headers=api.headers(key))
+        assert (busy.status_code, busy.json()["error"]["code"]) == (429, "history_busy")
+    again = api.client.post(URL, json=body, headers=api.headers(key))
+    assert (again.status_code, again.json()["accepted"]) == (200, 15), again.text
+
+
+def test_slow_bodies_do_not_hold_the_history_slots_of_the_process(api: Api) -> None:
+    """Two clients trickling their bodies (as many as the process' history slots) leave a
+    third one's history import answered at once."""
+    service = HistoryService(api.state)
+    assert service.gate.limit == 2
+    api.client.app.state.history = service  # type: ignore[attr-defined]
+    key = api.make_key("ingest")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=20)
+    payload = json.dumps({"facility": "plant-01", "readings": _readings(3, start)}).encode()
+    with app_in_thread(api.client.app, lifespan="off", access_log=False) as url:
+        port = int(url.rsplit(":", 1)[1])
+        slow = []
+        try:
+            for _ in range(service.gate.limit):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sock.sendall(
+                    b"POST /v1/readings/history HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\n"
+                    + f"Authorization: Bearer {key}\r\n".encode()
+                    + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                    + payload[:10]  # the rest never comes while the third is sent
+                )
+                slow.append(sock)
+            answer = httpx.post(
+                url + URL,
+                content=payload,
+                headers={**api.headers(key), "Content-Type": "application/json"},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["accepted"] == 3
+        finally:
+            for sock in slow:
+                sock.close()

@@ -21,8 +21,20 @@ from integration.test_rollups_exact import WRAP, reference
 from psycopg_pool import ConnectionPool
 
 from plantstream.history import ColumnMapping, FileImporter, HistoryStore, RejectsFile
-from plantstream.model import DEFAULT_SIGNALS, FixedCatalog, SignalDef, SignalKind, ValueType
+from plantstream.history.readings import store_history_batch
+from plantstream.model import (
+    DEFAULT_SIGNALS,
+    FixedCatalog,
+    ParsedBatch,
+    Reading,
+    SignalDef,
+    SignalKind,
+    ValueType,
+    to_epoch_us,
+)
+from plantstream.model.signals import UnknownSignalPolicy
 from plantstream.store import queries, signal_defs
+from plantstream.store.catalog import StoreCatalog
 from plantstream.store.partitions import drop_expired, existing_partitions
 
 CATALOG = FixedCatalog(
@@ -338,3 +350,51 @@ def test_history_between_stored_readings_is_repaired_before_the_import_ends(
         for p, w in zip(got, want, strict=True):
             assert not p.get("pending"), (step, p)
             assert abs(p["twa"] - w["twa"]) < 1e-6, (step, p, w)
+
+
+def test_an_import_under_register_records_its_new_signals_for_review(
+    database_url: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """``plantstream import`` holds the register policy as live ingest does: a new column is
+    stored and listed as unclassified for an admin, never taken unseen."""
+    signal_defs.set_policy(conn=db, facility="plant-01", policy=UnknownSignalPolicy.REGISTER)
+    at = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
+    (tmp_path / "h.csv").write_text(f"ts,temperature,coolant_flow\n{at.isoformat()},21.5,3.25\n")
+    done = run_import(
+        "h.csv", "--facility", "plant-01", "--device", "m1", database_url=database_url, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 stored" in done.stdout, done.stdout
+    assert signal_defs.unclassified(conn=db, facility="plant-01") == ["coolant_flow"]
+
+
+def test_a_kind_changed_by_a_model_apply_is_rolled_up_as_the_new_kind(
+    database_url: str, db: psycopg.Connection
+) -> None:
+    """The history store's kind cache follows the catalog: a signal re-declared a counter in
+    another process is rolled up as a counter once the catalog's ttl has passed."""
+    signal_defs.upsert_signals(conn=db, facility="plant-01", signals=[SignalDef("flow")])
+    now = [0.0]
+    pool = ConnectionPool(
+        database_url, min_size=1, max_size=2, kwargs={"autocommit": True}, open=True
+    )
+    try:
+        store = HistoryStore(
+            catalog=StoreCatalog(pool, ttl=5.0, clock=lambda: now[0]), retention_days=30
+        )
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+        batch = ParsedBatch("plant-01", [Reading("m1", "flow", to_epoch_us(start), 1.0)], [])
+        store_history_batch(pool, store, batch)
+        signal_defs.upsert_signals(
+            conn=db,
+            facility="plant-01",
+            signals=[SignalDef("flow", kind=SignalKind.COUNTER, unit="count")],
+        )
+        now[0] += 6.0  # past the catalog's ttl
+        later = start + timedelta(hours=1)
+        batch = ParsedBatch("plant-01", [Reading("m1", "flow", to_epoch_us(later), 2.0)], [])
+        store_history_batch(pool, store, batch)
+    finally:
+        pool.close()
+    kinds = db.execute("SELECT bucket, kind FROM rollup_1m ORDER BY bucket").fetchall()
+    assert [k for _, k in kinds] == [0, 1]  # gauge, then counter

@@ -17,15 +17,20 @@ import psycopg
 from fixtures.pipeline import drain
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg_pool import ConnectionPool
 
+from plantstream.history import HistoryStore
+from plantstream.history.readings import store_history_batch
 from plantstream.model import (
     DEFAULT_SIGNALS,
     FixedCatalog,
+    ParsedBatch,
     Reading,
     SignalDef,
     SignalKind,
     ValueType,
     now_us,
+    to_epoch_us,
 )
 from plantstream.processor import Processor
 from plantstream.store import queries
@@ -68,7 +73,8 @@ def _spans(inside: list[tuple[int, Any]], before: list[tuple[int, Any]], bucket:
 
 
 def reference(points: list[tuple[int, Any]], width: int, counter: bool) -> list[dict[str, Any]]:
-    """Every bucket with readings, computed from the whole series by brute force."""
+    """Every bucket with readings (and, for a state, every bucket between two readings),
+    computed from the whole series by brute force."""
     points = sorted(points)
     out: list[dict[str, Any]] = []
     for bucket in sorted({t - t % width for t, _ in points}):
@@ -100,6 +106,14 @@ def reference(points: list[tuple[int, Any]], width: int, counter: bool) -> list[
             }
         )
         out.append(bucket_out)
+    if points and isinstance(points[0][1], str):
+        # a state's bucket without a reading between two readings: all of it in the state held
+        with_readings = {o["ts"] for o in out}
+        for bucket in range(min(with_readings), max(with_readings), width):
+            if bucket not in with_readings:
+                held = [v for t, v in points if t < bucket][-1]
+                out.append({"ts": bucket, "count": 0, "states": {held: float(width)}})
+        out.sort(key=lambda o: o["ts"])
     return out
 
 
@@ -285,3 +299,43 @@ def test_heavy_late_data_is_flagged_then_repaired_once_per_bucket(
         assert passes <= 200, "the repair does not converge"
     assert tuple(repaired) == dirty  # each dirty bucket recomputed exactly once
     assert_equals_reference(db, gauge, counter, modes)
+
+
+def test_a_state_held_through_buckets_without_readings_is_told_in_each_of_them(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    """run at 10:00:30, idle at 13:30: the hourly buckets 11:00 and 12:00 have no reading,
+    yet the machine ran all through them; every bucket tells its seconds."""
+    pool = ConnectionPool(
+        database_url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=True
+    )
+    day = _DAY - timedelta(days=1)
+    at = [day + timedelta(hours=10, seconds=30), day + timedelta(hours=13, minutes=30)]
+    try:
+        store = HistoryStore(catalog=CATALOG, retention_days=30)
+        readings = [
+            Reading("m1", "mode", to_epoch_us(t), v, 0, ValueType.STATE)
+            for t, v in zip(at, ("run", "idle"), strict=True)
+        ]
+        store_history_batch(pool, store, ParsedBatch("plant-01", readings, []))
+    finally:
+        pool.close()
+
+    def hourly(start: datetime, end: datetime) -> list[tuple[int, int, Any]]:
+        points = queries.series(
+            db, facility="plant-01", device="m1", metric="mode", start=start, end=end, step="1h"
+        )
+        return [(p["ts"].hour, p["count"], p["states"]) for p in points]
+
+    assert hourly(day, day + timedelta(hours=14)) == [
+        (10, 1, {"run": 3570.0}),
+        (11, 0, {"run": 3600.0}),
+        (12, 0, {"run": 3600.0}),
+        (13, 1, {"run": 1800.0, "idle": 1800.0}),
+    ]
+    # from inside the gap: the state carried in from before the range
+    assert hourly(day + timedelta(hours=11, minutes=20), day + timedelta(hours=14))[0] == (
+        12,
+        0,
+        {"run": 3600.0},
+    )

@@ -19,12 +19,14 @@ from plantstream.api.ingest import read_body
 from plantstream.api.state import AppState
 from plantstream.errors import AuthError, ErrorCode, PushBackError, RateLimitedError
 from plantstream.history import HistoryStore, parse_history_body, store_history_batch
+from plantstream.history.readings import HistoryAnswer
 from plantstream.ingest.admission import InflightGate, RateLimiter
 from plantstream.ingest.unclassified import register_unknown
 from plantstream.model import now_us
 from plantstream.model.readings import BatchIn
 from plantstream.model.signals import per_batch
 from plantstream.store.catalog import StoreCatalog
+from plantstream.store.keys import Principal
 
 router = APIRouter(tags=["ingest"])
 
@@ -115,6 +117,15 @@ async def post_history(request: Request, who: Writer, state: State) -> Response:
         wait = service.rate.wait_for(who.facility, 1)
         if wait:
             raise _rate_limited(who.facility, service.rate.rate, wait)
+    # the body first, bounded in bytes and time (a 408 for a trickle), outside the gate: a
+    # slow client holds a connection, never one of the few history slots of the process
+    body = await read_body(
+        request,
+        settings.max_body_bytes,
+        settings.body_timeout_seconds,
+        drain_limit=settings.max_drain_bytes,
+        max_members=settings.max_gzip_members,
+    )
     if not service.gate.try_enter():
         raise PushBackError(
             "history writes of this server are at their bound; retry shortly",
@@ -122,39 +133,7 @@ async def post_history(request: Request, who: Writer, state: State) -> Response:
             code=ErrorCode.HISTORY_BUSY,
         )
     try:
-        body = await read_body(
-            request,
-            settings.max_body_bytes,
-            settings.body_timeout_seconds,
-            drain_limit=settings.max_drain_bytes,
-            max_members=settings.max_gzip_members,
-        )
-        fmt = state.ingest.codecs.for_media_type(request.headers.get("content-type", ""))
-        # a facility the key may not send for is never looked up (it is refused 403 below)
-        view = per_batch(service.catalog, who.may_access)
-        batch = await run_in_threadpool(
-            parse_history_body,
-            body,
-            fmt,
-            received_us=now_us(),
-            max_future_us=state.window.max_future_us,
-            max_readings=settings.max_batch_readings,
-            catalog=view,
-        )
-        if not who.may_access(batch.facility):
-            raise AuthError(
-                ErrorCode.FORBIDDEN_FACILITY, "this key does not belong to that facility"
-            )
-        # under the register policy, new names are recorded as unclassified (for an admin's
-        # review, bounded per facility) before anything is stored, as on the live path
-        refused = {r.index for r in batch.rejected}
-        sent = [i for i in range(len(batch.readings) + len(refused)) if i not in refused]
-        batch, _ = await run_in_threadpool(register_unknown, view, service.catalog, batch, sent)
-        if batch.readings:
-            wait = service.rate.admit(batch.facility, len(batch.readings))
-            if wait:
-                raise _rate_limited(batch.facility, service.rate.rate, wait)
-        answer = await run_in_threadpool(store_history_batch, state.pool, service.store, batch)
+        answer = await _store(request, who, state, service, body)
     finally:
         service.gate.leave()
     return Response(
@@ -169,6 +148,48 @@ async def post_history(request: Request, who: Writer, state: State) -> Response:
         ),
         media_type="application/json",
     )
+
+
+async def _store(
+    request: Request, who: Principal, state: AppState, service: HistoryService, body: bytes
+) -> HistoryAnswer:
+    """Decode, register the new names, take the facility's readings/s and store; the tokens
+    of a request refused afterwards (``history_busy``, PostgreSQL away) are given back, and
+    so are those of readings the store refused (they were not stored)."""
+    settings = state.settings
+    fmt = state.ingest.codecs.for_media_type(request.headers.get("content-type", ""))
+    # a facility the key may not send for is never looked up (it is refused 403 below)
+    view = per_batch(service.catalog, who.may_access)
+    batch = await run_in_threadpool(
+        parse_history_body,
+        body,
+        fmt,
+        received_us=now_us(),
+        max_future_us=state.window.max_future_us,
+        max_readings=settings.max_batch_readings,
+        catalog=view,
+    )
+    if not who.may_access(batch.facility):
+        raise AuthError(ErrorCode.FORBIDDEN_FACILITY, "this key does not belong to that facility")
+    # under the register policy, new names are recorded as unclassified (for an admin's
+    # review, bounded per facility) before anything is stored, as on the live path
+    refused = {r.index for r in batch.rejected}
+    sent = [i for i in range(len(batch.readings) + len(refused)) if i not in refused]
+    batch, _ = await run_in_threadpool(register_unknown, view, service.catalog, batch, sent)
+    tokens = len(batch.readings)
+    if tokens:
+        wait = service.rate.admit(batch.facility, tokens)
+        if wait:
+            raise _rate_limited(batch.facility, service.rate.rate, wait)
+    try:
+        answer = await run_in_threadpool(store_history_batch, state.pool, service.store, batch)
+    except BaseException:
+        service.rate.refund(batch.facility, tokens)  # nothing of it was stored
+        raise
+    unused = tokens - answer.accepted - answer.duplicates
+    if unused > 0:
+        service.rate.refund(batch.facility, unused)
+    return answer
 
 
 def _rate_limited(facility: str, rate: float, wait: float) -> RateLimitedError:

@@ -247,15 +247,22 @@ def series(
     check_facility(who, facility)
     catalog = _catalog(state)
     spec = catalog.get(facility, metric)
-    if spec is None and catalog.policy(facility) is not UnknownSignalPolicy.REGISTER:
-        raise InvalidInputError("unknown_metric", f"unknown metric {metric[:64]!r}")
+    stored: queries.StoredSensor | None = None
+    if spec is None:
+        # a signal the model no longer declares (removed) keeps its stored history: the
+        # sensor's own row says its type and unit; a name never stored is unknown
+        with state.pool.connection() as conn:
+            stored = queries.stored_sensor(conn, facility=facility, device=device, metric=metric)
+        if stored is None and catalog.policy(facility) is not UnknownSignalPolicy.REGISTER:
+            raise InvalidInputError("unknown_metric", f"unknown metric {metric[:64]!r}")
     end = parse_time(to) if to is not None else datetime.now(UTC)
     # the default an hour back stops at the first hour of year 1, where datetime ends
     start = parse_time(from_) if from_ is not None else max(end, _DAWN + _HOUR) - _HOUR
     if start >= end:
         raise InvalidInputError("invalid_time", "from must be before to")
     chosen = choose_step(end - start) if step == "auto" else step
-    if spec is not None and spec.value_type is ValueType.STRING:
+    value_type = spec.value_type if spec is not None else stored.value_type if stored else None
+    if value_type is ValueType.STRING:
         chosen = "raw"  # a free text has no rollup: its points are its changes
     cap = state.settings.quota_max_series_points
     with state.pool.connection() as conn:
@@ -276,7 +283,7 @@ def series(
         facility=facility,
         device=device,
         metric=metric,
-        unit=spec.unit if spec is not None else "",
+        unit=spec.unit if spec is not None else stored.unit if stored is not None else "",
         step=chosen,
         points=[Point(**p) for p in points[:cap]],
         truncated=truncated,

@@ -26,6 +26,7 @@ from plantstream.edge.schema import COLUMNS, INSERT_COLUMNS, MIGRATIONS, SCHEMA,
 # held by agents before plantstream took typed values; released (sent) on open
 HELD_TYPED = "waiting_for_typed_ingest"
 HELD_HISTORY = "older_than_live_window"
+_LANES_ASSIGNED = 1  # PRAGMA user_version once the rows of an agent before lanes have theirs
 _SELECT = "id, device, metric, ts_us, value_type, value, unit, quality, raw_status"
 
 
@@ -101,6 +102,19 @@ class EdgeQueue:
             if column not in have:
                 self._conn.execute(ddl)
         self._conn.execute("UPDATE readings SET held = NULL WHERE held = ?", (HELD_TYPED,))
+        # rows of an agent before lanes took the column's default, 0: each gets its signal's
+        # lane, or a sender of lane 0 would forward a signal's old readings while another
+        # sends its new ones (a signal whose lane is 0 anyway is left as it is). Once per
+        # queue file: user_version says it was done, so later opens scan nothing.
+        if int(self._conn.execute("PRAGMA user_version").fetchone()[0]) < _LANES_ASSIGNED:
+            self._conn.create_function("ps_lane", 2, lane_of, deterministic=True)
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(
+                "UPDATE readings SET lane = ps_lane(device, metric) "
+                "WHERE lane = 0 AND ps_lane(device, metric) <> 0"
+            )
+            self._conn.execute(f"PRAGMA user_version = {_LANES_ASSIGNED}")
+            self._conn.execute("COMMIT")
 
     def _recount(self) -> None:
         self.depth = int(
@@ -250,25 +264,29 @@ class EdgeQueue:
         """
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            # a row dropped meanwhile (drop_oldest, max_age_hours) was counted ``dropped`` and
+            # taken off the depth then: only the rows still here are acked and counted
+            dead_here = 0
             if dead:
-                self._conn.executemany(
+                dead_here = self._conn.executemany(
                     f"INSERT INTO dead_letters ({COLUMNS}, code, reason, dead_us) "
                     f"SELECT {COLUMNS}, ?, ?, ? FROM readings WHERE id = ?",
                     [(code, reason[:500], now_us, i) for i, code, reason in dead],
-                )
+                ).rowcount
             ids = [*delivered, *(i for i, _, _ in dead)]
-            self._delete(ids, lanes, held)
-            self._count(delivered=len(delivered), dead_lettered=len(dead))
+            gone = self._delete(ids, lanes, held)
+            self._count(delivered=gone - dead_here, dead_lettered=dead_here)
             self._conn.execute("COMMIT")
             if held is None:
-                self.depth -= len(ids)
+                self.depth -= gone
             else:
-                self.held[held] = self.held.get(held, 0) - len(ids)
+                self.held[held] = self.held.get(held, 0) - gone
 
-    def _delete(self, ids: Sequence[int], lanes: Lanes, held: str | None) -> None:
-        """Delete rows ``ids``: one range statement when they are all that waits in their span."""
+    def _delete(self, ids: Sequence[int], lanes: Lanes, held: str | None) -> int:
+        """Delete rows ``ids`` (one range statement when they are all that waits in their
+        span); how many were there."""
         if not ids:
-            return
+            return 0
         lo, hi = min(ids), max(ids)
         where = (
             "id BETWEEN ? AND ? AND lane % ? = ? AND "
@@ -277,9 +295,12 @@ class EdgeQueue:
         args = (lo, hi, lanes.count, lanes.index, *(() if held is None else (held,)))
         waiting = self._conn.execute(f"SELECT count(*) FROM readings WHERE {where}", args)
         if waiting.fetchone()[0] == len(ids):  # the usual case: a whole batch, as peeked
-            self._conn.execute(f"DELETE FROM readings WHERE {where}", args)
-        else:
-            self._conn.executemany("DELETE FROM readings WHERE id = ?", [(i,) for i in ids])
+            return self._conn.execute(f"DELETE FROM readings WHERE {where}", args).rowcount
+        where = "id = ? AND " + ("held IS NULL" if held is None else "held = ?")
+        return self._conn.executemany(
+            f"DELETE FROM readings WHERE {where}",
+            [(i,) if held is None else (i, held) for i in ids],
+        ).rowcount
 
     def enforce_age(self, *, now_us: int) -> int:
         """Under drop_oldest, delete readings queued longer than ``max_age_hours``; how many."""

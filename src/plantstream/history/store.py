@@ -21,14 +21,17 @@ import psycopg
 from plantstream.errors import ErrorCode, PushBackError
 from plantstream.history.chunk import Candidates
 from plantstream.model import SignalCatalog
+from plantstream.model.signals import UnknownSignalPolicy
 from plantstream.processor import commit as processor_commit
-from plantstream.processor.prepare import KIND_CODES
+from plantstream.processor.prepare import KindCache
 from plantstream.processor.rollups import state_deltas
 from plantstream.processor.rows import Columns, RowBatch
 from plantstream.processor.writer import CopyReady, copy_ready, rollups_of
 from plantstream.store import batches
+from plantstream.store.catalog import StoreCatalog
 from plantstream.store.partitions import ensure_partitions
 from plantstream.store.sensors import SensorRegistry
+from plantstream.store.signal_defs import MAX_UNCLASSIFIED
 
 _DAY_US = 86_400_000_000
 _EPOCH_DAY = date(1970, 1, 1)
@@ -69,7 +72,7 @@ class HistoryStore:
         self.max_sensors = max_sensors_per_facility
         self.registry = SensorRegistry()
         self._known_days: set[int] = set()
-        self._kinds: dict[tuple[str, str], tuple[int, float]] = {}
+        self._kinds: KindCache[tuple[str, str]] = KindCache(catalog)
 
     def screen(self, c: Candidates) -> Candidates:
         """``c`` less what is older than the retention horizon (refused with
@@ -107,6 +110,9 @@ class HistoryStore:
         c = self.screen(c)
         if not len(c):
             return None
+        c = self._register_unknown(facility, c)
+        if not len(c):
+            return None
         sensor_id, c = self._sensor_ids(conn, facility, c)
         if not len(c):
             return None
@@ -128,6 +134,31 @@ class HistoryStore:
         """Write what ``prepare`` made, in one transaction under the facility's lock."""
         rows, ready = prepared
         return _store(conn, facility, rows, ready, wait=wait)
+
+    def _register_unknown(self, facility: str, c: Candidates) -> Candidates:
+        """Under the ``register`` policy, record the new names of ``c`` as unclassified (for
+        an admin's review, ``GET /v1/assets/unclassified``) before anything is stored, as live
+        ingest does (``ingest/unclassified.py``); readings of a name past the facility's bound
+        of unclassified signals are refused ``unknown_metric``, never dropped."""
+        catalog = self.catalog
+        if not isinstance(catalog, StoreCatalog):
+            return c
+        if catalog.policy(facility) is not UnknownSignalPolicy.REGISTER:
+            return c
+        used = np.unique(c.metric).tolist()
+        # a name recorded already answers its unclassified definition, a new one None
+        new = [c.metrics[m] for m in used if catalog.get(facility, c.metrics[m]) is None]
+        refused = catalog.register_many(facility, new) if new else set()
+        if not refused:
+            return c
+        out = np.isin(c.metric, [i for i, name in enumerate(c.metrics) if name in refused])
+        c.reject(
+            out,
+            ErrorCode.UNKNOWN_METRIC,
+            f"the facility holds {MAX_UNCLASSIFIED} unclassified signals already: declare them "
+            "in its model (unknown_metric)",
+        )
+        return c.take(~out)
 
     def _sensor_ids(
         self, conn: psycopg.Connection, facility: str, c: Candidates
@@ -168,20 +199,12 @@ class HistoryStore:
         if c.vtype is not None:
             rows.vtype, rows.ivalue, rows.text = c.vtype, c.ivalue, c.text
             rows.qcode = c.qcode if c.qcode is not None else np.full(n, -1, dtype=np.int64)
-        kinds = [self._kind_of(facility, name) for name in c.metrics]
+        self._kinds.fresh()
+        kinds = [self._kinds.get((facility, name), facility, name) for name in c.metrics]
         if any(k for k, _ in kinds):
             rows.kind = np.array([k for k, _ in kinds], dtype=np.int16)[c.metric]
             rows.wrap = np.array([w for _, w in kinds], dtype=np.float64)[c.metric]
         return rows
-
-    def _kind_of(self, facility: str, metric: str) -> tuple[int, float]:
-        """As the processor rolls the signal up (``processor/prepare.py``)."""
-        known = self._kinds.get((facility, metric))
-        if known is None:
-            spec = self.catalog.get(facility, metric)
-            known = (0, 0.0) if spec is None else (KIND_CODES[spec.kind], float(spec.wrap or 0))
-            self._kinds[(facility, metric)] = known
-        return known
 
 
 def _store(

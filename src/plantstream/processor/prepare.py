@@ -4,9 +4,10 @@ create missing day partitions and encode the COPY streams (the prefetch thread's
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,7 @@ from plantstream.processor import metrics
 from plantstream.processor.decode import Decoded, decode_records, reading_payload
 from plantstream.processor.rows import Columns, DeadLetter, RowBatch
 from plantstream.processor.writer import CopyReady, copy_ready
+from plantstream.store.catalog import StoreCatalog
 from plantstream.store.partitions import ensure_partitions
 from plantstream.store.sensors import SensorKey, SensorRegistry
 from plantstream.stream.base import StreamConsumer
@@ -26,6 +28,47 @@ from plantstream.stream.records import DeviceColumns
 _DAY_US = 86_400_000_000
 KIND_CODES: dict[SignalKind, int] = {k: i for i, k in enumerate(SignalKind)}
 _EPOCH_DAY = date(1970, 1, 1)
+K = TypeVar("K")
+
+
+class KindCache(Generic[K]):
+    """Signals' rollup (kind code, wrap), as the catalog says, read once per key and kept
+    a bounded while: the whole cache is forgotten every catalog ttl (a model applied in any
+    process changes a signal's kind within two ttls), whenever the catalog forgets a facility
+    (a model applied through it) and when it holds ``max_entries`` keys. A ``FixedCatalog``
+    never changes: its kinds are only bounded."""
+
+    def __init__(self, catalog: SignalCatalog, *, max_entries: int = 200_000) -> None:
+        self.catalog = catalog
+        self.max_entries = max_entries
+        self._kinds: dict[K, tuple[int, float]] = {}
+        store = catalog if isinstance(catalog, StoreCatalog) else None
+        self._store = store
+        self._ttl = store.ttl if store is not None else float("inf")
+        self._clock = store.clock if store is not None else time.monotonic
+        self._expires = self._clock() + self._ttl
+        self._seen = store.invalidations if store is not None else 0
+
+    def fresh(self) -> None:
+        """Forget what may be stale (call once per batch, before its lookups)."""
+        now = self._clock()
+        seen = self._store.invalidations if self._store is not None else 0
+        if now >= self._expires or seen != self._seen or len(self._kinds) >= self.max_entries:
+            self._kinds.clear()
+            self._expires, self._seen = now + self._ttl, seen
+
+    def get(self, key: K, facility: str, metric: str) -> tuple[int, float]:
+        known = self._kinds.get(key)
+        if known is None:
+            if len(self._kinds) >= self.max_entries:  # bounded within a batch too
+                self._kinds.clear()
+            spec = self.catalog.get(facility, metric)
+            known = (0, 0.0) if spec is None else (KIND_CODES[spec.kind], float(spec.wrap or 0))
+            self._kinds[key] = known
+        return known
+
+    def __len__(self) -> int:
+        return len(self._kinds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +113,7 @@ class BatchPreparer:
         self.registry = SensorRegistry()
         self.keys_by_id: dict[int, SensorKey] = {}  # ids never change: only ever grows
         self._known_days: set[int] = set()
-        self._kinds: dict[int, tuple[int, float]] = {}  # sensor id -> (kind code, wrap)
+        self._kinds: KindCache[int] = KindCache(catalog)  # by sensor id
 
     def prepare(self, shard_id: str, after: str | None) -> Prepared:
         """Read and decode the next batch of a shard after ``after``."""
@@ -146,6 +189,7 @@ class BatchPreparer:
         """Each row's rollup kind and wrap, from its sensor's signal (left None when every
         sensor of the batch is a gauge: the common case costs one lookup per sensor)."""
         sensors = np.unique(rows.sensor_id)
+        self._kinds.fresh()
         kinds = [self._kind_of(int(s)) for s in sensors.tolist()]
         if not any(k for k, _ in kinds):
             return
@@ -154,13 +198,8 @@ class BatchPreparer:
         rows.wrap = np.array([w for _, w in kinds], dtype=np.float64)[at]
 
     def _kind_of(self, sensor_id: int) -> tuple[int, float]:
-        known = self._kinds.get(sensor_id)
-        if known is None:
-            facility, _, metric = self.keys_by_id[sensor_id]
-            spec = self.catalog.get(facility, metric)
-            known = (0, 0.0) if spec is None else (KIND_CODES[spec.kind], float(spec.wrap or 0))
-            self._kinds[sensor_id] = known
-        return known
+        facility, _, metric = self.keys_by_id[sensor_id]
+        return self._kinds.get(sensor_id, facility, metric)
 
     def _ensure_days(self, days: set[int]) -> None:
         missing = days - self._known_days

@@ -43,7 +43,14 @@ CREATE TEMP TABLE IF NOT EXISTS _state_delta (
 """
 
 # a state signal's time in each state: merged before the plain merge moves first/last, in the
-# same append / prepend / overlap (dirty) cases; a new bucket takes the delta's as it is
+# same append / prepend / overlap (dirty) cases; a new bucket takes the delta's as it is.
+# _STATE_LOCK first takes the stored buckets' row locks in (sensor, bucket) order (the sort is
+# below the locking step): an UPDATE ... FROM locks in whatever order its join plan yields, so
+# two processors merging overlapping buckets could each hold one the other waits for
+_STATE_LOCK = """
+SELECT 1 FROM {table} r JOIN _state_delta d ON r.sensor_id = d.sensor_id AND r.bucket = d.bucket
+ORDER BY r.sensor_id, r.bucket FOR UPDATE OF r
+"""
 _STATE_MERGE = """
 UPDATE {table} r SET
     durations = CASE
@@ -71,7 +78,7 @@ _APPEND = "excluded.first_ts > r.last_ts"
 _PREPEND = "excluded.last_ts < r.first_ts"
 _WRAP = "(SELECT wrap FROM sensors WHERE id = r.sensor_id)"
 _MERGE = f"""
-INSERT INTO {{table}} AS r SELECT * FROM {{delta}}
+INSERT INTO {{table}} AS r SELECT * FROM {{delta}} ORDER BY sensor_id, bucket
 ON CONFLICT (sensor_id, bucket) DO UPDATE SET
     count = r.count + excluded.count,
     sum = r.sum + excluded.sum,
@@ -107,7 +114,11 @@ _MERGES = [
     (
         delta,
         sql.SQL(_MERGE.format(table=table, delta=delta)),  # fixed names: no user input
-        (sql.SQL(_STATE_MERGE.format(table=table)), sql.SQL(_STATE_NEW.format(table=table))),
+        (
+            sql.SQL(_STATE_LOCK.format(table=table)),
+            sql.SQL(_STATE_MERGE.format(table=table)),
+            sql.SQL(_STATE_NEW.format(table=table)),
+        ),
     )
     for table, delta, _width in ROLLUP_TABLES
 ]
@@ -207,7 +218,10 @@ def merge_rollups(
     """Merge the 1-minute, 1-hour and 1-day deltas (binary COPYs of rollup rows,
     ``processor/rollups.py``), and the time-in-state deltas of state signals, into their
     tables. A bucket a delta overlaps is only marked dirty here (O(batch)); its area,
-    increase and durations are recomputed by ``store/rollup_repair.py``."""
+    increase and durations are recomputed by ``store/rollup_repair.py``.
+
+    Row locks are taken in (sensor, bucket) order, table by table, whatever order the deltas
+    come in, so overlapping merges of two processors wait for each other, never deadlock."""
     for (delta, merge, state_sql), buffer, state_rows in zip(_MERGES, buffers, states, strict=True):
         with cur.copy(
             sql.SQL("COPY {} ({}) FROM STDIN BINARY").format(sql.Identifier(delta), _DELTA_COLUMNS)
@@ -221,10 +235,11 @@ def merge_rollups(
             ) as cp:
                 for state_row in state_rows:
                     cp.write_row(state_row)
-            cur.execute(state_sql[0])
+            cur.execute(state_sql[0])  # the row locks, in key order
+            cur.execute(state_sql[1])
         cur.execute(merge)
         if state_rows:
-            cur.execute(state_sql[1])
+            cur.execute(state_sql[2])
 
 
 def insert_dead_letters(

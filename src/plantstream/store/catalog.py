@@ -79,6 +79,17 @@ class StoreCatalog:
         self._refreshing: set[str] = set()
         self._full: dict[str, float] = {}  # facility -> until when its unclassified are full
         self._executor: ThreadPoolExecutor | None = None
+        self.invalidations = 0  # how many times ``invalidate`` was called (caches built on it)
+
+    @property
+    def ttl(self) -> float:
+        """Seconds a facility's definitions are kept before they are read again."""
+        return self._ttl
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock the ttl is counted on."""
+        return self._clock
 
     @classmethod
     def from_settings(
@@ -173,6 +184,7 @@ class StoreCatalog:
     def invalidate(self, facility: str | None = None) -> None:
         """Forget one facility (after applying its model here) or all of them."""
         with self._lock:
+            self.invalidations += 1
             if facility is None:
                 self._entries.clear()
                 self._full.clear()

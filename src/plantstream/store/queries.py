@@ -5,12 +5,14 @@ Alerts have their own module, ``store/alerts.py``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from plantstream.model.signals import ValueType
 from plantstream.store.hot import stored_value
 from plantstream.store.rollup_series import rollup_points
 
@@ -32,6 +34,31 @@ def facilities(conn: psycopg.Connection, *, only: str | None) -> list[dict[str, 
         ).fetchall()
 
 
+@dataclass(frozen=True, slots=True)
+class StoredSensor:
+    """What the store knows of a sensor whatever the model says now (its signal removed)."""
+
+    value_type: ValueType
+    unit: str
+
+
+def stored_sensor(
+    conn: psycopg.Connection, *, facility: str, device: str, metric: str
+) -> StoredSensor | None:
+    """The sensor's stored type and unit; None if it was never stored."""
+    row = conn.execute(
+        "SELECT value_type, unit FROM sensors WHERE facility = %s AND device = %s AND metric = %s",
+        (facility, device, metric),
+    ).fetchone()
+    if row is None:
+        return None
+    try:
+        value_type = ValueType(row[0])
+    except ValueError:
+        value_type = ValueType.DOUBLE
+    return StoredSensor(value_type, str(row[1]))
+
+
 def series(
     conn: psycopg.Connection,
     *,
@@ -50,7 +77,7 @@ def series(
     ``quality_code`` when the source sent one.
     """
     sensor = conn.execute(
-        "SELECT id, value_type, wrap FROM sensors "
+        "SELECT id, value_type, wrap, kind FROM sensors "
         "WHERE facility = %s AND device = %s AND metric = %s",
         (facility, device, metric),
     ).fetchone()
@@ -78,4 +105,5 @@ def series(
         start=start,
         end=end,
         max_points=max_points,
+        state=sensor[3] == "state",
     )

@@ -19,7 +19,7 @@ flagged, never silently wrong. The repair follows the commit within a pass or tw
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -30,6 +30,7 @@ TABLES = {
     "1h": ("rollup_1h", "1 hour"),
     "1d": ("rollup_1d", "1 day"),
 }
+_WIDTHS = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 
 _POINTS = """
 SELECT bucket AS ts, sum / count AS value, min, max, count, first, last,
@@ -69,8 +70,13 @@ def rollup_points(
     start: datetime,
     end: datetime,
     max_points: int,
+    state: bool = False,
 ) -> list[dict[str, Any]]:
-    """Buckets of ``step`` (1m, 1h, 1d) in [start, end), oldest first."""
+    """Buckets of ``step`` (1m, 1h, 1d) in [start, end), oldest first, at most ``max_points``.
+
+    For a ``state`` signal, a bucket without a reading that lies between two readings is a
+    point too (``count`` 0, ``value`` the state held): its whole width in the state carried
+    through it, so the buckets' seconds add up to the time between the readings."""
     table, width = TABLES[step]
     query = _POINTS.format(table=table, width=f"interval '{width}'")
     with conn.cursor(row_factory=dict_row) as cur:
@@ -84,10 +90,47 @@ def rollup_points(
                 "limit": max_points,
             },
         ).fetchall()
+    points: list[dict[str, Any]] = []
+    width_of = _WIDTHS[step]
+    after: datetime | None = None  # the bucket after the last point, or None before the first
     for row in rows:
+        held = row["carried_text"]  # the state through the gap before this bucket, if any
+        if state and held is not None:
+            gap = after if after is not None else _first_bucket(start, width_of)
+            while gap < row["ts"] and len(points) < max_points:
+                points.append(_held_through(gap, held, width_of))
+                gap += width_of
+        if len(points) >= max_points:
+            break
         row["states"] = _time_in_state(row)
         row["pending"] = True if row["pending"] else None  # absent while exact
-    return rows
+        points.append(row)
+        after = row["ts"] + width_of
+    return points
+
+
+def _held_through(bucket: datetime, held: str, width: timedelta) -> dict[str, Any]:
+    """A state's bucket without a reading: all of it in the state ``held``; no aggregates."""
+    return {
+        "ts": bucket,
+        "value": held,
+        "min": None,
+        "max": None,
+        "count": 0,
+        "first": None,
+        "last": None,
+        "twa": None,
+        "increase": None,
+        "states": {held: width.total_seconds()},
+        "pending": None,
+    }
+
+
+def _first_bucket(start: datetime, width: timedelta) -> datetime:
+    """The first bucket at or after ``start`` (buckets are aligned on the Unix epoch)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    n = -((epoch - start) // width)  # ceil((start - epoch) / width)
+    return epoch + n * width
 
 
 def _time_in_state(row: dict[str, Any]) -> dict[str, float] | None:

@@ -1,0 +1,105 @@
+"""Two processors merging time-in-state deltas of the same buckets must not deadlock: the
+state merge takes its row locks in (sensor, bucket) order whatever order its deltas come in."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from plantstream.store import batches
+from plantstream.testing.waiting import wait_until
+
+BUCKET = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# a binary COPY with no rows (header, then the trailer): no plain rollup delta
+_EMPTY_COPY = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8 + b"\xff\xff"
+
+
+def _state(sensor: int, seconds: float) -> batches.StateDelta:
+    start = BUCKET + timedelta(seconds=30)
+    end = start + timedelta(seconds=seconds)
+    return (sensor, BUCKET, start, end, json.dumps({"run": seconds}), "run", "run")
+
+
+def _merge(conn: psycopg.Connection, states: list[batches.StateDelta]) -> None:
+    with conn.cursor() as cur:
+        batches.merge_rollups(cur, (_EMPTY_COPY,) * 3, (states, [], []))
+
+
+def test_overlapping_state_merges_in_opposite_orders_both_commit(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        low, high = (
+            admin.execute(
+                "INSERT INTO sensors (facility, device, metric, unit) VALUES ('f', 'd', %s, '') "
+                "RETURNING id",
+                (metric,),
+            ).fetchone()[0]  # type: ignore[index]
+            for metric in ("a", "b")
+        )
+        # stored buckets, the higher key first in the heap: every plan meets it first
+        for sensor in (high, low):
+            admin.execute(
+                "INSERT INTO rollup_1m (sensor_id, bucket, count, sum, min, max, sum_sq, "
+                "first_ts, first, last_ts, last, area, increase, kind, dirty, durations, "
+                "first_text, last_text) VALUES (%s, %s, 1, 0, 0, 0, 0, %s, 0, %s, 0, 0, 0, 3, "
+                "false, %s, 'run', 'run')",
+                (sensor, BUCKET, BUCKET, BUCKET + timedelta(seconds=10), Jsonb({"run": 10.0})),
+            )
+    first = psycopg.connect(database_url)
+    second = psycopg.connect(database_url)
+    try:
+        for conn in (first, second):
+            batches.create_session_tables(conn)
+            conn.commit()
+        # the first processor holds the low bucket, as a merge in key order would
+        _merge(first, [_state(low, 5.0)])
+        failures: list[BaseException] = []
+
+        def second_batch() -> None:  # its deltas arrive high key first
+            try:
+                _merge(second, [_state(high, 7.0), _state(low, 7.0)])
+                second.commit()
+            except BaseException as exc:  # reported by the test below
+                failures.append(exc)
+                second.rollback()
+
+        worker = threading.Thread(target=second_batch)
+        worker.start()
+        with psycopg.connect(database_url, autocommit=True) as watch:
+            wait_until(
+                lambda: (
+                    watch.execute(
+                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                        (second.info.backend_pid,),
+                    ).fetchone()
+                    == (True,)
+                ),
+                timeout=30,
+                what="the second merge to wait for the first one's lock",
+            )
+        # the first processor goes on to the high bucket: with locks taken out of key order
+        # the second holds it while waiting for the low one, and PostgreSQL aborts one of them
+        try:
+            _merge(first, [_state(high, 5.0)])
+            first.commit()
+        except psycopg.errors.DeadlockDetected as exc:
+            failures.append(exc)
+            first.rollback()
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+        assert failures == []
+    finally:
+        first.close()
+        second.close()
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        durations = dict(
+            admin.execute(  # type: ignore[arg-type]
+                "SELECT sensor_id, (durations->>'run')::float FROM rollup_1m ORDER BY sensor_id"
+            ).fetchall()
+        )
+    # both buckets took both batches' deltas, in the same order
+    assert set(durations) == {low, high}
+    assert durations[low] == durations[high]
