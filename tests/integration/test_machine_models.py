@@ -81,7 +81,9 @@ def pipeline(
 ) -> Iterator[tuple[Processor, StoredMachines, Clock]]:
     """The processor with the detection ``serve`` builds, its machine watches on a clock the
     test moves (no sleeping for their refresh)."""
-    hooks = detection_hooks(load_settings(), database_url=database_url, redis_client=api.state.redis)
+    hooks = detection_hooks(
+        load_settings(), database_url=database_url, redis_client=api.state.redis
+    )
     engine = hooks[0]
     assert isinstance(engine, DetectionEngine)
     machines = engine.machines
@@ -125,7 +127,8 @@ def test_a_trained_machine_alerts_on_a_correlation_break_naming_its_signals(
     assert model["signals"] == SIGNALS  # every numeric signal of the machine, by name
     assert (model["per_bucket"], model["buckets"], model["readings"]) == (10, 60, 3 * NORMAL_S)
     assert 1 <= model["components"] <= 3
-    assert model["t2_limit"] > 0 and model["q_limit"] > 0
+    assert model["t2_limit"] > 0
+    assert model["q_limit"] > 0
     assert model["created_by"] == admin.split("_")[1]
 
     # still normal, within the watches' refresh interval: the model is not in force yet
@@ -159,7 +162,8 @@ def test_a_trained_machine_alerts_on_a_correlation_break_naming_its_signals(
     details = alert["details"]
     top_two = [c["signal"] for c in details["contributing"][:2]]
     assert set(top_two) == {"flow_rate", "pressure"}
-    assert "flow_rate" in alert["message"] and "pressure" in alert["message"]
+    assert "flow_rate" in alert["message"]
+    assert "pressure" in alert["message"]
     assert details["statistic"] > details["threshold"]
     assert details["window"]["readings"] == 10
 
@@ -221,7 +225,11 @@ def test_models_are_versioned_listed_and_removed_through_api_and_cli(
     first = train(api, admin, {**normal_period(api), "signals": ["pressure", "flow_rate"]})
     assert first.json()["signals"] == ["pressure", "flow_rate"]
 
-    env = {**os.environ, "PLANTSTREAM_DATABASE_URL": database_url, "PLANTSTREAM_REDIS_URL": redis_url}
+    env = {
+        **os.environ,
+        "PLANTSTREAM_DATABASE_URL": database_url,
+        "PLANTSTREAM_REDIS_URL": redis_url,
+    }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -264,7 +272,8 @@ def test_models_are_versioned_listed_and_removed_through_api_and_cli(
     assert error_code(api.client.get(path, headers=api.headers(read)), 404) == "not_found"
     assert error_code(api.client.delete(path, headers=api.headers(admin)), 404) == "not_found"
     gone = cli("delete", FACILITY, PUMP)
-    assert gone.returncode == 2 and "has no model" in gone.stderr
+    assert gone.returncode == 2
+    assert "has no model" in gone.stderr
     assert cli("list", FACILITY).stdout.strip() == "[]"
     clock.now += machines.refresh_s
     send(api, api.make_key("ingest", FACILITY), pump(30, rng), NORMAL_S + 30)

@@ -137,9 +137,7 @@ def list_models(facility: Id, who: Reader, state: State) -> MachineModels:
     """The facility's machine models in force, by machine."""
     _ids(who, facility)
     with state.pool.connection() as conn:
-        rows = store.in_force(
-            conn=conn, facility=facility, limit=models.MAX_MODELS_PER_FACILITY
-        )
+        rows = store.in_force(conn=conn, facility=facility, limit=models.MAX_MODELS_PER_FACILITY)
     return MachineModels(models=[_summary(row) for row in rows])
 
 
@@ -154,9 +152,7 @@ def get_model(facility: Id, machine: Id, who: Reader, state: State) -> MachineMo
         versions = store.history(
             conn=conn, facility=facility, machine=machine, limit=models.HISTORY_LIMIT
         )
-    return MachineModel(
-        **models.summary(rows[0]), versions=[ModelVersion(**v) for v in versions]
-    )
+    return MachineModel(**models.summary(rows[0]), versions=[ModelVersion(**v) for v in versions])
 
 
 @router.delete("/v1/detection/machines/{facility}/{machine}", response_model=Removed)

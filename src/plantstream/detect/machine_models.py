@@ -110,7 +110,8 @@ def _signals(
     )
     if not sensors:
         raise _refuse(
-            ErrorCode.UNKNOWN_MACHINE, f"facility {facility} has no machine {machine!r} with readings"
+            ErrorCode.UNKNOWN_MACHINE,
+            f"facility {facility} has no machine {machine!r} with readings",
         )
     if named is None:  # every numeric gauge; a counter's climb is not a normal state
         chosen = [s for s in sensors if s.value_type in NUMERIC and s.kind == "gauge"]
@@ -240,7 +241,9 @@ def remove(conn: psycopg.Connection, *, facility: str, machine: str, author: str
     with conn.transaction():
         if not store.in_force(conn=conn, facility=facility, machine=machine, limit=1):
             raise _refuse(ErrorCode.NOT_FOUND, f"machine {machine} of {facility} has no model")
-        return store.insert(conn=conn, facility=facility, machine=machine, model=None, author=author)
+        return store.insert(
+            conn=conn, facility=facility, machine=machine, model=None, author=author
+        )
 
 
 def summary(row: Mapping[str, Any]) -> dict[str, Any]:

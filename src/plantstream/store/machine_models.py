@@ -60,9 +60,13 @@ def period_readings(
     ).fetchall()
 
 
+_WRITE_LOCK = 0x6D6D6F64  # advisory lock: one writer of machine models at a time
+
+
 def _next_version(conn: psycopg.Connection, facility: str, machine: str) -> int:
-    # one writer per machine at a time: two trainings at once get versions one after the other
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"mm/{facility}/{machine}",))
+    # One writer at a time, until its transaction ends: versions follow one another, and rows
+    # commit in id order, so a reader that remembers the newest id it saw misses none.
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
     row = conn.execute(
         "SELECT coalesce(max(version), 0) FROM machine_models WHERE facility = %s AND machine = %s",
         (facility, machine),
@@ -114,7 +118,7 @@ def in_force(
     where = "WHERE facility = %(f)s AND (%(m)s::text IS NULL OR machine = %(m)s)"
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            f"SELECT * FROM ({_NEWEST.format(where=where)}) newest "  # noqa: S608 - constant
+            f"SELECT * FROM ({_NEWEST.format(where=where)}) newest "
             "WHERE model IS NOT NULL ORDER BY machine LIMIT %(limit)s",
             {"f": facility, "m": machine, "limit": limit},
         ).fetchall()
@@ -122,7 +126,7 @@ def in_force(
 
 def count_in_force(*, conn: psycopg.Connection, facility: str) -> int:
     row = conn.execute(
-        f"SELECT count(*) FROM ({_NEWEST.format(where='WHERE facility = %s')}) newest "  # noqa: S608
+        f"SELECT count(*) FROM ({_NEWEST.format(where='WHERE facility = %s')}) newest "
         "WHERE model IS NOT NULL",
         (facility,),
     ).fetchone()
@@ -157,7 +161,7 @@ def changed_since(*, conn: psycopg.Connection, after_id: int, limit: int) -> lis
     )
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            f"SELECT * FROM ({_NEWEST.format(where=where)}) newest "  # noqa: S608 - constant
+            f"SELECT * FROM ({_NEWEST.format(where=where)}) newest "
             "ORDER BY id LIMIT %(limit)s",
             {"after": after_id, "limit": limit},
         ).fetchall()
