@@ -286,3 +286,36 @@ def test_models_are_versioned_listed_and_removed_through_api_and_cli(
         "FROM machine_models WHERE version = 2"
     ).fetchone()
     assert stored == ("array", "array")
+
+
+def test_removing_a_model_resolves_its_open_alert(
+    api: Api, pipeline: tuple[Processor, StoredMachines, Clock]
+) -> None:
+    processor, machines, clock = pipeline
+    rng = np.random.default_rng(8)
+    ingest, admin = api.make_key("ingest", FACILITY), api.make_key("admin", None)
+    read = api.make_key("read", FACILITY)
+    send(api, ingest, pump(NORMAL_S, rng), 0)
+    drain(processor)
+    assert train(api, admin, normal_period(api)).status_code == 200
+    clock.now += machines.refresh_s
+    send(api, ingest, pump(60, rng, broken=True), NORMAL_S)  # the leak goes on
+    drain(processor)
+
+    def alert_states() -> list[str]:
+        answer = api.client.get(
+            "/v1/alerts",
+            params={"facility": FACILITY, "detector": "correlation_break"},
+            headers=api.headers(read),
+        )
+        return [a["state"] for a in answer.json()["alerts"]]
+
+    assert alert_states() == ["open"]
+    removed = api.client.delete(
+        f"/v1/detection/machines/{FACILITY}/{PUMP}", headers=api.headers(admin)
+    )
+    assert removed.status_code == 200, removed.text
+    clock.now += machines.refresh_s
+    send(api, ingest, pump(30, rng, broken=True), NORMAL_S + 60)
+    drain(processor)
+    assert alert_states() == ["resolved"]  # no model judges the machine: nothing holds it open

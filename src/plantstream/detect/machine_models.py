@@ -344,6 +344,8 @@ class StoredMachines(MachineDetection):
         lifecycle: AlertLifecycle,
     ) -> list[AlertEvent]:
         events = self.refresh(lifecycle)
+        if not self.machines:  # no model in force: the batch costs nothing more
+            return events
         return events + super().__call__(columns, slices, keys, lifecycle)
 
 
