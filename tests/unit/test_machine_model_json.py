@@ -32,5 +32,5 @@ def test_a_stored_model_whose_arrays_do_not_fit_is_refused() -> None:
     stored = to_json(model)
     with pytest.raises(ValueError, match="do not fit"):
         from_json({**stored, "center": stored["center"][:2]})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="do not fit"):
         from_json({**stored, "components": [[1.0, 2.0]]})

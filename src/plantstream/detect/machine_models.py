@@ -75,9 +75,15 @@ def from_json(data: Mapping[str, Any]) -> MachineModel:
     p = len(signals)
     center = np.asarray(data["center"], dtype=np.float64)
     scale = np.asarray(data["scale"], dtype=np.float64)
-    components = np.asarray(data["components"], dtype=np.float64).reshape(-1, p)
+    components = np.asarray(data["components"], dtype=np.float64)
     variances = np.asarray(data["variances"], dtype=np.float64)
-    if center.shape != (p,) or scale.shape != (p,) or variances.shape != (len(components),):
+    if (
+        center.shape != (p,)
+        or scale.shape != (p,)
+        or components.ndim != 2
+        or components.shape[1] != p
+        or variances.shape != (len(components),)
+    ):
         raise ValueError("a stored machine model's arrays do not fit its signals")
     return MachineModel(
         signals,

@@ -161,8 +161,7 @@ def changed_since(*, conn: psycopg.Connection, after_id: int, limit: int) -> lis
     )
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            f"SELECT * FROM ({_NEWEST.format(where=where)}) newest "
-            "ORDER BY id LIMIT %(limit)s",
+            f"SELECT * FROM ({_NEWEST.format(where=where)}) newest ORDER BY id LIMIT %(limit)s",
             {"after": after_id, "limit": limit},
         ).fetchall()
 
