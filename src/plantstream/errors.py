@@ -92,6 +92,13 @@ class ErrorCode(StrEnum):
     INVALID_MODEL = "invalid_model"  # a plant model file or document (``model.plantfile``)
     INVALID_DATASET = "invalid_dataset"  # ``plantstream evaluate``: a labeled CSV it cannot use
     INVALID_KEY_SCOPE = "invalid_key_scope"
+    # machine models (multivariate detection): training on a machine's normal period
+    INVALID_PERIOD = "invalid_period"  # from not before to, or longer than the bound
+    UNKNOWN_MACHINE = "unknown_machine", 404  # no sensors of that machine in the facility
+    INSUFFICIENT_DATA = "insufficient_data"  # too few aligned readings to train on
+    TOO_MUCH_DATA = "too_much_data"  # more readings in the period than training reads
+    QUOTA_MACHINE_MODELS = "quota_machine_models", 403
+    MISSING_EXTRA = "missing_extra", 503  # training needs scikit-learn (the ml extra)
     INVALID_SECRET_NAME = "invalid_secret_name"  # noqa: S105  # pragma: allowlist secret (a code)
     # a receiver of our webhook refusing a delivery (``detect.webhook.verify``)
     INVALID_SIGNATURE = "invalid_signature", 401

@@ -26,6 +26,7 @@ from starlette.routing import Mount, Route
 from plantstream.model import Reading, now_us
 from plantstream.processor import Processor
 from plantstream.store import alerts as alert_store
+from plantstream.store import machine_models as machine_store
 from plantstream.stream import pack_readings
 
 OWN, OTHER = "iso-plant-a", "iso-plant-b"
@@ -85,6 +86,32 @@ def seeded(
             headers=api.headers(admin),
         )
         assert put.status_code == 200, put.text
+    own_model = (OWN, OWN_DEVICE, 21.5, 12.5)
+    for facility, device, center, limit in (
+        own_model,
+        (OTHER, OTHER_DEVICE, OTHER_VALUE, OTHER_LIMIT),
+    ):
+        trained_to = datetime.now(UTC)
+        machine_store.insert(
+            conn=db,
+            facility=facility,
+            machine=device,
+            model={
+                "signals": ["temperature", "pressure"],
+                "center": [center, 1.0],
+                "scale": [1.0, 1.0],
+                "components": [[1.0, 0.0]],
+                "variances": [1.0],
+                "t2_limit": limit,
+                "q_limit": 1.0,
+            },
+            author="seed",
+            per_bucket=10,
+            trained_from=trained_to - timedelta(hours=1),
+            trained_to=trained_to,
+            readings=200,
+            buckets=10,
+        )
     return alert_ids
 
 
@@ -119,6 +146,12 @@ def _calls(
     paths = [full_path]
     if "{alert_id}" in full_path:
         paths = [full_path.replace("{alert_id}", str(i)) for i in alert_ids.values()]
+    if "{facility}" in full_path:  # either plant's ids in the path, in every combination
+        paths = [
+            full_path.replace("{facility}", facility).replace("{machine}", device)
+            for facility in _CHOICES["facility"]
+            for device in (_CHOICES["device"] if "{machine}" in full_path else ("",))
+        ]
     names = sorted(set(_query_names(route.dependant))) if isinstance(route, APIRoute) else []
     varied = [n for n in names if n in _CHOICES]
     fixed = {"metric": "temperature"} if "metric" in names else {}
@@ -169,7 +202,9 @@ def test_no_answer_to_a_plant_a_key_carries_plant_b_data(api: Api, seeded: dict[
                     headers=api.headers(key),
                 )
                 assert answer.status_code < 500, (method, path, query, answer.text)
-                found = _leaks(answer.text, path, query)
+                # what the caller sent in the path is an echo too, not a leak
+                sent = {**query, **{f"path:{part}": part for part in path.split("/")}}
+                found = _leaks(answer.text, path, sent)
                 if found:
                     leaks.append((role, method, path, query, found))
     assert leaks == []
@@ -184,6 +219,9 @@ def test_no_answer_to_a_plant_a_key_carries_plant_b_data(api: Api, seeded: dict[
     assert OTHER_MESSAGE in alerts.text
     tree = api.client.get("/v1/assets", params={"facility": OTHER}, headers=api.headers(admin))
     assert OTHER_DEVICE in tree.text
+    machines = api.client.get(f"/v1/detection/machines/{OTHER}", headers=api.headers(admin))
+    assert OTHER_DEVICE in machines.text
+    assert str(OTHER_LIMIT) in machines.text
     # and every route of the app was called, whatever routes are added later
     assert {
         "/v1/readings",
@@ -194,6 +232,8 @@ def test_no_answer_to_a_plant_a_key_carries_plant_b_data(api: Api, seeded: dict[
         "/v1/alerts/{alert_id}/ack",
         "/v1/detection/config",
         "/v1/detection/config/history",
+        "/v1/detection/machines/{facility}",
+        "/v1/detection/machines/{facility}/{machine}",
         "/v1/assets",
         "/v1/assets/machines",
         "/v1/assets/model",

@@ -25,6 +25,7 @@ from plantstream.api import (
     history,
     ingest,
     line_protocol,
+    machine_models,
     query,
     sparkplug,
 )
@@ -38,7 +39,14 @@ STATIC = Path(__file__).parent / "static"
 # ``query`` also serves the dashboard.
 SURFACES: dict[str, list[APIRouter]] = {
     "ingest": [ingest.router, line_protocol.router, history.router],
-    "query": [query.router, alerts.router, detection.router, assets.router, sparkplug.router],
+    "query": [
+        query.router,
+        alerts.router,
+        detection.router,
+        machine_models.router,
+        assets.router,
+        sparkplug.router,
+    ],
 }
 ALL_SURFACES = ("ingest", "query")
 

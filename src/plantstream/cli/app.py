@@ -27,6 +27,7 @@ def _register() -> None:
         evaluate,
         import_cmd,
         keys,
+        machine_models,
         model,
         serve,
         services,
@@ -37,6 +38,7 @@ def _register() -> None:
     app.add_typer(services.app, name="services")
     app.add_typer(keys.app, name="keys")
     app.add_typer(detect.app, name="detect")
+    detect.app.add_typer(machine_models.app, name="machine")
     app.add_typer(edge.app, name="edge")
     app.add_typer(model.app, name="model")
     app.command("serve")(serve.serve)

@@ -35,6 +35,8 @@ class Machine:
     pending_ts: list[int] = field(default_factory=list)  # a bucket not full yet
     pending: list[list[float]] = field(default_factory=list)
     alert_sensor: SensorKey | None = None  # the sensor the open alert is filed under
+    name: tuple[str, str] | None = None  # (facility, machine) of a stored model
+    last_us: int = 0  # the last reading judged (a removed model's alert resolves there)
 
     def __post_init__(self) -> None:
         if len(self.sensors) != len(self.model.signals):
@@ -45,7 +47,8 @@ class Machine:
 
 class MachineDetection:
     """Multivariate watches of machines, run by the engine after the per-sensor detectors.
-    The watches live in this process (a restart trains again from the normal period)."""
+    The watches live in this process; ``machine_models.StoredMachines`` keeps them in step
+    with the models stored in PostgreSQL."""
 
     def __init__(self, machines: Sequence[Machine]) -> None:
         self.machines: list[Machine] = []
@@ -60,6 +63,15 @@ class MachineDetection:
             raise ValueError(f"sensor {taken[0]} belongs to another machine already")
         self.machines.append(machine)
         self._by_sensor.update(dict.fromkeys(machine.sensors, machine))
+
+    def remove(self, name: tuple[str, str]) -> Machine | None:
+        """Stop watching the machine called ``name``; it, or None if none is."""
+        found = next((m for m in self.machines if m.name == name), None)
+        if found is not None:
+            self.machines.remove(found)
+            for sensor in found.sensors:
+                del self._by_sensor[sensor]
+        return found
 
     def __call__(
         self,
@@ -110,6 +122,7 @@ class MachineDetection:
         machine.pending = matrix[full:].tolist()
         if not full:
             return []
+        machine.last_us = int(ts[full - 1])
         first = machine.watch.seen
         medians = bucket_medians(matrix[:full], k)
         events: list[AlertEvent] = []

@@ -11,6 +11,7 @@ import psycopg
 import redis
 
 from plantstream.detect import DetectionEngine
+from plantstream.detect.machine_models import StoredMachines
 from plantstream.detect.webhook import WebhookNotifier
 from plantstream.errors import ConfigError
 from plantstream.ingest.metrics import facility_label
@@ -37,7 +38,8 @@ def detection_hooks(
     redis_client: redis.Redis,
     connect: Callable[[str], psycopg.Connection] | None = None,
 ) -> list[BatchHook]:
-    """Detection, notifying a webhook when one is configured (none when detection is off)."""
+    """Detection, notifying a webhook when one is configured (none when detection is off);
+    it also watches the machines that have a stored model (``detect/machine_models.py``)."""
     if not settings.detection:
         return []
     notify = None
@@ -47,11 +49,12 @@ def detection_hooks(
         notify = WebhookNotifier(
             settings.alert_webhook_url, settings.alert_webhook_secret.get_secret_value().encode()
         ).notify
-    return [
-        DetectionEngine(
-            database_url=database_url, redis_client=redis_client, notify=notify, connect=connect
-        )
-    ]
+    engine = DetectionEngine(
+        database_url=database_url, redis_client=redis_client, notify=notify, connect=connect
+    )
+    # the machines with a stored model (multivariate), over the engine's own connection
+    engine.machines = StoredMachines(engine.connection)
+    return [engine]
 
 
 def post_commit_sinks(
