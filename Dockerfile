@@ -19,8 +19,9 @@ COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src
 # The wheel also packages the infra helpers (pyproject lists both packages).
 COPY infra/plantstream_infra ./infra/plantstream_infra
-# Only the aws extra: the embedded PostgreSQL/Redis (the `embedded` extra) never ship in the image.
-RUN pip install -c requirements.lock ".[aws]"
+# The aws extra, and ml (scikit-learn): the web tasks train machine models and the processor
+# judges machines with them. The embedded PostgreSQL/Redis (the `embedded` extra) never ship.
+RUN pip install -c requirements.lock ".[aws,ml]"
 
 # ---- runtime: the venv and nothing else ----------------------------------------------------
 FROM ${PYTHON_IMAGE}
