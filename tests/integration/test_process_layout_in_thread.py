@@ -59,7 +59,7 @@ def test_the_layout_serves_from_a_thread_in_groups_of_its_own_and_stops_whole(
         children = _children()
         for child in children.values():
             wait_until(
-                lambda c=child: os.getpgid(c.pid) == c.pid,  # type: ignore[misc]
+                lambda c=child: os.getpgid(c.pid) == c.pid,
                 timeout=10,
                 what=f"{child.name()} leading a process group",
             )
