@@ -86,7 +86,7 @@ def _proc_cpu(pid: int) -> tuple[float, float, int]:
     return int(fields[11]) / tick, int(fields[12]) / tick, switches
 
 
-def http(tree: str, seconds: float, slot: int) -> dict[str, Any]:
+def http(tree: str, seconds: float, slot: int, fmt: str = "json") -> dict[str, Any]:
     database, redis_url = f"ab_http_{slot}", f"{REDIS}/{8 + slot}"
     setup = f"""
 import psycopg, redis
@@ -135,9 +135,11 @@ with psycopg.connect("{POSTGRES}/{database}", autocommit=True) as c:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"serve ingest of {tree} did not start")
             time.sleep(0.2)
-        run_clients(url, key, first_id=900, count=2, seconds=2, rate=None, connections=4)
+        run_clients(url, key, first_id=900, count=2, seconds=2, rate=None, connections=4, fmt=fmt)
         user0, sys0, switches0 = _proc_cpu(server.pid)
-        run = run_clients(url, key, first_id=0, count=2, seconds=seconds, rate=None, connections=4)
+        run = run_clients(
+            url, key, first_id=0, count=2, seconds=seconds, rate=None, connections=4, fmt=fmt
+        )
         user1, sys1, switches1 = _proc_cpu(server.pid)
     finally:
         server.terminate()
@@ -145,6 +147,7 @@ with psycopg.connect("{POSTGRES}/{database}", autocommit=True) as c:
     accepted = run["accepted"]
     return {
         "tree": tree,
+        "format": fmt,
         "readings_per_s": round(accepted / seconds),
         "failed_requests": sum(n for a, n in run["answers"].items() if a != "202"),
         "server_cpu_s_per_M": round((user1 - user0 + sys1 - sys0) / accepted * 1e6, 2),
@@ -163,13 +166,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="inprocess: per block")
     parser.add_argument("--pairs", type=int, default=5, help="http: rounds over the trees")
     parser.add_argument("--seconds", type=float, default=15, help="http: per run")
+    parser.add_argument(
+        "--format", choices=["json", "msgpack"], default="json", help="http: the bodies' format"
+    )
     args = parser.parse_args()
     if args.mode == "inprocess":
         print(json.dumps(inprocess(args.trees, args.blocks, args.requests), indent=1))
         return
     for _ in range(args.pairs):
         for slot, tree in enumerate(args.trees, start=1):
-            print(json.dumps(http(tree, args.seconds, slot)), flush=True)
+            print(json.dumps(http(tree, args.seconds, slot, args.format)), flush=True)
 
 
 if __name__ == "__main__":

@@ -269,7 +269,10 @@ def _measure(
         return visible("probe.d1", value, published, timeout)
 
     def one_http(value: float, timeout: float) -> float:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+        # to the microsecond: two probes in one second with a whole-second ts are one reading
+        # (first write wins), the second never visible: the old probe's 10 s p99
+        now = time.time()
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
         body = {
             "facility": FACILITY,
             "readings": [{"device": "probe-http", "metric": "pressure", "ts": ts, "value": value}],

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 import redis
@@ -144,11 +145,19 @@ def test_every_run_on_one_data_dir_balances_even_after_ctrl_c(tmp_path: Path) ->
     output = tmp_path / "second.out"
     with output.open("w") as out:
         proc = subprocess.Popen(
-            demo_command(data_dir, second, 120), stdout=out, stderr=subprocess.STDOUT, env=env
+            demo_command(data_dir, second, 120),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # a process group of its own, as a terminal's job has
         )
         try:
             wait_for_new_readings(data_dir, proc, output, more_than=2000)
-            proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
+            # ingest, API and processor run in processes of their own, as under serve all
+            names = {c.name() for c in psutil.Process(proc.pid).children(recursive=True)}
+            assert {"ps-web-0", "ps-processor"} <= names, names
+            # Ctrl-C in a terminal signals the whole foreground process group
+            os.killpg(proc.pid, signal.SIGINT)
             assert proc.wait(timeout=180) == 0, output.read_text()[-3000:]
         finally:
             if proc.poll() is None:

@@ -111,10 +111,11 @@ def _reading_text(fields: list[tuple[str, object]]) -> str:
 @given(
     count=st.integers(min_value=1, max_value=8),
     data=st.data(),
-    optional=st.lists(st.sampled_from(["unit", "quality"]), unique=True),
+    optional=st.lists(st.sampled_from(["unit", "quality", "quality_code"]), unique=True),
+    unit=st.sampled_from(["degC", None]),
 )
 def test_a_repeated_key_refuses_exactly_its_reading(
-    count: int, data: st.DataObject, optional: list[str]
+    count: int, data: st.DataObject, optional: list[str], unit: str | None
 ) -> None:
     """JSON decoders keep the last of repeated keys; we refuse the reading rather than guess."""
     ts = datetime.now(UTC).isoformat()
@@ -126,7 +127,8 @@ def test_a_repeated_key_refuses_exactly_its_reading(
             ("ts", ts),
             ("value", float(i)),
         ]
-        fields += [("unit", "degC") if name == "unit" else ("quality", "good") for name in optional]
+        extra = {"unit": unit, "quality": "good", "quality_code": 192}
+        fields += [(name, extra[name]) for name in optional]
         readings.append(data.draw(st.permutations(fields)))
     victim = data.draw(st.integers(min_value=0, max_value=count - 1))
     key, value = data.draw(st.sampled_from(readings[victim]))

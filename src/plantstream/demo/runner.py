@@ -1,15 +1,19 @@
-"""The demo: embedded PostgreSQL and Redis, ingest + processor + API in one process, and a
+"""The demo: embedded PostgreSQL and Redis, ingest + API + processor in the process layout of
+``serve all`` (web workers on one port and a processor, each a process of its own), and a
 simulated plant with injected faults posting over HTTP, with a live view and a summary; some
 machines publish Sparkplug B through the embedded MQTT broker into the bridge instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import psycopg
+from pydantic import SecretStr
 from rich.console import Console
 
 from plantstream.demo import books
@@ -20,7 +24,8 @@ from plantstream.demo.summary import collect_summary
 from plantstream.demo.view import LiveView
 from plantstream.local import EmbeddedServices
 from plantstream.runtime import Runtime, web_server_thread
-from plantstream.settings import load_settings
+from plantstream.runtime.layout import Layout, layout_in_thread, web_workers
+from plantstream.settings import Settings, load_settings
 from plantstream.simulate import LoadStats, Plant
 from plantstream.store.keys import Role, create_key
 from plantstream.stream.base import Stream
@@ -63,26 +68,24 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
         state = runtime.state
         plant = Plant(seed=options.seed, facilities=options.facilities, machines=options.machines)
         runtime.watch(stop)  # a full disk stops a server; restart it once freed
-        processor = runtime.processor
-        processor_thread = runtime.start_processor(stop)
         stream = runtime.stream()  # to see how far the processor got
-        if not _catch_up(runtime, stream, console):
-            raise RuntimeError("the processor did not catch up with earlier runs' readings")
-        with runtime.connect() as conn:
-            ingest_keys, read_keys = _keys(conn, state.server_secret, plant.facilities)
-            baseline = books.totals(conn)  # the data dir may hold earlier runs
-        started = time.time()
-        faults = plant.schedule_faults(
-            start=started,
-            duration=options.duration,
-            count=options.faults if options.faults is not None else len(plant.machines) // 2,
-        )
-        url = f"http://127.0.0.1:{options.port}"
-        stats = LoadStats(faults=faults)
-        if options.sparkplug_machines:
-            console.print("starting the embedded MQTT broker and the Sparkplug B bridge ...")
-            sparkplug = SparkplugPath.start(runtime, plant, options.sparkplug_machines)
-        with web_server_thread(runtime.app(["ingest", "query"]), settings, log_level="warning"):
+        with _platform(runtime, stop):
+            if not _catch_up(runtime, stream, console):
+                raise RuntimeError("the processor did not catch up with earlier runs' readings")
+            with runtime.connect() as conn:
+                ingest_keys, read_keys = _keys(conn, state.server_secret, plant.facilities)
+                baseline = books.totals(conn)  # the data dir may hold earlier runs
+            started = time.time()
+            faults = plant.schedule_faults(
+                start=started,
+                duration=options.duration,
+                count=options.faults if options.faults is not None else len(plant.machines) // 2,
+            )
+            url = f"http://127.0.0.1:{options.port}"
+            stats = LoadStats(faults=faults)
+            if options.sparkplug_machines:
+                console.print("starting the embedded MQTT broker and the Sparkplug B bridge ...")
+                sparkplug = SparkplugPath.start(runtime, plant, options.sparkplug_machines)
             console.print(f"dashboard: [link={url}/]{url}/[/link]   API docs: {url}/docs")
             for facility, key in read_keys.items():
                 console.print(
@@ -112,7 +115,6 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
                 console,
                 database_url=runtime.database_url,
                 stats=stats,
-                processor=processor,
                 started=started,
                 baseline=baseline,
             )
@@ -123,8 +125,6 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
                 console.print("[yellow]the edge agent did not forward every OPC UA value[/yellow]")
             if not books.wait_drained(runtime.connect, stream, timeout=DRAIN_TIMEOUT_S):
                 console.print("[yellow]the processor did not drain the stream in time[/yellow]")
-            stop.set()
-            processor_thread.join(timeout=30)
         stream.close()
         paths = {}
         if sparkplug is not None:
@@ -141,6 +141,50 @@ def run_demo(options: DemoOptions, console: Console) -> dict[str, object]:
         runtime.close()
         if not was_running:
             services.stop()
+
+
+def _children_settings(runtime: Runtime) -> Settings:
+    """The demo's settings for processes of their own: the embedded servers by their URLs
+    (the environment may name others), the credentials already in them."""
+    return runtime.settings.model_copy(
+        update={
+            "database_url": SecretStr(runtime.database_url),
+            "redis_url": SecretStr(runtime.redis_url),
+            "database_password": None,
+            "db_secret_arn": None,
+            "redis_password": None,
+            "redis_auth_secret_arn": None,
+            # the live view owns the terminal: the children say only what needs saying
+            "log_level": "WARNING"
+            if runtime.settings.log_level in ("DEBUG", "INFO")
+            else runtime.settings.log_level,
+        }
+    )
+
+
+@contextlib.contextmanager
+def _platform(runtime: Runtime, stop: threading.Event) -> Iterator[None]:
+    """Ingest, API and processor while the block runs, in ``serve all``'s process layout: web
+    workers (``PLANTSTREAM_WEB_WORKERS``, one per CPU by default) on the demo's port and
+    ``PLANTSTREAM_PROCESSOR_PROCESSES`` processors; with ``PLANTSTREAM_PROCESS_LAYOUT=threads``
+    all of them in this process, the processor on a thread. Leaving stops them (drained)."""
+    settings = runtime.settings
+    if settings.process_layout == "processes":
+        layout = Layout(
+            surfaces=("ingest", "query"),
+            web_workers=web_workers(settings, default=None),
+            processors=settings.processor_processes,
+        )
+        with layout_in_thread(_children_settings(runtime), layout):
+            yield
+        return
+    processor = runtime.start_processor(stop)
+    try:
+        with web_server_thread(runtime.app(["ingest", "query"]), settings, log_level="warning"):
+            yield
+    finally:
+        stop.set()
+        processor.join(timeout=30)
 
 
 def _catch_up(runtime: Runtime, stream: Stream, console: Console) -> bool:

@@ -34,6 +34,7 @@ class _LooseBatch(msgspec.Struct, forbid_unknown_fields=True):
 _batch_decoder = msgspec.msgpack.Decoder(BatchIn)
 _loose_decoder = msgspec.msgpack.Decoder(_LooseBatch)
 _reading_decoder = msgspec.msgpack.Decoder(ReadingIn)
+_encoder = msgspec.msgpack.Encoder()
 _REQUIRED_FIELDS = 4  # device, metric, ts, value
 
 
@@ -109,6 +110,16 @@ class MsgpackBatchCodec:
         )
 
     def _items(self, payload: bytes) -> tuple[str, list[ReadingIn | Reject]]:
+        batch: BatchIn | None
+        try:  # the fast path: every reading well-typed, decoded in one C call
+            batch = _batch_decoder.decode(payload)
+        except (msgspec.DecodeError, RecursionError):
+            batch = None  # one bad reading spoils it: decode reading by reading below
+        if batch is not None and batch.readings and _encoder.encode(batch) == payload:
+            # the body is byte for byte what its batch encodes to, which names each field
+            # once: no key repeats, and no reading's map needs looking at (what msgspec and
+            # most MessagePack libraries write, for a tenth of the cost of the look)
+            return batch.facility, list(batch.readings)
         try:
             loose = _loose_decoder.decode(payload)
         except msgspec.ValidationError as exc:
@@ -121,15 +132,10 @@ class MsgpackBatchCodec:
             raise InvalidInputError(
                 ErrorCode.DUPLICATE_KEY, "the body names 'facility' or 'readings' more than once"
             )
-        if len(loose.readings) > 0:
-            try:  # the fast path: every reading well-typed, decoded in one C call
-                batch = _batch_decoder.decode(payload)
-            except msgspec.DecodeError:
-                pass  # one bad reading spoils it: decode reading by reading below
-            else:
-                readings = batch.readings
-                if not _any_duplicate(loose.readings, readings):
-                    return batch.facility, list(readings)
+        if batch is not None and batch.readings:
+            readings = batch.readings
+            if not _any_duplicate(loose.readings, readings):
+                return batch.facility, list(readings)
         items: list[ReadingIn | Reject] = []
         for index, raw in enumerate(loose.readings):
             try:

@@ -5,6 +5,7 @@ with its supervisor.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -27,15 +28,20 @@ _PR_SET_NAME = 15
 SUPERVISOR_POLL_S = 0.5
 
 
-def become(name: str, supervisor: int) -> None:
+def become(name: str, supervisor: int, log_level: str) -> None:
     """Name this process ``name`` (what ``ps``, ``top`` and psutil show) and make it stop with
     the ``supervisor`` (a pid): one killed by SIGKILL must not leave children holding the port.
 
     A child's parent is the fork server, which lives as long as any child holds its pipe, so
     the child watches the supervisor itself and sends itself SIGTERM (a drain) once it is gone.
+    Each child leads a process group of its own: Ctrl-C in a terminal signals the foreground
+    group, and reaches the children only through the supervisor, which stops them in order
+    (the demo lets the processor drain the stream first).
     """
+    with contextlib.suppress(OSError):  # already a group leader (never, forked) or not allowed
+        os.setpgid(0, 0)
     logging.basicConfig(
-        level=os.environ.get("PLANTSTREAM_LOG_LEVEL", "INFO").upper(),
+        level=log_level.upper(),
         format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s",
     )
     threading.Thread(
@@ -68,7 +74,7 @@ def run_web_worker(
     Each worker has its own runtime (pool, stream producer, key cache) and its own server,
     hence its own connection guard: the limits of ``runtime.limits`` hold per worker.
     """
-    become(name, supervisor)
+    become(name, supervisor, settings.log_level)
     # uvicorn re-raises the signal it stopped on once it has drained; with these handlers in
     # place that is a no-op, so the runtime below is still closed
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -85,7 +91,7 @@ def run_web_worker(
 
 def run_processor(name: str, supervisor: int, settings: Settings) -> None:
     """The processor (with its post-commit sinks: Redis latest, detection) until SIGTERM."""
-    become(name, supervisor)
+    become(name, supervisor, settings.log_level)
     stop = stop_on_signals()
     runtime = Runtime(settings)
     try:

@@ -53,10 +53,14 @@ def bind_socket(settings: Settings) -> socket.socket:
     """The listening socket every web worker inherits (one port for all of them)."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()  # a taken port: nothing left open behind the error
+        raise
     return sock
 
 
@@ -162,6 +166,38 @@ def serve_layout(settings: Settings, stop: threading.Event, layout: Layout) -> N
         settings.port,
     )
     Supervisor(settings, layout).run(stop)
+
+
+@contextlib.contextmanager
+def layout_in_thread(
+    settings: Settings, layout: Layout, *, start_timeout: float = 60.0
+) -> Iterator[Supervisor]:
+    """Run ``layout`` under a supervisor on a thread of this process while the block runs (the
+    demo's: it drives a simulator and a live view beside the children); on leaving, SIGTERM
+    the children and wait for each to drain. The port is listening once this yields."""
+    supervisor = Supervisor(settings, layout)
+    stop, ready = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            supervisor.run(stop, ready=ready.set)
+        except BaseException as exc:  # reported to the caller, which is waiting on ``ready``
+            failed.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=run, name="supervisor", daemon=True)
+    thread.start()
+    if not ready.wait(start_timeout) or failed:
+        stop.set()
+        raise RuntimeError(f"the process layout did not start on port {settings.port}") from (
+            failed[0] if failed else None
+        )
+    try:
+        yield supervisor
+    finally:
+        stop.set()
+        thread.join(STOP_TIMEOUT_S + 10)
 
 
 def layout_of(
