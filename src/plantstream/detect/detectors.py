@@ -288,8 +288,10 @@ class Stuck:
 
 class Drift:
     """A slow drift: one-sided CUSUMs of the bucket z-score (each bucket's share capped, so
-    one outlier cannot make a drift) pass ``drift_h``; finds what a level shift is too
-    slow to show, before it has moved the baseline."""
+    one outlier cannot make a drift) pass their bound; finds what a level shift is too
+    slow to show, before it has moved the baseline. By default each bucket adds its
+    sigmas past ``drift_slack`` times the hours it spans, against ``drift_sigma_hours``
+    (the same at any sampling rate); a rule's ``drift_h`` sums per bucket instead."""
 
     name = "cusum"
 
