@@ -11,6 +11,9 @@ delay in simulated time beside the overall figures. Writes bench/results/detecti
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -30,6 +33,14 @@ from plantstream.testing import fresh_services, write_result
 RESULTS = Path(__file__).parent / "results"
 
 GRACE_S = 120.0  # an alert up to this long after a fault ended still belongs to it
+DAY_S = 86400.0
+REFERENCE_DAY_S = 1_764_547_200.0  # 2025-12-01T00:00Z: the day the faults are planned on
+
+
+def replay_start(latest_s: float, hour: float) -> float:
+    """The newest start at ``hour`` (UTC) of a day no later than ``latest_s``."""
+    start = (latest_s // DAY_S) * DAY_S + hour * 3600.0
+    return start if start <= latest_s else start - DAY_S
 
 
 def produce(
@@ -77,6 +88,12 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=1.0, help="sampling interval, seconds")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
+        "--start-hour",
+        type=float,
+        default=14.0,
+        help="UTC hour the simulated run starts at (the daily cycle rises fastest at 06:00)",
+    )
+    parser.add_argument(
         "--request-seconds", type=float, default=5.0, help="how often each gateway posts"
     )
     parser.add_argument(
@@ -88,9 +105,18 @@ def main() -> None:
     args = parser.parse_args()
 
     seconds = int(args.hours * 3600)
-    start = now_us() / 1e6 - seconds - 600
+    start = replay_start(now_us() / 1e6 - seconds - 600, args.start_hour)
     plant = Plant(seed=args.seed, facilities=args.facilities, machines=args.machines)
-    faults = plant.schedule_faults(start=start, duration=seconds, count=args.faults)
+    # the same faults at the same time of day in every run: scheduled on a fixed day and
+    # moved by whole days (the signals depend on the time of day only), so two runs of one
+    # seed replay identical readings and their verdicts can be compared alert for alert
+    days = round((start - REFERENCE_DAY_S) / DAY_S)
+    planned = plant.schedule_faults(start=start - days * DAY_S, duration=seconds, count=args.faults)
+    faults = [
+        dataclasses.replace(f, start=f.start + days * DAY_S, end=f.end + days * DAY_S)
+        for f in planned
+    ]
+    plant.faults[:] = faults
     with fresh_services("plantstream_bench_detection") as (database_url, redis_url):
         client = redis.Redis.from_url(redis_url)
         stream = RedisStream(client, "detection", retention_hours=0)
@@ -122,8 +148,31 @@ def main() -> None:
         print(f"processed with detection at {produced / elapsed:,.0f} readings/s")
         with psycopg.connect(database_url) as conn:
             alerts = opened_since(conn=conn, since_s=0)
+            evidence = conn.execute(
+                "SELECT facility, device, metric, detector, extract(epoch FROM opened_at), "
+                "details FROM alerts ORDER BY opened_at"
+            ).fetchall()
     machine_days = args.facilities * args.machines * args.hours / 24
     result = score_simulated(faults, alerts, machine_days=machine_days, grace_s=GRACE_S)
+    faulted = {(f.facility, f.device, f.metric) for f in faults}
+    # what a person checks first about a false alarm: was the sensor faulted at all, how
+    # long after the run's start did it open, and what the verdict rested on
+    false_examples = [
+        {
+            "sensor": f"{facility}/{device}/{metric}",
+            "kind": kind,
+            "faulted_sensor": (facility, device, metric) in faulted,
+            "opened_s_after_start": round(float(opened) - start, 1),
+            "details": {k: details.get(k) for k in ("detector", "baseline", "sigma", "statistic")},
+        }
+        for facility, device, metric, kind, opened, details in evidence
+        if not any(
+            kind == str(f.kind)
+            and (facility, device, metric) == (f.facility, f.device, f.metric)
+            and f.start - 1 <= float(opened) <= f.end + GRACE_S
+            for f in faults
+        )
+    ][:40]
     by_kind: dict[str, dict[str, object]] = result["by_fault_type"]
     print(f"{'fault type':<14}{'injected':>9}{'recall':>8}{'precision':>10}{'delay s':>9}")
     for kind, entry in by_kind.items():
@@ -154,13 +203,20 @@ def main() -> None:
             "readings": produced,
             "sampling_interval_s": args.step,
             "seed": args.seed,
+            "start_utc_hour": args.start_hour,
             "processing_readings_per_s": round(produced / elapsed),
             **result,
+            "false_alarm_examples": false_examples,
+            # the verdicts themselves, to compare runs: equal digests, identical alerts
+            "alerts_digest": hashlib.sha256(
+                json.dumps(sorted((a[:4], round(a[4], 3)) for a in alerts)).encode()
+            ).hexdigest()[:16],
             "scoring": "every alert counts: one that names no injected fault on its sensor "
             "and time is a false alarm (detect/evaluate/simulated.py)",
             "machine": "shared, busy",
             "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
-            "command": "python bench/detection.py",
+            "command": "python bench/detection.py"
+            + (f" --start-hour {args.start_hour:g}" if args.start_hour != 14.0 else ""),
             "goal": {"overall_recall": 0.95, "overall_precision": 0.90},
             "meets_goal": meets,
         },

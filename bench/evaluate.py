@@ -160,6 +160,11 @@ def rolling_zscore(series: LabeledSeries, window: int = 100, k: float = 4.0) -> 
 # ``tuning`` would for chosen signals)
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
+    # the time-weighted drift detector (on by default since 2026-12-01) off, and its sum
+    # at the two ends of the range that meets the NAB goal (16-24 sigma-hours)
+    "drift_sigma_hours_off": {"drift_sigma_hours": None},
+    "drift_sigma_hours_16": {"drift_sigma_hours": 16.0},
+    "drift_sigma_hours_24": {"drift_sigma_hours": 24.0},
     "drift_on": {"drift_h": 20.0},
     # chosen AFTER looking at the machine temperature's labels (so not a default): the
     # best drift setting of a small grid, kept to show what a per-signal rule can do

@@ -77,6 +77,16 @@ class Tuning(BaseModel):
         description="CUSUM sum that makes a drift (e.g. 20); None: off, as it costs false "
         "alarms on signals that wander (docs/detection.md has the measurements)",
     )
+    drift_sigma_hours: float | None = Field(
+        20.0,
+        gt=0,
+        description="time-weighted CUSUM: sigmas beyond drift_slack, times hours, that make "
+        "a drift (the same at any sampling rate; 20: one sigma past the slack for 20 hours, "
+        "four for 5 hours); used when drift_h is None; None: off",
+    )
+    drift_slack: float = Field(
+        1.0, ge=0, description="time-weighted CUSUM slack, in sigmas (half the shift to find)"
+    )
     release_ratio: float = Field(
         0.9, gt=0, lt=1, description="an open alert goes on while above this share of its bound"
     )
@@ -159,7 +169,17 @@ class Rule(BaseModel):
 _CAUSE = re.compile(r"^[a-z0-9_]{1,40}$")
 # the tuning fields a rule may set for its sensors (numbers that matter per signal)
 _TUNABLE = frozenset(
-    {"zscore", "spike_sigma", "trend_sigma", "drift_k", "drift_h", "huber", "release_ratio"}
+    {
+        "zscore",
+        "spike_sigma",
+        "trend_sigma",
+        "drift_k",
+        "drift_h",
+        "drift_sigma_hours",
+        "drift_slack",
+        "huber",
+        "release_ratio",
+    }
 )
 
 

@@ -168,10 +168,14 @@ class Spike:
         # while a level fault is open, its start and end look like spikes: they are not
         if _level_open(state):
             return []
+        bound = judged.tuning.spike_sigma * judged.sd_raw
         high = (bucket.max - bucket.median) / judged.sd_raw
         low = (bucket.median - bucket.min) / judged.sd_raw
         if max(high, low) > judged.tuning.spike_sigma:
-            value = bucket.max if high >= low else bucket.min
+            found = isolated_reading(bucket.values, bound) if bucket.values else None
+            if bucket.values and found is None:
+                return []  # a ramp or a step inside the bucket: the level moved, no spike
+            value = found if found is not None else (bucket.max if high >= low else bucket.min)
             return [
                 Finding(
                     "spike",
@@ -182,6 +186,32 @@ class Spike:
                 )
             ]
         return []
+
+
+def isolated_reading(values: tuple[float, ...], bound: float) -> float | None:
+    """The most extreme reading (of these, in time order) that stands apart by more than
+    ``bound`` from the readings on both sides of it: a spike goes and comes back. A reading
+    at either end of the bucket has one neighbour inside it, so it counts only if it leaves
+    that neighbour by more than ``bound`` while the other readings stay within half of it
+    (a ramp or a step, which a slow-sampled signal shows inside one bucket, never counts);
+    None if no reading is isolated."""
+    n = len(values)
+    if n < 3:
+        return None
+    best, height = None, bound
+    for i in range(1, n - 1):
+        v, before, after = values[i], values[i - 1], values[i + 1]
+        rise = min(v - before, v - after)
+        fall = min(before - v, after - v)
+        if max(rise, fall) > height:
+            best, height = v, max(rise, fall)
+    for edge, neighbour, rest in (
+        (values[0], values[1], values[1:]),
+        (values[-1], values[-2], values[:-1]),
+    ):
+        if abs(edge - neighbour) > height and max(rest) - min(rest) <= bound / 2:
+            best, height = edge, abs(edge - neighbour)
+    return best
 
 
 class Trend:
@@ -258,20 +288,28 @@ class Stuck:
 
 class Drift:
     """A slow drift: one-sided CUSUMs of the bucket z-score (each bucket's share capped, so
-    one outlier cannot make a drift) pass ``drift_h``; finds what a level shift is too
-    slow to show, before it has moved the baseline."""
+    one outlier cannot make a drift) pass their bound; finds what a level shift is too
+    slow to show, before it has moved the baseline. By default each bucket adds its
+    sigmas past ``drift_slack`` times the hours it spans, against ``drift_sigma_hours``
+    (the same at any sampling rate); a rule's ``drift_h`` sums per bucket instead."""
 
     name = "cusum"
 
     def check(self, judged: Judged) -> list[Finding]:
-        state, tuning = judged.state, judged.tuning
-        limit = tuning.drift_h
-        if limit is None or not judged.warm or judged.flat:
+        state, tuning, bucket = judged.state, judged.tuning, judged.bucket
+        if tuning.drift_h is not None:  # per bucket: sigmas beyond ``drift_k``, summed
+            limit, slack, weight = tuning.drift_h, tuning.drift_k, 1.0
+        elif tuning.drift_sigma_hours is not None:  # in time: the same at any sampling rate
+            limit, slack = tuning.drift_sigma_hours, tuning.drift_slack
+            weight = bucket_hours(bucket, state)
+        else:
+            return []
+        if not judged.warm or judged.flat:
             return []
         cap = tuning.zscore
-        z = max(-cap, min(cap, (judged.bucket.median - state.base) / judged.sd_base))
-        state.cusum_hi = max(0.0, state.cusum_hi + z - tuning.drift_k)
-        state.cusum_lo = max(0.0, state.cusum_lo - z - tuning.drift_k)
+        z = max(-cap, min(cap, (bucket.median - state.base) / judged.sd_base))
+        state.cusum_hi = max(0.0, state.cusum_hi + (z - slack) * weight)
+        state.cusum_lo = max(0.0, state.cusum_lo + (-z - slack) * weight)
         rising = state.cusum_hi >= state.cusum_lo
         stat = max(state.cusum_hi, state.cusum_lo)
         if stat <= limit * tuning.release_ratio:
@@ -295,6 +333,20 @@ class Drift:
         if kind in state.active:
             judged.holding.add(kind)
         return []
+
+
+MAX_BUCKET_HOURS = 1.0  # one bucket's share of a time-weighted drift sum, at most
+
+
+def bucket_hours(bucket: Bucket, state: SensorState) -> float:
+    """The time one bucket stands for, in hours: its readings' span plus one usual gap (a
+    silence before it counts for nothing), at most ``MAX_BUCKET_HOURS``."""
+    if bucket.count > 1:
+        gap = (bucket.last_ts_us - bucket.first_ts_us) / (bucket.count - 1)
+    else:
+        gap = state.interval_us
+    span_us = (bucket.last_ts_us - bucket.first_ts_us) + gap
+    return min(MAX_BUCKET_HOURS, max(0.0, span_us / 3.6e9))
 
 
 def _evidence(judged: Judged, statistic: float, threshold: float) -> dict[str, float]:

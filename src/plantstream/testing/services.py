@@ -6,13 +6,15 @@ your own; otherwise the embedded servers under ``PLANTSTREAM_DATA_DIR`` (``.plan
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import redis
 
+from plantstream.errors import ServiceError
 from plantstream.local import EmbeddedServices
 from plantstream.store.schema import migrate
 from plantstream.testing.databases import create_database, drop_database, with_database
@@ -39,11 +41,47 @@ def fresh_services(name: str) -> Iterator[tuple[str, str]]:
     """
     database_url = os.environ.get("PLANTSTREAM_BENCH_DATABASE_URL")
     redis_url = os.environ.get("PLANTSTREAM_BENCH_REDIS_URL")
+    own: AbstractContextManager[None] = nullcontext()
     if not database_url or not redis_url:
-        services = EmbeddedServices(Path(os.environ.get("PLANTSTREAM_DATA_DIR", ".plantstream")))
+        data_dir = Path(os.environ.get("PLANTSTREAM_DATA_DIR", ".plantstream"))
+        own = _one_run_at_a_time(data_dir)
+        services = EmbeddedServices(data_dir)
         started_db, started_redis = services.start()
         database_url = database_url or with_database(started_db, "postgres")
         redis_url = redis_url or started_redis
+    with own:
+        yield from _fresh(database_url, redis_url, name)
+
+
+_held: set[Path] = set()  # data directories this process holds (a run may nest its blocks)
+
+
+@contextmanager
+def _one_run_at_a_time(data_dir: Path) -> Iterator[None]:
+    """Two benchmark runs on one embedded Redis would empty each other's state and streams
+    mid-run (``flushdb``): their verdicts would then depend on when the other one started.
+    A second run fails at once instead of measuring that."""
+    key = data_dir.resolve()
+    if key in _held:
+        yield
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "bench.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ServiceError(
+                f"another benchmark is running on the embedded servers under {data_dir}: run "
+                "one at a time, or give PLANTSTREAM_BENCH_DATABASE_URL/_REDIS_URL"
+            ) from None
+        _held.add(key)
+        try:
+            yield
+        finally:
+            _held.discard(key)
+
+
+def _fresh(database_url: str, redis_url: str, name: str) -> Iterator[tuple[str, str]]:
     run_url = create_database(database_url, name)
     migrate(run_url)
     client = redis.Redis.from_url(redis_url)

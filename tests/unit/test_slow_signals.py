@@ -1,0 +1,115 @@
+"""Detectors on a slow-sampled signal (one reading every 5 minutes, 5 readings a bucket):
+a ramp inside a bucket is no spike, a day-long drop is a drift with the default settings,
+and a healthy signal that wanders as a machine's temperature does raises nothing."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from plantstream.detect.buckets import Bucket
+from plantstream.detect.config import DetectionConfig, Rule, SensorLimits, Tuning, limits_for
+from plantstream.detect.detectors import bucket_hours, evaluate, isolated_reading
+from plantstream.detect.state import SensorState
+
+FIVE_MINUTES = 300_000_000
+PER_BUCKET = 5
+
+
+def slow_bucket(values: list[float], first_us: int, gap_us: int = FIVE_MINUTES) -> Bucket:
+    n = len(values)
+    mean = sum(values) / n
+    ordered = sorted(values)
+    return Bucket(
+        0,
+        first_us,
+        n,
+        ordered[n // 2],
+        mean,
+        sum((v - mean) ** 2 for v in values) / n,
+        ordered[0],
+        ordered[-1],
+        first_us,
+        first_us + (n - 1) * gap_us,
+        values[0],
+        values[-1],
+        0,
+        tuple(values),
+    )
+
+
+def judge(readings: list[float], tuning: Tuning | None = None) -> list[list[str]]:
+    """Kinds found per bucket of a 5-minute signal, cut into buckets of ``PER_BUCKET``."""
+    state, found = SensorState(), []
+    for i in range(0, len(readings) - PER_BUCKET + 1, PER_BUCKET):
+        bucket = slow_bucket(readings[i : i + PER_BUCKET], i * FIVE_MINUTES)
+        findings = evaluate(
+            state, bucket, metric="power", limits=SensorLimits(), tuning=tuning or Tuning()
+        )
+        found.append([f.kind for f in findings])
+    return found
+
+
+def wandering(days: float, rng: random.Random) -> list[float]:
+    """A machine temperature: about 85, a daily cycle of +-8, a slow random walk of the
+    level (pulled back to 85), reading noise 0.8."""
+    out, walk = [], 0.0
+    for i in range(int(days * 288)):
+        walk = 0.98 * walk + rng.gauss(0, 0.6)
+        out.append(85 + 8 * math.sin(2 * math.pi * i / 288) + walk + rng.gauss(0, 0.8))
+    return out
+
+
+def test_a_ramp_or_a_step_inside_a_bucket_is_not_a_spike() -> None:
+    assert isolated_reading((45.2, 43.9, 44.2, 50.0, 60.1), 8.0) is None  # a ramp begins
+    assert isolated_reading((79.4, 82.8, 87.3, 90.4, 91.7), 8.0) is None
+    assert isolated_reading((62.0, 62.1, 62.0, 85.0, 85.2), 8.0) is None  # a step
+    assert isolated_reading((62.0, 62.1, 91.0, 62.2, 62.0), 8.0) == 91.0  # goes, comes back
+    assert isolated_reading((62.0, 62.1, 62.3, 62.2, 30.0), 8.0) == 30.0  # at the end
+    assert isolated_reading((62.0, 95.0), 8.0) is None  # too few readings to tell
+
+
+def test_ramps_of_a_slow_signal_raise_no_spike_but_a_lone_reading_does() -> None:
+    rng = random.Random(3)
+    readings = [85 + rng.gauss(0, 0.8) for _ in range(400)]
+    readings += [85 + 5.0 * i + rng.gauss(0, 0.8) for i in range(5)]  # warming up fast
+    readings += [105 + rng.gauss(0, 0.8) for _ in range(45)]
+    found = judge(readings)
+    assert not any("spike" in f for f in found)
+    readings[202] = 140.0  # one wild reading in the middle of a bucket
+    found = judge(readings)
+    assert [i for i, f in enumerate(found) if "spike" in f] == [202 // PER_BUCKET]
+
+
+def test_a_healthy_wandering_slow_signal_raises_nothing() -> None:
+    found = judge(wandering(20, random.Random(11)))
+    assert [f for f in found if f] == []
+
+
+def test_a_day_long_drop_of_a_slow_signal_is_a_drift_by_default() -> None:
+    rng = random.Random(12)
+    normal = wandering(10, rng)
+    low = [v - 25.0 for v in wandering(1.5, rng)]  # a day and a half 25 below its usual
+    found = judge(normal + low)
+    start = len(normal) // PER_BUCKET
+    assert not any(found[:start])
+    first = next(i for i, f in enumerate(found) if "drift" in f)
+    hours = (first - start) * PER_BUCKET * 5 / 60
+    assert 0 < hours < 24
+    assert not any("drift" in f for f in judge(normal + low, Tuning(drift_sigma_hours=None)))
+
+
+def test_a_bucket_stands_for_its_own_time_at_any_sampling_rate() -> None:
+    state = SensorState()
+    assert bucket_hours(slow_bucket([1.0] * 5, 0), state) == 25 / 60
+    one_hz = slow_bucket([1.0] * 10, 0, gap_us=1_000_000)
+    assert math.isclose(bucket_hours(one_hz, state), 10 / 3600)
+    hourly = slow_bucket([1.0] * 5, 0, gap_us=3_600_000_000)
+    assert bucket_hours(hourly, state) == 1.0  # one bucket's share of a drift is bounded
+
+
+def test_the_time_weighted_drift_is_tunable_per_signal() -> None:
+    assert Tuning().drift_sigma_hours == 20.0
+    rule = Rule(metric="temperature", tuning={"drift_sigma_hours": 8.0, "drift_slack": 0.5})
+    limits = limits_for(DetectionConfig(rules=[rule]), "f", "oven-1", "temperature")
+    assert limits.tuning == {"drift_sigma_hours": 8.0, "drift_slack": 0.5}
