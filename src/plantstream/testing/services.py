@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -41,16 +41,17 @@ def fresh_services(name: str) -> Iterator[tuple[str, str]]:
     """
     database_url = os.environ.get("PLANTSTREAM_BENCH_DATABASE_URL")
     redis_url = os.environ.get("PLANTSTREAM_BENCH_REDIS_URL")
-    own: AbstractContextManager[None] = nullcontext()
-    if not database_url or not redis_url:
-        data_dir = Path(os.environ.get("PLANTSTREAM_DATA_DIR", ".plantstream"))
-        own = _one_run_at_a_time(data_dir)
-        services = EmbeddedServices(data_dir)
-        started_db, started_redis = services.start()
-        database_url = database_url or with_database(started_db, "postgres")
-        redis_url = redis_url or started_redis
-    with own:
+    if database_url and redis_url:
         yield from _fresh(database_url, redis_url, name)
+        return
+    data_dir = Path(os.environ.get("PLANTSTREAM_DATA_DIR", ".plantstream"))
+    with _one_run_at_a_time(data_dir):  # before the servers start: a second run touches nothing
+        started_db, started_redis = EmbeddedServices(data_dir).start()
+        yield from _fresh(
+            database_url or with_database(started_db, "postgres"),
+            redis_url or started_redis,
+            name,
+        )
 
 
 _held: set[Path] = set()  # data directories this process holds (a run may nest its blocks)
