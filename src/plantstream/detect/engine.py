@@ -26,8 +26,8 @@ from plantstream.detect.config import (
 )
 from plantstream.detect.detectors import DETECTORS, evaluate, learn
 from plantstream.detect.dropout import KIND as DROPOUT
-from plantstream.detect.dropout import Dropouts
-from plantstream.detect.feed import feed
+from plantstream.detect.dropout import Dropouts, shortest_silence_us
+from plantstream.detect.feed import cut_batch, feed
 from plantstream.detect.machines import MachineDetection
 from plantstream.detect.registry import Registry
 from plantstream.detect.state import SensorState, SensorStates
@@ -138,13 +138,27 @@ class DetectionEngine:
         bucket_us = int(tuning.bucket_seconds * 1e6)
         slices = sensor_slices(rows.sensor_id)
         conn = self.connection()
-        states = self._load(rows, slices, keys, tuning)
+        states, flagged = self.states.load_flagged(
+            {sid: keys[sid] for sid, _, _ in slices},
+            before={sid: int(rows.ts_us[a]) for sid, a, _ in slices},
+            conn=conn,
+            tuning=tuning,
+        )
+        cuts = cut_batch(
+            states,
+            slices,
+            rows.ts_us,
+            rows.value,
+            rows.received_us,
+            bucket_us=bucket_us,
+            min_readings=tuning.bucket_min_readings,
+        )
+        silence_us = shortest_silence_us(tuning)
         events: list[AlertEvent] = []
         clocks: dict[str, int] = {}
         device_clocks: dict[tuple[str, str], int] = {}
         present: set[SensorKey] = set()
         with conn.transaction():
-            flagged = self.store.flagged({keys[sid] for sid, _, _ in slices})
             for sensor_id, a, b in slices:
                 sensor = keys[sensor_id]
                 facility, device, metric = sensor
@@ -168,6 +182,8 @@ class DetectionEngine:
                     bucket_us=bucket_us,
                     min_readings=tuning.bucket_min_readings,
                     before_part=None if back else gap,
+                    silence_us=silence_us,
+                    full=cuts.get(sensor_id),
                 ):
                     findings = evaluate(
                         state,
@@ -195,12 +211,11 @@ class DetectionEngine:
                 present.add(sensor)
             if self.machines is not None:
                 events += self.machines((rows.ts_us, rows.value), slices, keys, self.lifecycle)
-        self.states.save(states, keys)
-        if flagged:
-            self.store.unflag(flagged)
+        # states, flags and clocks in one round trip (the flags after the states they guard)
+        now = self.states.save(states, keys, unflag=flagged, clocks=clocks)
         events += self.dropouts.quiet_metrics(device_clocks, self._device_metrics, present, tuning)
-        for facility, now in self.store.advance_clocks(clocks).items():
-            events += self.sweep_missing(facility, now_us=now)
+        for facility, clock in now.items():
+            events += self.sweep_missing(facility, now_us=clock)
         self._emit(events)
 
     def _gap(
@@ -233,6 +248,15 @@ class DetectionEngine:
         tuning = self.refresh_config().tuning
         slices = sensor_slices(rows.sensor_id)
         states = self._load(rows, slices, keys, tuning)
+        cuts = cut_batch(
+            states,
+            slices,
+            rows.ts_us,
+            rows.value,
+            rows.received_us,
+            bucket_us=int(tuning.bucket_seconds * 1e6),
+            min_readings=tuning.bucket_min_readings,
+        )
         for sensor_id, a, b in slices:
             state, sensor = states[sensor_id], keys[sensor_id]
             for bucket in feed(
@@ -243,6 +267,7 @@ class DetectionEngine:
                 rows.received_us[a:b],
                 bucket_us=int(tuning.bucket_seconds * 1e6),
                 min_readings=tuning.bucket_min_readings,
+                full=cuts.get(sensor_id),
             ):
                 sensor_tuning = self.tuning(sensor)
                 self.detectors.judge(

@@ -102,11 +102,35 @@ class SensorStates:
     ) -> dict[int, SensorState]:
         """States of these sensors; ``before`` is each one's first bucket in this batch."""
         ids = list(sensors)
+        return self._decode(
+            ids, self.store.get_states([sensors[i] for i in ids]), sensors, before, conn, tuning
+        )
+
+    def load_flagged(
+        self,
+        sensors: Mapping[int, SensorKey],
+        *,
+        before: Mapping[int, int],
+        conn: psycopg.Connection,
+        tuning: Tuning,
+    ) -> tuple[dict[int, SensorState], set[SensorKey]]:
+        """``load``, and which of the sensors have a dropout flagged: one Redis round trip."""
+        ids = list(sensors)
+        packed, flagged = self.store.get_states_flagged([sensors[i] for i in ids])
+        return self._decode(ids, packed, sensors, before, conn, tuning), flagged
+
+    def _decode(
+        self,
+        ids: list[int],
+        packed_states: list[bytes | None],
+        sensors: Mapping[int, SensorKey],
+        before: Mapping[int, int],
+        conn: psycopg.Connection,
+        tuning: Tuning,
+    ) -> dict[int, SensorState]:
         states: dict[int, SensorState] = {}
         lost = []
-        for sensor_id, packed in zip(
-            ids, self.store.get_states([sensors[i] for i in ids]), strict=True
-        ):
+        for sensor_id, packed in zip(ids, packed_states, strict=True):
             state = None if packed is None else decode(packed)
             if state is None:
                 lost.append(sensor_id)
@@ -116,8 +140,21 @@ class SensorStates:
             states.update(rebuild(lost, sensors, before, conn=conn, tuning=tuning))
         return states
 
-    def save(self, states: Mapping[int, SensorState], keys: Mapping[int, SensorKey]) -> None:
-        self.store.put_states((keys[sid], _encoder.encode(state)) for sid, state in states.items())
+    def save(
+        self,
+        states: Mapping[int, SensorState],
+        keys: Mapping[int, SensorKey],
+        *,
+        unflag: Iterable[SensorKey] = (),
+        clocks: Mapping[str, int] | None = None,
+    ) -> dict[str, int]:
+        """Store the states, drop the ``unflag`` dropout flags and move the facilities'
+        ``clocks``, in one round trip; the clocks as they now stand."""
+        return self.store.put_states(
+            ((keys[sid], _encoder.encode(state)) for sid, state in states.items()),
+            unflag=unflag,
+            clocks=clocks,
+        )
 
 
 def rebuild(
