@@ -66,13 +66,13 @@ def _batches(seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return out  # type: ignore[return-value]
 
 
-def _run(seed: int, *, column_wise: bool) -> tuple[list[object], list[bytes], int]:
+def _run(seed: int, *, column_wise: bool) -> tuple[list[tuple[object, ...]], list[bytes], int]:
     tuning = Tuning()
     bucket_us = int(tuning.bucket_seconds * 1e6)
     silence = shortest_silence_us(tuning)
     limits = SensorLimits(high=64.0, max_rate_per_s=2.0)
     states: dict[int, SensorState] = {}
-    seen: list[object] = []
+    seen: list[tuple[object, ...]] = []
     packed: list[bytes] = []
     cut_count = 0
     for sensor_id, ts, values, received in _batches(seed):
@@ -142,7 +142,7 @@ def test_cut_buckets_equal_python_buckets_bit_for_bit() -> None:
     sizes = rng.integers(1, 65, 150)
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     ids = list(range(150))
-    cut = cut_buckets(ids, starts, sizes, ts, values, ahead)
+    cut = cut_buckets(ids, starts, sizes, ts_us=ts, value=values, ahead_us=ahead)
     expected = [
         bucket_from_lists(
             i, ts[a : a + n].tolist(), values[a : a + n].tolist(), int(ahead[a : a + n].max())

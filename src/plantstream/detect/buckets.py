@@ -150,6 +150,7 @@ def cut_buckets(
     sensor_ids: list[int],
     starts: npt.NDArray[np.int64],
     sizes: npt.NDArray[np.int64],
+    *,
     ts_us: npt.NDArray[np.int64],
     value: npt.NDArray[np.float64],
     ahead_us: npt.NDArray[np.int64],

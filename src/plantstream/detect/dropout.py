@@ -200,4 +200,13 @@ class Dropouts:
         )
 
 
-__all__ = ["DETECTOR", "KIND", "Dropouts", "Silence", "allowed_gap_us", "overdue_at", "shortest_silence_us", "silence"]
+__all__ = [
+    "DETECTOR",
+    "KIND",
+    "Dropouts",
+    "Silence",
+    "allowed_gap_us",
+    "overdue_at",
+    "shortest_silence_us",
+    "silence",
+]

@@ -91,7 +91,9 @@ def cut_batch(
     nth = np.arange(int(repeat.sum())) - np.repeat(np.cumsum(repeat) - repeat, repeat)  # i-th
     bucket_starts = np.repeat(np.array(starts, dtype=np.int64), repeat) + nth * size_of
     owners = np.repeat(np.array(ids), repeat).tolist()
-    buckets = cut_buckets(owners, bucket_starts, size_of, ts_us, value, ts_us - received_us)
+    buckets = cut_buckets(
+        owners, bucket_starts, size_of, ts_us=ts_us, value=value, ahead_us=ts_us - received_us
+    )
     # where ``_reestimate`` would change a bucket size (a bucket of one reading is judged
     # against the reading before, so those are always asked)
     ends = bucket_starts + size_of - 1
@@ -137,11 +139,11 @@ def feed(
     if full is not None and full.buckets:
         yield from _walk(
             state,
-            sensor_id,
-            ts_us,
-            value,
-            received_us,
             full,
+            sensor_id=sensor_id,
+            ts_us=ts_us,
+            value=value,
+            received_us=received_us,
             bucket_us=bucket_us,
             min_readings=min_readings,
             before_part=before_part,
@@ -183,12 +185,12 @@ def feed(
 
 def _walk(
     state: SensorState,
+    full: Cut,
+    *,
     sensor_id: int,
     ts_us: npt.NDArray[np.int64],
     value: npt.NDArray[np.float64],
     received_us: npt.NDArray[np.int64],
-    full: Cut,
-    *,
     bucket_us: int,
     min_readings: int,
     before_part: Callable[[Bucket], object] | None,
@@ -204,7 +206,7 @@ def _walk(
     current = state.open_bucket
     if current is not None:
         pos = size - current.count
-        part = bucket_of_rows(sensor_id, ts_us, value, received_us, 0, pos)
+        part = bucket_of_rows(sensor_id, ts_us, value, received_us, a=0, b=pos)
         _seen(state, part, before_part, silence_us)
         state.open_bucket = None
         bucket = current.merge(part)
@@ -231,7 +233,7 @@ def _walk(
             silence_us=silence_us,
         )
     elif pos < len(ts_us):
-        part = bucket_of_rows(sensor_id, ts_us, value, received_us, pos, len(ts_us))
+        part = bucket_of_rows(sensor_id, ts_us, value, received_us, a=pos, b=len(ts_us))
         _seen(state, part, before_part, silence_us)
         state.open_bucket = part
 
@@ -241,6 +243,7 @@ def bucket_of_rows(
     ts_us: npt.NDArray[np.int64],
     value: npt.NDArray[np.float64],
     received_us: npt.NDArray[np.int64],
+    *,
     a: int,
     b: int,
 ) -> Bucket:
@@ -260,9 +263,7 @@ def _seen(
     # a silence is judged in true time: from the newest reading's to the part's first
     if before_part is not None and (
         silence_us is None
-        or part.first_ts_us
-        - max(0, part.max_ahead_us)
-        - (state.seen_us - state.ahead_us)
+        or part.first_ts_us - max(0, part.max_ahead_us) - (state.seen_us - state.ahead_us)
         > silence_us
     ):
         before_part(part)

@@ -102,9 +102,8 @@ class SensorStates:
     ) -> dict[int, SensorState]:
         """States of these sensors; ``before`` is each one's first bucket in this batch."""
         ids = list(sensors)
-        return self._decode(
-            ids, self.store.get_states([sensors[i] for i in ids]), sensors, before, conn, tuning
-        )
+        packed = self.store.get_states([sensors[i] for i in ids])
+        return self._decode(ids, packed, sensors, before=before, conn=conn, tuning=tuning)
 
     def load_flagged(
         self,
@@ -117,13 +116,14 @@ class SensorStates:
         """``load``, and which of the sensors have a dropout flagged: one Redis round trip."""
         ids = list(sensors)
         packed, flagged = self.store.get_states_flagged([sensors[i] for i in ids])
-        return self._decode(ids, packed, sensors, before, conn, tuning), flagged
+        return self._decode(ids, packed, sensors, before=before, conn=conn, tuning=tuning), flagged
 
     def _decode(
         self,
         ids: list[int],
         packed_states: list[bytes | None],
         sensors: Mapping[int, SensorKey],
+        *,
         before: Mapping[int, int],
         conn: psycopg.Connection,
         tuning: Tuning,
