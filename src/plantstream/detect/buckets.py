@@ -186,9 +186,13 @@ def cut_buckets(
     ahead = np.where(inside, ahead_us[index], np.iinfo(np.int64).min).max(axis=1)
     first_ts = ts_us[starts].tolist()
     counts = sizes.tolist()
+    flat = values.ravel().tolist()  # one list, not one a bucket: fewer objects for the GC
+    kept = [
+        tuple(flat[at : at + n]) for at, n in zip(range(0, k * width, width), counts, strict=True)
+    ]
     return [
-        Bucket(sid, t0, n, med, m, v, lo, hi, t0, t1, v0, v1, ahd, tuple(row[:n]))
-        for sid, t0, n, med, m, v, lo, hi, t1, v0, v1, ahd, row in zip(
+        Bucket(sid, t0, n, med, m, v, lo, hi, t0, t1, v0, v1, ahd, kept_values)
+        for sid, t0, n, med, m, v, lo, hi, t1, v0, v1, ahd, kept_values in zip(
             sensor_ids,
             first_ts,
             counts,
@@ -201,7 +205,7 @@ def cut_buckets(
             value[starts].tolist(),
             value[ends].tolist(),
             ahead.tolist(),
-            values.tolist(),
+            kept,
             strict=True,
         )
     ]
