@@ -169,12 +169,10 @@ def rebuild(
     rollups before this batch (the batch itself is already in them: it must not teach its
     own faults), with the alerts still open in PostgreSQL."""
     ids = list(ids)
-    open_alerts: dict[int, list[tuple[str, str, datetime]]] = {}
-    for sensor_id in ids:
-        facility, device, metric = sensors[sensor_id]
-        open_alerts[sensor_id] = alert_store.unresolved_kinds(
-            conn=conn, facility=facility, device=device, metric=metric
-        )
+    still_open = alert_store.unresolved_kinds_of(conn=conn, sensors=[sensors[i] for i in ids])
+    open_alerts: dict[int, list[tuple[str, str, datetime]]] = {
+        sensor_id: still_open.get(sensors[sensor_id], []) for sensor_id in ids
+    }
     cutoffs = {  # nor may the time of a fault still open teach the baseline
         sensor_id: min(
             [before[sensor_id]] + [to_epoch_us(opened) for _, _, opened in open_alerts[sensor_id]]
