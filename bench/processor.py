@@ -17,6 +17,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,11 +38,12 @@ from plantstream.model import (
 )
 from plantstream.processor import DetectionSink, Processor, ProcessorConfig, RedisLatestSink
 from plantstream.processor.rows import Columns
-from plantstream.processor.sinks.base import PostCommitSink
+from plantstream.processor.sinks.base import PostCommitSink, SinkBatch
 from plantstream.processor.writer import reading_parts, readings_copy_buffer
 from plantstream.simulate import Plant
 from plantstream.store import batches
 from plantstream.store.partitions import ensure_window
+from plantstream.store.sensors import SensorKey
 from plantstream.stream import RedisStream, pack_readings
 from plantstream.testing import fresh_services, write_result
 
@@ -206,9 +208,11 @@ def run_processor(
     extra: dict[str, SignalCatalog] = {"catalog": MIX_CATALOG} if args.mix == "realistic" else {}
     sinks: list[PostCommitSink] = [RedisLatestSink(client)]
     engine = None
+    timed: TimedSink | None = None
     if detection:  # the detection engine as `serve processor` runs it: after Redis latest
         engine = DetectionEngine(database_url=database_url, redis_client=client)
-        sinks.append(DetectionSink(engine))
+        timed = TimedSink(DetectionSink(engine))
+        sinks.append(timed)
     processor = Processor(
         database_url=database_url,
         stream=stream,
@@ -225,7 +229,33 @@ def run_processor(
     processor.shutdown()
     if engine is not None:
         engine.close()
+    if timed is not None:
+        DETECTION_CPU.append(timed.cpu_s / produced * 1e6)
     return produced / seconds, produced
+
+
+# CPU seconds the processor's thread spent in the detection sink per million readings, per
+# round with detection: where the time goes, beside the rates (wall time on a shared machine)
+DETECTION_CPU: list[float] = []
+
+
+class TimedSink:
+    """A post-commit sink with the CPU time of its thread in it counted."""
+
+    def __init__(self, sink: DetectionSink) -> None:
+        self.sink = sink
+        self.name = sink.name
+        self.cpu_s = 0.0
+
+    def write(self, rows: Columns, keys: Mapping[int, SensorKey]) -> None:
+        started = time.thread_time()
+        try:
+            self.sink.write(rows, keys)
+        finally:
+            self.cpu_s += time.thread_time() - started
+
+    def catch_up(self, conn: psycopg.Connection, missed: Sequence[SinkBatch] | None) -> None:
+        self.sink.catch_up(conn, missed)
 
 
 def copy_limit(conn: psycopg.Connection, buffer: bytes, rows: int) -> float:
@@ -355,7 +385,8 @@ def detection_main(args: argparse.Namespace) -> None:
                 copies.append(copy_limit(conn, _stored_buffer(conn, produced), produced))
             print(
                 f"round {round_no + 1}: processor {plain[-1]:,.0f}/s, with detection "
-                f"{detecting[-1]:,.0f}/s, COPY limit {copies[-1]:,.0f} rows/s"
+                f"{detecting[-1]:,.0f}/s, COPY limit {copies[-1]:,.0f} rows/s; detection "
+                f"CPU {DETECTION_CPU[-1]:.2f} s per million readings"
             )
     copy_rate = statistics.median(copies)
     section = {
@@ -369,10 +400,12 @@ def detection_main(args: argparse.Namespace) -> None:
         "copy_limit_rows_per_s": round(copy_rate),
         "ratio_to_copy_limit": round(statistics.median(plain) / copy_rate, 3),
         "ratio_with_detection_to_copy_limit": round(statistics.median(detecting) / copy_rate, 3),
+        "detection_cpu_s_per_million_readings": round(statistics.median(DETECTION_CPU), 3),
         "samples": {
             "processor": [round(r) for r in plain],
             "with_detection": [round(r) for r in detecting],
             "copy_limit": [round(r) for r in copies],
+            "detection_cpu_s_per_million_readings": [round(c, 3) for c in DETECTION_CPU],
         },
         "goal": {"ratio_with_detection_to_copy_limit": 0.5},
     }

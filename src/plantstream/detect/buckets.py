@@ -9,17 +9,17 @@ cut into batches differently, gives the same buckets and the same verdicts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
 KEEP_VALUES = 64
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """Readings of one sensor within one bucket of time."""
+class Bucket(msgspec.Struct, frozen=True, gc=False):
+    """Readings of one sensor within one bucket of time. A msgspec struct: built ten times
+    faster than a frozen dataclass (a batch builds thousands) and packed the same way, as
+    a map by field name, so open buckets in states written before still load."""
 
     sensor_id: int
     start_us: int
@@ -144,6 +144,71 @@ def bucket_from_lists(
         ahead_us,
         tuple(value) if n <= KEEP_VALUES else (),
     )
+
+
+def cut_buckets(
+    sensor_ids: list[int],
+    starts: npt.NDArray[np.int64],
+    sizes: npt.NDArray[np.int64],
+    *,
+    ts_us: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+    ahead_us: npt.NDArray[np.int64],
+) -> list[Bucket]:
+    """Buckets of the runs ``[starts[i], starts[i] + sizes[i])`` of rows (each of one sensor,
+    ``sensor_ids[i]``; at most ``KEEP_VALUES`` readings; finite values), computed column-wise
+    over all of them at once, equal to ``bucket_from_lists`` on each run bit for bit: sums
+    are accumulated column by column, left to right, as Python's ``sum`` adds a list."""
+    k = len(starts)
+    if k == 0:
+        return []
+    width = int(sizes.max())
+    columns = np.arange(width)
+    inside = columns < sizes[:, None]
+    index = np.where(inside, starts[:, None] + columns, starts[:, None])
+    values = value[index]
+    padded = np.where(inside, values, 0.0)  # adding 0.0 leaves a sum as it was
+    total = np.zeros(k)
+    squares = np.zeros(k)
+    for j in range(width):
+        column = padded[:, j]
+        total += column
+        squares += column * column
+    mean = total / sizes
+    spread = squares / sizes - mean * mean
+    var = np.where(spread > 0.0, spread, 0.0)  # as max(0.0, x), NaN included
+    ordered = np.sort(np.where(inside, values, np.inf), axis=1)
+    rows = np.arange(k)
+    low = ordered[rows, (sizes - 1) // 2]
+    high = ordered[rows, sizes // 2]
+    median = np.where(sizes % 2 == 1, high, (low + high) / 2)
+    ends = starts + sizes - 1
+    ahead = np.where(inside, ahead_us[index], np.iinfo(np.int64).min).max(axis=1)
+    first_ts = ts_us[starts].tolist()
+    counts = sizes.tolist()
+    flat = values.ravel().tolist()  # one list, not one a bucket: fewer objects for the GC
+    kept = [
+        tuple(flat[at : at + n]) for at, n in zip(range(0, k * width, width), counts, strict=True)
+    ]
+    return [
+        Bucket(sid, t0, n, med, m, v, lo, hi, t0, t1, v0, v1, ahd, kept_values)
+        for sid, t0, n, med, m, v, lo, hi, t1, v0, v1, ahd, kept_values in zip(
+            sensor_ids,
+            first_ts,
+            counts,
+            median.tolist(),
+            mean.tolist(),
+            var.tolist(),
+            ordered[:, 0].tolist(),
+            ordered[rows, sizes - 1].tolist(),
+            ts_us[ends].tolist(),
+            value[starts].tolist(),
+            value[ends].tolist(),
+            ahead.tolist(),
+            kept,
+            strict=True,
+        )
+    ]
 
 
 def sensor_slices(sensor_id: npt.NDArray[np.int32]) -> list[tuple[int, int, int]]:

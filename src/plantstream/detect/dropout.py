@@ -24,6 +24,12 @@ def allowed_gap_us(state: SensorState, tuning: Tuning) -> int:
     return int(max(state.interval_us * tuning.missing_intervals, tuning.missing_min_seconds * 1e6))
 
 
+def shortest_silence_us(tuning: Tuning) -> int:
+    """No silence this long or shorter is a dropout, whatever the sensor's usual gap (the
+    engine skips the rule for the many readings that follow shorter gaps)."""
+    return int(tuning.missing_min_seconds * 1e6)
+
+
 def overdue_at(
     state: SensorState, *, now_us: int, tuning: Tuning, heard_us: int | None = None
 ) -> int | None:
@@ -194,4 +200,13 @@ class Dropouts:
         )
 
 
-__all__ = ["DETECTOR", "KIND", "Dropouts", "Silence", "allowed_gap_us", "overdue_at", "silence"]
+__all__ = [
+    "DETECTOR",
+    "KIND",
+    "Dropouts",
+    "Silence",
+    "allowed_gap_us",
+    "overdue_at",
+    "shortest_silence_us",
+    "silence",
+]

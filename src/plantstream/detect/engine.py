@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from functools import partial
 from typing import Protocol
 
@@ -26,8 +27,8 @@ from plantstream.detect.config import (
 )
 from plantstream.detect.detectors import DETECTORS, evaluate, learn
 from plantstream.detect.dropout import KIND as DROPOUT
-from plantstream.detect.dropout import Dropouts
-from plantstream.detect.feed import feed
+from plantstream.detect.dropout import Dropouts, shortest_silence_us
+from plantstream.detect.feed import cut_batch, feed
 from plantstream.detect.machines import MachineDetection
 from plantstream.detect.registry import Registry
 from plantstream.detect.state import SensorState, SensorStates
@@ -85,7 +86,10 @@ class DetectionEngine:
         self._tunings: dict[SensorKey, Tuning] = {}
         self.store = DetectionStateStore(redis_client)
         self.states = SensorStates(self.store)
-        self.lifecycle = AlertLifecycle(self.connection)
+        # a batch's alert changes share one transaction, begun by the first of them: most
+        # batches change no alert and cost PostgreSQL nothing (no BEGIN, no COMMIT)
+        self._batch: ExitStack | None = None
+        self.lifecycle = AlertLifecycle(self._alert_connection)
         self.dropouts = Dropouts(self.lifecycle, self.store, self.limits)
         self._device_metrics: dict[tuple[str, str], set[str]] = {}
         self.events: list[AlertEvent] = []  # the last batch's, for callers that look
@@ -95,6 +99,13 @@ class DetectionEngine:
         if self._conn is None or self._conn.closed:
             self._conn = self._connect(self.database_url)
         return self._conn
+
+    def _alert_connection(self) -> psycopg.Connection:
+        conn = self.connection()
+        if self._batch is not None:  # the batch's first alert change: its transaction begins
+            batch, self._batch = self._batch, None
+            batch.enter_context(conn.transaction())
+        return conn
 
     def close(self) -> None:
         if self._conn is not None:
@@ -137,70 +148,88 @@ class DetectionEngine:
         tuning = self.refresh_config().tuning
         bucket_us = int(tuning.bucket_seconds * 1e6)
         slices = sensor_slices(rows.sensor_id)
-        conn = self.connection()
-        states = self._load(rows, slices, keys, tuning)
+        states, flagged = self.states.load_flagged(
+            {sid: keys[sid] for sid, _, _ in slices},
+            before={sid: int(rows.ts_us[a]) for sid, a, _ in slices},
+            conn=self.connection(),
+            tuning=tuning,
+        )
+        cuts = cut_batch(
+            states,
+            slices,
+            rows.ts_us,
+            rows.value,
+            rows.received_us,
+            bucket_us=bucket_us,
+            min_readings=tuning.bucket_min_readings,
+        )
+        silence_us = shortest_silence_us(tuning)
         events: list[AlertEvent] = []
         clocks: dict[str, int] = {}
         device_clocks: dict[tuple[str, str], int] = {}
         present: set[SensorKey] = set()
-        with conn.transaction():
-            flagged = self.store.flagged({keys[sid] for sid, _, _ in slices})
-            for sensor_id, a, b in slices:
-                sensor = keys[sensor_id]
-                facility, device, metric = sensor
-                state = states[sensor_id]
-                # a dropout open for this sensor (flagged, or known to PostgreSQL when the
-                # state was rebuilt) ends as its readings come back
-                back = sensor in flagged or DROPOUT in state.active
-                if back:
-                    events += self.dropouts.returned(sensor, state, int(rows.ts_us[a]))
-                # a silence inside a large (backlog) batch is judged as it happened
-                gap = partial(self._gap, events, sensor, state, tuning)
+        with ExitStack() as batch:
+            self._batch = batch
+            try:
+                for sensor_id, a, b in slices:
+                    sensor = keys[sensor_id]
+                    facility, device, metric = sensor
+                    state = states[sensor_id]
+                    # a dropout open for this sensor (flagged, or known to PostgreSQL when the
+                    # state was rebuilt) ends as its readings come back
+                    back = sensor in flagged or DROPOUT in state.active
+                    if back:
+                        events += self.dropouts.returned(sensor, state, int(rows.ts_us[a]))
+                    # a silence inside a large (backlog) batch is judged as it happened
+                    gap = partial(self._gap, events, sensor, state, tuning)
 
-                limits = self.limits(*sensor)
-                sensor_tuning = self.tuning(sensor)
-                for bucket in feed(
-                    state,
-                    sensor_id,
-                    rows.ts_us[a:b],
-                    rows.value[a:b],
-                    rows.received_us[a:b],
-                    bucket_us=bucket_us,
-                    min_readings=tuning.bucket_min_readings,
-                    before_part=None if back else gap,
-                ):
-                    findings = evaluate(
+                    limits = self.limits(*sensor)
+                    sensor_tuning = self.tuning(sensor)
+                    for bucket in feed(
                         state,
-                        bucket,
-                        metric=metric,
-                        limits=limits,
-                        tuning=sensor_tuning,
-                        registry=self.detectors,
-                    )
-                    events += self.lifecycle.apply(
-                        sensor,
                         sensor_id,
-                        state,
-                        findings,
-                        bucket,
-                        clear_buckets=tuning.clear_buckets,
+                        rows.ts_us[a:b],
+                        rows.value[a:b],
+                        rows.received_us[a:b],
+                        bucket_us=bucket_us,
+                        min_readings=tuning.bucket_min_readings,
+                        before_part=None if back else gap,
+                        silence_us=silence_us,
+                        full=cuts.get(sensor_id),
+                    ):
+                        findings = evaluate(
+                            state,
+                            bucket,
+                            metric=metric,
+                            limits=limits,
+                            tuning=sensor_tuning,
+                            registry=self.detectors,
+                        )
+                        events += self.lifecycle.apply(
+                            sensor,
+                            sensor_id,
+                            state,
+                            findings,
+                            bucket,
+                            clear_buckets=tuning.clear_buckets,
+                        )
+                    # true time: a gateway clock running ahead must not drag the facility's along
+                    true_last = state.seen_us - state.ahead_us
+                    clocks[facility] = max(clocks.get(facility, -1), true_last)
+                    device_clocks[(facility, device)] = max(
+                        device_clocks.get((facility, device), -1), true_last
                     )
-                # true time: a gateway clock running ahead must not drag the facility's along
-                true_last = state.seen_us - state.ahead_us
-                clocks[facility] = max(clocks.get(facility, -1), true_last)
-                device_clocks[(facility, device)] = max(
-                    device_clocks.get((facility, device), -1), true_last
-                )
-                self._device_metrics.setdefault((facility, device), set()).add(metric)
-                present.add(sensor)
-            if self.machines is not None:
-                events += self.machines((rows.ts_us, rows.value), slices, keys, self.lifecycle)
-        self.states.save(states, keys)
-        if flagged:
-            self.store.unflag(flagged)
+                    self._device_metrics.setdefault((facility, device), set()).add(metric)
+                    present.add(sensor)
+                if self.machines is not None:
+                    events += self.machines((rows.ts_us, rows.value), slices, keys, self.lifecycle)
+            finally:
+                self._batch = None
+        # states, flags and clocks in one round trip (the flags after the states they guard)
+        now = self.states.save(states, keys, unflag=flagged, clocks=clocks)
         events += self.dropouts.quiet_metrics(device_clocks, self._device_metrics, present, tuning)
-        for facility, now in self.store.advance_clocks(clocks).items():
-            events += self.sweep_missing(facility, now_us=now)
+        for facility, clock in now.items():
+            events += self.sweep_missing(facility, now_us=clock)
         self._emit(events)
 
     def _gap(
@@ -233,6 +262,15 @@ class DetectionEngine:
         tuning = self.refresh_config().tuning
         slices = sensor_slices(rows.sensor_id)
         states = self._load(rows, slices, keys, tuning)
+        cuts = cut_batch(
+            states,
+            slices,
+            rows.ts_us,
+            rows.value,
+            rows.received_us,
+            bucket_us=int(tuning.bucket_seconds * 1e6),
+            min_readings=tuning.bucket_min_readings,
+        )
         for sensor_id, a, b in slices:
             state, sensor = states[sensor_id], keys[sensor_id]
             for bucket in feed(
@@ -243,6 +281,7 @@ class DetectionEngine:
                 rows.received_us[a:b],
                 bucket_us=int(tuning.bucket_seconds * 1e6),
                 min_readings=tuning.bucket_min_readings,
+                full=cuts.get(sensor_id),
             ):
                 sensor_tuning = self.tuning(sensor)
                 self.detectors.judge(

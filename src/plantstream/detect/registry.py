@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
+
 from plantstream.detect.buckets import Bucket
 from plantstream.detect.config import SensorLimits, Tuning
 from plantstream.detect.state import SensorState, Severity
@@ -31,9 +33,9 @@ class Finding:
     evidence: Mapping[str, float] = field(default_factory=dict)
 
 
-@dataclass(slots=True)  # not frozen: built once per bucket, a frozen one costs twice
-class Judged:
-    """One completed bucket under judgement, with what the detectors share about it."""
+class Judged(msgspec.Struct):
+    """One completed bucket under judgement, with what the detectors share about it (a
+    msgspec struct: built once per bucket, five times faster than a dataclass)."""
 
     state: SensorState  # as before this bucket (``flat`` already counts it)
     bucket: Bucket

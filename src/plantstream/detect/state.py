@@ -102,11 +102,35 @@ class SensorStates:
     ) -> dict[int, SensorState]:
         """States of these sensors; ``before`` is each one's first bucket in this batch."""
         ids = list(sensors)
+        packed = self.store.get_states([sensors[i] for i in ids])
+        return self._decode(ids, packed, sensors, before=before, conn=conn, tuning=tuning)
+
+    def load_flagged(
+        self,
+        sensors: Mapping[int, SensorKey],
+        *,
+        before: Mapping[int, int],
+        conn: psycopg.Connection,
+        tuning: Tuning,
+    ) -> tuple[dict[int, SensorState], set[SensorKey]]:
+        """``load``, and which of the sensors have a dropout flagged: one Redis round trip."""
+        ids = list(sensors)
+        packed, flagged = self.store.get_states_flagged([sensors[i] for i in ids])
+        return self._decode(ids, packed, sensors, before=before, conn=conn, tuning=tuning), flagged
+
+    def _decode(
+        self,
+        ids: list[int],
+        packed_states: list[bytes | None],
+        sensors: Mapping[int, SensorKey],
+        *,
+        before: Mapping[int, int],
+        conn: psycopg.Connection,
+        tuning: Tuning,
+    ) -> dict[int, SensorState]:
         states: dict[int, SensorState] = {}
         lost = []
-        for sensor_id, packed in zip(
-            ids, self.store.get_states([sensors[i] for i in ids]), strict=True
-        ):
+        for sensor_id, packed in zip(ids, packed_states, strict=True):
             state = None if packed is None else decode(packed)
             if state is None:
                 lost.append(sensor_id)
@@ -116,8 +140,21 @@ class SensorStates:
             states.update(rebuild(lost, sensors, before, conn=conn, tuning=tuning))
         return states
 
-    def save(self, states: Mapping[int, SensorState], keys: Mapping[int, SensorKey]) -> None:
-        self.store.put_states((keys[sid], _encoder.encode(state)) for sid, state in states.items())
+    def save(
+        self,
+        states: Mapping[int, SensorState],
+        keys: Mapping[int, SensorKey],
+        *,
+        unflag: Iterable[SensorKey] = (),
+        clocks: Mapping[str, int] | None = None,
+    ) -> dict[str, int]:
+        """Store the states, drop the ``unflag`` dropout flags and move the facilities'
+        ``clocks``, in one round trip; the clocks as they now stand."""
+        return self.store.put_states(
+            ((keys[sid], _encoder.encode(state)) for sid, state in states.items()),
+            unflag=unflag,
+            clocks=clocks,
+        )
 
 
 def rebuild(
@@ -132,12 +169,10 @@ def rebuild(
     rollups before this batch (the batch itself is already in them: it must not teach its
     own faults), with the alerts still open in PostgreSQL."""
     ids = list(ids)
-    open_alerts: dict[int, list[tuple[str, str, datetime]]] = {}
-    for sensor_id in ids:
-        facility, device, metric = sensors[sensor_id]
-        open_alerts[sensor_id] = alert_store.unresolved_kinds(
-            conn=conn, facility=facility, device=device, metric=metric
-        )
+    still_open = alert_store.unresolved_kinds_of(conn=conn, sensors=[sensors[i] for i in ids])
+    open_alerts: dict[int, list[tuple[str, str, datetime]]] = {
+        sensor_id: still_open.get(sensors[sensor_id], []) for sensor_id in ids
+    }
     cutoffs = {  # nor may the time of a fault still open teach the baseline
         sensor_id: min(
             [before[sensor_id]] + [to_epoch_us(opened) for _, _, opened in open_alerts[sensor_id]]

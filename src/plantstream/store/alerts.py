@@ -3,7 +3,7 @@ facility that dashboards follow): keyword-only functions over a connection or cl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -110,6 +110,26 @@ def unresolved_kinds(
             (facility, device, metric),
         ).fetchall()
     ]
+
+
+def unresolved_kinds_of(
+    *, conn: psycopg.Connection, sensors: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], list[tuple[str, str, datetime]]]:
+    """``unresolved_kinds`` of many (facility, device, metric) sensors in one query; sensors
+    without any are absent."""
+    found: dict[tuple[str, str, str], list[tuple[str, str, datetime]]] = {}
+    if not sensors:
+        return found
+    facilities, devices, metrics = (list(column) for column in zip(*sensors, strict=True))
+    for facility, device, metric, kind, severity, opened in conn.execute(
+        "SELECT a.facility, a.device, a.metric, a.detector, a.severity, a.opened_at "
+        "FROM unnest(%s::text[], %s::text[], %s::text[]) AS s (facility, device, metric) "
+        "JOIN alerts a USING (facility, device, metric) WHERE a.state <> 'resolved' "
+        "ORDER BY a.id",
+        (facilities, devices, metrics),
+    ).fetchall():
+        found.setdefault((facility, device, metric), []).append((str(kind), str(severity), opened))
+    return found
 
 
 def publish(
@@ -230,6 +250,7 @@ __all__ = [
     "resolve_alert",
     "touch_alert",
     "unresolved_kinds",
+    "unresolved_kinds_of",
 ]
 
 

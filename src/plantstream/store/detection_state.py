@@ -90,14 +90,60 @@ class DetectionStateStore:
                     found[i] = value
         return found
 
-    def put_states(self, states: Iterable[tuple[SensorKey, bytes]]) -> None:
+    def get_states_flagged(
+        self, sensors: Sequence[SensorKey]
+    ) -> tuple[list[bytes | None], set[SensorKey]]:
+        """``get_states`` and ``flagged`` of these sensors, in one round trip."""
+        by_facility: dict[str, list[int]] = defaultdict(list)
+        for i, (facility, _, _) in enumerate(sensors):
+            by_facility[facility].append(i)
+        found: list[bytes | None] = [None] * len(sensors)
+        flagged: set[SensorKey] = set()
+        with self.client.pipeline(transaction=False) as pipe:
+            for facility, positions in by_facility.items():
+                names = [field(*sensors[i][1:]) for i in positions]
+                pipe.hmget(state_key(facility), names)
+                pipe.hmget(missing_key(facility), names)
+            answers = pipe.execute()
+        for n, positions in enumerate(by_facility.values()):
+            values, flags = answers[2 * n], answers[2 * n + 1]
+            for i, value, flag in zip(positions, values, flags, strict=True):
+                found[i] = value
+                if flag:
+                    flagged.add(sensors[i])
+        return found, flagged
+
+    def put_states(
+        self,
+        states: Iterable[tuple[SensorKey, bytes]],
+        *,
+        unflag: Iterable[SensorKey] = (),
+        clocks: Mapping[str, int] | None = None,
+    ) -> dict[str, int]:
+        """Store the packed states, then drop the ``unflag`` sensors' dropout flags and move
+        the ``clocks`` forward (``advance_clocks``), in one round trip where the keys allow;
+        the clocks as they now stand."""
         by_facility: dict[str, dict[str, bytes]] = defaultdict(dict)
         for (facility, device, metric), packed in states:
             by_facility[facility][field(device, metric)] = packed
+        clocks = clocks or {}
+        together = not isinstance(self.client, RedisCluster)  # scripts: one node at a time
         with self.client.pipeline(transaction=False) as pipe:
             for facility, mapping in by_facility.items():  # one HSET per facility
                 pipe.hset(state_key(facility), mapping=mapping)  # type: ignore[arg-type]
-            pipe.execute()
+            for facility, device, metric in unflag:
+                pipe.hdel(missing_key(facility), field(device, metric))
+            if together:  # EVALSHA itself: a script handed to a pipeline costs a round trip
+                for facility, ts_us in clocks.items():
+                    pipe.evalsha(self._advance.sha, 1, clock_key(facility), ts_us)
+            answers = pipe.execute(raise_on_error=False)
+        for answer in answers[: len(answers) - len(clocks) if together else len(answers)]:
+            if isinstance(answer, Exception):
+                raise answer
+        if not together or any(isinstance(a, Exception) for a in answers):
+            return self.advance_clocks(clocks)  # the script not loaded yet (NOSCRIPT): once
+        moved = answers[len(answers) - len(clocks) :] if clocks else []
+        return {f: int(now) for f, now in zip(clocks, moved, strict=True)}
 
     def peek(self, facility: str, names: Sequence[str]) -> list[tuple[bytes | None, bool]]:
         """(packed state, flagged as a dropout) of each ``field`` of the facility."""
