@@ -65,7 +65,12 @@ def test_a_ramp_or_a_step_inside_a_bucket_is_not_a_spike() -> None:
     assert isolated_reading((79.4, 82.8, 87.3, 90.4, 91.7), 8.0) is None
     assert isolated_reading((62.0, 62.1, 62.0, 85.0, 85.2), 8.0) is None  # a step
     assert isolated_reading((62.0, 62.1, 91.0, 62.2, 62.0), 8.0) == 91.0  # goes, comes back
-    assert isolated_reading((62.0, 62.1, 62.3, 62.2, 30.0), 8.0) == 30.0  # at the end
+    assert isolated_reading((62.0, 62.1, 62.3, 62.2, 30.0), 8.0) is None  # the next one says
+    assert isolated_reading((62.0, 62.1, 91.0, 90.0, 62.2), 8.0) == 91.0  # two readings out
+    assert isolated_reading((30.0, 62.1, 62.3), 8.0) is None  # a first reading: no left side
+    assert isolated_reading((30.0, 62.1, 62.3), 8.0, before=(62.0,)) == 30.0  # given one
+    assert isolated_reading((62.1, 62.3), 8.0, before=(62.0, 30.0)) == 30.0  # it came back
+    assert isolated_reading((30.1, 30.3), 8.0, before=(62.0, 30.0)) is None  # a step
     assert isolated_reading((62.0, 95.0), 8.0) is None  # too few readings to tell
 
 
@@ -79,6 +84,27 @@ def test_ramps_of_a_slow_signal_raise_no_spike_but_a_lone_reading_does() -> None
     readings[202] = 140.0  # one wild reading in the middle of a bucket
     found = judge(readings)
     assert [i for i, f in enumerate(found) if "spike" in f] == [202 // PER_BUCKET]
+
+
+def test_a_step_at_any_offset_is_no_spike_and_a_spike_at_any_offset_is_one() -> None:
+    """Wherever a step or a spike falls in a bucket, at its first or last reading too, the
+    step raises no spike and the spike (one reading, or two in a row) raises exactly one, in
+    its own bucket or, at a bucket's end, in the next one once the signal came back."""
+    rng = random.Random(5)
+    base = [62 + rng.gauss(0, 0.3) for _ in range(600)]
+    for offset in range(PER_BUCKET):
+        at = 400 + offset
+        step = base[:at] + [v + 25.0 for v in base[at:]]
+        assert not any("spike" in f for f in judge(step)), f"step at offset {offset}"
+        for width in (1, 2):
+            spiky = list(base)
+            for i in range(at, at + width):
+                spiky[i] = 95.0
+            found = [i for i, f in enumerate(judge(spiky)) if "spike" in f]
+            last = (at + width - 1) // PER_BUCKET
+            assert found in ([last], [last + 1]), f"spike of {width} at offset {offset}"
+            if (at + width) % PER_BUCKET:  # the run came back inside its bucket
+                assert found == [last]
 
 
 def test_a_healthy_wandering_slow_signal_raises_nothing() -> None:

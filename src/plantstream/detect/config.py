@@ -74,8 +74,9 @@ class Tuning(BaseModel):
     drift_h: float | None = Field(
         None,
         gt=0,
-        description="CUSUM sum that makes a drift (e.g. 20); None: off, as it costs false "
-        "alarms on signals that wander (docs/detection.md has the measurements)",
+        description="per-bucket CUSUM sum that makes a drift (e.g. 20), in place of the "
+        "time-weighted one (drift_sigma_hours); None: the time-weighted sum decides, as the "
+        "per-bucket one costs false alarms on signals that wander (docs/detection.md)",
     )
     drift_sigma_hours: float | None = Field(
         20.0,

@@ -157,7 +157,9 @@ class LevelShift:
 
 
 class Spike:
-    """Single readings far from the bucket median while the median itself is not."""
+    """One or two readings far from the readings on both sides while the median is not: a
+    spike goes and comes back. The readings at a bucket's end are judged with the next
+    bucket, once its first reading says whether they came back (a step never counts)."""
 
     name = "spike"
 
@@ -169,48 +171,61 @@ class Spike:
         if _level_open(state):
             return []
         bound = judged.tuning.spike_sigma * judged.sd_raw
-        high = (bucket.max - bucket.median) / judged.sd_raw
-        low = (bucket.median - bucket.min) / judged.sd_raw
-        if max(high, low) > judged.tuning.spike_sigma:
-            found = isolated_reading(bucket.values, bound) if bucket.values else None
-            if bucket.values and found is None:
-                return []  # a ramp or a step inside the bucket: the level moved, no spike
-            value = found if found is not None else (bucket.max if high >= low else bucket.min)
-            return [
-                Finding(
-                    "spike",
-                    "spike",
-                    Severity.WARNING,
-                    f"{judged.metric} spike to {value:.4g} (usual {state.base:.4g})",
-                    value,
-                )
-            ]
-        return []
+        if bucket.values:
+            before = state.tail if _follows(state, bucket) else ()
+            found = isolated_reading(bucket.values, bound, before=before)
+        else:  # more readings than a bucket keeps: its extremes only
+            high = (bucket.max - bucket.median) / judged.sd_raw
+            low = (bucket.median - bucket.min) / judged.sd_raw
+            found = None
+            if max(high, low) > judged.tuning.spike_sigma:
+                found = bucket.max if high >= low else bucket.min
+        if found is None:
+            return []
+        return [
+            Finding(
+                "spike",
+                "spike",
+                Severity.WARNING,
+                f"{judged.metric} spike to {found:.4g} (usual {state.base:.4g})",
+                found,
+            )
+        ]
 
 
-def isolated_reading(values: tuple[float, ...], bound: float) -> float | None:
-    """The most extreme reading (of these, in time order) that stands apart by more than
-    ``bound`` from the readings on both sides of it: a spike goes and comes back. A reading
-    at either end of the bucket has one neighbour inside it, so it counts only if it leaves
-    that neighbour by more than ``bound`` while the other readings stay within half of it
-    (a ramp or a step, which a slow-sampled signal shows inside one bucket, never counts);
-    None if no reading is isolated."""
-    n = len(values)
-    if n < 3:
-        return None
+SPIKE_READINGS = 2  # a spike is at most this many readings in a row that go and come back
+
+
+def _follows(state: SensorState, bucket: Bucket) -> bool:
+    """The bucket's first reading is the one after the last bucket's last, with no silence
+    between (more than three usual gaps): only then are they neighbours."""
+    if not state.tail or state.last_ts_us < 0 or state.interval_us <= 0:
+        return False
+    return bucket.first_ts_us - state.last_ts_us <= 3 * state.interval_us
+
+
+def isolated_reading(
+    values: tuple[float, ...], bound: float, *, before: tuple[float, ...] = ()
+) -> float | None:
+    """The most extreme reading of a run of at most ``SPIKE_READINGS`` readings (of these,
+    in time order) that stands apart by more than ``bound`` from the readings on both sides
+    of it: a spike goes and comes back. ``before`` are the readings just before these (the
+    last bucket's tail): they give the first readings a left side, and a run among them whose
+    right side is here is judged now (it had none before). A run at the end of ``values``
+    waits for the next readings; a ramp or a step never counts. None if no run is isolated."""
+    seq = (*before, *values)
     best, height = None, bound
-    for i in range(1, n - 1):
-        v, before, after = values[i], values[i - 1], values[i + 1]
-        rise = min(v - before, v - after)
-        fall = min(before - v, after - v)
-        if max(rise, fall) > height:
-            best, height = v, max(rise, fall)
-    for edge, neighbour, rest in (
-        (values[0], values[1], values[1:]),
-        (values[-1], values[-2], values[:-1]),
-    ):
-        if abs(edge - neighbour) > height and max(rest) - min(rest) <= bound / 2:
-            best, height = edge, abs(edge - neighbour)
+    for width in range(1, SPIKE_READINGS + 1):
+        # runs whose right neighbour is one of ``values``: the others were judged before
+        for i in range(max(1, len(before) - width), len(seq) - width):
+            run = seq[i : i + width]
+            left, right = seq[i - 1], seq[i + width]
+            rise = min(run) - max(left, right)
+            fall = min(left, right) - max(run)
+            if rise > height:
+                best, height = max(run), rise
+            if fall > height:
+                best, height = min(run), fall
     return best
 
 
@@ -454,6 +469,7 @@ def learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool) 
         gap = bucket.first_ts_us - state.last_ts_us
         state.interval_us = gap if state.interval_us == 0 else (0.9 * state.interval_us + 0.1 * gap)
     state.prev_median = median
+    state.tail = bucket.values[-SPIKE_READINGS - 1 :] if bucket.values else (bucket.last,)
     state.prev_us = bucket.start_us
     state.last_ts_us = max(state.last_ts_us, bucket.last_ts_us)
     state.last_bucket_us = bucket.start_us

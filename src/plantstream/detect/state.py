@@ -71,6 +71,9 @@ class SensorState(msgspec.Struct, kw_only=True):
     cusum_hi: float = 0.0  # one-sided CUSUMs of the bucket z-score: slow drifts
     cusum_lo: float = 0.0
     warm: list[float] = []  # bucket medians while warming up: a robust first baseline
+    # the last readings of the last bucket: the left side of a spike at this bucket's start,
+    # and a run at that bucket's end, judged once this bucket says if it came back
+    tail: tuple[float, ...] = ()
 
 
 _encoder = msgspec.msgpack.Encoder()
