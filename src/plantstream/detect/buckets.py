@@ -126,8 +126,14 @@ def bucket_from_lists(
     ordered = sorted(value)
     half = n // 2
     median = ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2
-    mean = sum(value) / n
-    second = sum(v * v for v in value) / n
+    # added left to right in a plain loop, as the batch cut adds its columns: ``sum`` of
+    # floats compensates its rounding from Python 3.12 on, which would tell the two apart
+    total = squares = 0.0
+    for v in value:
+        total += v
+        squares += v * v
+    mean = total / n
+    second = squares / n
     return Bucket(
         sensor_id,
         ts_us[0],
