@@ -19,6 +19,7 @@ from fixtures.api import Api
 from fixtures.factories import iso
 from fixtures.pipeline import drain
 
+from plantstream.api import machine_models as machine_models_api
 from plantstream.detect.engine import DetectionEngine
 from plantstream.detect.machine_models import StoredMachines
 from plantstream.processor import Processor
@@ -319,3 +320,22 @@ def test_removing_a_model_resolves_its_open_alert(
     send(api, ingest, pump(30, rng, broken=True), NORMAL_S + 60)
     drain(processor)
     assert alert_states() == ["resolved"]  # no model judges the machine: nothing holds it open
+
+
+def test_one_training_at_a_time_per_process_the_next_one_is_told_to_come_back(
+    api: Api, pipeline: tuple[Processor, StoredMachines, Clock]
+) -> None:
+    """Each training holds a pool connection and up to 2,000,000 readings: while one runs, the
+    next is refused 429 ``overloaded`` with a Retry-After, and trains once it is over."""
+    processor, _, _ = pipeline
+    send(api, api.make_key("ingest", FACILITY), pump(NORMAL_S, np.random.default_rng(7)), 0)
+    drain(processor)
+    admin = api.make_key("admin", None)
+    assert machine_models_api._TRAINING.acquire(blocking=False)  # another training runs
+    try:
+        answer = train(api, admin, normal_period(api))
+        assert error_code(answer, 429) == "overloaded"
+        assert float(answer.headers["retry-after"]) > 0
+    finally:
+        machine_models_api._TRAINING.release()
+    assert train(api, admin, normal_period(api)).status_code == 200

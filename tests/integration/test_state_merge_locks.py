@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from plantstream.store import batches
@@ -103,3 +104,94 @@ def test_overlapping_state_merges_in_opposite_orders_both_commit(database_url: s
     # both buckets took both batches' deltas, in the same order
     assert set(durations) == {low, high}
     assert durations[low] == durations[high]
+
+
+def test_a_plain_and_a_state_delta_lock_their_buckets_in_one_key_order(database_url: str) -> None:
+    """A batch with a plain delta for one sensor and a time-in-state delta for another (a
+    processor whose kind cache still calls a state a gauge sends both) takes its row locks in
+    (sensor, bucket) order over both, not the state's first: a processor holding the lower
+    bucket then takes the higher one without a deadlock."""
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        gauge, state = (
+            admin.execute(
+                "INSERT INTO sensors (facility, device, metric, unit) VALUES ('f', 'd', %s, '') "
+                "RETURNING id",
+                (metric,),
+            ).fetchone()[0]  # type: ignore[index]
+            for metric in ("gauge", "state")
+        )
+        assert gauge < state
+        for sensor in (state, gauge):
+            admin.execute(
+                "INSERT INTO rollup_1m (sensor_id, bucket, count, sum, min, max, sum_sq, "
+                "first_ts, first, last_ts, last, area, increase, kind, dirty, durations, "
+                "first_text, last_text) VALUES (%s, %s, 1, 0, 0, 0, 0, %s, 0, %s, 0, 0, 0, 3, "
+                "false, %s, 'run', 'run')",
+                (sensor, BUCKET, BUCKET, BUCKET + timedelta(seconds=10), Jsonb({"run": 10.0})),
+            )
+        with admin.cursor() as cur:  # the gauge's bucket as a binary delta row
+            plain = bytearray()
+            with cur.copy(
+                sql.SQL(
+                    "COPY (SELECT {} FROM rollup_1m WHERE sensor_id = {}) TO STDOUT BINARY"
+                ).format(batches._DELTA_COLUMNS, sql.Literal(gauge))
+            ) as cp:
+                for chunk in cp:
+                    plain += chunk
+    first = psycopg.connect(database_url)
+    second = psycopg.connect(database_url)
+    try:
+        batches.create_session_tables(second)
+        second.commit()
+        # the first processor holds the gauge's (the lower) bucket
+        first.execute("SELECT 1 FROM rollup_1m WHERE sensor_id = %s FOR UPDATE", (gauge,))
+        failures: list[BaseException] = []
+
+        def second_batch() -> None:
+            try:
+                with second.cursor() as cur:
+                    batches.merge_rollups(
+                        cur,
+                        (bytes(plain), _EMPTY_COPY, _EMPTY_COPY),
+                        ([_state(state, 7.0)], [], []),
+                    )
+                second.commit()
+            except BaseException as exc:  # reported by the test below
+                failures.append(exc)
+                second.rollback()
+
+        worker = threading.Thread(target=second_batch)
+        worker.start()
+        with psycopg.connect(database_url, autocommit=True) as watch:
+            wait_until(
+                lambda: (
+                    watch.execute(
+                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                        (second.info.backend_pid,),
+                    ).fetchone()
+                    == (True,)
+                ),
+                timeout=30,
+                what="the second merge to wait for the first one's lock",
+            )
+        # the first goes on to the state's bucket: with the state's lock taken first, the
+        # second holds it while it waits for the gauge's, and PostgreSQL aborts one of them
+        try:
+            first.execute("SELECT 1 FROM rollup_1m WHERE sensor_id = %s FOR UPDATE", (state,))
+            first.commit()
+        except psycopg.errors.DeadlockDetected as exc:
+            failures.append(exc)
+            first.rollback()
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+        assert failures == []
+    finally:
+        first.close()
+        second.close()
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        counts = dict(
+            admin.execute(  # type: ignore[arg-type]
+                "SELECT sensor_id, count FROM rollup_1m ORDER BY sensor_id"
+            ).fetchall()
+        )
+    assert counts == {gauge: 2, state: 1}  # the gauge's delta was merged once

@@ -3,6 +3,7 @@ on its stored readings; anyone who may read the facility lists the models in for
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,11 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from plantstream.api.auth import State, check_facility
 from plantstream.api.detection import admin
 from plantstream.api.quotas import QuotaReader as Reader
+from plantstream.api.state import AppState
 from plantstream.api.times import parse_time
 from plantstream.detect import machine_models as models
 from plantstream.detect.config import current_config
 from plantstream.detect.multivariate import MAX_SIGNALS
-from plantstream.errors import ErrorCode, InvalidInputError
+from plantstream.errors import ErrorCode, InvalidInputError, OverloadedError
 from plantstream.model import check_id
 from plantstream.store import machine_models as store
 from plantstream.store.keys import Principal
@@ -108,10 +110,36 @@ def train(
 
     Processors judge the machine with it within seconds. Refusals: ``invalid_time``,
     ``invalid_period``, ``unknown_machine``, ``unknown_metric``, ``insufficient_data``,
-    ``too_much_data``, ``quota_machine_models``.
+    ``too_much_data``, ``quota_machine_models``; 429 ``overloaded`` while this process
+    trains another model (one at a time).
     """
     _ids(who, facility, machine)
     start, end = parse_time(body.from_), parse_time(body.to)
+    # one training at a time per process: each holds a pool connection and up to
+    # 2,000,000 readings in memory, and the queries of every facility share that pool
+    if not _TRAINING.acquire(blocking=False):
+        raise OverloadedError(
+            "this process is training a machine model already: try again when it is done",
+            retry_after=10.0,
+        )
+    try:
+        return _train(state, who, facility, machine, body, start, end)
+    finally:
+        _TRAINING.release()
+
+
+_TRAINING = threading.BoundedSemaphore(1)
+
+
+def _train(
+    state: AppState,
+    who: Principal,
+    facility: str,
+    machine: str,
+    body: TrainBody,
+    start: datetime,
+    end: datetime,
+) -> ModelSummary:
     with state.pool.connection() as conn:
         tuning = current_config(conn)[1].tuning
         try:

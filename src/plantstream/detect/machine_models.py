@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 MAX_PERIOD = timedelta(days=7)  # a normal period longer than this is refused
 MAX_READINGS = 2_000_000  # readings (all signals together) one training reads at most
 MAX_MODELS_PER_FACILITY = 200  # models in force per facility (the engine holds them all)
+READ_TIMEOUT_MS = 60_000  # reading a normal period's readings takes at most this long
 MAX_SENSORS_READ = 1_000  # a machine's sensors looked at (the sensor quota is far lower)
 HISTORY_LIMIT = 20  # versions a machine's answer lists
 NUMERIC = ("double", "int64")
@@ -192,18 +193,22 @@ def train(
         )
     tuning = tuning or MultivariateTuning()
     chosen = _signals(conn, facility, machine, signals)
-    existing = store.in_force(conn=conn, facility=facility, machine=machine, limit=1)
-    if not existing and store.count_in_force(conn=conn, facility=facility) >= (
-        MAX_MODELS_PER_FACILITY
-    ):
-        raise _refuse(
-            ErrorCode.QUOTA_MACHINE_MODELS,
-            f"facility {facility} has {MAX_MODELS_PER_FACILITY} machine models already",
-        )
+    _check_quota(conn, facility, machine)
     ids = [s.id for s in chosen]
-    rows = store.period_readings(
-        conn=conn, sensor_ids=ids, start=start, end=end, limit=MAX_READINGS + 1
-    )
+    try:
+        with conn.transaction():  # the timeout holds for this read only
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, true)", (str(READ_TIMEOUT_MS),)
+            )
+            rows = store.period_readings(
+                conn=conn, sensor_ids=ids, start=start, end=end, limit=MAX_READINGS + 1
+            )
+    except psycopg.errors.QueryCanceled:
+        raise _refuse(
+            ErrorCode.TOO_MUCH_DATA,
+            f"reading the period's readings took more than {READ_TIMEOUT_MS // 1000} s: "
+            "name a shorter one",
+        ) from None
     if len(rows) > MAX_READINGS:
         raise _refuse(
             ErrorCode.TOO_MUCH_DATA,
@@ -225,19 +230,36 @@ def train(
         )
     names = [s.metric for s in chosen]
     model = fit(names, medians, tuning)
-    version = store.insert(
-        conn=conn,
-        facility=facility,
-        machine=machine,
-        model=to_json(model),
-        author=author,
-        per_bucket=k,
-        trained_from=start,
-        trained_to=end,
-        readings=len(rows),
-        buckets=len(medians),
-    )
+    with conn.transaction():
+        # the quota again, under the writers' lock: two trainings of new machines at once
+        # must not both pass it (the check above only spares a doomed read)
+        store.lock_writes(conn)
+        _check_quota(conn, facility, machine)
+        version = store.insert(
+            conn=conn,
+            facility=facility,
+            machine=machine,
+            model=to_json(model),
+            author=author,
+            per_bucket=k,
+            trained_from=start,
+            trained_to=end,
+            readings=len(rows),
+            buckets=len(medians),
+        )
     return Trained(version, model, k, len(rows), len(medians))
+
+
+def _check_quota(conn: psycopg.Connection, facility: str, machine: str) -> None:
+    """``quota_machine_models`` if a new machine would pass the facility's bound."""
+    existing = store.in_force(conn=conn, facility=facility, machine=machine, limit=1)
+    if not existing and store.count_in_force(conn=conn, facility=facility) >= (
+        MAX_MODELS_PER_FACILITY
+    ):
+        raise _refuse(
+            ErrorCode.QUOTA_MACHINE_MODELS,
+            f"facility {facility} has {MAX_MODELS_PER_FACILITY} machine models already",
+        )
 
 
 def remove(conn: psycopg.Connection, *, facility: str, machine: str, author: str) -> int:

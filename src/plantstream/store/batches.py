@@ -44,11 +44,15 @@ CREATE TEMP TABLE IF NOT EXISTS _state_delta (
 
 # a state signal's time in each state: merged before the plain merge moves first/last, in the
 # same append / prepend / overlap (dirty) cases; a new bucket takes the delta's as it is.
-# _STATE_LOCK first takes the stored buckets' row locks in (sensor, bucket) order (the sort is
-# below the locking step): an UPDATE ... FROM locks in whatever order its join plan yields, so
-# two processors merging overlapping buckets could each hold one the other waits for
+# _STATE_LOCK first takes the row locks of every stored bucket either delta touches (the
+# plain one and the time-in-state one) in (sensor, bucket) order (the sort is below the
+# locking step): an UPDATE ... FROM locks in whatever order its join plan yields, and locking
+# the state buckets before the plain merge's would put those first, so two processors merging
+# overlapping buckets could each hold one the other waits for
 _STATE_LOCK = """
-SELECT 1 FROM {table} r JOIN _state_delta d ON r.sensor_id = d.sensor_id AND r.bucket = d.bucket
+SELECT 1 FROM {table} r JOIN (
+    SELECT sensor_id, bucket FROM {delta} UNION SELECT sensor_id, bucket FROM _state_delta
+) d ON r.sensor_id = d.sensor_id AND r.bucket = d.bucket
 ORDER BY r.sensor_id, r.bucket FOR UPDATE OF r
 """
 _STATE_MERGE = """
@@ -115,7 +119,7 @@ _MERGES = [
         delta,
         sql.SQL(_MERGE.format(table=table, delta=delta)),  # fixed names: no user input
         (
-            sql.SQL(_STATE_LOCK.format(table=table)),
+            sql.SQL(_STATE_LOCK.format(table=table, delta=delta)),
             sql.SQL(_STATE_MERGE.format(table=table)),
             sql.SQL(_STATE_NEW.format(table=table)),
         ),
@@ -235,7 +239,7 @@ def merge_rollups(
             ) as cp:
                 for state_row in state_rows:
                     cp.write_row(state_row)
-            cur.execute(state_sql[0])  # the row locks, in key order
+            cur.execute(state_sql[0])  # the row locks of both deltas, in key order
             cur.execute(state_sql[1])
         cur.execute(merge)
         if state_rows:

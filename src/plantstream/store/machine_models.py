@@ -63,10 +63,16 @@ def period_readings(
 _WRITE_LOCK = 0x6D6D6F64  # advisory lock: one writer of machine models at a time
 
 
+def lock_writes(conn: psycopg.Connection) -> None:
+    """One writer of machine models at a time, until the caller's transaction ends (taken
+    again by the same transaction, it is held once more: advisory locks stack)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+
+
 def _next_version(conn: psycopg.Connection, facility: str, machine: str) -> int:
     # One writer at a time, until its transaction ends: versions follow one another, and rows
     # commit in id order, so a reader that remembers the newest id it saw misses none.
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+    lock_writes(conn)
     row = conn.execute(
         "SELECT coalesce(max(version), 0) FROM machine_models WHERE facility = %s AND machine = %s",
         (facility, machine),
