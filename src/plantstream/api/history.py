@@ -57,6 +57,7 @@ class HistoryService:
     over all facilities, a readings/s bucket per facility)."""
 
     def __init__(self, state: AppState) -> None:
+        self.state = state
         settings = state.settings
         self.catalog = StoreCatalog.from_settings(settings, state.pool)
         self.store = HistoryStore(
@@ -76,7 +77,11 @@ def _service(request: Request, state: AppState) -> HistoryService:
     app_state = request.app.state
     with _LOCK:
         service: HistoryService | None = getattr(app_state, "history", None)
-        if service is None:
+        # one per runtime state: an app handed another state (a test's fresh database) must
+        # not write through the last one's catalog and its cache of days with partitions
+        if service is None or service.state is not state:
+            if service is not None:
+                service.catalog.close()
             service = app_state.history = HistoryService(state)
     return service
 
