@@ -235,4 +235,5 @@ def test_a_batch_of_already_refused_items_keeps_them() -> None:
     batch = validate_batch(
         "plant-01", items, received_us=RECEIVED_US, window=WINDOW, max_readings=10
     )
-    assert batch.readings == [] and batch.rejected == items
+    assert batch.readings == []
+    assert batch.rejected == items

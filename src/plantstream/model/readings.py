@@ -427,8 +427,9 @@ def _validate_in(  # noqa: PLR0917 - the hot loop calls it positionally
 
 
 _MICROS = operator.attrgetter("microsecond")
-_NO_UNIT = frozenset({msgspec.UNSET, None})
-_QUALITY_OF = {msgspec.UNSET: QUALITIES["good"], **QUALITIES}
+_NO_UNIT: frozenset[object] = frozenset({msgspec.UNSET, None})
+_QUALITY_OF: dict[object, int] = {msgspec.UNSET: QUALITIES["good"]}
+_QUALITY_OF.update(QUALITIES)
 
 
 def _stamps_us(stamps: list[datetime]) -> npt.NDArray[np.int64] | None:
@@ -503,6 +504,8 @@ def _validate_bulk(
     if ts_us is None or not (ts_low <= int(ts_us.min()) and int(ts_us.max()) <= ts_high):
         return None
     column = np.array(values, dtype=np.float64)
+    lows: float | npt.NDArray[np.float64]
+    highs: float | npt.NDArray[np.float64]
     if len(low) == 1:
         lows, highs = next(iter(low.values())), next(iter(high.values()))
     else:
