@@ -25,7 +25,7 @@ from plantstream.stream.base import PutEntry, StreamProducer
 
 # while the stream's puts take this long or less (a moving average), they run on the adapter's
 # event loop: the thread hop around them costs more than the wait it spares the loop
-# (bench/results/ingest.json ``commit_placement_ab``)
+# (bench/results/ingest.json ``ingest_per_reading_2026-12-01``)
 INLINE_PUT_SECONDS = 0.002
 # after a slower or failed put, puts go to a thread this long, then one is tried on the loop
 # (a Kinesis put then holds the loop for one round trip in 5 s: about 1% of its time)
