@@ -137,3 +137,27 @@ def test_prepare_then_commit_is_accept_and_a_failed_put_gives_its_tokens_back(
 class _Broken:
     def put(self, entries: object) -> list[str]:
         raise RuntimeError("the stream went away")
+
+
+def test_puts_run_on_the_loop_while_fast_and_in_a_thread_after_a_slow_or_failed_one(
+    stream: RedisStream, redis_url: str, make_reading: Callable[..., dict]
+) -> None:
+    ingest = service(stream)
+    payload = orjson.dumps({"facility": "plant-01", "readings": [make_reading()]})
+    for _ in range(20):  # Redis next door: each put well within the bound
+        assert ingest.commit_inline()
+        assert ingest.commit_on_loop(ingest.prepare(WRITER, payload, "json")).accepted == 1
+    assert ingest.commit_inline()
+    # Redis holds every write for 100 ms (server-wide, briefly): one such put tips the average
+    redis.Redis.from_url(redis_url).execute_command("CLIENT", "PAUSE", "100", "WRITE")
+    assert ingest.commit_on_loop(ingest.prepare(WRITER, payload, "json")).accepted == 1
+    assert not ingest.commit_inline()
+    assert ingest.commit(ingest.prepare(WRITER, payload, "json")).accepted == 1  # a thread's
+    assert not ingest.commit_inline()
+    assert len(records(stream)) == 22
+
+    again = service(stream)
+    again.stream = _Broken()
+    with pytest.raises(RuntimeError):
+        again.commit_on_loop(again.prepare(WRITER, payload, "json"))
+    assert not again.commit_inline()

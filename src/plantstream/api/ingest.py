@@ -245,10 +245,14 @@ async def post_readings(request: Request, who: Writer, state: State) -> Response
                 drain_limit=state.settings.max_drain_bytes,
                 max_members=state.settings.max_gzip_members,
             )
-            # decoded on the loop, put from a thread (IngestService.prepare says why)
+            # decoded on the loop (IngestService.prepare says why); put on the loop too while
+            # the stream answers fast, else from a thread (IngestService.commit_on_loop)
             fmt = state.ingest.codecs.for_media_type(request.headers.get("content-type", ""))
             prepared = state.ingest.prepare(who, body, fmt)
-            answer = await run_in_threadpool(state.ingest.commit, prepared)
+            if state.ingest.commit_inline():
+                answer = state.ingest.commit_on_loop(prepared)
+            else:
+                answer = await run_in_threadpool(state.ingest.commit, prepared)
         except InvalidInputError as exc:
             REFUSED.labels(str(exc.code)).inc()  # the codes are a closed set: bounded labels
             raise

@@ -7,6 +7,7 @@ No HTTP here: an adapter (``api/ingest.py`` today, MQTT later) reads the payload
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -21,6 +22,17 @@ from plantstream.model import ParsedBatch, Reject, TimeWindow, now_us
 from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog, per_batch
 from plantstream.store.keys import Principal, Role
 from plantstream.stream.base import PutEntry, StreamProducer
+
+# while the stream's puts take this long or less (a moving average), they run on the adapter's
+# event loop: the thread hop around them costs more than the wait it spares the loop
+# (bench/results/ingest.json ``ingest_per_reading_2026-12-01``)
+INLINE_PUT_SECONDS = 0.002
+# after a slower or failed put, puts go to a thread this long, then one is tried on the loop
+# (a Kinesis put then holds the loop for one round trip in 5 s: about 1% of its time)
+THREADED_PUT_SECONDS = 5.0
+# each put's weight in the average: one put 20x the bound (a Kinesis round trip) tips it, a
+# scheduling hiccup of a few milliseconds on a busy machine does not
+_PUT_WEIGHT = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +88,8 @@ class IngestService:
         self.gate = gate
         self.codecs = codecs
         self.quotas = quotas if quotas is not None else IngestQuotas()
+        self._put_seconds = 0.0  # moving average of the puts made on the loop
+        self._threaded_until = 0.0  # monotonic: until then, commit_inline() is no
 
     @contextlib.contextmanager
     def admit(self, who: Principal) -> Iterator[None]:
@@ -167,6 +181,36 @@ class IngestService:
         prepared.accepted = len(readings)
         prepared.rejected = rejected
         return prepared
+
+    def commit_inline(self) -> bool:
+        """Whether an adapter on an event loop should call ``commit_on_loop`` rather than run
+        ``commit`` in a thread: yes unless a put on the loop was slow or failed lately."""
+        return time.monotonic() >= self._threaded_until
+
+    def commit_on_loop(self, prepared: Prepared) -> Accepted:
+        """``commit``, run on the adapter's event loop, timed.
+
+        While puts are fast (a moving average within ``INLINE_PUT_SECONDS``: Redis next door)
+        the thread hop costs more CPU than the wait it spares the loop. Once the average is
+        past it, or a put fails, ``commit_inline`` says no for ``THREADED_PUT_SECONDS`` (so a
+        slow stream, Kinesis or a loaded Redis, holds the loop for one put in that time), then
+        puts are tried on the loop again. Puts made in a thread are not timed: their wall time
+        holds the wait for the interpreter lock, the very cost being avoided.
+        """
+        started = time.monotonic()
+        try:
+            accepted = self.commit(prepared)
+        except BaseException:
+            self._to_threads()
+            raise
+        if prepared.entries:
+            self._put_seconds += (time.monotonic() - started - self._put_seconds) * _PUT_WEIGHT
+            if self._put_seconds > INLINE_PUT_SECONDS:
+                self._to_threads()
+        return accepted
+
+    def _to_threads(self) -> None:
+        self._put_seconds, self._threaded_until = 0.0, time.monotonic() + THREADED_PUT_SECONDS
 
     def commit(self, prepared: Prepared) -> Accepted:
         """Put what ``prepare`` packed; blocking until the stream holds it durably."""

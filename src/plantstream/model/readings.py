@@ -6,8 +6,10 @@ Every rejection carries a machine-readable code from ``RejectCode`` and a human 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,7 +51,7 @@ Identifier = Annotated[str, msgspec.Meta(max_length=64)]
 RejectCode = ErrorCode
 
 
-class ReadingIn(msgspec.Struct, forbid_unknown_fields=True):
+class ReadingIn(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """One reading as a client sends it."""
 
     device: str
@@ -78,7 +80,7 @@ class LooseBatchIn(msgspec.Struct, forbid_unknown_fields=True):
     readings: list[msgspec.Raw]
 
 
-class Reading(msgspec.Struct, array_like=True, frozen=True):
+class Reading(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """A validated reading in canonical units; ``ts_us`` is microseconds since the epoch.
 
     ``value`` has the Python type of ``value_type``: float (double), int (int64, exact),
@@ -424,6 +426,102 @@ def _validate_in(  # noqa: PLR0917 - the hot loop calls it positionally
     )
 
 
+_MICROS = operator.attrgetter("microsecond")
+_NO_UNIT: frozenset[object] = frozenset({msgspec.UNSET, None})
+_QUALITY_OF: dict[object, int] = {msgspec.UNSET: QUALITIES["good"]}
+_QUALITY_OF.update(QUALITIES)
+
+
+def _stamps_us(stamps: list[datetime]) -> npt.NDArray[np.int64] | None:
+    """Each timestamp in microseconds exactly as ``_validate_in`` computes it (whole seconds
+    from the float, microseconds from the field); None if one has no UTC offset.
+
+    Not deduplicated by instant: an aware datetime's hash costs more than its ``timestamp``.
+    """
+    if None in {ts.tzinfo for ts in stamps}:
+        return None
+    n = len(stamps)
+    seconds = np.fromiter(map(datetime.timestamp, stamps), dtype=np.float64, count=n)
+    micros = np.fromiter(map(_MICROS, stamps), dtype=np.int64, count=n)
+    return np.floor(seconds).astype(np.int64) * 1_000_000 + micros
+
+
+def _validate_bulk(
+    facility: str,
+    items: Sequence[ReadingIn | Reject],
+    ts_low: int,
+    ts_high: int,
+    catalog: SignalCatalog,
+) -> list[Reading] | None:
+    """The readings of a batch that is all the ordinary case, checked a column at a time;
+    None if any reading might not be (then each is judged on its own, with its reason).
+
+    The ordinary reading is the one ``_validate_in`` passes inline: a plain float of a known
+    double signal in its own unit (or none), a named quality or none, no quality code, a
+    valid device id, a timestamp with an offset inside the window. Each field is read out
+    with ``map`` (no Python frame per reading) and judged once per distinct value (metrics,
+    units, devices, qualities, offsets) or with numpy (values, timestamps): the same tests,
+    so a batch this passes is exactly what the per-reading path would accept.
+    """
+    n = len(items)
+    # list and set comprehensions, not map(attrgetter): half the cost on Python 3.11
+    if {type(r) for r in items} != {ReadingIn}:
+        return None
+    rs: Sequence[ReadingIn] = items  # type: ignore[assignment]  # just checked
+    if {r.quality_code for r in rs} != {msgspec.UNSET}:
+        return None
+    values = [r.value for r in rs]
+    if {type(v) for v in values} != {float}:
+        return None
+    qualities = {r.quality for r in rs}
+    if not qualities <= _QUALITY_OF.keys():
+        return None
+    metrics = [r.metric for r in rs]
+    distinct = set(metrics)
+    units = {r.unit for r in rs}
+    pairs = (
+        {(m, None) for m in distinct}
+        if units <= _NO_UNIT
+        else {(m, u) for m in distinct for u in units}
+        if len(distinct) == 1
+        else {(r.metric, r.unit) for r in rs}
+    )
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+    for metric, unit in pairs:
+        spec = catalog.get(facility, metric)
+        if (
+            spec is None
+            or spec.value_type is not ValueType.DOUBLE
+            or (unit not in _NO_UNIT and unit != spec.unit)
+        ):
+            return None
+        low[metric], high[metric] = _low(spec), _high(spec)
+    devices = [r.device for r in rs]
+    if not all(map(_is_valid_id, set(devices))):
+        return None
+    ts_us = _stamps_us([r.ts for r in rs])
+    if ts_us is None or not (ts_low <= int(ts_us.min()) and int(ts_us.max()) <= ts_high):
+        return None
+    column = np.array(values, dtype=np.float64)
+    lows: float | npt.NDArray[np.float64]
+    highs: float | npt.NDArray[np.float64]
+    if len(low) == 1:
+        lows, highs = next(iter(low.values())), next(iter(high.values()))
+    else:
+        lows = np.array([low[m] for m in metrics], dtype=np.float64)
+        highs = np.array([high[m] for m in metrics], dtype=np.float64)
+    if not bool(np.all((lows <= column) & (column <= highs))):  # NaN fails it
+        return None
+    quality: list[int] | itertools.repeat[int] = (
+        itertools.repeat(_QUALITY_OF[qualities.pop()], n)
+        if len(qualities) == 1
+        else [_QUALITY_OF[r.quality] for r in rs]
+    )
+    # + 0.0: -0.0 -> 0.0, as the per-reading path does
+    return list(map(Reading, devices, metrics, ts_us.tolist(), (column + 0.0).tolist(), quality))
+
+
 _batch_decoder = msgspec.json.Decoder(BatchIn)
 _loose_decoder = msgspec.json.Decoder(LooseBatchIn)
 _reading_decoder = msgspec.json.Decoder(ReadingIn)
@@ -587,6 +685,9 @@ def validate_batch(
     rejected: list[Reject] = []
     ts_low = received_us - window.max_past_us
     ts_high = received_us + window.max_future_us
+    bulk = _validate_bulk(facility, items, ts_low, ts_high, catalog)
+    if bulk is not None:
+        return ParsedBatch(facility, bulk, rejected)
     for index, item in enumerate(items):
         if isinstance(item, Reject):
             rejected.append(item)

@@ -11,6 +11,7 @@ exact int64 values, the text values in order and the source's quality codes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -204,8 +205,8 @@ def _is_plain(readings: list[Reading]) -> bool:
 def pack_readings(facility: str, received_us: int, readings: list[Reading]) -> list[PutEntry]:
     """One or more records per device, keeping each device's readings in request order.
 
-    Built column-wise for the whole request, then sliced per device: no loop per reading
-    beyond reading the fields out.
+    Built column-wise for the whole request, put in device order once, then cut into each
+    device's contiguous run: no loop per reading beyond reading the fields out.
     """
     if not readings:
         return []
@@ -232,52 +233,55 @@ def pack_readings(facility: str, received_us: int, readings: list[Reading]) -> l
             - 64
         )
     quality = np.array([r.quality for r in readings], dtype=np.uint8)
-    order = np.argsort(device_code, kind="stable")  # stable: request order within a device
-    bounds = np.searchsorted(device_code[order], np.arange(len(devices) + 1))
+    typed_columns: tuple[npt.NDArray[Any], ...] = () if plain else typed[1:]
+    if len(devices) > 1:  # each device's readings one run, in request order (stable)
+        order = np.argsort(device_code, kind="stable")
+        metric_idx, ts_us, values, quality = (
+            metric_idx[order],
+            ts_us[order],
+            values[order],
+            quality[order],
+        )
+        typed_columns = tuple(column[order] for column in typed_columns)
+    # each device's run: sliced, not gathered again per device and column
+    ends = np.cumsum(np.bincount(device_code, minlength=len(devices))).tolist()
     metric_names = list(metrics)
     entries = []
-    for device, code in devices.items():
+    start = 0
+    for device, end in zip(devices, ends, strict=True):
         key = partition_key(facility, device)
-        rows = order[bounds[code] : bounds[code + 1]]
-        for start in range(0, len(rows), per_record):
-            chunk = rows[start : start + per_record]
-            if not plain:
-                vtype, ints, texts, qcode = typed[1:]
-                texts_of_chunk = [t for t in texts[chunk].tolist() if t is not None]
-                entries.append(
-                    PutEntry(
-                        key,
-                        FORMAT_V2
-                        + _encoder.encode(
-                            TypedDeviceRecord(
-                                facility,
-                                device,
-                                received_us,
-                                metric_names,
-                                metric_idx[chunk].tobytes(),
-                                ts_us[chunk].tobytes(),
-                                values[chunk].tobytes(),
-                                quality[chunk].tobytes(),
-                                vtype[chunk].tobytes(),
-                                ints[chunk].tobytes(),
-                                texts_of_chunk,
-                                qcode[chunk].tobytes(),
-                            )
-                        ),
-                    )
+        for first in range(start, end, per_record):
+            rows = slice(first, min(first + per_record, end))
+            if typed_columns:
+                vtype, ints, texts, qcode = typed_columns
+                typed_record = TypedDeviceRecord(
+                    facility,
+                    device,
+                    received_us,
+                    metric_names,
+                    metric_idx[rows].tobytes(),
+                    ts_us[rows].tobytes(),
+                    values[rows].tobytes(),
+                    quality[rows].tobytes(),
+                    vtype[rows].tobytes(),
+                    ints[rows].tobytes(),
+                    [t for t in texts[rows].tolist() if t is not None],
+                    qcode[rows].tobytes(),
                 )
+                entries.append(PutEntry(key, FORMAT_V2 + _encoder.encode(typed_record)))
                 continue
             record = DeviceRecord(
                 facility,
                 device,
                 received_us,
                 metric_names,
-                metric_idx[chunk].tobytes(),
-                ts_us[chunk].tobytes(),
-                values[chunk].tobytes(),
-                quality[chunk].tobytes(),
+                metric_idx[rows].tobytes(),
+                ts_us[rows].tobytes(),
+                values[rows].tobytes(),
+                quality[rows].tobytes(),
             )
             entries.append(PutEntry(key, FORMAT_V1 + _encoder.encode(record)))
+        start = end
     return entries
 
 
