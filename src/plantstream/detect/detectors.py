@@ -453,24 +453,23 @@ def _learn_cycle(state: SensorState, bucket: Bucket, tuning: Tuning, deviation: 
         state.cycle_hits = [0] * CYCLE_SLOTS
         state.cycle_first_us = bucket.first_ts_us
     cycle, hits = state.cycle, state.cycle_hits
-    slot = cycle_slot(bucket)
-    mean = sum(cycle) / CYCLE_SLOTS
-    residual = deviation - (cycle[slot] - mean) if hits[slot] else deviation
-    hours = bucket_hours(bucket, state)
-    half_life = tuning.season_half_life_days
+    slot = int(((bucket.first_ts_us + bucket.last_ts_us) // 2 // _HOUR_US) % CYCLE_SLOTS)
+    seen = hits[slot]
+    residual = deviation - (cycle[slot] - sum(cycle) / CYCLE_SLOTS) if seen else deviation
     # the variances over days (a running mean at first); the hour's value over its own
     # visits: a slot sees one hour a day, so ``half_life`` hours of it are that many days
-    learned = max(1, state.n - tuning.warmup_buckets)  # buckets the cycle has learned from
-    weight = max(1.0 - 0.5 ** (hours / (24.0 * half_life)), 1.0 / learned)
+    keep = 0.5 ** (bucket_hours(bucket, state) / tuning.season_half_life_days)
+    learned = state.n - tuning.warmup_buckets  # buckets the cycle has learned from
+    weight = max(1.0 - keep ** (1.0 / 24.0), 1.0 / learned if learned > 1 else 1.0)
     state.cycle_var_raw += weight * (deviation * deviation - state.cycle_var_raw)
     state.cycle_var_res += weight * (residual * residual - state.cycle_var_res)
-    rate = max(1.0 - 0.5 ** (hours / half_life), 1.0 / (hits[slot] + 1))
-    cycle[slot] += rate * (deviation - cycle[slot])
-    hits[slot] = min(hits[slot] + 1, MAX_CYCLE_HITS)
+    cycle[slot] += max(1.0 - keep, 1.0 / (seen + 1)) * (deviation - cycle[slot])
+    if seen < MAX_CYCLE_HITS:
+        hits[slot] = seen + 1
     on = (
         bucket.last_ts_us - state.cycle_first_us >= tuning.season_days * _DAY_US
-        and all(hits)
         and state.cycle_var_res <= (1.0 - tuning.season_explained) * state.cycle_var_raw
+        and 0 not in hits
     )
     _switch_cycle(state, bucket, on)
 
