@@ -422,7 +422,7 @@ def evaluate(
 
 
 CYCLE_SLOTS = 24  # the daily cycle's hours: a fixed, bounded state
-MAX_CYCLE_HITS = 1_000_000  # a slot's count of learned buckets stops here
+MAX_CYCLE_HITS = 1_000_000  # a slot's count of learned hours stops here
 _HOUR_US = 3_600_000_000
 _DAY_US = 24 * _HOUR_US
 
@@ -442,30 +442,43 @@ def seasonal(state: SensorState, bucket: Bucket) -> float:
 
 
 def _learn_cycle(state: SensorState, bucket: Bucket, tuning: Tuning, deviation: float) -> None:
-    """Learn the daily cycle from a healthy bucket whose median is ``deviation`` from the
-    (deseasonalised) baseline, and decide whether it is in force: after ``season_days`` of
-    data with every hour seen, while the cycle as learned *before* each bucket (one step
-    ahead, out of sample) removes at least ``season_explained`` of the deviations' variance.
-    Without a cycle the hourly profile is noise and removing it adds variance, so it never
-    passes; a cycle that fades out drops out again and the spread widens back."""
+    """Gather a healthy bucket whose median is ``deviation`` from the (deseasonalised)
+    baseline into its hour's sum; the hour's mean is learned once the next hour begins
+    (a few additions a bucket, the rest once an hour)."""
+    hour = (bucket.first_ts_us + bucket.last_ts_us) // 2 // _HOUR_US
+    if hour == state.cycle_hour:
+        state.cycle_acc += deviation
+        state.cycle_acc_n += 1
+        return
+    if state.cycle_acc_n:
+        _fold_hour(state, bucket, tuning)
+    state.cycle_hour, state.cycle_acc, state.cycle_acc_n = hour, deviation, 1
+
+
+def _fold_hour(state: SensorState, bucket: Bucket, tuning: Tuning) -> None:
+    """Learn the gathered hour's mean deviation into its slot, and decide whether the cycle
+    is in force: after ``season_days`` of data with every hour seen, while the cycle as
+    learned *before* each hour (one step ahead, out of sample) removes at least
+    ``season_explained`` of the variance of the hours' deviations. Without a cycle the slots
+    hold noise and taking noise off adds variance, so it is not passed by chance; a cycle that
+    fades drops out again and the spread widens back."""
     if not state.cycle:
         state.cycle = [0.0] * CYCLE_SLOTS
         state.cycle_hits = [0] * CYCLE_SLOTS
-        state.cycle_first_us = bucket.first_ts_us
+        state.cycle_first_us = state.cycle_hour * _HOUR_US
     cycle, hits = state.cycle, state.cycle_hits
-    slot = int(((bucket.first_ts_us + bucket.last_ts_us) // 2 // _HOUR_US) % CYCLE_SLOTS)
+    slot = state.cycle_hour % CYCLE_SLOTS
+    deviation = state.cycle_acc / state.cycle_acc_n
     seen = hits[slot]
     residual = deviation - (cycle[slot] - sum(cycle) / CYCLE_SLOTS) if seen else deviation
     # the variances over days (a running mean at first); the hour's value over its own
-    # visits: a slot sees one hour a day, so ``half_life`` hours of it are that many days
-    keep = 0.5 ** (bucket_hours(bucket, state) / tuning.season_half_life_days)
-    learned = state.n - tuning.warmup_buckets  # buckets the cycle has learned from
-    weight = max(1.0 - keep ** (1.0 / 24.0), 1.0 / learned if learned > 1 else 1.0)
+    # days: a slot sees one hour a day, so its half-life of one hour a day is that many days
+    half_life = tuning.season_half_life_days
+    weight = max(1.0 - 0.5 ** (1.0 / (24.0 * half_life)), 1.0 / (sum(hits) + 1))
     state.cycle_var_raw += weight * (deviation * deviation - state.cycle_var_raw)
     state.cycle_var_res += weight * (residual * residual - state.cycle_var_res)
-    cycle[slot] += max(1.0 - keep, 1.0 / (seen + 1)) * (deviation - cycle[slot])
-    if seen < MAX_CYCLE_HITS:
-        hits[slot] = seen + 1
+    cycle[slot] += max(1.0 - 0.5 ** (1.0 / half_life), 1.0 / (seen + 1)) * (deviation - cycle[slot])
+    hits[slot] = min(seen + 1, MAX_CYCLE_HITS)
     on = (
         bucket.last_ts_us - state.cycle_first_us >= tuning.season_days * _DAY_US
         and state.cycle_var_res <= (1.0 - tuning.season_explained) * state.cycle_var_raw
