@@ -91,6 +91,23 @@ class Tuning(BaseModel):
     release_ratio: float = Field(
         0.9, gt=0, lt=1, description="an open alert goes on while above this share of its bound"
     )
+    season_days: float = Field(
+        3.0,
+        ge=0,
+        le=60,
+        description="days of healthy data before a daily cycle may be taken off the baseline "
+        "(docs/detection.md, Seasonality); 0: off",
+    )
+    season_explained: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="share of the medians' variance around the baseline the daily cycle, "
+        "learned beforehand, must explain before it is used",
+    )
+    season_half_life_days: float = Field(
+        7.0, gt=0, le=365, description="the daily cycle's memory, in days"
+    )
 
 
 class Rule(BaseModel):
@@ -180,6 +197,7 @@ _TUNABLE = frozenset(
         "drift_slack",
         "huber",
         "release_ratio",
+        "season_days",
     }
 )
 

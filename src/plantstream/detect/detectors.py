@@ -133,7 +133,8 @@ class LevelShift:
         state, tuning, median = judged.state, judged.tuning, judged.bucket.median
         if not judged.warm:
             return []
-        z = (median - state.base) / judged.sd_base
+        expected = state.base + seasonal(state, judged.bucket)
+        z = (median - expected) / judged.sd_base
         if abs(z) <= tuning.zscore * tuning.release_ratio:
             return []
         kind = fault_kind("zscore", judged.metric, rising=z > 0, causes=judged.limits.causes)
@@ -146,9 +147,9 @@ class LevelShift:
                     "zscore",
                     Severity.CRITICAL if abs(z) > 2 * tuning.zscore else Severity.WARNING,
                     f"{judged.metric} level {median:.4g} is {z:+.1f} sigma "
-                    f"from its usual {state.base:.4g}",
+                    f"from its usual {expected:.4g}",
                     median,
-                    _evidence(judged, z, tuning.zscore),
+                    _evidence(judged, z, tuning.zscore, expected),
                 )
             ]
         if kind in state.active:
@@ -322,7 +323,8 @@ class Drift:
         if not judged.warm or judged.flat:
             return []
         cap = tuning.zscore
-        z = max(-cap, min(cap, (bucket.median - state.base) / judged.sd_base))
+        expected = state.base + seasonal(state, bucket)
+        z = max(-cap, min(cap, (bucket.median - expected) / judged.sd_base))
         state.cusum_hi = max(0.0, state.cusum_hi + (z - slack) * weight)
         state.cusum_lo = max(0.0, state.cusum_lo + (-z - slack) * weight)
         rising = state.cusum_hi >= state.cusum_lo
@@ -340,9 +342,9 @@ class Drift:
                     "cusum",
                     Severity.WARNING,
                     f"{judged.metric} drifting {'up' if rising else 'down'}: "
-                    f"{judged.bucket.median:.4g} against a usual {state.base:.4g}",
+                    f"{judged.bucket.median:.4g} against a usual {expected:.4g}",
                     judged.bucket.median,
-                    _evidence(judged, stat, limit),
+                    _evidence(judged, stat, limit, expected),
                 )
             ]
         if kind in state.active:
@@ -364,10 +366,13 @@ def bucket_hours(bucket: Bucket, state: SensorState) -> float:
     return min(MAX_BUCKET_HOURS, max(0.0, span_us / 3.6e9))
 
 
-def _evidence(judged: Judged, statistic: float, threshold: float) -> dict[str, float]:
-    """What a person needs to check a level finding: baseline, spread, statistic, bound."""
+def _evidence(
+    judged: Judged, statistic: float, threshold: float, baseline: float | None = None
+) -> dict[str, float]:
+    """What a person needs to check a level finding: baseline (with the daily cycle's share
+    where it is in force), spread, statistic, bound."""
     return {
-        "baseline": judged.state.base,
+        "baseline": judged.state.base if baseline is None else baseline,
         "sigma": judged.sd_base,
         "statistic": statistic,
         "threshold": threshold,
@@ -416,6 +421,88 @@ def evaluate(
     return findings
 
 
+CYCLE_SLOTS = 24  # the daily cycle's hours: a fixed, bounded state
+MAX_CYCLE_HITS = 1_000_000  # a slot's count of learned hours stops here
+_HOUR_US = 3_600_000_000
+_DAY_US = 24 * _HOUR_US
+
+
+def cycle_slot(bucket: Bucket) -> int:
+    """The bucket's hour of day (UTC), from its readings' timestamps (never the wall clock)."""
+    return int(((bucket.first_ts_us + bucket.last_ts_us) // 2 // _HOUR_US) % CYCLE_SLOTS)
+
+
+def seasonal(state: SensorState, bucket: Bucket) -> float:
+    """What the daily cycle adds to the baseline at this bucket's hour: the hour's learned
+    deviation less the day's mean; 0 unless the cycle is in force (``state.cycle_on``)."""
+    if not state.cycle_on:
+        return 0.0
+    cycle = state.cycle
+    return cycle[cycle_slot(bucket)] - sum(cycle) / CYCLE_SLOTS
+
+
+def _learn_cycle(state: SensorState, bucket: Bucket, tuning: Tuning, deviation: float) -> None:
+    """Gather a healthy bucket whose median is ``deviation`` from the (deseasonalised)
+    baseline into its hour's sum; the hour's mean is learned once the next hour begins
+    (a few additions a bucket, the rest once an hour)."""
+    hour = (bucket.first_ts_us + bucket.last_ts_us) // 2 // _HOUR_US
+    if hour == state.cycle_hour:
+        state.cycle_acc += deviation
+        state.cycle_acc_n += 1
+        return
+    if state.cycle_acc_n:
+        _fold_hour(state, bucket, tuning)
+    state.cycle_hour, state.cycle_acc, state.cycle_acc_n = hour, deviation, 1
+
+
+def _fold_hour(state: SensorState, bucket: Bucket, tuning: Tuning) -> None:
+    """Learn the gathered hour's mean deviation into its slot, and decide whether the cycle
+    is in force: after ``season_days`` of data with every hour seen, while the cycle as
+    learned *before* each hour (one step ahead, out of sample) removes at least
+    ``season_explained`` of the variance of the hours' deviations. Without a cycle the slots
+    hold noise and taking noise off adds variance, so it is not passed by chance; a cycle that
+    fades drops out again and the spread widens back."""
+    if not state.cycle:
+        state.cycle = [0.0] * CYCLE_SLOTS
+        state.cycle_hits = [0] * CYCLE_SLOTS
+        state.cycle_first_us = state.cycle_hour * _HOUR_US
+    cycle, hits = state.cycle, state.cycle_hits
+    slot = state.cycle_hour % CYCLE_SLOTS
+    deviation = state.cycle_acc / state.cycle_acc_n
+    seen = hits[slot]
+    residual = deviation - (cycle[slot] - sum(cycle) / CYCLE_SLOTS) if seen else deviation
+    # the variances over days (a running mean at first); the hour's value over its own
+    # days: a slot sees one hour a day, so its half-life of one hour a day is that many days
+    half_life = tuning.season_half_life_days
+    weight = max(1.0 - 0.5 ** (1.0 / (24.0 * half_life)), 1.0 / (sum(hits) + 1))
+    state.cycle_var_raw += weight * (deviation * deviation - state.cycle_var_raw)
+    state.cycle_var_res += weight * (residual * residual - state.cycle_var_res)
+    cycle[slot] += max(1.0 - 0.5 ** (1.0 / half_life), 1.0 / (seen + 1)) * (deviation - cycle[slot])
+    hits[slot] = min(seen + 1, MAX_CYCLE_HITS)
+    on = (
+        bucket.last_ts_us - state.cycle_first_us >= tuning.season_days * _DAY_US
+        and state.cycle_var_res <= (1.0 - tuning.season_explained) * state.cycle_var_raw
+        and 0 not in hits
+    )
+    _switch_cycle(state, bucket, on)
+
+
+def _switch_cycle(state: SensorState, bucket: Bucket, on: bool) -> None:
+    """Put the cycle in force or out of it: the fast average moves to the same footing, and
+    the spread narrows to what the cycle leaves (or widens back to the raw deviations)."""
+    if on == state.cycle_on:
+        return
+    cycle = state.cycle
+    share = cycle[cycle_slot(bucket)] - sum(cycle) / CYCLE_SLOTS
+    state.cycle_on = on
+    if on:
+        state.fast -= share
+        state.base_var = min(state.base_var, state.cycle_var_res)
+    else:
+        state.fast += share
+        state.base_var = max(state.base_var, state.cycle_var_raw)
+
+
 def _alpha(bucket_seconds: float, half_life: float) -> float:
     return float(1.0 - 0.5 ** (bucket_seconds / half_life))
 
@@ -441,13 +528,16 @@ def learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool) 
     if state.n == 0:
         state.base = state.fast = median
         state.raw_var = bucket.var
+    season = seasonal(state, bucket)  # 0 unless a daily cycle is in force
     previous_fast = state.fast
-    state.fast += fast * (median - state.fast)
+    state.fast += fast * (median - season - state.fast)
     state.rising = state.rising + 1 if state.fast > previous_fast else 0
     if healthy and state.flat < tuning.stuck_buckets:
         # faster learning while warming up, then the slow half-life
         rate = max(slow, 1.0 / (state.n + 1))
-        deviation = median - state.base
+        learned = state.n >= tuning.warmup_buckets  # the cycle learns past warm-up only
+        cycle_deviation = median - state.base
+        deviation = cycle_deviation - season
         state.base += rate * deviation
         square = deviation * deviation
         if state.n >= tuning.warmup_buckets and state.base_var > 0:
@@ -462,6 +552,11 @@ def learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool) 
             state.warm.append(median)
             if state.n == tuning.warmup_buckets:
                 _robust_start(state)
+        if tuning.season_days <= 0:
+            if state.cycle_on:  # switched off by a rule
+                _switch_cycle(state, bucket, False)
+        elif learned:
+            _learn_cycle(state, bucket, tuning, cycle_deviation)
     if bucket.count > 1:
         gap = (bucket.last_ts_us - bucket.first_ts_us) / (bucket.count - 1)
         state.interval_us = gap if state.interval_us == 0 else (0.9 * state.interval_us + 0.1 * gap)
@@ -492,9 +587,11 @@ __all__ = [
     "Stuck",
     "Trend",
     "allowed_gap_us",
+    "cycle_slot",
     "default_causes",
     "evaluate",
     "fault_kind",
     "learn",
     "overdue_at",
+    "seasonal",
 ]

@@ -74,6 +74,19 @@ class SensorState(msgspec.Struct, kw_only=True):
     # the last readings of the last bucket: the left side of a spike at this bucket's start,
     # and a run at that bucket's end, judged once this bucket says if it came back
     tail: tuple[float, ...] = ()
+    # the daily cycle (docs/detection.md, Seasonality): per hour of day (UTC, from the
+    # readings' timestamps), an EWMA of the hour's mean healthy bucket median's deviation
+    # from the baseline; ``cycle_on`` once it has been seen long enough and explains enough of the
+    # spread, and only then is it taken off before the z-score and drift sums
+    cycle: list[float] = []  # CYCLE_SLOTS values once learning starts
+    cycle_hits: list[int] = []  # hours learned per slot (capped)
+    cycle_first_us: int = -1  # start of the first hour the cycle learned from
+    cycle_var_raw: float = 0.0  # EW variance of the hours' mean deviations from the baseline
+    cycle_var_res: float = 0.0  # EW variance of what the cycle (learned before) leaves of them
+    cycle_hour: int = -1  # the hour (since the epoch) whose healthy buckets are being summed
+    cycle_acc: float = 0.0  # their deviations' sum
+    cycle_acc_n: int = 0  # and count
+    cycle_on: bool = False
 
 
 _encoder = msgspec.msgpack.Encoder()
