@@ -208,7 +208,9 @@ def main() -> None:
             **result,
             "false_alarm_examples": false_examples,
             # the verdicts themselves, to compare runs: equal digests, identical alerts
-            "alerts_digest": hashlib.sha256(
+            # "sha256:" keeps the secret scanner from taking the hex for a key
+            "alerts_digest": "sha256:"
+            + hashlib.sha256(
                 json.dumps(sorted((a[:4], round(a[4], 3)) for a in alerts)).encode()
             ).hexdigest()[:16],
             "scoring": "every alert counts: one that names no injected fault on its sensor "
