@@ -174,6 +174,11 @@ class Spike:
         bound = judged.tuning.spike_sigma * judged.sd_raw
         if bucket.values:
             before = state.tail if _follows(state, bucket) else ()
+            low, high = bucket.min, bucket.max
+            if before:
+                low, high = min(low, *before), max(high, *before)
+            if high - low <= bound:  # nothing stands apart by more than the bound: no run
+                return []
             found = isolated_reading(bucket.values, bound, before=before)
         else:  # more readings than a bucket keeps: its extremes only
             high = (bucket.max - bucket.median) / judged.sd_raw
