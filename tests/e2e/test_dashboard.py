@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from fixtures.browser import LiveServer
 from fixtures.pipeline import Produced, drain, produce, simulated_readings
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
@@ -26,7 +27,10 @@ SCREENSHOTS = Path(os.environ.get("PLANTSTREAM_SCREENSHOT_DIR", tempfile.gettemp
 
 
 def wait(driver: WebDriver, timeout: float = 10) -> WebDriverWait:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1)
+    # the views redraw their rows on every poll: a look that finds an element gone looks again
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
 
 def screenshot(driver: WebDriver, name: str) -> None:

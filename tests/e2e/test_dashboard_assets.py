@@ -33,7 +33,10 @@ LONG_ID = ("a-very-long-machine-identifier-from-a-tag-export-" + "0" * 20)[:64]
 
 
 def wait(driver: WebDriver, timeout: float = 15) -> WebDriverWait:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1)
+    # the views redraw their rows on every poll: a look that finds an element gone looks again
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
 
 def machine_id(i: int) -> str:
