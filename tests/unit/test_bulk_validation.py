@@ -11,15 +11,14 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plantstream.errors import InvalidInputError
 from plantstream.model import RejectCode, TimeWindow, parse_batch
 from plantstream.model.readings import (
     DEFAULT_CATALOG,
     ReadingIn,
     Reject,
     _decode_body,
-    _validate_in,
     validate_batch,
+    validate_each,
 )
 
 RECEIVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -102,20 +101,8 @@ def _one_by_one(
     facility: str, items: list[ReadingIn | Reject]
 ) -> tuple[list[object], list[Reject]]:
     """The reading-by-reading verdict (the reference the bulk check must agree with)."""
-    readings: list[object] = []
-    rejected: list[Reject] = []
-    low, high = RECEIVED_US - WINDOW.max_past_us, RECEIVED_US + WINDOW.max_future_us
-    for index, item in enumerate(items):
-        if isinstance(item, Reject):
-            rejected.append(item)
-            continue
-        try:
-            readings.append(
-                _validate_in(facility, item, RECEIVED_US, WINDOW, low, high, DEFAULT_CATALOG)
-            )
-        except InvalidInputError as exc:
-            rejected.append(Reject(index, RejectCode(exc.code), exc.message))
-    return readings, rejected
+    batch = validate_each(facility, items, RECEIVED_US, WINDOW, DEFAULT_CATALOG)
+    return list(batch.readings), list(batch.rejected)
 
 
 def _rows(kinds: list[str]) -> st.SearchStrategy[list[tuple[str, float, int]]]:

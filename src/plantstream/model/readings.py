@@ -681,13 +681,27 @@ def validate_batch(
         raise InvalidInputError(
             RejectCode.BATCH_TOO_LARGE, f"at most {max_readings} readings per request"
         )
-    readings: list[Reading] = []
-    rejected: list[Reject] = []
     ts_low = received_us - window.max_past_us
     ts_high = received_us + window.max_future_us
     bulk = _validate_bulk(facility, items, ts_low, ts_high, catalog)
     if bulk is not None:
-        return ParsedBatch(facility, bulk, rejected)
+        return ParsedBatch(facility, bulk, [])
+    return validate_each(facility, items, received_us, window, catalog)
+
+
+def validate_each(
+    facility: str,
+    items: Sequence[ReadingIn | Reject],
+    received_us: int,
+    window: TimeWindow,
+    catalog: SignalCatalog,
+) -> ParsedBatch:
+    """``items`` judged reading by reading, each refusal with its own reason (the reference
+    the column-wise check of ``validate_batch`` agrees with)."""
+    readings: list[Reading] = []
+    rejected: list[Reject] = []
+    ts_low = received_us - window.max_past_us
+    ts_high = received_us + window.max_future_us
     for index, item in enumerate(items):
         if isinstance(item, Reject):
             rejected.append(item)

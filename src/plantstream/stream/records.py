@@ -252,25 +252,7 @@ def pack_readings(facility: str, received_us: int, readings: list[Reading]) -> l
         key = partition_key(facility, device)
         for first in range(start, end, per_record):
             rows = slice(first, min(first + per_record, end))
-            if typed_columns:
-                vtype, ints, texts, qcode = typed_columns
-                typed_record = TypedDeviceRecord(
-                    facility,
-                    device,
-                    received_us,
-                    metric_names,
-                    metric_idx[rows].tobytes(),
-                    ts_us[rows].tobytes(),
-                    values[rows].tobytes(),
-                    quality[rows].tobytes(),
-                    vtype[rows].tobytes(),
-                    ints[rows].tobytes(),
-                    [t for t in texts[rows].tolist() if t is not None],
-                    qcode[rows].tobytes(),
-                )
-                entries.append(PutEntry(key, FORMAT_V2 + _encoder.encode(typed_record)))
-                continue
-            record = DeviceRecord(
+            head = (
                 facility,
                 device,
                 received_us,
@@ -280,7 +262,18 @@ def pack_readings(facility: str, received_us: int, readings: list[Reading]) -> l
                 values[rows].tobytes(),
                 quality[rows].tobytes(),
             )
-            entries.append(PutEntry(key, FORMAT_V1 + _encoder.encode(record)))
+            if typed_columns:
+                vtype, ints, texts, qcode = typed_columns
+                typed_record = TypedDeviceRecord(
+                    *head,
+                    vtype[rows].tobytes(),
+                    ints[rows].tobytes(),
+                    [t for t in texts[rows].tolist() if t is not None],
+                    qcode[rows].tobytes(),
+                )
+                entries.append(PutEntry(key, FORMAT_V2 + _encoder.encode(typed_record)))
+            else:
+                entries.append(PutEntry(key, FORMAT_V1 + _encoder.encode(DeviceRecord(*head))))
         start = end
     return entries
 
