@@ -30,25 +30,48 @@ def _merge(conn: psycopg.Connection, states: list[batches.StateDelta]) -> None:
         batches.merge_rollups(cur, (_EMPTY_COPY,) * 3, (states, [], []))
 
 
+def _stored_buckets(admin: psycopg.Connection, metrics: tuple[str, str]) -> tuple[int, int]:
+    """Two sensors, the lower id first, each with a stored bucket; the higher key's first in
+    the heap, so every plan meets it first."""
+    low, high = (
+        admin.execute(
+            "INSERT INTO sensors (facility, device, metric, unit) VALUES ('f', 'd', %s, '') "
+            "RETURNING id",
+            (metric,),
+        ).fetchone()[0]  # type: ignore[index]
+        for metric in metrics
+    )
+    for sensor in (high, low):
+        admin.execute(
+            "INSERT INTO rollup_1m (sensor_id, bucket, count, sum, min, max, sum_sq, "
+            "first_ts, first, last_ts, last, area, increase, kind, dirty, durations, "
+            "first_text, last_text) VALUES (%s, %s, 1, 0, 0, 0, 0, %s, 0, %s, 0, 0, 0, 3, "
+            "false, %s, 'run', 'run')",
+            (sensor, BUCKET, BUCKET, BUCKET + timedelta(seconds=10), Jsonb({"run": 10.0})),
+        )
+    assert low < high
+    return low, high
+
+
+def _wait_for_lock(database_url: str, conn: psycopg.Connection) -> None:
+    """Until ``conn``'s backend waits for a row lock (polled, with a deadline)."""
+    with psycopg.connect(database_url, autocommit=True) as watch:
+        wait_until(
+            lambda: (
+                watch.execute(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                    (conn.info.backend_pid,),
+                ).fetchone()
+                == (True,)
+            ),
+            timeout=30,
+            what="the second merge to wait for the first one's lock",
+        )
+
+
 def test_overlapping_state_merges_in_opposite_orders_both_commit(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as admin:
-        low, high = (
-            admin.execute(
-                "INSERT INTO sensors (facility, device, metric, unit) VALUES ('f', 'd', %s, '') "
-                "RETURNING id",
-                (metric,),
-            ).fetchone()[0]  # type: ignore[index]
-            for metric in ("a", "b")
-        )
-        # stored buckets, the higher key first in the heap: every plan meets it first
-        for sensor in (high, low):
-            admin.execute(
-                "INSERT INTO rollup_1m (sensor_id, bucket, count, sum, min, max, sum_sq, "
-                "first_ts, first, last_ts, last, area, increase, kind, dirty, durations, "
-                "first_text, last_text) VALUES (%s, %s, 1, 0, 0, 0, 0, %s, 0, %s, 0, 0, 0, 3, "
-                "false, %s, 'run', 'run')",
-                (sensor, BUCKET, BUCKET, BUCKET + timedelta(seconds=10), Jsonb({"run": 10.0})),
-            )
+        low, high = _stored_buckets(admin, ("a", "b"))
     first = psycopg.connect(database_url)
     second = psycopg.connect(database_url)
     try:
@@ -69,18 +92,7 @@ def test_overlapping_state_merges_in_opposite_orders_both_commit(database_url: s
 
         worker = threading.Thread(target=second_batch)
         worker.start()
-        with psycopg.connect(database_url, autocommit=True) as watch:
-            wait_until(
-                lambda: (
-                    watch.execute(
-                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
-                        (second.info.backend_pid,),
-                    ).fetchone()
-                    == (True,)
-                ),
-                timeout=30,
-                what="the second merge to wait for the first one's lock",
-            )
+        _wait_for_lock(database_url, second)
         # the first processor goes on to the high bucket: with locks taken out of key order
         # the second holds it while waiting for the low one, and PostgreSQL aborts one of them
         try:
@@ -112,23 +124,7 @@ def test_a_plain_and_a_state_delta_lock_their_buckets_in_one_key_order(database_
     (sensor, bucket) order over both, not the state's first: a processor holding the lower
     bucket then takes the higher one without a deadlock."""
     with psycopg.connect(database_url, autocommit=True) as admin:
-        gauge, state = (
-            admin.execute(
-                "INSERT INTO sensors (facility, device, metric, unit) VALUES ('f', 'd', %s, '') "
-                "RETURNING id",
-                (metric,),
-            ).fetchone()[0]  # type: ignore[index]
-            for metric in ("gauge", "state")
-        )
-        assert gauge < state
-        for sensor in (state, gauge):
-            admin.execute(
-                "INSERT INTO rollup_1m (sensor_id, bucket, count, sum, min, max, sum_sq, "
-                "first_ts, first, last_ts, last, area, increase, kind, dirty, durations, "
-                "first_text, last_text) VALUES (%s, %s, 1, 0, 0, 0, 0, %s, 0, %s, 0, 0, 0, 3, "
-                "false, %s, 'run', 'run')",
-                (sensor, BUCKET, BUCKET, BUCKET + timedelta(seconds=10), Jsonb({"run": 10.0})),
-            )
+        gauge, state = _stored_buckets(admin, ("gauge", "state"))
         with admin.cursor() as cur:  # the gauge's bucket as a binary delta row
             plain = bytearray()
             with cur.copy(
@@ -162,18 +158,7 @@ def test_a_plain_and_a_state_delta_lock_their_buckets_in_one_key_order(database_
 
         worker = threading.Thread(target=second_batch)
         worker.start()
-        with psycopg.connect(database_url, autocommit=True) as watch:
-            wait_until(
-                lambda: (
-                    watch.execute(
-                        "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
-                        (second.info.backend_pid,),
-                    ).fetchone()
-                    == (True,)
-                ),
-                timeout=30,
-                what="the second merge to wait for the first one's lock",
-            )
+        _wait_for_lock(database_url, second)
         # the first goes on to the state's bucket: with the state's lock taken first, the
         # second holds it while it waits for the gauge's, and PostgreSQL aborts one of them
         try:
