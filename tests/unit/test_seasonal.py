@@ -8,6 +8,7 @@ import math
 import random
 
 import msgspec
+from test_slow_signals import slow_bucket
 
 from plantstream.detect.buckets import Bucket
 from plantstream.detect.config import DetectionConfig, Rule, SensorLimits, Tuning, limits_for
@@ -21,25 +22,7 @@ OFF = Tuning(season_days=0)
 
 
 def bucket_of(values: list[float], first_us: int) -> Bucket:
-    n = len(values)
-    mean = sum(values) / n
-    ordered = sorted(values)
-    return Bucket(
-        0,
-        first_us,
-        n,
-        ordered[n // 2],
-        mean,
-        sum((v - mean) ** 2 for v in values) / n,
-        ordered[0],
-        ordered[-1],
-        first_us,
-        first_us + (n - 1) * FIVE_MINUTES,
-        values[0],
-        values[-1],
-        0,
-        tuple(values),
-    )
+    return slow_bucket(values, first_us)
 
 
 def run(readings: list[float], tuning: Tuning) -> tuple[list[list[str]], SensorState]:
