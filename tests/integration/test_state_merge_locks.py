@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -69,6 +70,40 @@ def _wait_for_lock(database_url: str, conn: psycopg.Connection) -> None:
         )
 
 
+def _race(
+    database_url: str,
+    first: psycopg.Connection,
+    second: psycopg.Connection,
+    second_batch: Callable[[psycopg.Connection], None],
+    first_next: Callable[[psycopg.Connection], None],
+) -> list[BaseException]:
+    """``second_batch`` runs on ``second`` in a thread until it waits for a lock ``first``
+    holds; then ``first_next`` takes ``first``'s next lock and both commit. What failed
+    (a ``DeadlockDetected`` if the locks were taken out of key order)."""
+    failures: list[BaseException] = []
+
+    def run_second() -> None:
+        try:
+            second_batch(second)
+            second.commit()
+        except BaseException as exc:  # reported by the caller
+            failures.append(exc)
+            second.rollback()
+
+    worker = threading.Thread(target=run_second)
+    worker.start()
+    _wait_for_lock(database_url, second)
+    try:
+        first_next(first)
+        first.commit()
+    except psycopg.errors.DeadlockDetected as exc:
+        failures.append(exc)
+        first.rollback()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    return failures
+
+
 def test_overlapping_state_merges_in_opposite_orders_both_commit(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as admin:
         low, high = _stored_buckets(admin, ("a", "b"))
@@ -80,29 +115,16 @@ def test_overlapping_state_merges_in_opposite_orders_both_commit(database_url: s
             conn.commit()
         # the first processor holds the low bucket, as a merge in key order would
         _merge(first, [_state(low, 5.0)])
-        failures: list[BaseException] = []
-
-        def second_batch() -> None:  # its deltas arrive high key first
-            try:
-                _merge(second, [_state(high, 7.0), _state(low, 7.0)])
-                second.commit()
-            except BaseException as exc:  # reported by the test below
-                failures.append(exc)
-                second.rollback()
-
-        worker = threading.Thread(target=second_batch)
-        worker.start()
-        _wait_for_lock(database_url, second)
-        # the first processor goes on to the high bucket: with locks taken out of key order
-        # the second holds it while waiting for the low one, and PostgreSQL aborts one of them
-        try:
-            _merge(first, [_state(high, 5.0)])
-            first.commit()
-        except psycopg.errors.DeadlockDetected as exc:
-            failures.append(exc)
-            first.rollback()
-        worker.join(timeout=60)
-        assert not worker.is_alive()
+        # the second's deltas arrive high key first; the first processor then goes on to the
+        # high bucket: with locks taken out of key order the second holds it while waiting
+        # for the low one, and PostgreSQL aborts one of them
+        failures = _race(
+            database_url,
+            first,
+            second,
+            lambda conn: _merge(conn, [_state(high, 7.0), _state(low, 7.0)]),
+            lambda conn: _merge(conn, [_state(high, 5.0)]),
+        )
         assert failures == []
     finally:
         first.close()
@@ -141,34 +163,24 @@ def test_a_plain_and_a_state_delta_lock_their_buckets_in_one_key_order(database_
         second.commit()
         # the first processor holds the gauge's (the lower) bucket
         first.execute("SELECT 1 FROM rollup_1m WHERE sensor_id = %s FOR UPDATE", (gauge,))
-        failures: list[BaseException] = []
 
-        def second_batch() -> None:
-            try:
-                with second.cursor() as cur:
-                    batches.merge_rollups(
-                        cur,
-                        (bytes(plain), _EMPTY_COPY, _EMPTY_COPY),
-                        ([_state(state, 7.0)], [], []),
-                    )
-                second.commit()
-            except BaseException as exc:  # reported by the test below
-                failures.append(exc)
-                second.rollback()
+        def second_batch(conn: psycopg.Connection) -> None:
+            with conn.cursor() as cur:
+                batches.merge_rollups(
+                    cur, (bytes(plain), _EMPTY_COPY, _EMPTY_COPY), ([_state(state, 7.0)], [], [])
+                )
 
-        worker = threading.Thread(target=second_batch)
-        worker.start()
-        _wait_for_lock(database_url, second)
         # the first goes on to the state's bucket: with the state's lock taken first, the
         # second holds it while it waits for the gauge's, and PostgreSQL aborts one of them
-        try:
-            first.execute("SELECT 1 FROM rollup_1m WHERE sensor_id = %s FOR UPDATE", (state,))
-            first.commit()
-        except psycopg.errors.DeadlockDetected as exc:
-            failures.append(exc)
-            first.rollback()
-        worker.join(timeout=60)
-        assert not worker.is_alive()
+        failures = _race(
+            database_url,
+            first,
+            second,
+            second_batch,
+            lambda conn: conn.execute(
+                "SELECT 1 FROM rollup_1m WHERE sensor_id = %s FOR UPDATE", (state,)
+            ),
+        )
         assert failures == []
     finally:
         first.close()
