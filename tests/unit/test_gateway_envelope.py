@@ -142,7 +142,7 @@ def _record(data: bytes, seq: str = "1") -> StreamRecord:
 
 def test_the_processor_dead_letters_a_forbidden_record_whole_and_counts_it() -> None:
     out = decode_records([_record(gateway_envelope("plant-b", BODY))], shard_id="s", window=WINDOW)
-    assert out.records == []
+    assert len(out.flat) == 0
     assert [(d.facility, d.reason_code) for d in out.dead_letters] == [
         ("plant-b", "forbidden_facility")
     ]
@@ -156,7 +156,7 @@ def test_an_unwrapped_body_of_the_removed_post_ingest_is_forbidden(lead: bytes) 
     stored for whatever facility it named. Now neither is stored: nothing says IAM allowed
     its writer that facility."""
     out = decode_records([_record(lead + BODY)], shard_id="s", window=WINDOW)
-    assert out.records == []
+    assert len(out.flat) == 0
     assert [d.reason_code for d in out.dead_letters] == ["forbidden_facility"]
     assert out.counters == {("_unknown", "forbidden_records"): 1}
 
@@ -175,12 +175,17 @@ def test_the_dispatch_is_by_marker_and_binary_records_still_decode() -> None:
         shard_id="s",
         window=WINDOW,
     )
-    assert [(c.facility, c.device) for c in out.records] == [
-        ("plant-a", "press-1"),
-        ("plant-a", "press-1"),
-        ("plant-a", "press-2"),
+    flat = out.flat
+    # the devices whose readings were kept, each with its stream record, in stream order
+    kept = [
+        (flat.facility[r], flat.device[r], flat.sequence[r])
+        for r in dict.fromkeys(flat.record.tolist())
     ]
-    assert out.sequences == ["1", "2", "2"]
+    assert kept == [
+        ("plant-a", "press-1", "1"),
+        ("plant-a", "press-1", "2"),
+        ("plant-a", "press-2", "2"),
+    ]
     assert [d.reason_code for d in out.dead_letters] == ["undecodable_record"]
     assert out.counters[("plant-a", "accepted")] == 3
 

@@ -134,14 +134,14 @@ def now_us() -> int:
 
 
 @functools.lru_cache(maxsize=65536)
-def _is_valid_id(value: str) -> bool:
+def is_valid_id(value: str) -> bool:
     # ids repeat endlessly (a plant has a few thousand devices): remember the verdicts
     return _ID.fullmatch(value) is not None
 
 
 def check_id(value: str, what: str) -> None:
     """Raise ``InvalidInputError(invalid_id)`` unless ``value`` is an allowed identifier."""
-    if not _is_valid_id(value):
+    if not is_valid_id(value):
         raise InvalidInputError(
             RejectCode.INVALID_ID,
             f"{what} must be 1-64 characters of A-Z a-z 0-9 _ . : -, "
@@ -271,8 +271,8 @@ def validate_columns(
     tables of each (facility, metric list) across the batch's devices.
     """
     n = len(ts_us)
-    if not (_is_valid_id(facility) and _is_valid_id(device)):
-        what = "facility" if not _is_valid_id(facility) else "device"
+    if not (is_valid_id(facility) and is_valid_id(device)):
+        what = "facility" if not is_valid_id(facility) else "device"
         error = InvalidInputError(RejectCode.INVALID_ID, f"{what} is not an allowed identifier")
         return np.zeros(n, dtype=bool), [(i, error) for i in range(n)]
     key = (facility, tuple(metrics))
@@ -281,24 +281,20 @@ def validate_columns(
         tables = metric_tables(catalog, facility, metrics)
         if memo is not None:
             memo[key] = tables
-    known, numeric, low, high, want = tables
     idx = np.minimum(metric_idx, len(metrics)).astype(np.intp)
     row_type = vtype if vtype is not None else np.zeros(n, dtype=np.uint8)
-    ranged = numeric[idx]
-    ok = (
-        (want[idx] == row_type)
-        & (~ranged | ((low[idx] <= values) & (values <= high[idx])))
-        & (ts_us >= received_us - window.max_past_us)
-        & (ts_us <= received_us + window.max_future_us)
-        & (quality <= 2)
+    ok = valid_mask(
+        tables,
+        idx,
+        row_type,
+        values=values,
+        ts_us=ts_us,
+        received_us=received_us,
+        window=window,
+        quality=quality,
+        qcode=qcode,
+        texts=texts,
     )
-    if qcode is not None:
-        ok &= qcode <= QUALITY_CODE_MAX
-    if texts is not None and vtype is not None:
-        for i in np.flatnonzero(ok & TEXT_LUT[vtype]).tolist():
-            spec = known[int(idx[i])]
-            if spec is not None and not _text_ok(spec, texts[i]):
-                ok[i] = False
     rejects: list[tuple[int, InvalidInputError]] = []
     for i in np.flatnonzero(~ok).tolist():
         index = int(idx[i])
@@ -326,8 +322,49 @@ def validate_columns(
     return ok, rejects
 
 
+def valid_mask(
+    tables: MetricTables,
+    idx: npt.NDArray[np.intp],
+    row_type: npt.NDArray[np.uint8],
+    *,
+    values: npt.NDArray[np.float64],
+    ts_us: npt.NDArray[np.int64],
+    received_us: int | npt.NDArray[np.int64],
+    window: TimeWindow,
+    quality: npt.NDArray[np.uint8],
+    qcode: npt.NDArray[np.int64] | None,
+    texts: npt.NDArray[np.object_] | None,
+) -> npt.NDArray[np.bool_]:
+    """Which readings pass, column-wise: ``idx`` indexes ``tables`` (one record's, or a
+    batch's tables side by side), ``received_us`` is one time or one per reading. The one
+    place the vectorised rules are written: ``validate_columns`` (a record) and the
+    processor's batch check (``processor/decode.py``) both call it."""
+    known, numeric, low, high, want = tables
+    ranged = numeric[idx]
+    wanted = want[idx]
+    ok: npt.NDArray[np.bool_] = (
+        (wanted == row_type)
+        & (wanted != UNKNOWN_TYPE)  # a metric without a signal is never valid, whatever its type
+        & (~ranged | ((low[idx] <= values) & (values <= high[idx])))
+        & (ts_us >= received_us - window.max_past_us)
+        & (ts_us <= received_us + window.max_future_us)
+        & (quality <= 2)
+    )
+    if qcode is not None:
+        ok &= qcode <= QUALITY_CODE_MAX
+    if texts is not None:
+        for i in np.flatnonzero(ok & TEXT_LUT[row_type]).tolist():
+            spec = known[int(idx[i])]
+            if spec is not None and not _text_ok(spec, texts[i]):
+                ok[i] = False
+    return ok
+
+
 _RANGED = frozenset({ValueType.DOUBLE, ValueType.INT64})
 # per metric of a record (and one past the end): its signal, ranged or not, low, high, type code
+# (UNKNOWN_TYPE for a name without a signal: a record may carry that code too, so it is
+# refused by itself, not by the type comparison)
+UNKNOWN_TYPE = 255
 MetricTables = tuple[
     list[SignalDef | None],
     npt.NDArray[np.bool_],
@@ -350,7 +387,9 @@ def metric_tables(catalog: SignalCatalog, facility: str, metrics: list[str]) -> 
     low = np.array([_low(m) if ok else -np.inf for m, ok in zip(known, numeric, strict=True)])
     high = np.array([_high(m) if ok else np.inf for m, ok in zip(known, numeric, strict=True)])
     low[[i for i, m in enumerate(known) if m is None]] = np.inf  # unknown: never valid
-    want = np.array([TYPE_CODES[m.value_type] if m else 255 for m in known], dtype=np.uint8)
+    want = np.array(
+        [TYPE_CODES[m.value_type] if m else UNKNOWN_TYPE for m in known], dtype=np.uint8
+    )
     return known, np.array(numeric), low, high, want
 
 
@@ -408,7 +447,7 @@ def _validate_in(  # noqa: PLR0917 - the hot loop calls it positionally
         and (spec.high is None or value <= spec.high)
         and ts_low <= ts_us <= ts_high
         and quality is not None
-        and _is_valid_id(reading.device)
+        and is_valid_id(reading.device)
     ):
         return Reading(reading.device, reading.metric, ts_us, value + 0.0, quality)
     return validate_fields(
@@ -498,7 +537,7 @@ def _validate_bulk(
             return None
         low[metric], high[metric] = _low(spec), _high(spec)
     devices = [r.device for r in rs]
-    if not all(map(_is_valid_id, set(devices))):
+    if not all(map(is_valid_id, set(devices))):
         return None
     ts_us = _stamps_us([r.ts for r in rs])
     if ts_us is None or not (ts_low <= int(ts_us.min()) and int(ts_us.max()) <= ts_high):

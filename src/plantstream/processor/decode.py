@@ -27,9 +27,14 @@ from plantstream.model import (
     now_us,
     validate_columns,
 )
-from plantstream.model.readings import MetricTables
-from plantstream.model.signals import per_batch
-from plantstream.model.values import INT_CODE
+from plantstream.model.readings import (
+    MetricTables,
+    is_valid_id,
+    metric_tables,
+    valid_mask,
+)
+from plantstream.model.signals import SignalDef, per_batch
+from plantstream.model.values import DOUBLE_CODE, INT_CODE, TYPES_BY_CODE, typed_at
 from plantstream.processor.rows import DeadLetter
 from plantstream.stream.base import StreamRecord
 from plantstream.stream.records import (
@@ -47,13 +52,106 @@ _JSON_LEAD = b" \t\r\n\xef\xbb\xbf"
 
 
 @dataclass(slots=True)
-class Decoded:
-    """The valid part of each record, in stream order, plus what was refused."""
+class Flat:
+    """A batch's valid readings, every record's side by side in stream order: one set of
+    columns, so the batch is checked and turned into rows with a few numpy calls rather than
+    a few per record (a record holds one device's readings of one request: often only tens).
 
-    records: list[DeviceColumns] = field(default_factory=list)
-    sequences: list[str] = field(default_factory=list)  # the stream record of each of records
+    Per record (``record`` of a row indexes these): its facility, device, metric names and
+    stream sequence; per row: the record's columns, with ``received_us`` repeated. The typed
+    columns are None when no record is typed (every value a double, no quality codes).
+    """
+
+    facility: list[str]
+    device: list[str]
+    metrics: list[list[str]]
+    sequence: list[str]
+    record: npt.NDArray[np.intp]
+    metric_idx: npt.NDArray[np.uint8]
+    ts_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.uint8]
+    received_us: npt.NDArray[np.int64]
+    vtype: npt.NDArray[np.uint8] | None = None
+    ints: npt.NDArray[np.int64] | None = None
+    texts: npt.NDArray[np.object_] | None = None
+    qcode: npt.NDArray[np.int64] | None = None
+
+    @classmethod
+    def empty(cls) -> Flat:
+        return cls(
+            [],
+            [],
+            [],
+            [],
+            np.empty(0, np.intp),
+            np.empty(0, np.uint8),
+            np.empty(0, np.int64),
+            np.empty(0, np.float64),
+            np.empty(0, np.uint8),
+            np.empty(0, np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ts_us)
+
+    def reading(self, i: int) -> Reading:
+        """Row ``i`` as the reading it arrived as (a dead letter's payload)."""
+        r = int(self.record[i])
+        index = int(self.metric_idx[i])
+        names = self.metrics[r]
+        code = DOUBLE_CODE if self.vtype is None else int(self.vtype[i])
+        value = typed_at(code, float(self.values[i]), self.ints, self.texts, i)
+        qcode = None if self.qcode is None or self.qcode[i] < 0 else int(self.qcode[i])
+        return Reading(
+            self.device[r],
+            names[index] if index < len(names) else f"#{index}",
+            int(self.ts_us[i]),
+            value,
+            int(self.quality[i]),
+            TYPES_BY_CODE[code] if code < len(TYPES_BY_CODE) else ValueType.DOUBLE,
+            qcode,
+        )
+
+    def take(self, keep: npt.NDArray[np.bool_]) -> Flat:
+        """The rows where ``keep`` is true (the records stay, some perhaps without rows)."""
+        return Flat(
+            self.facility,
+            self.device,
+            self.metrics,
+            self.sequence,
+            self.record[keep],
+            self.metric_idx[keep],
+            self.ts_us[keep],
+            self.values[keep],
+            self.quality[keep],
+            self.received_us[keep],
+            None if self.vtype is None else self.vtype[keep],
+            None if self.ints is None else self.ints[keep],
+            None if self.texts is None else self.texts[keep],
+            None if self.qcode is None else self.qcode[keep],
+        )
+
+
+@dataclass(slots=True)
+class Decoded:
+    """The valid readings of the records (``flat``), in stream order, plus what was refused."""
+
+    flat: Flat = field(default_factory=Flat.empty)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class _Part:
+    """One stream record on its way through ``decode_records``: its device columns (a packed
+    record has one, to check; a gateway body several, checked already by its codec) and what
+    was refused or counted while decoding it (a gateway body's own, or an undecodable one)."""
+
+    sequence: str
+    devices: list[DeviceColumns]
+    checked: bool
+    refused: Decoded | None = None
 
 
 def decode_records(
@@ -63,42 +161,51 @@ def decode_records(
     window: TimeWindow,
     catalog: SignalCatalog = DEFAULT_CATALOG,
 ) -> Decoded:
-    """Decode and re-validate every reading of ``records`` against ``catalog``."""
-    out = Decoded()
-    counters = out.counters
-    # per (facility, metric list), for this batch: its int64 metrics and validation tables
-    ints_memo: dict[tuple[str, tuple[str, ...]], npt.NDArray[np.bool_] | None] = {}
-    tables_memo: dict[tuple[str, tuple[str, ...]], MetricTables] = {}
-    for record in records:
-        # Two kinds of record, told apart by an explicit marker, not by a guess: the gateway
-        # envelope starts with its fixed 40-byte text GATEWAY_ENVELOPE_PREFIX; a packed record
-        # (stream/records.py) starts with its format version byte, FORMAT_V1 = b"\x01", and
-        # decode_record refuses any other first byte, so neither can be taken for the other.
-        if record.data.startswith(GATEWAY_ENVELOPE_PREFIX):
-            _decode_json_body(record, shard_id, window, out, catalog)
-            continue
-        try:
-            columns = decode_record(record.data)
-        except UndecodableRecordError as exc:
-            if record.data.lstrip(_JSON_LEAD)[:1] == b"{":
-                # a raw body without the envelope: what the removed POST /ingest wrote. No
-                # path facility came with it, so nothing says IAM allowed its writer that
-                # facility: refused as a whole, like a body naming another facility.
-                counters[("_unknown", "forbidden_records")] += 1
-                out.dead_letters.append(
-                    DeadLetter(
-                        shard_id,
-                        record.sequence,
-                        None,
-                        ErrorCode.FORBIDDEN_FACILITY,
-                        "a gateway body without its facility envelope (the removed "
-                        "POST /ingest): post to /ingest/{facility}",
-                        record.data,
-                    )
+    """Decode and re-validate every reading of ``records`` against ``catalog``.
+
+    The readings of every packed record are checked together (``valid_mask`` over the
+    batch); a record with any reading refused is checked again on its own
+    (``validate_columns``), which words each reason, so the outcome is a record's verdicts
+    whichever way it went. Counters and dead letters come out in stream order.
+    """
+    parts = [_decode_part(record, shard_id, window, catalog) for record in records]
+    return _check_parts(parts, shard_id=shard_id, window=window, catalog=catalog)
+
+
+def _decode_part(
+    record: StreamRecord, shard_id: str, window: TimeWindow, catalog: SignalCatalog
+) -> _Part:
+    # Two kinds of record, told apart by an explicit marker, not by a guess: the gateway
+    # envelope starts with its fixed 40-byte text GATEWAY_ENVELOPE_PREFIX; a packed record
+    # (stream/records.py) starts with its format version byte, FORMAT_V1 = b"\x01", and
+    # decode_record refuses any other first byte, so neither can be taken for the other.
+    if record.data.startswith(GATEWAY_ENVELOPE_PREFIX):
+        body = Decoded()
+        devices = _decode_json_body(record, shard_id, window, body, catalog)
+        return _Part(record.sequence, devices, checked=True, refused=body)
+    try:
+        columns = decode_record(record.data)
+    except UndecodableRecordError as exc:
+        refused = Decoded()
+        if record.data.lstrip(_JSON_LEAD)[:1] == b"{":
+            # a raw body without the envelope: what the removed POST /ingest wrote. No
+            # path facility came with it, so nothing says IAM allowed its writer that
+            # facility: refused as a whole, like a body naming another facility.
+            refused.counters[("_unknown", "forbidden_records")] += 1
+            refused.dead_letters.append(
+                DeadLetter(
+                    shard_id,
+                    record.sequence,
+                    None,
+                    ErrorCode.FORBIDDEN_FACILITY,
+                    "a gateway body without its facility envelope (the removed "
+                    "POST /ingest): post to /ingest/{facility}",
+                    record.data,
                 )
-                continue
-            counters[("_unknown", "undecodable_records")] += 1
-            out.dead_letters.append(
+            )
+        else:
+            refused.counters[("_unknown", "undecodable_records")] += 1
+            refused.dead_letters.append(
                 DeadLetter(
                     shard_id,
                     record.sequence,
@@ -108,52 +215,274 @@ def decode_records(
                     record.data,
                 )
             )
-            continue
-        facility = columns.facility[:64]
-        if columns.vtype is None:
-            columns = _typed_from_doubles(columns, catalog, ints_memo)
-        ok, rejects = validate_columns(
-            facility=columns.facility,
-            device=columns.device,
-            metrics=columns.metrics,
-            metric_idx=columns.metric_idx,
-            ts_us=columns.ts_us,
-            values=columns.values,
-            quality=columns.quality,
-            received_us=columns.received_us,
-            window=window,
-            catalog=catalog,
-            vtype=columns.vtype,
-            ints=columns.ints,
-            texts=columns.texts,
-            qcode=columns.qcode,
-            memo=tables_memo,
-        )
-        n = len(columns)
-        counters[(facility, "received")] += n
-        counters[(facility, "accepted")] += n - len(rejects)
-        for index, error in rejects:
-            counters[(facility, f"rejected:{error.code}")] += 1
-            counters[(facility, "rejected")] += 1
-            out.dead_letters.append(
-                DeadLetter(
-                    shard_id,
-                    record.sequence,
-                    facility,
-                    str(error.code),
-                    error.message,
-                    _json.encode(_as_dict(facility, columns.reading(index))),
+        return _Part(record.sequence, [], checked=True, refused=refused)
+    return _Part(record.sequence, [columns], checked=False)
+
+
+class _Tables:
+    """The validation tables of every (facility, metric list) of a batch side by side, so
+    that one index into them (a record's offset plus its metric index) checks any row."""
+
+    def __init__(self, catalog: SignalCatalog) -> None:
+        self.catalog = catalog
+        self.offsets: dict[tuple[str, tuple[str, ...]], int] = {}
+        self.parts: list[MetricTables] = []
+        self.ints: list[npt.NDArray[np.bool_]] = []  # per table: which metrics are int64
+        self.size = 0
+
+    def offset(self, facility: str, metrics: list[str]) -> int:
+        key = (facility, tuple(metrics))
+        found = self.offsets.get(key)
+        if found is None:
+            tables = metric_tables(self.catalog, facility, metrics)
+            found = self.offsets[key] = self.size
+            self.parts.append(tables)
+            self.ints.append(
+                np.array(
+                    [spec is not None and spec.value_type is ValueType.INT64 for spec in tables[0]]
                 )
             )
-        if rejects:
-            columns = columns.subset(ok)
-        late = int(np.count_nonzero(columns.ts_us < columns.received_us - LATE_AFTER_US))
-        if late:
-            counters[(facility, "late")] += late
-        if len(columns):
-            out.records.append(columns)
-            out.sequences.append(record.sequence)
+            self.size += len(tables[0])
+        return found
+
+    def joined(self) -> tuple[MetricTables, npt.NDArray[np.bool_]]:
+        known: list[SignalDef | None] = []
+        for part in self.parts:
+            known.extend(part[0])
+        numeric, low, high, want = (
+            np.concatenate([part[i] for part in self.parts]) for i in range(1, 5)
+        )
+        return (known, numeric, low, high, want), np.concatenate(self.ints)
+
+
+def _check_parts(
+    parts: list[_Part], *, shard_id: str, window: TimeWindow, catalog: SignalCatalog
+) -> Decoded:
+    """The batch check of ``decode_records``: one mask over every packed record's readings."""
+    out = Decoded()
+    devices = [(part, columns) for part in parts for columns in part.devices]
+    if not devices:
+        for part in parts:
+            _merge(out, part.refused)
+        return out
+    tables = _Tables(catalog)
+    ids_ok: dict[str, bool] = {}
+    lens = np.array([len(columns) for _, columns in devices], dtype=np.intp)
+    offsets, sizes, received, plain, checked, valid_ids = [], [], [], [], [], []
+    for part, columns in devices:
+        offsets.append(tables.offset(columns.facility, columns.metrics))
+        sizes.append(len(columns.metrics))
+        received.append(columns.received_us)
+        plain.append(columns.vtype is None)
+        checked.append(part.checked)
+        valid_ids.append(_valid_id(ids_ok, columns.facility) and _valid_id(ids_ok, columns.device))
+    record = np.repeat(np.arange(len(devices), dtype=np.intp), lens)
+    metric_idx = np.concatenate([columns.metric_idx for _, columns in devices])
+    ts_us = np.concatenate([columns.ts_us for _, columns in devices])
+    values = np.concatenate([columns.values for _, columns in devices])
+    quality = np.concatenate([columns.quality for _, columns in devices])
+    received_us = np.array(received, dtype=np.int64)[record]
+    joined, is_int = tables.joined()
+    idx = (
+        np.array(offsets, dtype=np.intp)[record]
+        + np.minimum(metric_idx, np.array(sizes, dtype=np.intp)[record])
+    ).astype(np.intp)
+    typed = _typed_rows(
+        devices, plain=plain, checked=checked, record=record, idx=idx, is_int=is_int, values=values
+    )
+    vtype, ints, texts, qcode = typed if typed is not None else (None, None, None, None)
+    row_type = vtype if vtype is not None else np.zeros(len(ts_us), dtype=np.uint8)
+    ok = valid_mask(
+        joined,
+        idx,
+        row_type,
+        values=values,
+        ts_us=ts_us,
+        received_us=received_us,
+        window=window,
+        quality=quality,
+        qcode=qcode,
+        texts=texts,
+    )
+    trusted = np.array(checked)
+    if trusted.any():
+        ok |= trusted[record]  # a gateway body's readings were checked by its codec
+    if not all(valid_ids):
+        ok &= np.array(valid_ids)[record]
+    flat = Flat(
+        [columns.facility for _, columns in devices],
+        [columns.device for _, columns in devices],
+        [columns.metrics for _, columns in devices],
+        [part.sequence for part, _ in devices],
+        record,
+        metric_idx,
+        ts_us,
+        values,
+        quality,
+        received_us,
+        vtype,
+        ints,
+        texts,
+        qcode,
+    )
+    late = ts_us < received_us - LATE_AFTER_US
+    starts = np.cumsum(lens) - lens
+    refused_in = np.bincount(record[~ok], minlength=len(devices)).tolist()
+    keep = ok
+    ints_memo: dict[tuple[str, tuple[str, ...]], npt.NDArray[np.bool_] | None] = {}
+    tables_memo: dict[tuple[str, tuple[str, ...]], MetricTables] = {}
+    counters = out.counters
+    d = 0
+    for part in parts:
+        _merge(out, part.refused)
+        for columns in part.devices:
+            n = len(columns)
+            if part.checked:  # counted by its codec already
+                d += 1
+                continue
+            facility = columns.facility[:64]
+            counters[(facility, "received")] += n
+            if refused_in[d]:  # checked again on its own: the reasons, and the same mask
+                a = int(starts[d])
+                mask = _check_record(
+                    out,
+                    columns,
+                    shard_id=shard_id,
+                    window=window,
+                    catalog=catalog,
+                    ints_memo=ints_memo,
+                    tables_memo=tables_memo,
+                    facility=facility,
+                    sequence=part.sequence,
+                )
+                keep[a : a + n] = mask
+            else:
+                counters[(facility, "accepted")] += n
+            d += 1
+    kept_late = np.bincount(record[keep & late], minlength=len(devices)).tolist()
+    for d, (part, columns) in enumerate(devices):
+        if kept_late[d] and not part.checked:
+            counters[(columns.facility[:64], "late")] += kept_late[d]
+    out.flat = flat if bool(keep.all()) else flat.take(keep)
     return out
+
+
+def _valid_id(memo: dict[str, bool], value: str) -> bool:
+    found = memo.get(value)
+    if found is None:
+        found = memo[value] = is_valid_id(value)
+    return found
+
+
+def _merge(out: Decoded, refused: Decoded | None) -> None:
+    if refused is not None:
+        out.dead_letters.extend(refused.dead_letters)
+        out.counters.update(refused.counters)
+
+
+def _typed_rows(
+    devices: list[tuple[_Part, DeviceColumns]],
+    *,
+    plain: list[bool],
+    checked: list[bool],
+    record: npt.NDArray[np.intp],
+    idx: npt.NDArray[np.intp],
+    is_int: npt.NDArray[np.bool_],
+    values: npt.NDArray[np.float64],
+) -> (
+    tuple[
+        npt.NDArray[np.uint8],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.object_],
+        npt.NDArray[np.int64],
+    ]
+    | None
+):
+    """The batch's typed columns (None: every record plain doubles, none of an int64
+    signal): typed records' own, and a plain record's integral values of an int64 signal
+    as exact int64 (``_typed_from_doubles``, column-wise)."""
+    plain_rows = np.array(plain)[record] & ~np.array(checked)[record]
+    convert = plain_rows & is_int[idx]
+    if all(plain) and not convert.any():
+        return None
+    n = len(idx)
+    vtype = np.zeros(n, dtype=np.uint8)
+    ints = np.zeros(n, dtype=np.int64)
+    texts = np.full(n, None, dtype=object)
+    qcode = np.full(n, -1, dtype=np.int64)
+    if not all(plain):
+        a = 0
+        for _, columns in devices:
+            b = a + len(columns)
+            # a typed record has all four columns (``decode_record``)
+            if (
+                columns.vtype is not None
+                and columns.ints is not None
+                and columns.texts is not None
+                and columns.qcode is not None
+            ):
+                vtype[a:b] = columns.vtype
+                ints[a:b] = columns.ints
+                texts[a:b] = columns.texts
+                qcode[a:b] = columns.qcode
+            a = b
+    rows = np.flatnonzero(convert)
+    picked = values[rows]
+    exact = (np.abs(picked) <= 2.0**53) & (np.floor(picked) == picked)  # NaN, inf: False
+    vtype[rows[exact]] = INT_CODE
+    ints[rows[exact]] = picked[exact].astype(np.int64)
+    return vtype, ints, texts, qcode
+
+
+def _check_record(
+    out: Decoded,
+    columns: DeviceColumns,
+    *,
+    shard_id: str,
+    window: TimeWindow,
+    catalog: SignalCatalog,
+    ints_memo: dict[tuple[str, tuple[str, ...]], npt.NDArray[np.bool_] | None],
+    tables_memo: dict[tuple[str, tuple[str, ...]], MetricTables],
+    facility: str,
+    sequence: str,
+) -> npt.NDArray[np.bool_]:
+    """One record with a refused reading, checked on its own: its accepted count, and a
+    dead letter with the reason of each refused reading. Returns its mask."""
+    if columns.vtype is None:
+        columns = _typed_from_doubles(columns, catalog, ints_memo)
+    ok, rejects = validate_columns(
+        facility=columns.facility,
+        device=columns.device,
+        metrics=columns.metrics,
+        metric_idx=columns.metric_idx,
+        ts_us=columns.ts_us,
+        values=columns.values,
+        quality=columns.quality,
+        received_us=columns.received_us,
+        window=window,
+        catalog=catalog,
+        vtype=columns.vtype,
+        ints=columns.ints,
+        texts=columns.texts,
+        qcode=columns.qcode,
+        memo=tables_memo,
+    )
+    counters = out.counters
+    counters[(facility, "accepted")] += len(columns) - len(rejects)
+    for index, error in rejects:
+        counters[(facility, f"rejected:{error.code}")] += 1
+        counters[(facility, "rejected")] += 1
+        out.dead_letters.append(
+            DeadLetter(
+                shard_id,
+                sequence,
+                facility,
+                str(error.code),
+                error.message,
+                _json.encode(_as_dict(facility, columns.reading(index))),
+            )
+        )
+    return ok
 
 
 def _decode_json_body(
@@ -162,7 +491,7 @@ def _decode_json_body(
     window: TimeWindow,
     out: Decoded,
     catalog: SignalCatalog = DEFAULT_CATALOG,
-) -> None:
+) -> list[DeviceColumns]:
     """A body as clients send it to ingest, put on the stream by API Gateway in the envelope
     of the path facility IAM authorised (``POST /ingest/{facility}``): decoded by the ingest
     codec of that format, exactly as ingest would (against the facility's catalog); a body
@@ -188,13 +517,13 @@ def _decode_json_body(
                 record.data,
             )
         )
-        return
+        return []
     except InvalidInputError as exc:
         out.counters[("_unknown", "undecodable_records")] += 1
         out.dead_letters.append(
             DeadLetter(shard_id, record.sequence, None, str(exc.code), exc.message, record.data)
         )
-        return
+        return []
     facility = batch.facility
     out.counters[(facility, "received")] += len(batch.readings) + len(batch.rejected)
     out.counters[(facility, "accepted")] += len(batch.readings)
@@ -209,9 +538,7 @@ def _decode_json_body(
     late = sum(1 for r in batch.readings if r.ts_us < received - LATE_AFTER_US)
     if late:
         out.counters[(facility, "late")] += late
-    devices = _device_columns(facility, received, batch.readings)
-    out.records.extend(devices)
-    out.sequences.extend(record.sequence for _ in devices)
+    return _device_columns(facility, received, batch.readings)
 
 
 def _device_columns(

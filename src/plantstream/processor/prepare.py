@@ -5,9 +5,10 @@ create missing day partitions and encode the COPY streams (the prefetch thread's
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -16,14 +17,13 @@ from psycopg_pool import ConnectionPool
 from plantstream.errors import ErrorCode
 from plantstream.model import DEFAULT_CATALOG, SignalCatalog, SignalKind, TimeWindow
 from plantstream.processor import metrics
-from plantstream.processor.decode import Decoded, decode_records, reading_payload
+from plantstream.processor.decode import Decoded, Flat, decode_records, reading_payload
 from plantstream.processor.rows import Columns, DeadLetter, RowBatch
 from plantstream.processor.writer import CopyReady, copy_ready
 from plantstream.store.catalog import StoreCatalog
 from plantstream.store.partitions import ensure_partitions
 from plantstream.store.sensors import SensorKey, SensorRegistry
 from plantstream.stream.base import StreamConsumer
-from plantstream.stream.records import DeviceColumns
 
 _DAY_US = 86_400_000_000
 KIND_CODES: dict[SignalKind, int] = {k: i for i, k in enumerate(SignalKind)}
@@ -139,49 +139,50 @@ class BatchPreparer:
         )
 
     def _columns(self, decoded: Decoded, shard_id: str) -> tuple[Columns, list[str]]:
-        """The decoded records as one set of columns, with sensor ids resolved."""
-        if not decoded.records:
+        """The decoded readings as one set of columns, with sensor ids resolved."""
+        flat = decoded.flat
+        if not len(flat):
             return Columns.empty(), []
-        used = [
-            [rec.metrics[i] for i in np.unique(rec.metric_idx).tolist()] for rec in decoded.records
-        ]
-        keys = {
-            (rec.facility, rec.device, metric)
-            for rec, metric_names in zip(decoded.records, used, strict=True)
-            for metric in metric_names
-        }
-        ids = self.registry.known(keys)
+        keys, at = _sensor_keys(flat)
+        wanted = set(keys)
+        ids = self.registry.known(wanted)
         if ids is None:
             with self.pool.connection() as conn:
                 ids = self.registry.resolve(
-                    conn, keys, max_per_facility=self.max_sensors_per_facility, catalog=self.catalog
+                    conn,
+                    wanted,
+                    max_per_facility=self.max_sensors_per_facility,
+                    catalog=self.catalog,
                 )
             for key, sensor_id in ids.items():
                 self.keys_by_id[sensor_id] = key
-            if len(ids) < len(keys):
-                _refuse_unregistered(decoded, ids, shard_id, self.max_sensors_per_facility)
-                if not decoded.records:
+            if len(ids) < len(wanted):
+                refused = np.array([key not in ids for key in keys])[at]
+                _refuse_unregistered(decoded, refused, shard_id, self.max_sensors_per_facility)
+                flat = decoded.flat
+                if not len(flat):
                     return Columns.empty(), []
+                keys, at = _sensor_keys(flat)
+        # facility codes in the order the facilities' first readings come
         facilities: dict[str, int] = {}
-        sensor_parts, facility_parts = [], []
-        for rec in decoded.records:
-            table = np.array(
-                [ids.get((rec.facility, rec.device, m), -1) for m in rec.metrics], dtype=np.int32
-            )
-            sensor_parts.append(table[rec.metric_idx])
-            code = facilities.setdefault(rec.facility, len(facilities))
-            facility_parts.append(np.full(len(rec), code, dtype=np.int32))
-        records = decoded.records
+        codes = np.zeros(len(flat.facility), dtype=np.int32)
+        for r in np.unique(flat.record).tolist():
+            codes[r] = facilities.setdefault(flat.facility[r], len(facilities))
         rows = Columns(
-            np.concatenate(sensor_parts),
-            np.concatenate([rec.ts_us for rec in records]),
-            np.concatenate([rec.values for rec in records]),
-            np.concatenate([rec.quality for rec in records]).astype(np.int16),
-            np.concatenate(facility_parts),
-            np.concatenate([np.full(len(rec), rec.received_us, dtype=np.int64) for rec in records]),
+            np.array([ids[key] for key in keys], dtype=np.int32)[at],
+            flat.ts_us,
+            flat.values,
+            flat.quality.astype(np.int16),
+            codes[flat.record],
+            flat.received_us,
         )
-        if any(rec.vtype is not None for rec in records):
-            _add_typed(rows, records)
+        if flat.vtype is not None:
+            rows.vtype, rows.ivalue, rows.text, rows.qcode = (
+                flat.vtype,
+                flat.ints,
+                flat.texts,
+                flat.qcode,
+            )
         self._add_kinds(rows)
         return rows, list(facilities)
 
@@ -209,55 +210,42 @@ class BatchPreparer:
             self._known_days |= missing
 
 
-def _add_typed(rows: Columns, records: list[DeviceColumns]) -> None:
-    """The typed columns of a batch where some record is typed (plain records: doubles)."""
-
-    def column(get: str, dtype: type | str, fill: object) -> npt.NDArray[Any]:
-        return np.concatenate(
-            [
-                getattr(rec, get)
-                if getattr(rec, get) is not None
-                else np.full(len(rec), fill, dtype=dtype)
-                for rec in records
-            ]
-        )
-
-    rows.vtype = column("vtype", np.uint8, 0)
-    rows.ivalue = column("ints", np.int64, 0)
-    rows.text = column("texts", object, None)
-    rows.qcode = column("qcode", np.int64, -1)
+def _sensor_keys(flat: Flat) -> tuple[list[SensorKey], npt.NDArray[np.intp]]:
+    """The (facility, device, metric) of every sensor the rows name, and each row's index
+    into that list: one ``np.unique`` over (record, metric index) for the whole batch."""
+    pair = flat.record.astype(np.int64) * 256 + flat.metric_idx  # a metric index is a byte
+    used, at = np.unique(pair, return_inverse=True)
+    keys = [
+        (flat.facility[r], flat.device[r], flat.metrics[r][m])
+        for r, m in zip((used // 256).tolist(), (used % 256).tolist(), strict=True)
+    ]
+    return keys, at.astype(np.intp)
 
 
 def _refuse_unregistered(
-    decoded: Decoded, ids: dict[SensorKey, int], shard_id: str, limit: int | None
+    decoded: Decoded, refused: npt.NDArray[np.bool_], shard_id: str, limit: int | None
 ) -> None:
-    """Move the readings of sensors the registry refused (past their facility's quota) from
-    ``decoded.records`` to its dead letters, keeping the books: accepted -> rejected."""
+    """Move the ``refused`` rows (sensors the registry refused: past their facility's quota)
+    from ``decoded.flat`` to its dead letters, keeping the books: accepted -> rejected."""
     reason = f"the facility has reached its quota of {limit} sensors"
-    records, sequences = [], []
-    for rec, sequence in zip(decoded.records, decoded.sequences, strict=True):
-        refused = [i for i, m in enumerate(rec.metrics) if (rec.facility, rec.device, m) not in ids]
-        if not refused:
-            records.append(rec)
-            sequences.append(sequence)
-            continue
-        out = np.isin(rec.metric_idx, np.array(refused, dtype=np.uint8))
-        for i in np.flatnonzero(out).tolist():
-            decoded.dead_letters.append(
-                DeadLetter(
-                    shard_id,
-                    sequence,
-                    rec.facility,
-                    ErrorCode.QUOTA_SENSORS,
-                    reason,
-                    reading_payload(rec.facility, rec.reading(i)),
-                )
+    flat = decoded.flat
+    per_facility: Counter[str] = Counter()
+    for i in np.flatnonzero(refused).tolist():
+        r = int(flat.record[i])
+        facility = flat.facility[r]
+        per_facility[facility] += 1
+        decoded.dead_letters.append(
+            DeadLetter(
+                shard_id,
+                flat.sequence[r],
+                facility,
+                ErrorCode.QUOTA_SENSORS,
+                reason,
+                reading_payload(facility, flat.reading(i)),
             )
-        n = int(np.count_nonzero(out))
-        decoded.counters[(rec.facility, "accepted")] -= n
-        decoded.counters[(rec.facility, "rejected")] += n
-        decoded.counters[(rec.facility, f"rejected:{ErrorCode.QUOTA_SENSORS}")] += n
-        if n < len(rec):
-            records.append(rec.subset(~out))
-            sequences.append(sequence)
-    decoded.records, decoded.sequences = records, sequences
+        )
+    for facility, n in per_facility.items():
+        decoded.counters[(facility, "accepted")] -= n
+        decoded.counters[(facility, "rejected")] += n
+        decoded.counters[(facility, f"rejected:{ErrorCode.QUOTA_SENSORS}")] += n
+    decoded.flat = flat.take(~refused)
