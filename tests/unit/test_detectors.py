@@ -12,7 +12,14 @@ from redis.crc import key_slot
 
 from plantstream.detect.buckets import Bucket
 from plantstream.detect.config import DetectionConfig, Rule, SensorLimits, Tuning, limits_for
-from plantstream.detect.detectors import DETECTORS, SensorState, evaluate, fault_kind, overdue_at
+from plantstream.detect.detectors import (
+    DETECTORS,
+    SensorState,
+    StaticLimits,
+    evaluate,
+    fault_kind,
+    overdue_at,
+)
 from plantstream.detect.dropout import Silence, silence
 from plantstream.detect.registry import Finding, Judged, Registry
 from plantstream.detect.state import ActiveAlert, Severity, decode
@@ -281,6 +288,53 @@ def test_a_registered_detector_runs_after_the_built_in_ones() -> None:
     ]
     with pytest.raises(ValueError, match="registered already"):
         registry.register(_Ceiling())
+
+
+class _CountingCeiling(_Ceiling):
+    """The ceiling for pressure only: it says so with ``applies``, and counts its calls."""
+
+    name = "pressure_ceiling"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @staticmethod
+    def applies(limits: SensorLimits, metric: str) -> bool:
+        return metric == "pressure"
+
+    def check(self, judged: Judged) -> list[Finding]:
+        self.calls += 1
+        return super().check(judged)
+
+
+def test_a_detector_that_does_not_apply_to_a_sensor_is_not_called_for_it() -> None:
+    """The registry keeps, per metric and limits, only the checks that can find anything;
+    the built-in ones that stand aside (no bounds, no rate limit, a metric without a trend
+    watch) give the verdicts they gave when they were called."""
+    ceiling = _CountingCeiling()
+    registry = Registry(DETECTORS)
+    registry.register(ceiling)
+    rng = random.Random(4)
+    hot = bucket_of([*noisy(50.0, 0.5, rng, 9), 120.0], 40 * BUCKET_US)
+    for metric, calls in (("humidity", 0), ("pressure", 41)):
+        ceiling.calls = 0
+        state = SensorState()
+        for i in range(40):
+            evaluate(
+                state,
+                bucket_of(noisy(50.0, 0.5, rng), i * BUCKET_US),
+                metric=metric,
+                limits=SensorLimits(),
+                tuning=TUNING,
+                registry=registry,
+            )
+        found = evaluate(
+            state, hot, metric=metric, limits=SensorLimits(), tuning=TUNING, registry=registry
+        )
+        assert ceiling.calls == calls
+        assert ("over_ceiling" in [f.kind for f in found]) is (metric == "pressure")
+    assert not StaticLimits.applies(SensorLimits(), "pressure")  # no bounds: nothing to find
+    assert StaticLimits.applies(SensorLimits(low_critical=0.0), "pressure")
 
 
 def test_a_state_written_before_the_typed_alerts_still_loads() -> None:

@@ -126,6 +126,8 @@ class AlertLifecycle:
     ) -> list[AlertEvent]:
         """Move the sensor's alerts on by one judged bucket: open what is new, touch what
         goes on, resolve what stayed normal ``clear_buckets`` buckets in a row."""
+        if not findings and not state.active:  # the usual bucket: nothing to move on
+            return []
         events: list[AlertEvent] = []
         found: dict[str, Finding] = {}
         for finding in findings:

@@ -3,6 +3,7 @@ sensor's completed bucket; ``evaluate`` runs them and lets the state learn from 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -94,6 +95,13 @@ class StaticLimits:
     """Readings above ``high``/``high_critical`` or below ``low``/``low_critical``."""
 
     name = "limit"
+
+    @staticmethod
+    def applies(limits: SensorLimits, metric: str) -> bool:
+        return any(
+            bound is not None
+            for bound in (limits.low, limits.high, limits.low_critical, limits.high_critical)
+        )
 
     def check(self, judged: Judged) -> list[Finding]:
         limits, bucket, metric = judged.limits, judged.bucket, judged.metric
@@ -240,6 +248,10 @@ class Trend:
 
     name = "trend"
 
+    @staticmethod
+    def applies(limits: SensorLimits, metric: str) -> bool:
+        return metric in TREND_METRICS
+
     def check(self, judged: Judged) -> list[Finding]:
         state, tuning, metric = judged.state, judged.tuning, judged.metric
         if (
@@ -267,6 +279,10 @@ class RateOfChange:
     """The median moving faster than the sensor's ``max_rate_per_s``."""
 
     name = "rate"
+
+    @staticmethod
+    def applies(limits: SensorLimits, metric: str) -> bool:
+        return limits.max_rate_per_s is not None
 
     def check(self, judged: Judged) -> list[Finding]:
         state, bucket, limit = judged.state, judged.bucket, judged.limits.max_rate_per_s
@@ -417,7 +433,9 @@ def evaluate(
     findings = registry.judge(
         state, bucket, metric=metric, limits=limits, tuning=tuning, holding=holding
     )
-    healthy = not holding and all(f.detector in ("spike", "clock") for f in findings)
+    healthy = not holding and (
+        not findings or all(f.detector in ("spike", "clock") for f in findings)
+    )
     learn(state, bucket, tuning, healthy=healthy)
     if holding:
         for kind in holding:
@@ -508,6 +526,7 @@ def _switch_cycle(state: SensorState, bucket: Bucket, on: bool) -> None:
         state.base_var = max(state.base_var, state.cycle_var_raw)
 
 
+@functools.lru_cache(maxsize=256)
 def _alpha(bucket_seconds: float, half_life: float) -> float:
     return float(1.0 - 0.5 ** (bucket_seconds / half_life))
 

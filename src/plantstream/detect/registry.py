@@ -51,7 +51,13 @@ class Judged(msgspec.Struct):
 
 
 class Detector(Protocol):
-    """A detector; ``name`` is the switch a rule's ``disabled`` turns it off with."""
+    """A detector; ``name`` is the switch a rule's ``disabled`` turns it off with.
+
+    A detector may also have ``applies(limits, metric) -> bool``: False when its check can
+    find nothing for a sensor with these limits (no static bounds, no rate limit, a metric
+    it does not watch), so it is not called for that sensor's buckets at all. It may look at
+    ``limits``' bounds and ``disabled`` and at ``metric`` only (the registry keys on them).
+    """
 
     @property
     def name(self) -> str: ...
@@ -59,13 +65,23 @@ class Detector(Protocol):
     def check(self, judged: Judged) -> Iterable[Finding]: ...
 
 
+MAX_CHECK_SETS = 4096  # distinct (metric, limits) check lists kept, at most
+
+
+def _applies(detector: Detector, limits: SensorLimits, metric: str) -> bool:
+    applies = getattr(detector, "applies", None)
+    return applies is None or bool(applies(limits, metric))
+
+
 class Registry:
     """Detectors in the order they judge a bucket (a later one sees the earlier findings)."""
 
     def __init__(self, detectors: Iterable[Detector] = ()) -> None:
         self._detectors: list[Detector] = []
-        # the enabled detectors' checks per set of switched-off names: sensors share a few
-        self._enabled: dict[frozenset[str], tuple[Callable[[Judged], Iterable[Finding]], ...]] = {}
+        # the checks that can find anything, per switched-off names, metric and limits (all
+        # a detector's ``applies`` may look at): sensors share a few
+        self._enabled: dict[tuple[object, ...], tuple[Callable[[Judged], Iterable[Finding]], ...]]
+        self._enabled = {}
         for detector in detectors:
             self.register(detector)
 
@@ -114,10 +130,23 @@ class Registry:
             holding=set() if holding is None else holding,
         )
         state.flat = state.flat + 1 if flat else 0
-        checks = self._enabled.get(limits.disabled)
+        key = (
+            limits.disabled,
+            metric,
+            limits.low,
+            limits.high,
+            limits.low_critical,
+            limits.high_critical,
+            limits.max_rate_per_s,
+        )
+        checks = self._enabled.get(key)
         if checks is None:
-            checks = self._enabled[limits.disabled] = tuple(
-                d.check for d in self._detectors if d.name not in limits.disabled
+            if len(self._enabled) >= MAX_CHECK_SETS:
+                self._enabled.clear()
+            checks = self._enabled[key] = tuple(
+                d.check
+                for d in self._detectors
+                if d.name not in limits.disabled and _applies(d, limits, metric)
             )
         for check in checks:
             found = check(judged)
