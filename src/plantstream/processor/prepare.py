@@ -212,14 +212,30 @@ class BatchPreparer:
 
 def _sensor_keys(flat: Flat) -> tuple[list[SensorKey], npt.NDArray[np.intp]]:
     """The (facility, device, metric) of every sensor the rows name, and each row's index
-    into that list: one ``np.unique`` over (record, metric index) for the whole batch."""
-    pair = flat.record.astype(np.int64) * 256 + flat.metric_idx  # a metric index is a byte
-    used, at = np.unique(pair, return_inverse=True)
-    keys = [
-        (flat.facility[r], flat.device[r], flat.metrics[r][m])
-        for r, m in zip((used // 256).tolist(), (used % 256).tolist(), strict=True)
-    ]
-    return keys, at.astype(np.intp)
+    into that list. Records repeat a few devices' metric lists (one request after another),
+    so each distinct (facility, device, metric list) gets a number, and a row's sensor is
+    that number and its metric index: a table look-up, with no sort."""
+    signatures: dict[tuple[str, str, tuple[str, ...]], int] = {}
+    names: list[tuple[str, str, list[str]]] = []
+    of_record: list[int] = []
+    for facility, device, listed in zip(flat.facility, flat.device, flat.metrics, strict=True):
+        key = (facility, device, tuple(listed))
+        number = signatures.get(key)
+        if number is None:
+            number = signatures[key] = len(names)
+            names.append((facility, device, listed))
+        of_record.append(number)
+    # a metric index is a byte (and the check refused any past its record's list)
+    pair = np.array(of_record, dtype=np.intp)[flat.record] * 256 + flat.metric_idx
+    size = len(names) * 256
+    used = np.flatnonzero(np.bincount(pair, minlength=size))
+    keys = []
+    for code in used.tolist():
+        facility, device, listed = names[code >> 8]
+        keys.append((facility, device, listed[code & 255]))
+    at = np.zeros(size, dtype=np.intp)
+    at[used] = np.arange(len(used))
+    return keys, at[pair]
 
 
 def _refuse_unregistered(
