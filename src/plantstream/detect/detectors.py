@@ -64,7 +64,7 @@ def default_causes(metric: str) -> dict[str, str]:
 
 
 def _level_open(state: SensorState) -> bool:
-    return any(
+    return bool(state.active) and any(
         a.detector in LEVEL_DETECTORS or k in LEVEL_KINDS or k in _BUILT_IN_CAUSES.values()
         for k, a in state.active.items()
     )
@@ -141,7 +141,7 @@ class LevelShift:
         state, tuning, median = judged.state, judged.tuning, judged.bucket.median
         if not judged.warm:
             return []
-        expected = state.base + seasonal(state, judged.bucket)
+        expected = state.base + (seasonal(state, judged.bucket) if state.cycle_on else 0.0)
         z = (median - expected) / judged.sd_base
         if abs(z) <= tuning.zscore * tuning.release_ratio:
             return []
@@ -174,7 +174,9 @@ class Spike:
 
     def check(self, judged: Judged) -> list[Finding]:
         state, bucket = judged.state, judged.bucket
-        if not judged.warm or any(f.detector == "zscore" for f in judged.findings):
+        if not judged.warm or (
+            judged.findings and any(f.detector == "zscore" for f in judged.findings)
+        ):
             return []
         # while a level fault is open, its start and end look like spikes: they are not
         if _level_open(state):
@@ -344,7 +346,7 @@ class Drift:
         if not judged.warm or judged.flat:
             return []
         cap = tuning.zscore
-        expected = state.base + seasonal(state, bucket)
+        expected = state.base + (seasonal(state, bucket) if state.cycle_on else 0.0)
         z = max(-cap, min(cap, (bucket.median - expected) / judged.sd_base))
         state.cusum_hi = max(0.0, state.cusum_hi + (z - slack) * weight)
         state.cusum_lo = max(0.0, state.cusum_lo + (-z - slack) * weight)
@@ -552,7 +554,7 @@ def learn(state: SensorState, bucket: Bucket, tuning: Tuning, *, healthy: bool) 
     if state.n == 0:
         state.base = state.fast = median
         state.raw_var = bucket.var
-    season = seasonal(state, bucket)  # 0 unless a daily cycle is in force
+    season = seasonal(state, bucket) if state.cycle_on else 0.0  # a daily cycle in force
     previous_fast = state.fast
     state.fast += fast * (median - season - state.fast)
     state.rising = state.rising + 1 if state.fast > previous_fast else 0
