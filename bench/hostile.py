@@ -37,6 +37,7 @@ from plantstream.testing import (
     BENCH_SERVER_SETTINGS,
     SERVER_SECRET,
     fresh_services,
+    percentile,
     plantstream_server,
     server_env,
     write_result,
@@ -147,7 +148,7 @@ def summary(latencies: list[float], statuses: Counter[str]) -> dict[str, Any]:
         "ok": ok,
         "statuses": dict(statuses),
         "p50_ms": round(statistics.median(ordered) * 1000, 1),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1),
+        "p99_ms": round((percentile(ordered, 0.99) or 0.0) * 1000, 1),
         "max_ms": round(ordered[-1] * 1000, 1),
     }
 

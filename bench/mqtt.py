@@ -39,6 +39,7 @@ from plantstream.testing import (
     SERVER_SECRET,
     answers_ok,
     fresh_services,
+    percentile,
     plantstream_server,
     server_env,
     start_process,
@@ -312,7 +313,7 @@ def _percentiles(delays: list[float], prefix: str) -> dict[str, float]:
     delays = sorted(delays)
     return {
         f"{prefix}p50_ms": statistics.median(delays) * 1000,
-        f"{prefix}p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))] * 1000,
+        f"{prefix}p99_ms": (percentile(delays, 0.99) or 0.0) * 1000,
         f"{prefix}max_ms": delays[-1] * 1000,
     }
 

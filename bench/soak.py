@@ -50,6 +50,7 @@ from plantstream.testing import (
     SERVER_SECRET,
     fresh_services,
     in_processes,
+    percentile,
     plantstream_server,
     run_clients,
     server_env,
@@ -250,15 +251,11 @@ def _victim(url: str, writer: str, reader: str, *, seconds: float) -> dict[str, 
         "batches": len(seen),
         "answers": dict(answers),
         "visible_after_ms": {
-            "p50": round(_pct(ordered, 0.5) * 1000, 1) if ordered else None,
-            "p99": round(_pct(ordered, 0.99) * 1000, 1) if ordered else None,
+            "p50": round((percentile(ordered, 0.5) or 0.0) * 1000, 1) if ordered else None,
+            "p99": round((percentile(ordered, 0.99) or 0.0) * 1000, 1) if ordered else None,
             "max": round(ordered[-1] * 1000, 1) if ordered else None,
         },
     }
-
-
-def _pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(len(values) * q))]
 
 
 def noisy_neighbour(

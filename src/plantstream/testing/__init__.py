@@ -17,6 +17,7 @@ from plantstream.testing.load import (
     CONTENT_TYPES,
     FACILITY,
     in_processes,
+    percentile,
     run_clients,
     unique_body,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "drop_database",
     "fresh_services",
     "in_processes",
+    "percentile",
     "plantstream_server",
     "readings_count",
     "run_clients",

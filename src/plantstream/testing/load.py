@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import multiprocessing as mp
 import time
 from collections import Counter
@@ -210,11 +211,16 @@ def run_clients(
         "rejected": sum(t["rejected"] for t in tallies),
         "skipped": sum(t["skipped"] for t in tallies),
         "latency_ms": {
-            k: {"p50": _pct(v, 0.5), "p99": _pct(v, 0.99), "max": v[-1] if v else None}
+            k: {"p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "max": v[-1] if v else None}
             for k, v in ms.items()
         },
     }
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    return values[min(len(values) - 1, int(len(values) * q))] if values else None
+def percentile(ordered: list[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted values by nearest rank (the smallest value with at least
+    ``q`` of them at or below it): of 100 samples, p99 is the 99th, not the largest. None
+    for no values. Every benchmark's percentiles are this one."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
