@@ -44,7 +44,11 @@ class ProcessorConfig:
     lease_seconds: float = 10.0
     window: TimeWindow = field(default_factory=TimeWindow)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # an empty stream is looked at again after idle_wait_first s, then twice as long each
+    # time it stays empty, up to idle_wait: a reading that arrives while readings flow is
+    # picked up within a few ms, and an idle processor still asks only 1/idle_wait times a s
     idle_wait: float = 0.05
+    idle_wait_first: float = 0.005
     rebalance_every: float = 2.0
     max_sensors_per_facility: int | None = None  # the sensor quota (None: unbounded)
     # trim a shard's committed entries from the stream at most this often (None: never)
@@ -58,6 +62,25 @@ class ProcessorConfig:
     repair_limit: int = 500
     repair_max_rows: int = 200_000
     repair_share: float = 0.1
+
+
+class IdleWaits:
+    """How long the loop waits after a step: not at all after work; after an empty step
+    ``first`` s, then twice as long after each further empty one, up to ``longest``."""
+
+    def __init__(self, *, first: float, longest: float) -> None:
+        if not 0 < first <= longest:
+            raise ValueError("0 < first <= longest")
+        self.first, self.longest = first, longest
+        self._next = first
+
+    def after(self, *, worked: bool) -> float:
+        if worked:
+            self._next = self.first
+            return 0.0
+        wait = self._next
+        self._next = min(wait * 2, self.longest)
+        return wait
 
 
 class Processor:
@@ -122,12 +145,14 @@ class Processor:
     def run(self, stop: threading.Event) -> None:
         """Process until ``stop`` is set, then commit nothing half-done and release leases."""
         backoff = 0.1
+        idle = IdleWaits(first=self.config.idle_wait_first, longest=self.config.idle_wait)
         while not stop.is_set():
             try:
                 worked = self.step()
                 backoff = 0.1
-                if not worked:
-                    stop.wait(self.config.idle_wait)
+                wait = idle.after(worked=bool(worked))
+                if wait:
+                    stop.wait(wait)
                 continue
             except psycopg.errors.DiskFull as exc:
                 # PostgreSQL itself is fine and the transaction rolled back: the pool keeps
