@@ -114,6 +114,28 @@ class SinkManager:
             state.failures, state.delay, state.retry_at = 0, FIRST_RETRY_S, 0.0
             metrics.SINK_BEHIND.labels(state.sink.name).set(0)
 
+    def flush(self, timeout: float) -> bool:
+        """Wait until every sink that works on its own (a process sink) has evaluated what
+        it was handed: True; False if ``timeout`` s ran out first. Sinks that apply a batch
+        inside ``write`` are done already; one that is behind raises what it failed on."""
+        deadline = self._clock() + timeout
+        for state in self._states:
+            flush = getattr(state.sink, "flush", None)
+            if flush is not None and not flush(max(0.0, deadline - self._clock())):
+                return False
+        return True
+
+    def close(self) -> None:
+        """Close every sink that has a ``close`` (a process sink stops its child); idempotent."""
+        for state in reversed(self._states):
+            close = getattr(state.sink, "close", None)
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception:  # closing the others matters more
+                log.exception("closing sink %s failed", state.sink.name)
+
     def _remember(self, state: _State, batch: SinkBatch) -> None:
         if state.missed is None:
             return  # the catch-up asks the store, which holds this batch too
