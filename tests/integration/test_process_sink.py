@@ -11,17 +11,24 @@ import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psutil
 import psycopg
 import pytest
 import redis
+from fixtures.pipeline import drain
 from fixtures.sink_hooks import KEYS, Recording, evaluated, expected, numbered_batch
+from test_detection import alerts_of, oven, send
 
 from plantstream.errors import SinkProcessError
+from plantstream.local import Endpoints
 from plantstream.local.process import pid_alive
+from plantstream.model import now_us
 from plantstream.processor import ProcessSink
 from plantstream.processor.sinks import SinkManager
+from plantstream.runtime import Runtime
+from plantstream.settings import load_settings
 from plantstream.testing import wait_until
 
 TIMEOUT_S = 60.0
@@ -138,12 +145,11 @@ def test_a_failed_batch_and_those_after_it_are_replayed_in_order_before_the_miss
     manager.committed(numbered_batch(7), KEYS)  # kept by the manager: the sink is behind
     clock.now += 60
     manager.catch_up(db)  # 3, 4, 5 (handed over) then 6, 7 (missed); 7 fails in the child
-    assert manager.behind() == []
-    with pytest.raises(SinkProcessError, match="batch 7 refused"):
-        sink.flush(TIMEOUT_S)
+    assert manager.behind() == ["detection"]  # a catch-up returns once all of it evaluated
     manager.committed(numbered_batch(8), KEYS)
     clock.now += 60
-    manager.catch_up(db)
+    manager.catch_up(db)  # the manager's 6, 7, 8 again: only 8 is new, 7 is replayed
+    assert manager.behind() == []
     assert sink.flush(TIMEOUT_S)
     # each batch once, in order: the failed ones and those the child had skipped after them
     assert evaluated(redis_client, key) == expected(list(range(1, 9)))
@@ -223,3 +229,38 @@ def test_close_drains_then_leaves_no_process(
         sink.write(numbered_batch(6), KEYS)
     with pytest.raises(SinkProcessError, match="closed"):
         sink.catch_up(db, None)  # a closed sink starts no child again
+
+
+def test_the_runtime_runs_detection_in_a_child_on_the_servers_it_started(
+    database_url: str, redis_url: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The servers as embedded ones (the settings name none): the child connects to the
+    parent's, finds the fault, and is gone once the runtime closes."""
+    settings = load_settings(
+        database_url=None,
+        redis_url=None,
+        data_dir=tmp_path,
+        stream_name="detproc",
+        log_level="WARNING",
+    )
+    assert settings.database_url is None
+    assert settings.detection_process  # the default
+    endpoints = Endpoints(database_url, redis_url, None, embedded_servers=("postgres", "redis"))
+    runtime = Runtime(settings, endpoints=endpoints)
+    try:
+        processor = runtime.processor
+        (sink,) = [s for s in processor.sinks.sinks if isinstance(s, ProcessSink)]
+        stream = runtime.stream()
+        send(stream, oven(now_us() - 3600 * 1_000_000, 23 * 60, ramp_from=600, ramp_to=1200))
+        stream.close()
+        drain(processor)
+        assert processor.sinks.flush(TIMEOUT_S)
+        assert alerts_of(db) == [("overheating", "temperature", "resolved")]
+        pid = sink.pid
+        assert pid is not None
+        child = psutil.Process(pid)
+        assert child.name() == "ps-detect"
+        assert not any(database_url in part for part in child.cmdline())
+    finally:
+        runtime.close()
+    wait_until(lambda: not pid_alive(pid), timeout=TIMEOUT_S, what="the child gone")

@@ -61,7 +61,7 @@ class _Handed:
 @dataclass(frozen=True, slots=True)
 class _Ack:
     epoch: int
-    seq: int  # -1: the child could not build its hook
+    seq: int  # 0: the child built its hook; -1: it could not
     error: str | None  # "TypeName: message"
     cpu_s: float
 
@@ -118,6 +118,7 @@ class ProcessSink:
         self._stalled = False
         self._dead = False  # the current child exited (or its pipe closed)
         self._closed = False
+        self._ready = False  # the current child has built its hook
         self._missed: Sequence[SinkBatch] | None = None  # the manager's list, and how much
         self._missed_taken = 0  # of it is in ``_pending`` already (a catch-up that failed)
         self.waiting = False  # a write is blocked for room (backpressure), for a look in
@@ -159,6 +160,9 @@ class ProcessSink:
                     self._pending.append(_Handed(batch, self._next_seq()))
             self._missed, self._missed_taken = missed, len(missed)
         self._send_pending()
+        # done only once all of it is evaluated: a batch that keeps failing makes every
+        # catch-up raise, so the manager's backoff grows as for a sink in this process
+        self._wait_until(lambda: not self._pending)
         self._missed, self._missed_taken = None, 0  # the manager starts afresh once we return
 
     # -- beyond the contract: flush and close -------------------------------------------
@@ -260,6 +264,10 @@ class ProcessSink:
         batches_in.close()  # the child's ends: its death shows here as EOF
         acks_out.close()
         self._process, self._batches, self._acks = process, batches_out, acks_in
+        self._ready = False
+        # a child that cannot build its hook (no database) fails this catch-up, so the
+        # manager retries with a growing backoff rather than start a child per batch
+        self._wait_until(lambda: self._ready)
 
     def _drop_child(self) -> None:
         process, self._process = self._process, None
@@ -306,18 +314,24 @@ class ProcessSink:
             return
         self.waiting = True
         try:
-            last_ack = time.monotonic()
-            while not room():
-                before = self.evaluated
-                self._collect(block=max(0.0, last_ack + self.stall_timeout - time.monotonic()))
-                self._raise_if_failed()
-                if self.evaluated != before:
-                    last_ack = time.monotonic()
-                elif time.monotonic() - last_ack >= self.stall_timeout:
-                    self._stalled = True
-                    self._raise_if_failed()
+            self._wait_until(room)
         finally:
             self.waiting = False
+
+    def _wait_until(self, condition: Callable[[], bool]) -> None:
+        """Take acknowledgements until ``condition``; raise if the child fails or dies, or
+        (taken for hung) sends nothing for ``stall_timeout`` s."""
+        last = time.monotonic()
+        while True:
+            self._raise_if_failed()
+            if condition():
+                return
+            before = (self.evaluated, self._ready)
+            self._collect(block=max(0.0, last + self.stall_timeout - time.monotonic()))
+            if (self.evaluated, self._ready) != before:
+                last = time.monotonic()
+            elif time.monotonic() - last >= self.stall_timeout:
+                self._stalled = True
 
     def _send(self, handed: _Handed) -> None:
         rows = handed.batch.rows
@@ -364,14 +378,16 @@ class ProcessSink:
             self._failure = why
 
     def _take(self, ack: _Ack) -> None:
+        if ack.seq <= 0:  # the child's first word: its hook is built (0) or could not be
+            if ack.error is None:
+                self._ready = True
+            elif self._failure is None:
+                self._failure = f"could not start: {ack.error}"
+            return
         if ack.epoch != self._epoch or self._failure is not None:
-            return  # an earlier child's or epoch's, or after a failure: replayed anyway
+            return  # an earlier epoch's, or after a failure: replayed anyway
         if ack.error is not None:
-            self._failure = (
-                f"could not start: {ack.error}"
-                if ack.seq < 0
-                else f"batch failed in the child: {ack.error}"
-            )
+            self._failure = f"batch failed in the child: {ack.error}"
             return
         head = self._pending[0] if self._pending else None
         if head is None or head.seq != ack.seq or not head.sent:  # pragma: no cover - a bug
@@ -421,6 +437,7 @@ def _child_main(
         logging.getLogger(__name__).exception("the hook could not be built")
         acks.send(_Ack(-1, -1, f"{type(exc).__name__}: {exc}", 0.0))
         return
+    acks.send(_Ack(-1, 0, None, 0.0))  # ready
     # id -> key, growing like the processor's own map (ids never change; sensors are bounded
     # by the per-facility quota): each key crosses the pipe once per child
     keys: dict[int, SensorKey] = {}
