@@ -18,7 +18,14 @@ import psycopg
 import pytest
 import redis
 from fixtures.pipeline import drain
-from fixtures.sink_hooks import KEYS, Recording, evaluated, expected, numbered_batch
+from fixtures.sink_hooks import (
+    KEYS,
+    Recording,
+    Unbuildable,
+    evaluated,
+    expected,
+    numbered_batch,
+)
 from test_detection import alerts_of, oven, send
 
 from plantstream.errors import SinkProcessError
@@ -199,7 +206,9 @@ def test_a_killed_child_is_started_again_and_replays_what_it_had_not_acknowledge
     first = sink.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)  # batch 3 mid-evaluation, 4 in its inbox
-    wait_until(lambda: not pid_alive(first), timeout=TIMEOUT_S, what="the child killed")
+    # reaped: every thread of it gone, so its pipe is closed (a zombie leader may still
+    # have threads exiting, the batch written meanwhile would be replayed all the same)
+    wait_until(lambda: not psutil.pid_exists(first), timeout=TIMEOUT_S, what="the child reaped")
     manager.committed(numbered_batch(5, sensor=2), KEYS)
     assert manager.behind() == ["detection"]
     release(redis_client, key, 5)
@@ -210,6 +219,25 @@ def test_a_killed_child_is_started_again_and_replays_what_it_had_not_acknowledge
     # the new child was sent the keys again (sensor 1 and 3 first seen by the dead one)
     assert evaluated(redis_client, key) == expected([1, 2, 3, 4, 5], {2: 2, 4: 3, 5: 2})
     assert sink.restarts == 1
+
+
+def test_a_child_that_cannot_build_its_hook_fails_the_catch_up(db: psycopg.Connection) -> None:
+    clock = Clock()
+    manager = SinkManager(clock=clock)
+    sink = ProcessSink(Unbuildable())
+    manager.register(sink)
+    try:
+        with pytest.raises(SinkProcessError, match="could not start: RuntimeError: no hook"):
+            sink.catch_up(db, None)
+        manager.catch_up(db)  # the manager backs off: a child per try, not per batch
+        assert manager.behind() == ["detection"]
+        manager.committed(numbered_batch(1), KEYS)  # kept for later, never handed over
+        assert sink.in_flight == (0, 0)
+    finally:
+        pid = sink.pid
+        sink.close()
+    if pid is not None:
+        wait_until(lambda: not pid_alive(pid), timeout=TIMEOUT_S, what="the child gone")
 
 
 def test_close_drains_then_leaves_no_process(

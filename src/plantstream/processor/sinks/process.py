@@ -8,6 +8,7 @@ client crosses the pipe), evaluates batches in commit order and acknowledges eac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -381,8 +382,8 @@ class ProcessSink:
         if ack.seq <= 0:  # the child's first word: its hook is built (0) or could not be
             if ack.error is None:
                 self._ready = True
-            elif self._failure is None:
-                self._failure = f"could not start: {ack.error}"
+            else:  # and it exits: the next catch-up starts another
+                self._gone(f"could not start: {ack.error}")
             return
         if ack.epoch != self._epoch or self._failure is not None:
             return  # an earlier epoch's, or after a failure: replayed anyway
@@ -435,34 +436,45 @@ def _child_main(
         hook = factory()
     except Exception as exc:
         logging.getLogger(__name__).exception("the hook could not be built")
-        acks.send(_Ack(-1, -1, f"{type(exc).__name__}: {exc}", 0.0))
+        with contextlib.suppress(OSError):
+            acks.send(_Ack(-1, -1, f"{type(exc).__name__}: {exc}", 0.0))
         return
-    acks.send(_Ack(-1, 0, None, 0.0))  # ready
-    # id -> key, growing like the processor's own map (ids never change; sensors are bounded
-    # by the per-facility quota): each key crosses the pipe once per child
-    keys: dict[int, SensorKey] = {}
-    failed_epoch = -1
     try:
-        while (message := inbox.get()) is not None:
-            epoch, seq, rows, new_keys = message
-            keys.update(new_keys)
-            if epoch <= failed_epoch:
-                continue  # after a failure: the parent replays these in a new epoch
-            started = time.thread_time()
-            error = None
-            try:
-                hook(rows, keys)
-            except Exception as exc:  # reported; the parent's catch-up replays from here
-                logging.getLogger(__name__).warning(
-                    "batch %d failed: %s: %s", seq, type(exc).__name__, exc, exc_info=True
-                )
-                error = f"{type(exc).__name__}: {exc}"
-                failed_epoch = epoch
-            acks.send(_Ack(epoch, seq, error, time.thread_time() - started))
+        acks.send(_Ack(-1, 0, None, 0.0))  # ready
+        _evaluate(hook, inbox, acks)
+    except OSError as exc:  # the acknowledgements' pipe broke: the parent is gone
+        logging.getLogger(__name__).info("the processor is gone (%s): stopping", exc)
     finally:
         close: Callable[[], None] | None = getattr(hook, "close", None)
         if close is not None:
             close()
+
+
+def _evaluate(
+    hook: BatchHook,
+    inbox: queue.Queue[tuple[int, int, Columns, dict[int, SensorKey]] | None],
+    acks: Connection,
+) -> None:
+    # id -> key, growing like the processor's own map (ids never change; sensors are bounded
+    # by the per-facility quota): each key crosses the pipe once per child
+    keys: dict[int, SensorKey] = {}
+    failed_epoch = -1
+    while (message := inbox.get()) is not None:
+        epoch, seq, rows, new_keys = message
+        keys.update(new_keys)
+        if epoch <= failed_epoch:
+            continue  # after a failure: the parent replays these in a new epoch
+        started = time.thread_time()
+        error = None
+        try:
+            hook(rows, keys)
+        except Exception as exc:  # reported; the parent's catch-up replays from here
+            logging.getLogger(__name__).warning(
+                "batch %d failed: %s: %s", seq, type(exc).__name__, exc, exc_info=True
+            )
+            error = f"{type(exc).__name__}: {exc}"
+            failed_epoch = epoch
+        acks.send(_Ack(epoch, seq, error, time.thread_time() - started))
 
 
 def _read(
