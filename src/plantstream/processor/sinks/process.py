@@ -197,7 +197,7 @@ class ProcessSink:
         deadline = time.monotonic() + timeout
         while process.is_alive() and time.monotonic() < deadline and not self._dead:
             self._collect(block=deadline - time.monotonic(), sentinel=process.sentinel)
-        _stop(process, timeout=0.0)
+        _stop(process, timeout=max(0.0, deadline - time.monotonic()))
         self._collect(block=0.0)
         if self._acks is not None:
             self._acks.close()
