@@ -240,6 +240,29 @@ def test_a_child_that_cannot_build_its_hook_fails_the_catch_up(db: psycopg.Conne
         wait_until(lambda: not pid_alive(pid), timeout=TIMEOUT_S, what="the child gone")
 
 
+def test_a_child_that_dies_after_the_last_batch_is_noticed_without_another_write(
+    make_sink: MakeSink, db: psycopg.Connection, redis_client: redis.Redis, key: str
+) -> None:
+    manager = SinkManager()
+    sink = make_sink(gated=True)
+    manager.register(sink)
+    manager.catch_up(db)
+    manager.committed(numbered_batch(1), KEYS)  # held in the child, then it is killed
+    wait_until(lambda: redis_client.llen(f"{key}:started"), timeout=TIMEOUT_S, what="batch 1")
+    first = sink.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: not psutil.pid_exists(first), timeout=TIMEOUT_S, what="reaped")
+    release(redis_client, key, 1)
+    manager.catch_up(db)  # an idle step: no write, yet the sink is found behind
+    assert manager.behind() == ["detection"]
+    wait_until(
+        lambda: manager.catch_up(db) or not manager.behind(), timeout=TIMEOUT_S, what="caught up"
+    )
+    assert sink.flush(TIMEOUT_S)
+    assert evaluated(redis_client, key) == expected([1])
+
+
 def test_close_drains_then_leaves_no_process(
     make_sink: MakeSink, db: psycopg.Connection, redis_client: redis.Redis, key: str
 ) -> None:
@@ -292,3 +315,43 @@ def test_the_runtime_runs_detection_in_a_child_on_the_servers_it_started(
     finally:
         runtime.close()
     wait_until(lambda: not pid_alive(pid), timeout=TIMEOUT_S, what="the child gone")
+
+
+def test_detection_in_the_child_survives_its_kill_mid_stream(
+    database_url: str, redis_url: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The processor goes on while its detection child is SIGKILLed half-way through a
+    fault; the next child replays what was not acknowledged: the one alert, opened and
+    resolved, as without the kill."""
+    settings = load_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        stream_name="detkill",
+        log_level="WARNING",
+        processor_batch_records=20,
+    )
+    runtime = Runtime(settings)
+    try:
+        processor = runtime.processor
+        (sink,) = [s for s in processor.sinks.sinks if isinstance(s, ProcessSink)]
+        stream = runtime.stream()
+        send(stream, oven(now_us() - 3600 * 1_000_000, 23 * 60, ramp_from=600, ramp_to=1200))
+        stream.close()
+        processor.rebalance()
+        wait_until(lambda: processor.step() and sink.evaluated >= 5, timeout=TIMEOUT_S, what="5")
+        first = sink.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: not psutil.pid_exists(first), timeout=TIMEOUT_S, what="reaped")
+        drain(processor)  # committing goes on: the sink falls behind, then catches up
+
+        def caught_up() -> bool:
+            processor.step()
+            return not processor.sinks.behind() and processor.sinks.flush(TIMEOUT_S)
+
+        wait_until(caught_up, timeout=TIMEOUT_S, what="detection caught up")
+        assert sink.restarts == 1
+        assert alerts_of(db) == [("overheating", "temperature", "resolved")]
+    finally:
+        runtime.close()

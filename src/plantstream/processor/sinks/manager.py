@@ -101,6 +101,8 @@ class SinkManager:
         """Let every sink that is behind, and whose backoff has run out, catch up."""
         now = self._clock()
         for state in self._states:
+            if not state.behind:
+                self._check(state)
             if not state.behind or now < state.retry_at:
                 continue
             try:
@@ -113,6 +115,17 @@ class SinkManager:
             state.behind, state.missed, state.missed_rows = False, None, 0
             state.failures, state.delay, state.retry_at = 0, FIRST_RETRY_S, 0.0
             metrics.SINK_BEHIND.labels(state.sink.name).set(0)
+
+    def _check(self, state: _State) -> None:
+        """A sink that works on its own (a process sink) may fail between two writes, after
+        the last batch of a burst: its ``check`` raises then, and it falls behind at once."""
+        check = getattr(state.sink, "check", None)
+        if check is None:
+            return
+        try:
+            check()
+        except Exception as exc:
+            self._fell_behind(state, exc, first=True)
 
     def flush(self, timeout: float) -> bool:
         """Wait until every sink that works on its own (a process sink) has evaluated what

@@ -166,7 +166,13 @@ class ProcessSink:
         self._wait_until(lambda: not self._pending)
         self._missed, self._missed_taken = None, 0  # the manager starts afresh once we return
 
-    # -- beyond the contract: flush and close -------------------------------------------
+    # -- beyond the contract: check, flush and close ------------------------------------
+
+    def check(self) -> None:
+        """Raise ``SinkProcessError`` if a batch failed or the child died since the last
+        write (the manager asks on every step: an idle processor learns it too)."""
+        if self._process is not None:  # before the first catch-up there is nothing to check
+            self._raise_if_failed()
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything handed over is acknowledged: True; False on ``timeout``;
