@@ -6,7 +6,8 @@ every commit, each catching up on what it missed. Register more with ``Processor
 from plantstream.processor.sinks.base import PostCommitSink, SinkBatch
 from plantstream.processor.sinks.detection import BatchHook, DetectionSink
 from plantstream.processor.sinks.manager import SinkManager
-from plantstream.processor.sinks.process import HookFactory, ProcessSink
+from plantstream.processor.sinks.process import ProcessSink
+from plantstream.processor.sinks.process_child import HookFactory
 from plantstream.processor.sinks.redis_latest import RedisLatestSink
 
 __all__ = [

@@ -8,19 +8,15 @@ client crosses the pipe), evaluates batches in commit order and acknowledges eac
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing as mp
 import os
-import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Protocol
 
 import numpy as np
 import psycopg
@@ -28,7 +24,7 @@ import psycopg
 from plantstream.errors import SinkProcessError
 from plantstream.processor.rows import Columns
 from plantstream.processor.sinks.base import SinkBatch
-from plantstream.processor.sinks.detection import BatchHook
+from plantstream.processor.sinks.process_child import Ack, HookFactory, child_main
 from plantstream.store.sensors import SensorKey
 
 log = logging.getLogger(__name__)
@@ -46,25 +42,11 @@ CLOSE_TIMEOUT_S = 10.0  # close: how long the child may take to drain what it wa
 _KILL_WAIT_S = 5.0
 
 
-class HookFactory(Protocol):
-    """Builds the hook inside the child; must pickle small (settings, never clients)."""
-
-    def __call__(self) -> BatchHook: ...
-
-
 @dataclass(slots=True)
 class _Handed:
     batch: SinkBatch
     seq: int
     sent: bool = False  # to the current child, in the current epoch
-
-
-@dataclass(frozen=True, slots=True)
-class _Ack:
-    epoch: int
-    seq: int  # 0: the child built its hook; -1: it could not
-    error: str | None  # "TypeName: message"
-    cpu_s: float
 
 
 class ProcessSink:
@@ -255,7 +237,7 @@ class ProcessSink:
         batches_in, batches_out = self._ctx.Pipe(duplex=False)
         acks_in, acks_out = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
-            target=_child_main,
+            target=child_main,
             kwargs={
                 "factory": self.factory,
                 "batches": batches_in,
@@ -371,7 +353,7 @@ class ProcessSink:
         ready = wait(watch, timeout=max(0.0, block))
         while self._acks is not None and self._acks.poll():
             try:
-                ack: _Ack = self._acks.recv()
+                ack: Ack = self._acks.recv()
             except (EOFError, OSError):  # its end closed: the child exited or is exiting
                 self._gone("the child closed its pipe")
                 break
@@ -384,7 +366,7 @@ class ProcessSink:
         if self._failure is None:
             self._failure = why
 
-    def _take(self, ack: _Ack) -> None:
+    def _take(self, ack: Ack) -> None:
         if ack.seq <= 0:  # the child's first word: its hook is built (0) or could not be
             if ack.error is None:
                 self._ready = True
@@ -415,79 +397,3 @@ def _stop(process: BaseProcess, *, timeout: float) -> None:
     if process.is_alive():  # pragma: no cover - SIGTERM ignored
         process.kill()
         process.join(_KILL_WAIT_S)
-
-
-# -- the child's side -------------------------------------------------------------------
-
-
-def _child_main(
-    *,
-    factory: HookFactory,
-    batches: Connection,
-    acks: Connection,
-    name: str,
-    parent: int,
-    log_level: str,
-) -> None:
-    """The child: name itself, die with its parent, build the hook, evaluate in order."""
-    # imported here, in the child: the runtime (which builds this sink) imports this module
-    from plantstream.runtime.children import become
-
-    become(name, parent, log_level)
-    inbox: queue.Queue[tuple[int, int, Columns, dict[int, SensorKey]] | None] = queue.Queue()
-    # a reader thread takes batches off the pipe while the hook works, so the parent's send
-    # never waits for an evaluation; the inbox holds at most what the parent's bound allows
-    threading.Thread(target=_read, args=(batches, inbox), name="inbox", daemon=True).start()
-    try:
-        hook = factory()
-    except Exception as exc:
-        logging.getLogger(__name__).exception("the hook could not be built")
-        with contextlib.suppress(OSError):
-            acks.send(_Ack(-1, -1, f"{type(exc).__name__}: {exc}", 0.0))
-        return
-    try:
-        acks.send(_Ack(-1, 0, None, 0.0))  # ready
-        _evaluate(hook, inbox, acks)
-    except OSError as exc:  # the acknowledgements' pipe broke: the parent is gone
-        logging.getLogger(__name__).info("the processor is gone (%s): stopping", exc)
-    finally:
-        close: Callable[[], None] | None = getattr(hook, "close", None)
-        if close is not None:
-            close()
-
-
-def _evaluate(
-    hook: BatchHook,
-    inbox: queue.Queue[tuple[int, int, Columns, dict[int, SensorKey]] | None],
-    acks: Connection,
-) -> None:
-    # id -> key, growing like the processor's own map (ids never change; sensors are bounded
-    # by the per-facility quota): each key crosses the pipe once per child
-    keys: dict[int, SensorKey] = {}
-    failed_epoch = -1
-    while (message := inbox.get()) is not None:
-        epoch, seq, rows, new_keys = message
-        keys.update(new_keys)
-        if epoch <= failed_epoch:
-            continue  # after a failure: the parent replays these in a new epoch
-        started = time.thread_time()
-        error = None
-        try:
-            hook(rows, keys)
-        except Exception as exc:  # reported; the parent's catch-up replays from here
-            logging.getLogger(__name__).warning(
-                "batch %d failed: %s: %s", seq, type(exc).__name__, exc, exc_info=True
-            )
-            error = f"{type(exc).__name__}: {exc}"
-            failed_epoch = epoch
-        acks.send(_Ack(epoch, seq, error, time.thread_time() - started))
-
-
-def _read(
-    batches: Connection, inbox: queue.Queue[tuple[int, int, Columns, dict[int, SensorKey]] | None]
-) -> None:
-    try:
-        while True:
-            inbox.put(batches.recv())
-    except (EOFError, OSError):  # the parent closed its end (close) or is gone
-        inbox.put(None)
