@@ -5,6 +5,7 @@ PlantstreamError
 ├── ServiceError                an embedded server failed to start or stop
 ├── StorageError                PostgreSQL or Redis misbehaved
 │   └── LeaseLostError          this process no longer owns a shard; it must not commit
+├── SinkProcessError            a post-commit sink's child process failed a batch, died or hung
 ├── StreamError                 the stream backend failed
 │   ├── StreamUnavailableError  nothing was written (HTTP 503)
 │   └── StreamThrottledError    (also a PushBackError) the stream pushes back
@@ -156,6 +157,11 @@ class StorageError(PlantstreamError):
 
 class LeaseLostError(StorageError):
     """The shard lease moved to another processor; the batch was not committed."""
+
+
+class SinkProcessError(PlantstreamError):
+    """A sink's child process (detection's) failed a batch, died, hung or could not start;
+    the sink is behind until its catch-up replays what was not evaluated."""
 
 
 class StreamError(PlantstreamError):

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         description="HMAC key of webhook-signature (id.timestamp.body) on webhook deliveries",
     )
     detection: bool = Field(default=True, description="run anomaly detection in the processor")
+    detection_process: bool = Field(
+        default=True,
+        description="evaluate detection in a child process of the processor's own (ps-detect), "
+        "fed each committed batch: the two no longer share one GIL; false: on the "
+        "processor's thread, as before",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)

@@ -6,6 +6,7 @@ from plantstream.processor.sinks import (
     BatchHook,
     DetectionSink,
     PostCommitSink,
+    ProcessSink,
     RedisLatestSink,
     SinkBatch,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "DetectionSink",
     "Lease",
     "PostCommitSink",
+    "ProcessSink",
     "Processor",
     "ProcessorConfig",
     "RedisLatestSink",

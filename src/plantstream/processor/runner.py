@@ -176,10 +176,12 @@ class Processor:
         self.shutdown()
 
     def shutdown(self) -> None:
-        """Drop the prefetched batch, give the leases back, close the connections (idempotent)."""
+        """Drop the prefetched batch, close the sinks (a process sink drains and stops its
+        child), give the leases back, close the connections (idempotent)."""
         self._discard(self._carry)
         self._carry = None
         self._prefetcher.shutdown(wait=True)
+        self.sinks.close()
         if self.pool.closed:
             return
         try:

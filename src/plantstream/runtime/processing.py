@@ -1,14 +1,17 @@
 """The processor with its post-commit sinks (Redis latest, detection), built from settings.
 
-Adding a sink is one entry in ``post_commit_sinks``.
+Adding a sink is one entry in ``post_commit_sinks``. Detection runs in a child process of its
+own (``ProcessSink``) unless ``detection_process`` is off.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import psycopg
 import redis
+from pydantic import SecretStr
 
 from plantstream.detect import DetectionEngine
 from plantstream.detect.machine_models import StoredMachines
@@ -16,6 +19,7 @@ from plantstream.detect.webhook import WebhookNotifier
 from plantstream.errors import ConfigError
 from plantstream.ingest.metrics import facility_label
 from plantstream.ingest.quotas import backlog_counters
+from plantstream.local.services import Endpoints
 from plantstream.model import TimeWindow
 from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog
 from plantstream.processor import (
@@ -24,6 +28,7 @@ from plantstream.processor import (
     PostCommitSink,
     Processor,
     ProcessorConfig,
+    ProcessSink,
     RedisLatestSink,
 )
 from plantstream.processor.sinks.backlog import BacklogSink
@@ -57,14 +62,53 @@ def detection_hooks(
     return [engine]
 
 
+@dataclass(frozen=True, slots=True)
+class DetectionInChild:
+    """Builds, inside the detection child, the engine ``detection_hooks`` builds, on the
+    parent's servers: it pickles as settings alone (secrets stay ``SecretStr``, never on a
+    command line), never as an engine, connection or client."""
+
+    settings: Settings
+
+    @classmethod
+    def of(cls, settings: Settings, endpoints: Endpoints) -> DetectionInChild:
+        """The parent's settings with the URLs of the servers it started (embedded) filled
+        in: the child connects to them rather than start its own. A configured server is
+        resolved again in the child, its credentials as they rotate."""
+        update: dict[str, object] = {}
+        if settings.database_url is None or "postgres" in endpoints.embedded_servers:
+            update["database_url"] = SecretStr(endpoints.database_url)
+        if settings.redis_url is None or "redis" in endpoints.embedded_servers:
+            update["redis_url"] = SecretStr(endpoints.redis_url)
+        return cls(settings.model_copy(update=update))
+
+    def __call__(self) -> BatchHook:
+        # imported here, in the child: the runtime imports this module
+        from plantstream.runtime.runtime import Runtime
+
+        runtime = Runtime(self.settings)  # both URLs are set: it starts nothing
+        (engine,) = detection_hooks(
+            self.settings,
+            database_url=runtime.database_url,
+            redis_client=runtime.redis("processor"),
+            connect=runtime.connect,
+        )
+        return engine
+
+
 def post_commit_sinks(
     settings: Settings,
     *,
     database_url: str,
     redis_client: redis.Redis,
     connect: Callable[[str], psycopg.Connection] | None = None,
+    endpoints: Endpoints | None = None,
 ) -> list[PostCommitSink]:
-    """What runs after each committed batch, in order: Redis latest values, then detection."""
+    """What runs after each committed batch, in order: Redis latest values, then detection.
+
+    With ``settings.detection_process`` and the ``endpoints`` a child can reach, detection
+    runs in a child process (``ps-detect``); otherwise on the processor's thread.
+    """
     sinks: list[PostCommitSink] = [
         RedisLatestSink(
             redis_client,
@@ -74,6 +118,11 @@ def post_commit_sinks(
     ]
     if settings.quota_backlog_readings:  # ingest's backlog quota: readings stored come off it
         sinks.append(BacklogSink(backlog_counters(settings, redis_client)))
+    if settings.detection and settings.detection_process and endpoints is not None:
+        sinks.append(
+            ProcessSink(DetectionInChild.of(settings, endpoints), log_level=settings.log_level)
+        )
+        return sinks
     sinks += [
         DetectionSink(hook)
         for hook in detection_hooks(
@@ -93,19 +142,25 @@ def build_processor(
     window: TimeWindow,
     connect: Callable[[str], psycopg.Connection] | None = None,
     catalog: SignalCatalog = DEFAULT_CATALOG,
+    endpoints: Endpoints | None = None,
 ) -> Processor:
     """A processor of ``stream`` into PostgreSQL, then its sinks.
 
     ``conninfo`` gives the processor's pool the URL to use now (rotated credentials are
     followed); ``connect`` is the detection engine's; ``catalog`` the facilities' signals
-    (the runtime's ``StoreCatalog``) readings are re-validated and typed against.
+    (the runtime's ``StoreCatalog``) readings are re-validated and typed against;
+    ``endpoints`` the servers a detection child connects to (none: detection in this process).
     """
     facility_label.limit = settings.metrics_max_facilities  # process-wide, like the metrics
     return Processor(
         database_url=conninfo or database_url,
         stream=stream,
         sinks=post_commit_sinks(
-            settings, database_url=database_url, redis_client=redis_client, connect=connect
+            settings,
+            database_url=database_url,
+            redis_client=redis_client,
+            connect=connect,
+            endpoints=endpoints,
         ),
         config=ProcessorConfig(
             stream_name=stream.name,

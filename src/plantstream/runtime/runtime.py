@@ -176,6 +176,7 @@ class Runtime:
             window=self.window,
             connect=self.connect,
             catalog=self.processor_catalog,
+            endpoints=self.endpoints,
         )
         self._closing.append(processor.shutdown)
         return processor

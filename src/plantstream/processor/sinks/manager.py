@@ -101,6 +101,8 @@ class SinkManager:
         """Let every sink that is behind, and whose backoff has run out, catch up."""
         now = self._clock()
         for state in self._states:
+            if not state.behind:
+                self._check(state)
             if not state.behind or now < state.retry_at:
                 continue
             try:
@@ -113,6 +115,39 @@ class SinkManager:
             state.behind, state.missed, state.missed_rows = False, None, 0
             state.failures, state.delay, state.retry_at = 0, FIRST_RETRY_S, 0.0
             metrics.SINK_BEHIND.labels(state.sink.name).set(0)
+
+    def _check(self, state: _State) -> None:
+        """A sink that works on its own (a process sink) may fail between two writes, after
+        the last batch of a burst: its ``check`` raises then, and it falls behind at once."""
+        check = getattr(state.sink, "check", None)
+        if check is None:
+            return
+        try:
+            check()
+        except Exception as exc:
+            self._fell_behind(state, exc, first=True)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every sink that works on its own (a process sink) has evaluated what
+        it was handed: True; False if ``timeout`` s ran out first. Sinks that apply a batch
+        inside ``write`` are done already; one that is behind raises what it failed on."""
+        deadline = self._clock() + timeout
+        for state in self._states:
+            flush = getattr(state.sink, "flush", None)
+            if flush is not None and not flush(max(0.0, deadline - self._clock())):
+                return False
+        return True
+
+    def close(self) -> None:
+        """Close every sink that has a ``close`` (a process sink stops its child); idempotent."""
+        for state in reversed(self._states):
+            close = getattr(state.sink, "close", None)
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception:  # closing the others matters more
+                log.exception("closing sink %s failed", state.sink.name)
 
     def _remember(self, state: _State, batch: SinkBatch) -> None:
         if state.missed is None:
