@@ -33,10 +33,14 @@ from processor import (
     copy_limit,
     prefill,
 )
+from pydantic import SecretStr
 
 from plantstream.detect import DetectionEngine
 from plantstream.processor import DetectionSink, Processor, ProcessorConfig, RedisLatestSink
 from plantstream.processor.sinks.base import PostCommitSink
+from plantstream.processor.sinks.process import ProcessSink
+from plantstream.runtime.processing import DetectionInChild
+from plantstream.settings import Settings
 from plantstream.store.partitions import ensure_window
 from plantstream.stream import RedisStream
 from plantstream.testing import fresh_services
@@ -53,6 +57,7 @@ def _child(
     *,
     share: int,
     detection: bool,
+    detection_process: bool,
     batch_records: int,
     ready: Event,
     go: Event,
@@ -65,7 +70,16 @@ def _child(
     sinks: list[PostCommitSink] = [RedisLatestSink(client)]
     engine = None
     timed = None
-    if detection:
+    detached = None
+    if detection_process:  # each processor's detection in a child of its own (ps-detect)
+        settings = Settings(
+            database_url=SecretStr(database_url),
+            redis_url=SecretStr(redis_url),
+            log_level="WARNING",
+        )
+        detached = ProcessSink(DetectionInChild(settings), log_level="WARNING")
+        sinks.append(detached)
+    elif detection:
         engine = DetectionEngine(database_url=database_url, redis_client=client)
         timed = TimedSink(DetectionSink(engine))
         sinks.append(timed)
@@ -77,16 +91,25 @@ def _child(
     )
     # take this process's share of the leases first (stealing from a process that took
     # more), and keep renewing while the others take theirs
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        processor.sinks.catch_up(conn)  # a detection child starts before the clock does
     while not go.is_set():
         processor.rebalance()
         if len(processor.leases.owned) == share:
             ready.set()
         go.wait(0.05)
     while not stop.is_set():
-        if not processor.step():
+        worked = processor.step()
+        if detached is not None:
+            # stored and judged: counted once the child has acknowledged all it was handed
+            if not worked and detached.flush(0.02):
+                done.value = processor.processed
+            cpu.value = detached.cpu_s
+        else:
+            done.value = processor.processed
+        if not worked:
             processor.rebalance()
             stop.wait(0.002)
-        done.value = processor.processed
         if timed is not None:
             cpu.value = timed.cpu_s
     processor.shutdown()
@@ -102,6 +125,7 @@ def run_round(
     *,
     processes: int,
     detection: bool,
+    detection_process: bool = False,
 ) -> tuple[float, int, float]:
     """One pre-filled stream drained by ``processes`` processes: (readings/s, readings,
     detection CPU s per million readings)."""
@@ -133,6 +157,7 @@ def run_round(
             kwargs={
                 "share": share,
                 "detection": detection,
+                "detection_process": detection_process,
                 "batch_records": args.batch_records,
                 "ready": readies[i],
                 "go": go,
@@ -181,6 +206,11 @@ def main() -> None:
     parser.add_argument("--machines", type=int, default=12)
     parser.add_argument("--batch-records", type=int, default=1000)
     parser.add_argument("--detection", action="store_true", help="detection on in every process")
+    parser.add_argument(
+        "--detection-process",
+        action="store_true",
+        help="with --detection: each processor's detection in a child process (ps-detect)",
+    )
     args = parser.parse_args()
     rates: dict[int, list[float]] = {n: [] for n in args.processes}
     det_cpu: dict[int, list[float]] = {n: [] for n in args.processes}
@@ -195,6 +225,7 @@ def main() -> None:
                     round_no * 100 + n,
                     processes=n,
                     detection=args.detection,
+                    detection_process=args.detection and args.detection_process,
                 )
                 rates[n].append(rate)
                 det_cpu[n].append(cpu)
@@ -212,9 +243,11 @@ def main() -> None:
         "command": "python bench/processor_layout.py --processes "
         + " ".join(str(n) for n in args.processes)
         + (" --detection" if args.detection else "")
+        + (" --detection-process" if args.detection and args.detection_process else "")
         + f" --readings {args.readings} --rounds {args.rounds}",
         "readings_per_round": produced,
         "detection": args.detection,
+        "detection_process": args.detection and args.detection_process,
         "copy_limit_rows_per_s": round(copy_rate),
         "by_processes": {
             str(n): {
@@ -232,7 +265,7 @@ def main() -> None:
     existing["processes_detection" if args.detection else "processes"] = section
     path.write_text(json.dumps(existing, indent=2) + "\n")
     for n in args.processes:
-        ratio = section["by_processes"][str(n)]["ratio_to_copy_limit"]  # type: ignore[index]
+        ratio = section["by_processes"][str(n)]["ratio_to_copy_limit"]
         print(f"{n} process(es) / COPY limit = {ratio:.2f}")
     print(f"written to {Path(path)}")
 
