@@ -21,6 +21,7 @@ from .network import VPC_CIDR
 from .task_roles import ADMIN_ROLE, task_statements
 
 ROLES = ("ingest", "processor", "api")
+FULL_VCPU = 1024  # ECS CPU units of one vCPU
 WEB_ROLES = ("ingest", "api")  # serve HTTP behind the load balancer, verify API keys
 CONTAINER = "plantstream"
 CONTAINER_USER = "10001:10001"
@@ -486,6 +487,10 @@ class Services(pulumi.ComponentResource):
             )
         if role == ADMIN_ROLE:  # a key identifier, not a secret: where `keys create` encrypts
             env["api_key_kms_key_id"] = args.secrets_key_arn
+        if role == "processor":
+            # detection in a process of its own needs a core of its own: a task of less than
+            # one vCPU would only pay the second interpreter's memory
+            env["detection_process"] = "true" if cfg.cpu >= FULL_VCPU else "false"
         container = hardened_container(
             image=args.image,
             command=["serve", role],

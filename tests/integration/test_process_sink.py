@@ -54,9 +54,13 @@ def make_sink(redis_url: str, key: str) -> Iterator[MakeSink]:
     made: list[ProcessSink] = []
 
     def make(
-        *, fail_at: tuple[int, ...] = (), gated: bool = False, **options: object
+        *,
+        fail_at: tuple[int, ...] = (),
+        gated: bool = False,
+        fail_always: tuple[int, ...] = (),
+        **options: object,
     ) -> ProcessSink:
-        hook = Recording(redis_url, key, fail_at, gated)
+        hook = Recording(redis_url, key, fail_at, gated, fail_always)
         sink = ProcessSink(hook, **options)  # type: ignore[arg-type]
         made.append(sink)
         return sink
@@ -161,6 +165,36 @@ def test_a_failed_batch_and_those_after_it_are_replayed_in_order_before_the_miss
     # each batch once, in order: the failed ones and those the child had skipped after them
     assert evaluated(redis_client, key) == expected(list(range(1, 9)))
     assert sink.restarts == 0  # a failed batch needs no new child
+
+
+def test_a_batch_that_always_fails_is_given_up_once_the_manager_lost_count(
+    make_sink: MakeSink, db: psycopg.Connection, redis_client: redis.Redis, key: str
+) -> None:
+    """Found in review: a batch that failed every time was replayed by every catch-up for
+    good, even once the manager had lost count (missed None), so detection never came back.
+    As in this process, the unknown is given up: the readings not evaluated stay so, the
+    state comes from the store, and the next batches are evaluated."""
+    clock = Clock()
+    manager = SinkManager(clock=clock, max_missed_rows=25)  # three batches of 10: lost count
+    sink = make_sink(fail_always=(2,))
+    manager.register(sink)
+    manager.catch_up(db)
+    for n in (1, 2, 3):
+        manager.committed(numbered_batch(n), KEYS)
+    with pytest.raises(SinkProcessError, match="batch 2 refused"):
+        sink.flush(TIMEOUT_S)
+    clock.now += 60
+    manager.catch_up(db)  # the manager still knows what it missed (nothing): 2 fails again
+    assert manager.behind() == ["detection"]
+    for n in range(4, 8):
+        manager.committed(numbered_batch(n), KEYS)
+    clock.now += 600
+    manager.catch_up(db)  # missed None: 2 and 3 are given up, the sink is up to date
+    assert manager.behind() == []
+    manager.committed(numbered_batch(8), KEYS)
+    assert sink.flush(TIMEOUT_S)
+    assert evaluated(redis_client, key) == expected([1, 8])
+    assert sink.restarts == 0
 
 
 def test_a_catch_up_that_fails_half_way_takes_each_missed_batch_once(

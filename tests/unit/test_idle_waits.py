@@ -22,5 +22,6 @@ def test_the_defaults_poll_an_idle_stream_twenty_times_a_second_at_most() -> Non
     for _ in range(10):
         waits.after(worked=False)
     assert waits.after(worked=False) == pytest.approx(0.05)
-    with pytest.raises(ValueError, match="first"):
-        IdleWaits(first=0.1, longest=0.05)
+    # a longest wait shorter than the first, or none at all, never stops the processor
+    assert IdleWaits(first=0.1, longest=0.05).after(worked=False) == 0.05
+    assert IdleWaits(first=0.005, longest=0.0).after(worked=False) == 0.0

@@ -20,6 +20,7 @@ from plantstream.ingest.codecs import (
 from plantstream.model import (
     DEFAULT_CATALOG,
     QUALITY_NAMES,
+    FixedCatalog,
     Reading,
     SignalCatalog,
     TimeWindow,
@@ -219,22 +220,28 @@ def _decode_part(
     return _Part(record.sequence, [columns], checked=False)
 
 
+_NO_SIGNALS = FixedCatalog({})  # refuses every name
+
+
 class _Tables:
     """The validation tables of every (facility, metric list) of a batch side by side, so
     that one index into them (a record's offset plus its metric index) checks any row."""
 
     def __init__(self, catalog: SignalCatalog) -> None:
         self.catalog = catalog
-        self.offsets: dict[tuple[str, tuple[str, ...]], int] = {}
+        self.offsets: dict[tuple[str | None, tuple[str, ...]], int] = {}
         self.parts: list[MetricTables] = []
         self.ints: list[npt.NDArray[np.bool_]] = []  # per table: which metrics are int64
         self.size = 0
 
-    def offset(self, facility: str, metrics: list[str]) -> int:
-        key = (facility, tuple(metrics))
+    def offset(self, facility: str, metrics: list[str], *, known: bool = True) -> int:
+        """Where the tables of ``facility``'s ``metrics`` start; ``known=False``: tables
+        that know no signal, without asking the catalog (a record whose facility or device
+        is not an allowed identifier is refused whole: no look-up for a junk name)."""
+        key = (facility if known else None, tuple(metrics))
         found = self.offsets.get(key)
         if found is None:
-            tables = metric_tables(self.catalog, facility, metrics)
+            tables = metric_tables(self.catalog if known else _NO_SIGNALS, facility, metrics)
             found = self.offsets[key] = self.size
             self.parts.append(tables)
             self.ints.append(
@@ -270,12 +277,13 @@ def _check_parts(
     lens = np.array([len(columns) for _, columns in devices], dtype=np.intp)
     offsets, sizes, received, plain, checked, valid_ids = [], [], [], [], [], []
     for part, columns in devices:
-        offsets.append(tables.offset(columns.facility, columns.metrics))
+        valid = _valid_id(ids_ok, columns.facility) and _valid_id(ids_ok, columns.device)
+        offsets.append(tables.offset(columns.facility, columns.metrics, known=valid))
         sizes.append(len(columns.metrics))
         received.append(columns.received_us)
         plain.append(columns.vtype is None)
         checked.append(part.checked)
-        valid_ids.append(_valid_id(ids_ok, columns.facility) and _valid_id(ids_ok, columns.device))
+        valid_ids.append(valid)
     record = np.repeat(np.arange(len(devices), dtype=np.intp), lens)
     metric_idx = np.concatenate([columns.metric_idx for _, columns in devices])
     ts_us = np.concatenate([columns.ts_us for _, columns in devices])

@@ -213,29 +213,25 @@ class BatchPreparer:
 def _sensor_keys(flat: Flat) -> tuple[list[SensorKey], npt.NDArray[np.intp]]:
     """The (facility, device, metric) of every sensor the rows name, and each row's index
     into that list. Records repeat a few devices' metric lists (one request after another),
-    so each distinct (facility, device, metric list) gets a number, and a row's sensor is
-    that number and its metric index: a table look-up, with no sort."""
-    signatures: dict[tuple[str, str, tuple[str, ...]], int] = {}
-    names: list[tuple[str, str, list[str]]] = []
+    so each distinct (facility, device, metric list) gets its names side by side once, and a
+    row's sensor is its list's offset plus its metric index: a table look-up, with no sort,
+    as large as the distinct lists."""
+    offsets: dict[tuple[str, str, tuple[str, ...]], int] = {}
+    names: list[SensorKey] = []  # every listed metric of each distinct list, side by side
     of_record: list[int] = []
     for facility, device, listed in zip(flat.facility, flat.device, flat.metrics, strict=True):
         key = (facility, device, tuple(listed))
-        number = signatures.get(key)
-        if number is None:
-            number = signatures[key] = len(names)
-            names.append((facility, device, listed))
-        of_record.append(number)
-    # a metric index is a byte (and the check refused any past its record's list)
-    pair = np.array(of_record, dtype=np.intp)[flat.record] * 256 + flat.metric_idx
-    size = len(names) * 256
-    used = np.flatnonzero(np.bincount(pair, minlength=size))
-    keys = []
-    for code in used.tolist():
-        facility, device, listed = names[code >> 8]
-        keys.append((facility, device, listed[code & 255]))
-    at = np.zeros(size, dtype=np.intp)
+        offset = offsets.get(key)
+        if offset is None:
+            offset = offsets[key] = len(names)
+            names.extend((facility, device, metric) for metric in listed)
+        of_record.append(offset)
+    # the check refused any metric index past its record's list: each row's is in it
+    pair = np.array(of_record, dtype=np.intp)[flat.record] + flat.metric_idx
+    used = np.flatnonzero(np.bincount(pair, minlength=len(names)))
+    at = np.zeros(len(names), dtype=np.intp)
     at[used] = np.arange(len(used))
-    return keys, at[pair]
+    return [names[code] for code in used.tolist()], at[pair]
 
 
 def _refuse_unregistered(

@@ -69,17 +69,16 @@ class IdleWaits:
     ``first`` s, then twice as long after each further empty one, up to ``longest``."""
 
     def __init__(self, *, first: float, longest: float) -> None:
-        if not 0 < first <= longest:
-            raise ValueError("0 < first <= longest")
-        self.first, self.longest = first, longest
-        self._next = first
+        self.longest = max(0.0, longest)
+        self.first = min(max(0.0, first), self.longest)  # a short longest wins
+        self._next = self.first
 
     def after(self, *, worked: bool) -> float:
         if worked:
             self._next = self.first
             return 0.0
         wait = self._next
-        self._next = min(wait * 2, self.longest)
+        self._next = min(max(wait * 2, self.first), self.longest)
         return wait
 
 

@@ -220,7 +220,7 @@ def run_clients(
 def percentile(ordered: list[float], q: float) -> float | None:
     """The ``q`` quantile of sorted values by nearest rank (the smallest value with at least
     ``q`` of them at or below it): of 100 samples, p99 is the 99th, not the largest. None
-    for no values. Every benchmark's percentiles are this one."""
+    for no values. Every benchmark's p99 is this one (medians are ``statistics.median``)."""
     if not ordered:
         return None
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]

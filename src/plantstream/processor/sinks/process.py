@@ -136,6 +136,19 @@ class ProcessSink:
             self._restart()
         elif self._failure is not None:
             self._next_epoch()  # the child skips the rest of the failed epoch
+        if missed is None and self._pending:
+            # unknown (more missed than the manager keeps): as in this process, the readings
+            # not evaluated stay unevaluated and the state is rebuilt from the store, so a
+            # batch that keeps failing cannot hold detection back for good
+            log.error(
+                "%s: %d batches handed over and not evaluated are dropped (the manager "
+                "lost count); detection goes on from the store",
+                self.name,
+                len(self._pending),
+            )
+            self._pending.clear()
+            self._next_epoch()  # what the child still acknowledges of them is ignored
+            self._missed, self._missed_taken = None, 0
         if missed is not None:
             start = self._missed_taken if missed is self._missed else 0
             for batch in missed[start:]:

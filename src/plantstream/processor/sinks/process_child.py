@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +59,7 @@ def child_main(
     except Exception as exc:
         logging.getLogger(__name__).exception("the hook could not be built")
         with contextlib.suppress(OSError):
-            acks.send(Ack(-1, -1, f"{type(exc).__name__}: {exc}", 0.0))
+            acks.send(Ack(-1, -1, _described(exc), 0.0))
         return
     try:
         acks.send(Ack(-1, 0, None, 0.0))  # ready
@@ -93,7 +94,7 @@ def _evaluate(
             logging.getLogger(__name__).warning(
                 "batch %d failed: %s: %s", seq, type(exc).__name__, exc, exc_info=True
             )
-            error = f"{type(exc).__name__}: {exc}"
+            error = _described(exc)
             failed_epoch = epoch
         acks.send(Ack(epoch, seq, error, time.thread_time() - started))
 
@@ -106,3 +107,18 @@ def _read(
             inbox.put(batches.recv())
     except (EOFError, OSError):  # the parent closed its end (close) or is gone
         inbox.put(None)
+
+
+# a URL's credentials (``scheme://user:password@host``) and ``password=...`` in a libpq
+# connection string: what an error about a connection may echo, and the parent logs
+_CREDENTIALS = re.compile(r"(://)[^@/\s]*@|(password\s*=\s*)\S+", re.IGNORECASE)
+
+
+def _described(exc: BaseException) -> str:
+    """The exception as the parent reports it: type and message, credentials blanked, at
+    most 500 characters."""
+    return _CREDENTIALS.sub(_blank, f"{type(exc).__name__}: {exc}")[:500]
+
+
+def _blank(match: re.Match[str]) -> str:
+    return f"{match.group(1)}***@" if match.group(1) else f"{match.group(2)}***"
