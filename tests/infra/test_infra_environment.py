@@ -134,3 +134,19 @@ def test_an_unknown_setting_name_fails_the_program() -> None:
     ]
     with pytest.raises(KeyError):
         env_name("role")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_processor_runs_detection_in_a_child_only_with_a_core_for_it(
+    reports: dict[str, Report], preset: str
+) -> None:
+    """A task of less than one vCPU gains nothing from a second process, only its memory:
+    the stack says which way the processor runs detection, by its task size."""
+    report = reports[preset]
+    inputs = report.one("aws:ecs/taskDefinition:TaskDefinition", "-processor-task")
+    env = {e["name"]: e["value"] for e in _container(report, "processor")["environment"]}
+    wanted = "true" if int(inputs["cpu"]) >= 1024 else "false"
+    assert env["PLANTSTREAM_DETECTION_PROCESS"] == wanted
+    assert Settings.model_validate({"detection_process": wanted}).detection_process is (
+        wanted == "true"
+    )
