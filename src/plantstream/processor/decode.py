@@ -273,11 +273,10 @@ def _check_parts(
             _merge(out, part.refused)
         return out
     tables = _Tables(catalog)
-    ids_ok: dict[str, bool] = {}
     lens = np.array([len(columns) for _, columns in devices], dtype=np.intp)
     offsets, sizes, received, plain, checked, valid_ids = [], [], [], [], [], []
     for part, columns in devices:
-        valid = _valid_id(ids_ok, columns.facility) and _valid_id(ids_ok, columns.device)
+        valid = is_valid_id(columns.facility) and is_valid_id(columns.device)  # (cached)
         offsets.append(tables.offset(columns.facility, columns.metrics, known=valid))
         sizes.append(len(columns.metrics))
         received.append(columns.received_us)
@@ -373,13 +372,6 @@ def _check_parts(
             counters[(columns.facility[:64], "late")] += kept_late[d]
     out.flat = flat if bool(keep.all()) else flat.take(keep)
     return out
-
-
-def _valid_id(memo: dict[str, bool], value: str) -> bool:
-    found = memo.get(value)
-    if found is None:
-        found = memo[value] = is_valid_id(value)
-    return found
 
 
 def _merge(out: Decoded, refused: Decoded | None) -> None:
