@@ -5,65 +5,17 @@ with its supervisor.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import logging
-import os
 import signal
 import socket
-import sys
-import threading
-import time
 from collections.abc import Sequence
 
 import uvicorn
 
+from plantstream.local.process import become
 from plantstream.runtime.runtime import Runtime
 from plantstream.runtime.signals import stop_on_signals
 from plantstream.runtime.web import server_config, settle_heap
 from plantstream.settings import Settings
-
-_PR_SET_PDEATHSIG = 1
-_PR_SET_NAME = 15
-SUPERVISOR_POLL_S = 0.5
-
-
-def become(name: str, supervisor: int, log_level: str) -> None:
-    """Name this process ``name`` (what ``ps``, ``top`` and psutil show) and make it stop with
-    the ``supervisor`` (a pid): one killed by SIGKILL must not leave children holding the port.
-
-    A child's parent is the fork server, which lives as long as any child holds its pipe, so
-    the child watches the supervisor itself and sends itself SIGTERM (a drain) once it is gone.
-    Each child leads a process group of its own: Ctrl-C in a terminal signals the foreground
-    group, and reaches the children only through the supervisor, which stops them in order
-    (the demo lets the processor drain the stream first).
-    """
-    with contextlib.suppress(OSError):  # already a group leader (never, forked) or not allowed
-        os.setpgid(0, 0)
-    logging.basicConfig(
-        level=log_level.upper(),
-        format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s",
-    )
-    threading.Thread(
-        target=_watch, args=(supervisor,), name="supervisor-watch", daemon=True
-    ).start()
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the fork server gone: at once
-        libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-
-
-def _watch(supervisor: int) -> None:
-    while True:
-        try:
-            os.kill(supervisor, 0)
-        except ProcessLookupError:
-            logging.getLogger(__name__).warning("the supervisor is gone: stopping")
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        except PermissionError:  # pragma: no cover - alive, under another user (pid reused)
-            pass
-        time.sleep(SUPERVISOR_POLL_S)
 
 
 def run_web_worker(

@@ -14,6 +14,14 @@ from plantstream.local.ports import remembered_secret
 from plantstream.settings import Settings
 from plantstream.store.redis_client import open_redis as store_open_redis
 
+# each client's options, written once (and in full, whatever open_redis defaults to): the
+# stream's reads of an idle shard may block, the other clients must never hang
+REDIS_OPTIONS: dict[str, dict[str, object]] = {
+    "state": {"socket_timeout": 5, "socket_connect_timeout": None},
+    "processor": {"socket_timeout": 5, "socket_connect_timeout": 2},
+    "stream": {"socket_timeout": None, "socket_connect_timeout": None, "health_check_interval": 10},
+}
+
 
 def open_redis(
     url: str,

@@ -19,7 +19,7 @@ from plantstream.detect.webhook import WebhookNotifier
 from plantstream.errors import ConfigError
 from plantstream.ingest.metrics import facility_label
 from plantstream.ingest.quotas import backlog_counters
-from plantstream.local.services import Endpoints
+from plantstream.local.services import Endpoints, resolve_endpoints
 from plantstream.model import TimeWindow
 from plantstream.model.signals import DEFAULT_CATALOG, SignalCatalog
 from plantstream.processor import (
@@ -32,6 +32,7 @@ from plantstream.processor import (
     RedisLatestSink,
 )
 from plantstream.processor.sinks.backlog import BacklogSink
+from plantstream.runtime.clients import REDIS_OPTIONS, open_redis
 from plantstream.settings import Settings
 from plantstream.stream.base import Stream
 
@@ -83,15 +84,18 @@ class DetectionInChild:
         return cls(settings.model_copy(update=update))
 
     def __call__(self) -> BatchHook:
-        # imported here, in the child: the runtime imports this module
-        from plantstream.runtime.runtime import Runtime
-
-        runtime = Runtime(self.settings)  # both URLs are set: it starts nothing
+        endpoints = resolve_endpoints(self.settings)  # both URLs are set: it starts nothing
+        redis_client = open_redis(
+            endpoints.redis_url,
+            cluster=self.settings.redis_cluster,
+            credentials=endpoints.redis_auth,
+            **REDIS_OPTIONS["processor"],
+        )
         (engine,) = detection_hooks(
             self.settings,
-            database_url=runtime.database_url,
-            redis_client=runtime.redis("processor"),
-            connect=runtime.connect,
+            database_url=endpoints.database_url,
+            redis_client=redis_client,
+            connect=endpoints.connect,
         )
         return engine
 

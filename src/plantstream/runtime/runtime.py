@@ -21,7 +21,12 @@ from plantstream.local import EmbeddedServices, Endpoints, resolve_endpoints
 from plantstream.local.watchdog import watch_embedded
 from plantstream.model import TimeWindow
 from plantstream.processor import Processor
-from plantstream.runtime.clients import open_redis, previous_server_secret, server_secret
+from plantstream.runtime.clients import (
+    REDIS_OPTIONS,
+    open_redis,
+    previous_server_secret,
+    server_secret,
+)
 from plantstream.runtime.processing import build_processor
 from plantstream.settings import Settings
 from plantstream.store.catalog import StoreCatalog
@@ -31,14 +36,6 @@ from plantstream.stream.base import Stream
 from plantstream.stream.factory import open_stream
 
 log = logging.getLogger(__name__)
-
-# each client's options, written once (and in full, whatever open_redis defaults to): the
-# stream's reads of an idle shard may block, the other clients must never hang
-_REDIS_OPTIONS: dict[str, dict[str, object]] = {
-    "state": {"socket_timeout": 5, "socket_connect_timeout": None},
-    "processor": {"socket_timeout": 5, "socket_connect_timeout": 2},
-    "stream": {"socket_timeout": None, "socket_connect_timeout": None, "health_check_interval": 10},
-}
 
 
 class Runtime:
@@ -100,7 +97,7 @@ class Runtime:
             self.redis_url,
             cluster=self.settings.redis_cluster,
             credentials=self.endpoints.redis_auth,
-            **_REDIS_OPTIONS[purpose],
+            **REDIS_OPTIONS[purpose],
         )
 
     def stream(self) -> Stream:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Protocol
 
+from plantstream.local.process import become
 from plantstream.processor.rows import Columns
 from plantstream.processor.sinks.detection import BatchHook
 from plantstream.store.sensors import SensorKey
@@ -46,9 +47,6 @@ def child_main(
     log_level: str,
 ) -> None:
     """The child: name itself, die with its parent, build the hook, evaluate in order."""
-    # imported here, in the child: the runtime (which builds this sink) imports this module
-    from plantstream.runtime.children import become
-
     become(name, parent, log_level)
     inbox: queue.Queue[tuple[int, int, Columns, dict[int, SensorKey]] | None] = queue.Queue()
     # a reader thread takes batches off the pipe while the hook works, so the parent's send
@@ -109,8 +107,8 @@ def _read(
         inbox.put(None)
 
 
-# a URL's credentials (``scheme://user:password@host``) and ``password=...`` in a libpq
-# connection string: what an error about a connection may echo, and the parent logs
+# what an error about a connection may echo and the parent logs: a URL's user and password
+# (everything between "://" and "@") and a libpq connection string's password value
 _CREDENTIALS = re.compile(r"(://)[^@/\s]*@|(password\s*=\s*)\S+", re.IGNORECASE)
 
 
