@@ -21,18 +21,16 @@ from plantstream.model import (
     SignalKind,
     TimeWindow,
     ValueType,
-    validate_columns,
 )
 from plantstream.model.values import TEXT_LUT
 from plantstream.processor.decode import (
     LATE_AFTER_US,
     Decoded,
+    _check_record,
     _decode_part,
     _typed_from_doubles,
     decode_records,
-    reading_payload,
 )
-from plantstream.processor.rows import DeadLetter
 from plantstream.stream.base import StreamRecord
 from plantstream.stream.records import (
     FORMAT_V1,
@@ -141,40 +139,22 @@ def one_by_one(stream: list[StreamRecord]) -> tuple[list[tuple[object, ...]], De
                 kept += _rows(columns, record.sequence, np.ones(len(columns), bool))
             continue
         columns = decode_record(record.data)
-        if columns.vtype is None:
-            columns = _typed_from_doubles(columns, CATALOG, {})
-        ok, rejects = validate_columns(
-            facility=columns.facility,
-            device=columns.device,
-            metrics=columns.metrics,
-            metric_idx=columns.metric_idx,
-            ts_us=columns.ts_us,
-            values=columns.values,
-            quality=columns.quality,
-            received_us=columns.received_us,
-            window=WINDOW,
-            catalog=CATALOG,
-            vtype=columns.vtype,
-            ints=columns.ints,
-            texts=columns.texts,
-            qcode=columns.qcode,
-        )
         facility = columns.facility[:64]
         out.counters[(facility, "received")] += len(columns)
-        out.counters[(facility, "accepted")] += len(columns) - len(rejects)
-        for i, error in rejects:
-            out.counters[(facility, f"rejected:{error.code}")] += 1
-            out.counters[(facility, "rejected")] += 1
-            out.dead_letters.append(
-                DeadLetter(
-                    "s",
-                    record.sequence,
-                    facility,
-                    str(error.code),
-                    error.message,
-                    reading_payload(facility, columns.reading(i)),
-                )
-            )
+        # the record's own check (what a record with a refused reading gets in the batch)
+        ok = _check_record(
+            out,
+            columns,
+            shard_id="s",
+            window=WINDOW,
+            catalog=CATALOG,
+            ints_memo={},
+            tables_memo={},
+            facility=facility,
+            sequence=record.sequence,
+        )
+        if columns.vtype is None:
+            columns = _typed_from_doubles(columns, CATALOG, {})
         late = int(np.count_nonzero(ok & (columns.ts_us < columns.received_us - LATE_AFTER_US)))
         if late:
             out.counters[(facility, "late")] += late
