@@ -80,6 +80,38 @@ rows = st.builds(
 )
 
 
+# readings that pass unless their signal says otherwise (20.5 of an int64 counter does not):
+# a record of these alone is decided by the batch check, with no record check to fall back to
+CLEAN_ROWS = st.builds(
+    Row,
+    metric=st.integers(0, 2),  # temperature, pressure, production_count
+    offset=st.sampled_from(OFFSETS[:3]),
+    value=st.sampled_from([20.5, 3.0, -0.0, 7.0]),
+    quality=st.sampled_from([0, 1, 2]),
+    vtype=st.just(0),
+    text=st.just(""),
+    qcode=st.just(-1),
+)
+
+
+@st.composite
+def clean_records(draw: st.DrawFn) -> bytes:
+    readings = draw(st.lists(CLEAN_ROWS, min_size=1, max_size=12))
+    metrics = NAMES[:3]
+    return FORMAT_V1 + msgspec.msgpack.encode(
+        DeviceRecord(
+            "plant-a",
+            draw(st.sampled_from(["press-1", "press-2"])),
+            RECEIVED_US,
+            metrics,
+            bytes(r.metric for r in readings),
+            np.array([RECEIVED_US + r.offset for r in readings], "<i8").tobytes(),
+            np.array([r.value for r in readings], "<f8").tobytes(),
+            bytes(r.quality for r in readings),
+        )
+    )
+
+
 @st.composite
 def records(draw: st.DrawFn) -> bytes:
     facility = draw(st.sampled_from(["plant-a", "plant-b", "-bad"]))
@@ -121,7 +153,9 @@ GATEWAY = gateway_envelope(
     "plant-a", b'{"device":"press-9","readings":[{"metric":"temperature","value":1.5}]}'
 )
 batches = st.lists(
-    st.one_of(records(), st.just(GATEWAY), st.just(b"\x03not a record")), min_size=1, max_size=8
+    st.one_of(records(), clean_records(), st.just(GATEWAY), st.just(b"\x03not a record")),
+    min_size=1,
+    max_size=8,
 )
 
 
@@ -227,3 +261,35 @@ def test_a_reading_of_a_metric_without_a_signal_is_refused_whatever_type_it_clai
         ("unknown_metric", "plant-a")
     ]
     assert out.counters[("plant-a", "rejected:unknown_metric")] == 1
+
+
+def test_an_old_record_types_only_the_integral_counts_as_each_record_check_does() -> None:
+    """Doubles-only records of an int64 signal: 3.0 becomes the int64 3; 20.5 and 2**60 (not
+    exact as a double) are refused. Each value has a record of its own, so the batch check
+    decides it (a record with a refused reading is checked again on its own)."""
+
+    def record(value: float) -> bytes:
+        return FORMAT_V1 + msgspec.msgpack.encode(
+            DeviceRecord(
+                "plant-a",
+                "press-1",
+                RECEIVED_US,
+                ["production_count"],
+                bytes([0]),
+                np.full(1, RECEIVED_US, "<i8").tobytes(),
+                np.array([value], "<f8").tobytes(),
+                bytes(1),
+            )
+        )
+
+    stream = [StreamRecord(str(n), record(v)) for n, v in enumerate([3.0, 20.5, 2.0**60, 7.0])]
+    expected_rows, expected = one_by_one(stream)
+    got = decode_records(stream, shard_id="s", window=WINDOW, catalog=CATALOG)
+    flat = got.flat
+    assert [
+        (flat.sequence[r], flat.facility[r], *_typed(flat.reading(i)))
+        for i, r in enumerate(flat.record.tolist())
+    ] == expected_rows
+    assert [flat.reading(i).value for i in range(len(flat))] == [3, 7]
+    assert got.counters == expected.counters
+    assert got.counters[("plant-a", "rejected")] == 2
