@@ -274,15 +274,15 @@ def _check_parts(
         return out
     tables = _Tables(catalog)
     lens = np.array([len(columns) for _, columns in devices], dtype=np.intp)
-    offsets, sizes, received, plain, checked, valid_ids = [], [], [], [], [], []
+    offsets, sizes, received, plain, checked = [], [], [], [], []
     for part, columns in devices:
+        # a junk facility or device: tables that know no signal refuse every reading of it
         valid = is_valid_id(columns.facility) and is_valid_id(columns.device)  # (cached)
         offsets.append(tables.offset(columns.facility, columns.metrics, known=valid))
         sizes.append(len(columns.metrics))
         received.append(columns.received_us)
         plain.append(columns.vtype is None)
         checked.append(part.checked)
-        valid_ids.append(valid)
     record = np.repeat(np.arange(len(devices), dtype=np.intp), lens)
     metric_idx = np.concatenate([columns.metric_idx for _, columns in devices])
     ts_us = np.concatenate([columns.ts_us for _, columns in devices])
@@ -314,8 +314,6 @@ def _check_parts(
     trusted = np.array(checked)
     if trusted.any():
         ok |= trusted[record]  # a gateway body's readings were checked by its codec
-    if not all(valid_ids):
-        ok &= np.array(valid_ids)[record]
     flat = Flat(
         [columns.facility for _, columns in devices],
         [columns.device for _, columns in devices],
